@@ -1,0 +1,220 @@
+//! `DataJob`: one short resource that says what to run, when, and with what.
+use k8s_openapi::api::core::v1::EnvVar;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::quantity::Quantity;
+
+/// The longest DataJob name: its CronJob carries the same name and the CronJob
+/// controller appends `-<11 digits>` to name each Job, which must stay within 63
+/// characters (the label value limit).
+pub const MAX_NAME_LEN: usize = 52;
+
+/// What to run, when, and with what. Every field but `image` has a safe default.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "datajob.dev",
+    version = "v1alpha1",
+    kind = "DataJob",
+    plural = "datajobs",
+    shortname = "dj",
+    category = "datajob",
+    namespaced,
+    status = "DataJobStatus",
+    doc = "A batch data job: an image run once or on a schedule, with a deadline, bounded retries and resources (not VMs).",
+    printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule"),
+    printcolumn(name = "Last Run", type_ = "string", json_path = ".status.lastRun.logicalTime"),
+    printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
+    printcolumn(name = "Next Run", type_ = "string", json_path = ".status.nextRun"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = kube::core::Rule::new("self.metadata.name.size() <= 52")
+        .message("metadata.name is longer than 52 characters: the names DataJob derives from it (CronJob, Jobs, pods) would overflow the 63-character limit; use a shorter name")
+        .reason(kube::core::Reason::FieldValueInvalid),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DataJobSpec {
+    /// Container image to run, e.g. `ghcr.io/acme/churn:1.4.2`. Required. Pin a tag or a digest:
+    /// a run records the image it used.
+    #[x_kube(validation = kube::core::Rule::new("self.size() > 0").message("spec.image is empty: set the container image to run, e.g. ghcr.io/acme/churn:1.4.2"))]
+    pub image: String,
+
+    /// Entrypoint override. Default: the image's own entrypoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+
+    /// Arguments to the entrypoint. Default: the image's own arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+
+    /// Extra environment variables, as in a Kubernetes container (`value` or `valueFrom`).
+    /// The operator also injects `DATAJOB_NAME`, `DATAJOB_RUN_ID`, `DATAJOB_LOGICAL_TIME`
+    /// and, with `output`, `DATAJOB_OUTPUT` and `DATAJOB_STAGING`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+
+    /// When to run, as a standard 5-field cron expression (`minute hour day-of-month month
+    /// day-of-week`) or `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`.
+    /// Default: none, and the job runs once, now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+
+    /// IANA time zone the schedule is read in, e.g. `Europe/London`. Default: `UTC`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+
+    /// What one run needs. Requests equal limits, so a run gets exactly this.
+    #[serde(default)]
+    pub resources: DataJobResources,
+
+    /// The longest a run may take once its container started, as `90m`, `2h`, `1h30m`
+    /// (units s, m, h, d). Default: `1h`. Never above the operator's maximum (default `24h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
+
+    /// How many times a failed run is retried (0 to 10). Default: 1. Failures that retrying
+    /// cannot fix (image not found, missing config, command not found) are never retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 10))]
+    pub retries: Option<i32>,
+
+    /// Pause scheduling new runs; runs already going finish. Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+
+    /// Service account the run's pod uses. Default: the namespace's `default` account, with
+    /// no API token mounted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+
+    /// How many finished runs keep their Job (and pods, for logs). Default: 5; at most 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 50))]
+    pub history: Option<i32>,
+
+    /// Names of DataJobs in the same namespace whose output of the same logical time this
+    /// job waits for. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<String>,
+
+    /// Where a successful run publishes its output (`s3://`, `gs://`, `abfs://`, `file://` or a
+    /// path). Runs write to a per-run staging location first. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+}
+
+/// Resources, not VMs: what one run needs. Requests equal limits.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataJobResources {
+    /// CPU cores, e.g. `4` or `500m`. Default: `1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Quantity>,
+    /// Memory, e.g. `16Gi`. Default: `2Gi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Quantity>,
+    /// Scratch disk, e.g. `100Gi`, requested as ephemeral storage. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<Quantity>,
+    /// Whole GPUs (`nvidia.com/gpu`). Default: 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 16))]
+    pub gpu: Option<i32>,
+}
+
+/// The state of a run, or of the DataJob as a whole.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum RunState {
+    /// Waiting for its first run (scheduled DataJobs).
+    #[default]
+    Scheduled,
+    /// A run exists but its container has not started.
+    Pending,
+    /// A run's container is running.
+    Running,
+    /// The last run succeeded.
+    Succeeded,
+    /// The last run failed; `reason` says why.
+    Failed,
+    /// The spec is invalid; no run is created until it is fixed.
+    Invalid,
+    /// `spec.suspend` is true.
+    Suspended,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Scheduled => "Scheduled",
+            RunState::Pending => "Pending",
+            RunState::Running => "Running",
+            RunState::Succeeded => "Succeeded",
+            RunState::Failed => "Failed",
+            RunState::Invalid => "Invalid",
+            RunState::Suspended => "Suspended",
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, RunState::Succeeded | RunState::Failed)
+    }
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One run: identified by (DataJob, logical time).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    /// Run id: the name of the run's Job.
+    pub name: String,
+    /// The logical time this run processes (RFC 3339, UTC).
+    pub logical_time: String,
+    pub state: RunState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_time: Option<String>,
+    /// A stable CamelCase word, e.g. `ImageNotFound`, `DeadlineExceeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What happened, in plain words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// What the operator observed and decided.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataJobStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The DataJob's state: its last run's, or Scheduled, Invalid, Suspended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<RunState>,
+    /// Why it is in that state (empty when all is well).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The reason in plain words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<RunRecord>,
+    /// The last few runs, newest first, kept after their Jobs and events are gone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_runs: Vec<RunRecord>,
+    /// The next scheduled logical time (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<String>,
+    /// Run ids of runs not yet finished.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active_runs: Vec<String>,
+}

@@ -1,0 +1,382 @@
+//! What a DataJob becomes: guarded CronJobs and Jobs, built as plain values.
+//! Nothing here talks to the cluster.
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::batch::v1::{
+    CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec, PodFailurePolicy,
+    PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyOnPodConditionsPattern,
+    PodFailurePolicyRule,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodSecurityContext,
+    PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::ObjectMeta;
+use kube::{Resource, ResourceExt};
+
+use crate::api::DataJob;
+use crate::labels::{
+    self, CONTAINER, JOB_NAME, LOGICAL_TIME, MANAGED_BY, MANAGED_BY_VALUE, NAME, RUN_ID,
+};
+use crate::units::{format_bytes, format_cpu};
+use crate::validation::Resolved;
+
+/// Exit codes that mean the command cannot run at all: retrying cannot fix them.
+pub const UNRETRYABLE_EXIT_CODES: [i32; 2] = [126, 127];
+
+/// Operator-wide settings for the objects it creates.
+#[derive(Clone, Debug)]
+pub struct Guards {
+    /// How long a finished Job (and its pods, for logs) stays before Kubernetes deletes it.
+    pub ttl_after_finished: Duration,
+    /// Added to `deadline` for the Job's `activeDeadlineSeconds` backstop, which also
+    /// counts time spent Pending (kubernetes#111948).
+    pub startup_allowance: Duration,
+}
+
+impl Default for Guards {
+    fn default() -> Self {
+        Guards {
+            ttl_after_finished: Duration::from_secs(3 * 86_400),
+            startup_allowance: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+fn common_labels(name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (MANAGED_BY.to_string(), MANAGED_BY_VALUE.to_string()),
+        (NAME.to_string(), name.to_string()),
+    ])
+}
+
+fn owner_meta(
+    dj: &DataJob,
+    name: String,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: dj.namespace(),
+        labels: Some(labels),
+        annotations: (!annotations.is_empty()).then_some(annotations),
+        owner_references: dj.controller_owner_ref(&()).map(|o| vec![o]),
+        ..Default::default()
+    }
+}
+
+/// The CronJob for a scheduled DataJob. Its Jobs start suspended: the operator admits
+/// each one (stamps its logical time, places it) and then lets it run.
+pub fn cronjob(dj: &DataJob, r: &Resolved, guards: &Guards) -> Option<CronJob> {
+    let schedule = r.schedule.as_ref()?;
+    let interval = schedule
+        .min_interval(Utc::now())
+        .map_or(3600, |d| d.num_seconds());
+    let labels = common_labels(&r.name);
+    Some(CronJob {
+        metadata: owner_meta(dj, r.name.clone(), labels.clone(), BTreeMap::new()),
+        spec: CronJobSpec {
+            schedule: schedule.expression.clone(),
+            time_zone: Some(r.time_zone.name().to_string()),
+            concurrency_policy: Some("Forbid".into()),
+            // Always set: without it a CronJob that missed 100 schedules stops for good
+            // (kubernetes#42649). A run may start at most this late, and never later than
+            // the next one is due.
+            starting_deadline_seconds: Some(interval.clamp(60, 3600)),
+            suspend: Some(r.suspend),
+            successful_jobs_history_limit: Some(r.history),
+            failed_jobs_history_limit: Some(r.history.max(1)),
+            job_template: JobTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(job_spec(r, guards, None, true)),
+            },
+        },
+        status: None,
+    })
+}
+
+/// The Job of one run at `logical_time`, created by the operator itself
+/// (one-off DataJobs and triggered runs).
+pub fn job(
+    dj: &DataJob,
+    r: &Resolved,
+    guards: &Guards,
+    logical_time: DateTime<Utc>,
+    suspend: bool,
+) -> Job {
+    let id = labels::run_id(&r.name, logical_time);
+    let mut l = common_labels(&r.name);
+    l.insert(RUN_ID.into(), id.clone());
+    let a = BTreeMap::from([(LOGICAL_TIME.to_string(), labels::rfc3339(logical_time))]);
+    Job {
+        metadata: owner_meta(dj, id, l, a),
+        spec: Some(job_spec(r, guards, Some(logical_time), suspend)),
+        status: None,
+    }
+}
+
+fn job_spec(
+    r: &Resolved,
+    guards: &Guards,
+    logical_time: Option<DateTime<Utc>>,
+    suspend: bool,
+) -> JobSpec {
+    let backstop = r.deadline + guards.startup_allowance;
+    JobSpec {
+        active_deadline_seconds: Some(backstop.as_secs() as i64),
+        backoff_limit: Some(r.retries),
+        completions: Some(1),
+        parallelism: Some(1),
+        suspend: Some(suspend),
+        ttl_seconds_after_finished: Some(
+            guards.ttl_after_finished.as_secs().min(i32::MAX as u64) as i32
+        ),
+        // A new pod only once the failed one is gone: a run never holds two nodes' worth.
+        pod_replacement_policy: Some("Failed".into()),
+        pod_failure_policy: Some(PodFailurePolicy {
+            rules: vec![
+                // Evictions and preemptions are not the job's fault: do not count them.
+                PodFailurePolicyRule {
+                    action: "Ignore".into(),
+                    on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
+                        type_: "DisruptionTarget".into(),
+                        status: Some("True".into()),
+                    }]),
+                    on_exit_codes: None,
+                },
+                // The command cannot be executed or found: retrying cannot fix it.
+                PodFailurePolicyRule {
+                    action: "FailJob".into(),
+                    on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                        container_name: Some(CONTAINER.into()),
+                        operator: "In".into(),
+                        values: UNRETRYABLE_EXIT_CODES.to_vec(),
+                    }),
+                    on_pod_conditions: None,
+                },
+            ],
+        }),
+        template: pod_template(r, logical_time),
+        ..Default::default()
+    }
+}
+
+fn pod_template(r: &Resolved, logical_time: Option<DateTime<Utc>>) -> PodTemplateSpec {
+    let mut labels = common_labels(&r.name);
+    let mut annotations = BTreeMap::from([
+        // Clusters that also run Karpenter or Cluster Autoscaler must not evict a run mid-way.
+        (
+            "karpenter.sh/do-not-disrupt".to_string(),
+            "true".to_string(),
+        ),
+        (
+            "cluster-autoscaler.kubernetes.io/safe-to-evict".to_string(),
+            "false".to_string(),
+        ),
+    ]);
+    if let Some(t) = logical_time {
+        labels.insert(RUN_ID.into(), labels::run_id(&r.name, t));
+        annotations.insert(LOGICAL_TIME.into(), labels::rfc3339(t));
+    }
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels),
+            annotations: Some(annotations),
+            ..Default::default()
+        }),
+        spec: Some(PodSpec {
+            restart_policy: Some("Never".into()),
+            service_account_name: r.service_account.clone(),
+            // A run only gets an API token when it asked for an identity.
+            automount_service_account_token: Some(r.service_account.is_some()),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            containers: vec![container(r)],
+            ..Default::default()
+        }),
+    }
+}
+
+fn container(r: &Resolved) -> Container {
+    let mut res = BTreeMap::from([
+        ("cpu".to_string(), Quantity(format_cpu(r.cpu_millis))),
+        ("memory".to_string(), Quantity(format_bytes(r.memory_bytes))),
+    ]);
+    if let Some(d) = r.disk_bytes {
+        res.insert("ephemeral-storage".into(), Quantity(format_bytes(d)));
+    }
+    if r.gpu > 0 {
+        res.insert("nvidia.com/gpu".into(), Quantity(r.gpu.to_string()));
+    }
+    Container {
+        name: CONTAINER.into(),
+        image: Some(r.image.clone()),
+        command: (!r.command.is_empty()).then(|| r.command.clone()),
+        args: (!r.args.is_empty()).then(|| r.args.clone()),
+        env: Some(env(r)),
+        resources: Some(ResourceRequirements {
+            requests: Some(res.clone()),
+            limits: Some(res),
+            ..Default::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            run_as_non_root: Some(true),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Default::default()
+    }
+}
+
+/// What every run's container is told about itself, then the user's own variables.
+fn env(r: &Resolved) -> Vec<EnvVar> {
+    let literal = |name: &str, value: &str| EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        value_from: None,
+    };
+    let field = |name: &str, path: String| EnvVar {
+        name: name.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path,
+                api_version: None,
+            }),
+            ..Default::default()
+        }),
+    };
+    let mut env = vec![
+        literal("DATAJOB_NAME", &r.name),
+        literal("DATAJOB_NAMESPACE", &r.namespace),
+        field("DATAJOB_RUN_ID", format!("metadata.labels['{JOB_NAME}']")),
+        field(
+            "DATAJOB_LOGICAL_TIME",
+            format!("metadata.annotations['{LOGICAL_TIME}']"),
+        ),
+        literal(
+            "DATAJOB_DEADLINE_SECONDS",
+            &r.deadline.as_secs().to_string(),
+        ),
+    ];
+    env.extend(r.env.iter().cloned());
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{DataJobResources, DataJobSpec};
+    use crate::validation::{Limits, resolve};
+
+    fn dj(schedule: Option<&str>) -> (DataJob, Resolved) {
+        let mut d = DataJob::new(
+            "churn-features",
+            DataJobSpec {
+                image: "ghcr.io/acme/churn:1.4.2".into(),
+                schedule: schedule.map(Into::into),
+                time_zone: Some("Europe/London".into()),
+                deadline: Some("2h".into()),
+                retries: Some(2),
+                resources: DataJobResources {
+                    cpu: Some("4".into()),
+                    memory: Some("16Gi".into()),
+                    disk: Some("100Gi".into()),
+                    gpu: None,
+                },
+                ..Default::default()
+            },
+        );
+        d.metadata.namespace = Some("analytics".into());
+        d.metadata.uid = Some("uid-1".into());
+        let r = resolve(&d, &Limits::default()).unwrap();
+        (d, r)
+    }
+
+    #[test]
+    fn scheduled_datajob_gets_a_guarded_cronjob() {
+        let (d, r) = dj(Some("0 3 * * *"));
+        let cj = cronjob(&d, &r, &Guards::default()).unwrap();
+        let spec = cj.spec;
+        assert_eq!(spec.concurrency_policy.as_deref(), Some("Forbid"));
+        assert_eq!(spec.time_zone.as_deref(), Some("Europe/London"));
+        assert_eq!(spec.starting_deadline_seconds, Some(3600));
+        let job = spec.job_template.spec.unwrap();
+        assert_eq!(
+            job.suspend,
+            Some(true),
+            "the operator admits each scheduled run"
+        );
+        assert_eq!(
+            cj.metadata.owner_references.unwrap()[0].controller,
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn every_job_is_guarded() {
+        let (d, r) = dj(None);
+        let t = labels::parse_rfc3339("2026-11-25T03:00:00Z").unwrap();
+        let j = job(&d, &r, &Guards::default(), t, false);
+        assert_eq!(j.metadata.name.as_deref(), Some("churn-features-29926260"));
+        let spec = j.spec.unwrap();
+        assert_eq!(spec.active_deadline_seconds, Some(2 * 3600 + 15 * 60));
+        assert_eq!(spec.backoff_limit, Some(2));
+        assert!(spec.ttl_seconds_after_finished.is_some());
+        assert_eq!(spec.pod_failure_policy.unwrap().rules.len(), 2);
+        let pod = spec.template.spec.unwrap();
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let c = &pod.containers[0];
+        let res = c.resources.as_ref().unwrap();
+        assert_eq!(res.requests, res.limits);
+        let req = res.requests.as_ref().unwrap();
+        assert_eq!(req["cpu"].0, "4");
+        assert_eq!(req["memory"].0, "16Gi");
+        assert_eq!(req["ephemeral-storage"].0, "100Gi");
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        let env: Vec<&str> = c
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert!(env.contains(&"DATAJOB_RUN_ID") && env.contains(&"DATAJOB_LOGICAL_TIME"));
+        let meta = spec.template.metadata.unwrap();
+        assert_eq!(
+            meta.annotations.unwrap()[LOGICAL_TIME],
+            "2026-11-25T03:00:00Z"
+        );
+    }
+
+    #[test]
+    fn minute_schedules_get_a_minute_of_starting_deadline() {
+        let (d, r) = dj(Some("* * * * *"));
+        let cj = cronjob(&d, &r, &Guards::default()).unwrap();
+        assert_eq!(cj.spec.starting_deadline_seconds, Some(60));
+    }
+}

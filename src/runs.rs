@@ -1,0 +1,455 @@
+//! From the Jobs a DataJob has to what its status says: run records, the DataJob's
+//! state, conditions, and the events a change of state deserves. Pure functions.
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::ResourceExt;
+use regex::Regex;
+
+use crate::api::{DataJobStatus, RunRecord, RunState};
+use crate::labels::{self, CRONJOB_SCHEDULED, END_MESSAGE, END_REASON, LOGICAL_TIME};
+use crate::validation::{Problems, Resolved};
+
+/// How many runs `status.recentRuns` keeps.
+pub const RECENT_RUNS: usize = 10;
+
+static EXIT_CODE_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"exit code (\d+)").unwrap_or_else(|e| unreachable!("{e}")));
+
+/// The run a Job stands for. `None` for a Job that is not a run of `datajob`.
+pub fn run_of(job: &Job, datajob: &str) -> Option<RunRecord> {
+    let name = job.name_any();
+    let annotations = job.annotations();
+    let logical_time = annotations
+        .get(LOGICAL_TIME)
+        .or_else(|| annotations.get(CRONJOB_SCHEDULED))
+        .and_then(|s| labels::parse_rfc3339(s))
+        .or_else(|| labels::logical_time_of(datajob, &name))?;
+    let status = job.status.clone().unwrap_or_default();
+    let conditions = status.conditions.unwrap_or_default();
+    let cond = |t: &str| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == t && c.status == "True")
+    };
+    let suspended = job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
+
+    let mut record = RunRecord {
+        name,
+        logical_time: labels::rfc3339(logical_time),
+        start_time: status
+            .start_time
+            .as_ref()
+            .and_then(labels::from_k8s_time)
+            .map(labels::rfc3339),
+        ..Default::default()
+    };
+    if let Some(c) = cond("Complete").or_else(|| cond("SuccessCriteriaMet")) {
+        record.state = RunState::Succeeded;
+        record.finish_time = status
+            .completion_time
+            .as_ref()
+            .or(c.last_transition_time.as_ref())
+            .and_then(labels::from_k8s_time)
+            .map(labels::rfc3339);
+    } else if let Some(c) = cond("Failed").or_else(|| cond("FailureTarget")) {
+        record.state = RunState::Failed;
+        record.finish_time = c
+            .last_transition_time
+            .as_ref()
+            .and_then(labels::from_k8s_time)
+            .map(labels::rfc3339);
+        let (reason, message) = failure_reason(
+            c.reason.as_deref().unwrap_or_default(),
+            c.message.as_deref().unwrap_or_default(),
+            status.failed.unwrap_or(0),
+        );
+        record.reason = Some(reason);
+        record.message = Some(message);
+    } else if suspended {
+        record.state = RunState::Pending;
+        record.reason = Some("WaitingToStart".into());
+        record.message = Some("the run is waiting for the operator to start it".into());
+    } else if status.ready.unwrap_or(0) > 0 {
+        record.state = RunState::Running;
+    } else {
+        record.state = RunState::Pending;
+    }
+    // What the operator itself decided (it ended the run, and said why) wins.
+    if let Some(reason) = annotations.get(END_REASON) {
+        record.state = RunState::Failed;
+        record.reason = Some(reason.clone());
+        record.message = annotations.get(END_MESSAGE).cloned().or(record.message);
+    }
+    Some(record)
+}
+
+/// A Job controller failure reason in plain words.
+fn failure_reason(reason: &str, message: &str, failed_pods: i32) -> (String, String) {
+    match reason {
+        "DeadlineExceeded" => (
+            "DeadlineExceeded".into(),
+            "the run took longer than its deadline and was stopped; raise spec.deadline or make the job faster".into(),
+        ),
+        "BackoffLimitExceeded" => (
+            "RetriesExhausted".into(),
+            format!("the run failed {failed_pods} time(s) and has no retries left; see `kubectl datajob logs`"),
+        ),
+        "PodFailurePolicy" => {
+            let code = EXIT_CODE_RE.captures(message).and_then(|c| c.get(1)).map(|m| m.as_str().to_string());
+            let what = match code.as_deref() {
+                Some("127") => "the command was not found in the image (exit code 127)".to_string(),
+                Some("126") => "the command could not be executed (exit code 126)".to_string(),
+                Some(c) => format!("the container exited with code {c}"),
+                None => message.to_string(),
+            };
+            ("CommandNotRunnable".into(), format!("{what}; retrying cannot fix it, so the run was not retried"))
+        }
+        "" => ("Failed".into(), message.to_string()),
+        other => (other.to_string(), message.to_string()),
+    }
+}
+
+/// Merges what the Jobs say with the history in the status, newest first.
+pub fn merge_runs(previous: &[RunRecord], current: Vec<RunRecord>) -> Vec<RunRecord> {
+    let mut by_name: BTreeMap<String, RunRecord> = previous
+        .iter()
+        .map(|r| (r.name.clone(), r.clone()))
+        .collect();
+    for run in current {
+        by_name.insert(run.name.clone(), run);
+    }
+    let mut runs: Vec<RunRecord> = by_name.into_values().collect();
+    runs.sort_by(|a, b| {
+        b.logical_time
+            .cmp(&a.logical_time)
+            .then_with(|| b.name.cmp(&a.name))
+    });
+    runs.truncate(RECENT_RUNS);
+    runs
+}
+
+/// Everything the reconciler knows, to compute the status from.
+pub struct Observed<'a> {
+    pub generation: Option<i64>,
+    pub spec: Result<&'a Resolved, &'a Problems>,
+    pub previous: Option<&'a DataJobStatus>,
+    /// Runs read from the DataJob's Jobs now.
+    pub runs: Vec<RunRecord>,
+    pub now: DateTime<Utc>,
+}
+
+/// The status the DataJob should have. Condition transition times are kept from the
+/// previous status when nothing changed, so an unchanged status compares equal.
+pub fn desired_status(o: Observed<'_>) -> DataJobStatus {
+    let empty = DataJobStatus::default();
+    let prev = o.previous.unwrap_or(&empty);
+    let recent_runs = merge_runs(&prev.recent_runs, o.runs);
+    let last_run = recent_runs.first().cloned();
+    let active_runs: Vec<String> = recent_runs
+        .iter()
+        .filter(|r| !r.state.is_finished())
+        .map(|r| r.name.clone())
+        .collect();
+
+    let mut s = DataJobStatus {
+        observed_generation: o.generation,
+        last_run: last_run.clone(),
+        recent_runs,
+        active_runs,
+        ..Default::default()
+    };
+    let mut conditions = Vec::new();
+    match o.spec {
+        Err(problems) => {
+            s.state = Some(RunState::Invalid);
+            s.reason = Some("Invalid".into());
+            s.message = Some(problems.to_string());
+            conditions.push(("Invalid", true, "Invalid", problems.to_string()));
+            conditions.push((
+                "Ready",
+                false,
+                "Invalid",
+                "the spec is invalid; no run is created until it is fixed".into(),
+            ));
+        }
+        Ok(r) => {
+            conditions.push(("Invalid", false, "Valid", "the spec is valid".into()));
+            conditions.push((
+                "Ready",
+                true,
+                "Reconciled",
+                "the DataJob's CronJob or Job is up to date".into(),
+            ));
+            if !r.suspend {
+                s.next_run = r
+                    .schedule
+                    .as_ref()
+                    .and_then(|sc| sc.next_after(o.now))
+                    .map(labels::rfc3339);
+            }
+            let (state, reason, message) = match (&last_run, r.suspend) {
+                (_, true) if s.active_runs.is_empty() => (RunState::Suspended, None, None),
+                (Some(run), _) => (run.state, run.reason.clone(), run.message.clone()),
+                (None, _) if r.schedule.is_some() => (RunState::Scheduled, None, None),
+                (None, _) => (RunState::Pending, None, None),
+            };
+            s.state = Some(state);
+            s.reason = reason;
+            s.message = message;
+        }
+    }
+    let running = !s.active_runs.is_empty();
+    conditions.push((
+        "Running",
+        running,
+        if running { "RunActive" } else { "NoRunActive" },
+        if running {
+            format!("run {} is active", s.active_runs.join(", "))
+        } else {
+            "no run is active".into()
+        },
+    ));
+    let failed = last_run
+        .as_ref()
+        .is_some_and(|r| r.state == RunState::Failed);
+    conditions.push((
+        "Failed",
+        failed,
+        if failed {
+            last_run
+                .as_ref()
+                .and_then(|r| r.reason.as_deref())
+                .unwrap_or("Failed")
+        } else {
+            "LastRunNotFailed"
+        },
+        if failed {
+            last_run
+                .as_ref()
+                .and_then(|r| r.message.clone())
+                .unwrap_or_default()
+        } else {
+            "the last run did not fail".into()
+        },
+    ));
+    s.conditions = conditions
+        .into_iter()
+        .map(|(t, status, reason, message)| {
+            condition(prev, t, status, reason, message, o.generation, o.now)
+        })
+        .collect();
+    s
+}
+
+fn condition(
+    prev: &DataJobStatus,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> Condition {
+    let status = if status { "True" } else { "False" }.to_string();
+    let old = prev.conditions.iter().find(|c| c.type_ == type_);
+    let last_transition_time = match old {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => labels::to_k8s_time(now),
+    };
+    Condition {
+        type_: type_.into(),
+        status,
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// An event a change of run state deserves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunEvent {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+    pub run: String,
+}
+
+/// Runs that started, succeeded or failed between two statuses.
+pub fn run_events(previous: &[RunRecord], current: &[RunRecord]) -> Vec<RunEvent> {
+    let mut events = Vec::new();
+    for run in current {
+        let before = previous.iter().find(|p| p.name == run.name);
+        if before.is_none() {
+            events.push(RunEvent {
+                warning: false,
+                reason: "RunStarted",
+                note: format!(
+                    "run {} for logical time {} created",
+                    run.name, run.logical_time
+                ),
+                run: run.name.clone(),
+            });
+        }
+        let was_finished = before.is_some_and(|p| p.state.is_finished());
+        if run.state.is_finished() && !was_finished {
+            let (warning, reason, note) = match run.state {
+                RunState::Succeeded => {
+                    (false, "RunSucceeded", format!("run {} succeeded", run.name))
+                }
+                _ => (
+                    true,
+                    "RunFailed",
+                    format!(
+                        "run {} failed: {}: {}",
+                        run.name,
+                        run.reason.as_deref().unwrap_or("Failed"),
+                        run.message.as_deref().unwrap_or("")
+                    ),
+                ),
+            };
+            events.push(RunEvent {
+                warning,
+                reason,
+                note,
+                run: run.name.clone(),
+            });
+        }
+    }
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::batch::v1::{JobCondition, JobSpec, JobStatus};
+    use kube::api::ObjectMeta;
+
+    fn job(name: &str, conditions: Vec<(&str, &str, &str)>, ready: i32) -> Job {
+        Job {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            spec: Some(JobSpec {
+                suspend: Some(false),
+                ..Default::default()
+            }),
+            status: Some(JobStatus {
+                ready: Some(ready),
+                failed: Some(2),
+                conditions: Some(
+                    conditions
+                        .into_iter()
+                        .map(|(t, reason, message)| JobCondition {
+                            type_: t.into(),
+                            status: "True".into(),
+                            reason: Some(reason.into()),
+                            message: Some(message.into()),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn job_states() {
+        let r = run_of(&job("dj-29926260", vec![], 0), "dj").unwrap();
+        assert_eq!(
+            (r.state, r.logical_time.as_str()),
+            (RunState::Pending, "2026-11-25T03:00:00Z")
+        );
+        assert_eq!(
+            run_of(&job("dj-29926260", vec![], 1), "dj").unwrap().state,
+            RunState::Running
+        );
+        assert_eq!(
+            run_of(&job("dj-29926260", vec![("Complete", "", "")], 0), "dj")
+                .unwrap()
+                .state,
+            RunState::Succeeded
+        );
+        let f = run_of(
+            &job(
+                "dj-29926260",
+                vec![("Failed", "BackoffLimitExceeded", "")],
+                0,
+            ),
+            "dj",
+        )
+        .unwrap();
+        assert_eq!(
+            (f.state, f.reason.as_deref()),
+            (RunState::Failed, Some("RetriesExhausted"))
+        );
+        let p = run_of(
+            &job("dj-29926260", vec![("Failed", "PodFailurePolicy", "Container main for pod x failed with exit code 127 matching FailJob rule at index 1")], 0),
+            "dj",
+        )
+        .unwrap();
+        assert!(p.message.unwrap().contains("not found"));
+        assert!(run_of(&job("other-name", vec![], 0), "dj").is_none());
+    }
+
+    #[test]
+    fn operator_decisions_win() {
+        let mut j = job("dj-29926260", vec![], 0);
+        j.metadata.annotations = Some(BTreeMap::from([
+            (END_REASON.to_string(), "ImageNotFound".to_string()),
+            (
+                END_MESSAGE.to_string(),
+                "image x could not be pulled".to_string(),
+            ),
+        ]));
+        let r = run_of(&j, "dj").unwrap();
+        assert_eq!(
+            (r.state, r.reason.as_deref()),
+            (RunState::Failed, Some("ImageNotFound"))
+        );
+    }
+
+    #[test]
+    fn history_is_kept_newest_first_and_bounded() {
+        let rec = |n: i64| RunRecord {
+            name: format!("dj-{n}"),
+            logical_time: labels::rfc3339(DateTime::from_timestamp(n * 60, 0).unwrap()),
+            state: RunState::Succeeded,
+            ..Default::default()
+        };
+        let old: Vec<RunRecord> = (0..10).map(rec).collect();
+        let merged = merge_runs(&old, vec![rec(10), rec(11)]);
+        assert_eq!(merged.len(), RECENT_RUNS);
+        assert_eq!(merged[0].name, "dj-11");
+        assert_eq!(merged.last().unwrap().name, "dj-2");
+    }
+
+    #[test]
+    fn events_on_transitions_only() {
+        let pending = RunRecord {
+            name: "a".into(),
+            state: RunState::Pending,
+            ..Default::default()
+        };
+        let done = RunRecord {
+            state: RunState::Succeeded,
+            ..pending.clone()
+        };
+        let ev = run_events(&[], std::slice::from_ref(&pending));
+        assert_eq!(
+            ev.iter().map(|e| e.reason).collect::<Vec<_>>(),
+            vec!["RunStarted"]
+        );
+        assert_eq!(
+            run_events(std::slice::from_ref(&pending), std::slice::from_ref(&done))[0].reason,
+            "RunSucceeded"
+        );
+        assert!(run_events(std::slice::from_ref(&done), std::slice::from_ref(&done)).is_empty());
+    }
+}

@@ -1,0 +1,277 @@
+//! Schedules as Kubernetes CronJobs read them (standard 5-field cron, `@daily` and
+//! friends), turned into the `cron` crate's form to compute run times in a time zone.
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+/// A parsed schedule in its time zone.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    /// The expression as the user wrote it (what the CronJob gets).
+    pub expression: String,
+    pub time_zone: Tz,
+    inner: cron::Schedule,
+}
+
+const NAMES: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+
+impl Schedule {
+    /// Parses a standard cron expression. Errors are sentences that finish
+    /// "spec.schedule "<expr>" ...".
+    pub fn parse(expression: &str, time_zone: Tz) -> Result<Self, String> {
+        let expr = expression.trim();
+        let five = match expr {
+            "@yearly" | "@annually" => "0 0 1 1 *",
+            "@monthly" => "0 0 1 * *",
+            "@weekly" => "0 0 * * 0",
+            "@daily" | "@midnight" => "0 0 * * *",
+            "@hourly" => "0 * * * *",
+            e if e.starts_with('@') => {
+                return Err(format!(
+                    "is not a schedule DataJob knows ({e}); use @hourly, @daily, @weekly, @monthly, @yearly or 5 cron fields"
+                ));
+            }
+            e => e,
+        };
+        if five.contains("TZ=") || five.contains("CRON_TZ=") {
+            return Err("sets a time zone inside the schedule; use spec.timeZone instead".into());
+        }
+        let fields: Vec<&str> = five.split_whitespace().collect();
+        if fields.len() != 5 {
+            return Err(format!(
+                "has {} fields; a schedule has 5: minute hour day-of-month month day-of-week, e.g. \"0 3 * * *\" for 03:00 every day",
+                fields.len()
+            ));
+        }
+        let restricted = |f: &str| f != "*" && f != "?";
+        if restricted(fields[2]) && restricted(fields[4]) {
+            return Err(
+                "restricts both day-of-month and day-of-week, which cron reads as either/or (it runs on every matching day of the month AND every matching weekday); set one of them to *"
+                    .into(),
+            );
+        }
+        for (i, (name, lo, hi)) in [("minute", 0, 59), ("hour", 0, 23), ("day-of-month", 1, 31)]
+            .into_iter()
+            .enumerate()
+        {
+            check_numbers(fields[i], name, lo, hi)?;
+        }
+        let dow = day_of_week(fields[4])?;
+        let six = format!(
+            "0 {} {} {} {} {}",
+            fields[0], fields[1], fields[2], fields[3], dow
+        );
+        let inner = cron::Schedule::from_str(&six)
+            .map_err(|e| format!("is not a valid cron expression ({e})"))?;
+        let schedule = Schedule {
+            expression: expr.to_string(),
+            time_zone,
+            inner,
+        };
+        if schedule.next_after(Utc::now()).is_none() {
+            return Err("never fires (e.g. February 30th); pick a date that exists".into());
+        }
+        Ok(schedule)
+    }
+
+    /// The first run time strictly after `t`.
+    pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.inner
+            .after(&t.with_timezone(&self.time_zone))
+            .next()
+            .map(|d| d.with_timezone(&Utc))
+    }
+
+    /// The next `n` run times after `t`.
+    pub fn upcoming(&self, t: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
+        self.inner
+            .after(&t.with_timezone(&self.time_zone))
+            .take(n)
+            .map(|d| d.with_timezone(&Utc))
+            .collect()
+    }
+
+    /// The smallest gap between two consecutive runs over the next few runs.
+    pub fn min_interval(&self, t: DateTime<Utc>) -> Option<chrono::Duration> {
+        let runs = self.upcoming(t, 8);
+        runs.windows(2).map(|w| w[1] - w[0]).min()
+    }
+}
+
+/// Parses an IANA time zone name.
+pub fn parse_time_zone(name: &str) -> Result<Tz, String> {
+    Tz::from_str(name).map_err(|_| {
+        "is not an IANA time zone name; use a name such as UTC, Europe/London or America/New_York".to_string()
+    })
+}
+
+/// Rejects numbers outside `lo..=hi` with a message naming the field.
+fn check_numbers(field: &str, name: &str, lo: u32, hi: u32) -> Result<(), String> {
+    for part in field.split([',', '-', '/']) {
+        if part.is_empty() {
+            return Err(format!(
+                "has an empty {name} part; write lists as 1,15 and ranges as 1-5"
+            ));
+        }
+        if let Ok(n) = part.parse::<u32>() {
+            // the step after '/' is not a value of the field
+            let is_step = field.contains(&format!("/{part}"));
+            if !is_step && (n < lo || n > hi) {
+                return Err(format!("has {name} {n}, outside {lo}-{hi}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Standard cron counts weekdays 0-7 with 0 and 7 both Sunday; the `cron` crate counts
+/// 1-7 from Sunday. Expand the field to the days it means and write them the crate's way.
+fn day_of_week(field: &str) -> Result<String, String> {
+    if field == "*" || field == "?" {
+        return Ok("*".into());
+    }
+    let day = |s: &str| -> Result<u32, String> {
+        if let Ok(n) = s.parse::<u32>() {
+            return if n <= 7 {
+                Ok(n % 7)
+            } else {
+                Err(format!("has day-of-week {n}, outside 0-7"))
+            };
+        }
+        NAMES
+            .iter()
+            .position(|d| d.eq_ignore_ascii_case(s))
+            .map(|p| p as u32)
+            .ok_or_else(|| format!("has day-of-week '{s}'; use 0-7 or SUN-SAT"))
+    };
+    let mut days = [false; 7];
+    for item in field.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((r, s)) => (
+                r,
+                s.parse::<u32>()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| format!("has a bad step in '{item}'"))?,
+            ),
+            None => (item, 1),
+        };
+        let (lo, hi) = match range {
+            "*" | "?" => (0, 6),
+            r => match r.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b) = (
+                        day(a)?,
+                        b.parse::<u32>()
+                            .ok()
+                            .filter(|n| *n == 7)
+                            .map_or_else(|| day(b), |_| Ok(7))?,
+                    );
+                    if a > b {
+                        return Err(format!("has a backwards day-of-week range '{r}'"));
+                    }
+                    (a, b)
+                }
+                None if step > 1 => (day(r)?, 6),
+                None => {
+                    let d = day(r)?;
+                    (d, d)
+                }
+            },
+        };
+        let mut d = lo;
+        while d <= hi {
+            days[(d % 7) as usize] = true;
+            d += step;
+        }
+    }
+    let list: Vec<String> = (0..7)
+        .filter(|d| days[*d as usize])
+        .map(|d| (d + 1).to_string())
+        .collect();
+    Ok(list.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn daily_in_london_follows_summer_time() {
+        let s = Schedule::parse("0 3 * * *", chrono_tz::Europe::London).unwrap();
+        assert_eq!(
+            s.next_after(at("2026-11-25T10:00:00Z")),
+            Some(at("2026-11-26T03:00:00Z"))
+        );
+        assert_eq!(
+            s.next_after(at("2026-07-01T10:00:00Z")),
+            Some(at("2026-07-02T02:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn weekdays_use_standard_numbering() {
+        // 2026-11-25 is a Wednesday; 0 and 7 are Sunday, 1 is Monday.
+        let mon = Schedule::parse("0 0 * * 1", Tz::UTC).unwrap();
+        assert_eq!(
+            mon.next_after(at("2026-11-25T00:00:00Z")),
+            Some(at("2026-11-30T00:00:00Z"))
+        );
+        for sunday in ["0 0 * * 0", "0 0 * * 7", "0 0 * * SUN", "@weekly"] {
+            let s = Schedule::parse(sunday, Tz::UTC).unwrap();
+            assert_eq!(
+                s.next_after(at("2026-11-25T00:00:00Z")),
+                Some(at("2026-11-29T00:00:00Z")),
+                "{sunday}"
+            );
+        }
+        let weekdays = Schedule::parse("30 6 * * 1-5", Tz::UTC).unwrap();
+        let runs = weekdays.upcoming(at("2026-11-27T07:00:00Z"), 2); // Friday after the run
+        assert_eq!(
+            runs,
+            vec![at("2026-11-30T06:30:00Z"), at("2026-12-01T06:30:00Z")]
+        );
+        let fri_to_sun = Schedule::parse("0 0 * * 5-7", Tz::UTC).unwrap();
+        assert_eq!(fri_to_sun.upcoming(at("2026-11-25T00:00:00Z"), 3).len(), 3);
+        assert_eq!(
+            fri_to_sun.next_after(at("2026-11-25T00:00:00Z")),
+            Some(at("2026-11-27T00:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn every_minute_and_steps() {
+        let s = Schedule::parse("* * * * *", Tz::UTC).unwrap();
+        assert_eq!(
+            s.next_after(at("2026-11-25T10:00:30Z")),
+            Some(at("2026-11-25T10:01:00Z"))
+        );
+        let s = Schedule::parse("*/15 * * * *", Tz::UTC).unwrap();
+        assert_eq!(
+            s.min_interval(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()),
+            Some(chrono::Duration::minutes(15))
+        );
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        let bad = |e: &str| Schedule::parse(e, Tz::UTC).unwrap_err();
+        assert!(bad("61 * * * *").contains("minute 61"));
+        assert!(bad("0 25 * * *").contains("hour 25"));
+        assert!(bad("0 3 * *").contains("4 fields"));
+        assert!(bad("0 3 13 * 5").contains("either/or"));
+        assert!(bad("@every 5m").contains("@daily"));
+        assert!(bad("0 0 30 2 *").contains("never fires"));
+        assert!(bad("0 0 * * 8").contains("day-of-week 8"));
+        assert!(bad("0 0 * * FUN").contains("FUN"));
+        assert!(bad("CRON_TZ=UTC 0 0 * * *").contains("spec.timeZone"));
+        assert!(parse_time_zone("Mars/Olympus").is_err());
+        assert!(parse_time_zone("Europe/London").is_ok());
+    }
+}

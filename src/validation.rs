@@ -1,0 +1,586 @@
+//! One validation for every door: the admission webhook, the reconciler and
+//! `kubectl datajob plan` call [`resolve`], so a user sees the same words everywhere.
+//! A valid spec comes back as [`Resolved`]: defaults applied, strings parsed into types.
+use std::{fmt, sync::LazyLock, time::Duration};
+
+use chrono_tz::Tz;
+use k8s_openapi::api::core::v1::EnvVar;
+use regex::Regex;
+
+use crate::{
+    api::{DataJob, datajob::MAX_NAME_LEN},
+    schedule::{self, Schedule},
+    units,
+};
+
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(3600);
+pub const DEFAULT_RETRIES: i32 = 1;
+pub const MAX_RETRIES: i32 = 10;
+pub const DEFAULT_CPU_MILLIS: u64 = 1000;
+pub const DEFAULT_MEMORY: u64 = 2 << 30;
+pub const DEFAULT_HISTORY: i32 = 5;
+pub const MAX_HISTORY: i32 = 50;
+const MAX_CPU_MILLIS: u64 = 512_000;
+const MIN_CPU_MILLIS: u64 = 10;
+const MAX_MEMORY: u64 = 16 << 40;
+const MIN_MEMORY: u64 = 16 << 20;
+const MAX_DISK: u64 = 256 << 40;
+const MAX_GPU: i32 = 16;
+/// Environment variables the operator sets itself.
+pub const RESERVED_ENV_PREFIX: &str = "DATAJOB_";
+
+/// Limits a platform engineer sets in the operator's configuration.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_deadline: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// One thing wrong with a DataJob: the field, the value, what is wrong and the fix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    pub value: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl Problem {
+    fn new(
+        field: impl Into<String>,
+        value: impl fmt::Display,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Problem {
+            field: field.into(),
+            value: value.to_string(),
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?} {}", self.field, self.value, self.problem)?;
+        if !self.fix.is_empty() {
+            write!(f, "; {}", self.fix)?;
+        }
+        Ok(())
+    }
+}
+
+/// All problems of one DataJob.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// A valid DataJob spec with every default applied and every string parsed.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub name: String,
+    pub namespace: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub env: Vec<EnvVar>,
+    pub schedule: Option<Schedule>,
+    pub time_zone: Tz,
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    pub disk_bytes: Option<u64>,
+    pub gpu: u32,
+    pub deadline: Duration,
+    pub retries: i32,
+    pub suspend: bool,
+    pub service_account: Option<String>,
+    pub history: i32,
+    pub inputs: Vec<String>,
+    pub output: Option<String>,
+}
+
+static IMAGE_RE: LazyLock<Regex> = LazyLock::new(|| {
+    // The grammar of github.com/distribution/reference: [domain[:port]/]path[:tag][@digest].
+    let component = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
+    let domain = r"(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?";
+    let tag = r"[\w][\w.-]{0,127}";
+    let digest = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}";
+    let re = format!(r"^(?:{domain}/)?{component}(?:/{component})*(?::{tag})?(?:@{digest})?$");
+    Regex::new(&re).unwrap_or_else(|e| unreachable!("static image regex: {e}"))
+});
+static DNS_LABEL_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").unwrap_or_else(|e| unreachable!("{e}"))
+});
+static DNS_SUBDOMAIN_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        .unwrap_or_else(|e| unreachable!("{e}"))
+});
+static ENV_NAME_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$").unwrap_or_else(|e| unreachable!("{e}"))
+});
+
+/// Checks a DataJob and applies defaults. Collects every problem, not just the first.
+pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
+    let mut p = Vec::new();
+    let name = dj.metadata.name.clone().unwrap_or_default();
+    let namespace = dj
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let spec = &dj.spec;
+
+    if name.len() > MAX_NAME_LEN {
+        p.push(Problem::new(
+            "metadata.name",
+            &name,
+            format!("is {} characters, more than {MAX_NAME_LEN}: the CronJob, Job and pod names derived from it would overflow Kubernetes' 63-character limit", name.len()),
+            format!("use a name of at most {MAX_NAME_LEN} characters"),
+        ));
+    }
+
+    let image = spec.image.trim().to_string();
+    if image.is_empty() {
+        p.push(Problem::new(
+            "spec.image",
+            "",
+            "is empty",
+            "set the container image to run, e.g. ghcr.io/acme/churn:1.4.2",
+        ));
+    } else if image.len() > 255 || !IMAGE_RE.is_match(&image) {
+        p.push(Problem::new(
+            "spec.image",
+            &image,
+            "is not a valid image reference",
+            "write it as [registry/]repository[:tag][@sha256:digest] in lowercase, e.g. ghcr.io/acme/churn:1.4.2",
+        ));
+    }
+
+    let time_zone = match spec.time_zone.as_deref() {
+        None => Tz::UTC,
+        Some(tz) => schedule::parse_time_zone(tz).unwrap_or_else(|e| {
+            p.push(Problem::new("spec.timeZone", tz, e, ""));
+            Tz::UTC
+        }),
+    };
+    let schedule = spec.schedule.as_deref().and_then(|expr| {
+        Schedule::parse(expr, time_zone)
+            .map_err(|e| p.push(Problem::new("spec.schedule", expr, e, "")))
+            .ok()
+    });
+
+    let deadline = match spec.deadline.as_deref() {
+        None => DEFAULT_DEADLINE,
+        Some(d) => match units::parse_duration(d) {
+            Ok(v) if v > limits.max_deadline => {
+                p.push(Problem::new(
+                    "spec.deadline",
+                    d,
+                    format!("is longer than this cluster's maximum of {}", units::format_duration(limits.max_deadline)),
+                    format!("split the work, or ask your platform team to raise --max-deadline (at most {})", units::format_duration(limits.max_deadline)),
+                ));
+                v
+            }
+            Ok(v) => v,
+            Err(e) => {
+                p.push(Problem::new(
+                    "spec.deadline",
+                    d,
+                    e,
+                    "write a duration such as 90m, 2h or 1h30m",
+                ));
+                DEFAULT_DEADLINE
+            }
+        },
+    };
+
+    let retries = spec.retries.unwrap_or(DEFAULT_RETRIES);
+    if !(0..=MAX_RETRIES).contains(&retries) {
+        p.push(Problem::new(
+            "spec.retries",
+            retries,
+            format!("is outside 0-{MAX_RETRIES}"),
+            format!("use a number of retries from 0 to {MAX_RETRIES}"),
+        ));
+    }
+    let history = spec.history.unwrap_or(DEFAULT_HISTORY);
+    if !(0..=MAX_HISTORY).contains(&history) {
+        p.push(Problem::new(
+            "spec.history",
+            history,
+            format!("is outside 0-{MAX_HISTORY}"),
+            format!("keep from 0 to {MAX_HISTORY} finished runs"),
+        ));
+    }
+
+    let r = &spec.resources;
+    let cpu_millis = quantity(
+        &mut p,
+        "spec.resources.cpu",
+        r.cpu.as_ref().map(|q| q.as_str()),
+        units::parse_cpu_millis,
+        DEFAULT_CPU_MILLIS,
+        (MIN_CPU_MILLIS, MAX_CPU_MILLIS),
+        units::format_cpu,
+        "CPU cores such as 4 or 500m",
+    );
+    let memory_bytes = quantity(
+        &mut p,
+        "spec.resources.memory",
+        r.memory.as_ref().map(|q| q.as_str()),
+        units::parse_bytes,
+        DEFAULT_MEMORY,
+        (MIN_MEMORY, MAX_MEMORY),
+        units::format_bytes,
+        "a size such as 16Gi or 512Mi",
+    );
+    let disk_bytes = r.disk.as_ref().map(|d| {
+        quantity(
+            &mut p,
+            "spec.resources.disk",
+            Some(d.as_str()),
+            units::parse_bytes,
+            0,
+            (1 << 20, MAX_DISK),
+            units::format_bytes,
+            "a size such as 100Gi",
+        )
+    });
+    let gpu = r.gpu.unwrap_or(0);
+    if !(0..=MAX_GPU).contains(&gpu) {
+        p.push(Problem::new(
+            "spec.resources.gpu",
+            gpu,
+            format!("is outside 0-{MAX_GPU}"),
+            "ask for whole GPUs, from 0 to 16",
+        ));
+    }
+
+    for (i, e) in spec.env.iter().enumerate() {
+        let field = format!("spec.env[{i}].name");
+        if !ENV_NAME_RE.is_match(&e.name) {
+            p.push(Problem::new(
+                &field,
+                &e.name,
+                "is not a valid environment variable name",
+                "use letters, digits, '_', '-' and '.', not starting with a digit",
+            ));
+        } else if e.name.starts_with(RESERVED_ENV_PREFIX) {
+            p.push(Problem::new(
+                &field,
+                &e.name,
+                "is set by the operator itself",
+                format!("rename it; names starting with {RESERVED_ENV_PREFIX} are reserved"),
+            ));
+        }
+    }
+
+    if let Some(sa) = &spec.service_account_name
+        && (sa.len() > 253 || !DNS_SUBDOMAIN_RE.is_match(sa))
+    {
+        p.push(Problem::new(
+            "spec.serviceAccountName",
+            sa,
+            "is not a valid service account name",
+            "use lowercase letters, digits, '-' and '.'",
+        ));
+    }
+
+    for (i, input) in spec.inputs.iter().enumerate() {
+        let field = format!("spec.inputs[{i}]");
+        if input.len() > MAX_NAME_LEN || !DNS_LABEL_RE.is_match(input) {
+            p.push(Problem::new(
+                &field,
+                input,
+                "is not a DataJob name",
+                "name a DataJob in the same namespace, e.g. raw-events",
+            ));
+        } else if *input == name {
+            p.push(Problem::new(
+                &field,
+                input,
+                "is this DataJob itself",
+                "remove it; a DataJob cannot wait for its own output",
+            ));
+        } else if spec.inputs[..i].contains(input) {
+            p.push(Problem::new(
+                &field,
+                input,
+                "is listed twice",
+                "list each input once",
+            ));
+        }
+    }
+    if let Some(out) = &spec.output {
+        let ok_scheme = ["s3://", "gs://", "abfs://", "abfss://", "file://"]
+            .iter()
+            .any(|s| out.starts_with(s) && out.len() > s.len());
+        if !(ok_scheme || out.starts_with('/')) {
+            p.push(Problem::new("spec.output", out, "is not a location DataJob can stage and publish", "use s3://bucket/path, gs://bucket/path, abfs://…, file:///path or an absolute path"));
+        }
+    }
+
+    if !p.is_empty() {
+        return Err(Problems(p));
+    }
+    Ok(Resolved {
+        name,
+        namespace,
+        image,
+        command: spec.command.clone(),
+        args: spec.args.clone(),
+        env: spec.env.clone(),
+        schedule,
+        time_zone,
+        cpu_millis,
+        memory_bytes,
+        disk_bytes,
+        gpu: gpu as u32,
+        deadline,
+        retries,
+        suspend: spec.suspend.unwrap_or(false),
+        service_account: spec.service_account_name.clone(),
+        history,
+        inputs: spec.inputs.clone(),
+        output: spec.output.clone(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn quantity(
+    p: &mut Vec<Problem>,
+    field: &str,
+    raw: Option<&str>,
+    parse: fn(&str) -> Result<u64, String>,
+    default: u64,
+    (min, max): (u64, u64),
+    format: fn(u64) -> String,
+    example: &str,
+) -> u64 {
+    let Some(raw) = raw else { return default };
+    match parse(raw) {
+        Ok(v) if v < min => {
+            p.push(Problem::new(
+                field,
+                raw,
+                format!("is less than the minimum of {}", format(min)),
+                format!("ask for at least {}", format(min)),
+            ));
+            default
+        }
+        Ok(v) if v > max => {
+            p.push(Problem::new(
+                field,
+                raw,
+                format!("is more than the maximum of {}", format(max)),
+                format!("ask for at most {}", format(max)),
+            ));
+            default
+        }
+        Ok(v) => v,
+        Err(e) => {
+            p.push(Problem::new(field, raw, e, format!("write {example}")));
+            default
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{DataJobResources, DataJobSpec};
+    use kube::api::ObjectMeta;
+
+    fn dj(name: &str, spec: DataJobSpec) -> DataJob {
+        DataJob {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            },
+            spec,
+            status: None,
+        }
+    }
+
+    fn spec() -> DataJobSpec {
+        DataJobSpec {
+            image: "ghcr.io/acme/churn:1.4.2".into(),
+            ..Default::default()
+        }
+    }
+
+    fn problems(d: DataJob) -> Vec<String> {
+        resolve(&d, &Limits::default())
+            .unwrap_err()
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let r = resolve(&dj("a", spec()), &Limits::default()).unwrap();
+        assert_eq!(r.deadline, DEFAULT_DEADLINE);
+        assert_eq!(r.retries, DEFAULT_RETRIES);
+        assert_eq!(r.cpu_millis, 1000);
+        assert_eq!(r.memory_bytes, 2 << 30);
+        assert_eq!(r.time_zone, Tz::UTC);
+        assert!(r.schedule.is_none());
+    }
+
+    #[test]
+    fn images() {
+        for ok in [
+            "busybox",
+            "busybox:1.36",
+            "ghcr.io/acme/churn:1.4.2",
+            "localhost:5000/a/b",
+            "a/b@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            assert!(
+                resolve(
+                    &dj(
+                        "a",
+                        DataJobSpec {
+                            image: ok.into(),
+                            ..spec()
+                        }
+                    ),
+                    &Limits::default()
+                )
+                .is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "Ghcr.io/Acme/Churn",
+            "acme/churn:",
+            "acme//churn",
+            "acme/churn:1.0 extra",
+            "-acme",
+        ] {
+            let msgs = problems(dj(
+                "a",
+                DataJobSpec {
+                    image: bad.into(),
+                    ..spec()
+                },
+            ));
+            assert!(msgs[0].starts_with("spec.image"), "{bad}: {msgs:?}");
+        }
+    }
+
+    #[test]
+    fn every_problem_names_field_value_and_fix() {
+        let d = dj(
+            &"x".repeat(53),
+            DataJobSpec {
+                image: "ok:1".into(),
+                schedule: Some("61 * * * *".into()),
+                time_zone: Some("Mars/Base".into()),
+                deadline: Some("2 hours".into()),
+                retries: Some(-1),
+                resources: DataJobResources {
+                    cpu: Some("-2".into()),
+                    memory: Some("500Ti".into()),
+                    disk: None,
+                    gpu: Some(64),
+                },
+                ..spec()
+            },
+        );
+        let msgs = problems(d);
+        let want = [
+            ("metadata.name", "xxxxxxxx"),
+            ("spec.timeZone", "Mars/Base"),
+            ("spec.schedule", "61 * * * *"),
+            ("spec.deadline", "2 hours"),
+            ("spec.retries", "-1"),
+            ("spec.resources.cpu", "-2"),
+            ("spec.resources.memory", "500Ti"),
+            ("spec.resources.gpu", "64"),
+        ];
+        assert_eq!(msgs.len(), want.len(), "{msgs:#?}");
+        for ((field, value), msg) in want.iter().zip(&msgs) {
+            assert!(msg.starts_with(field) && msg.contains(value), "{msg}");
+        }
+    }
+
+    #[test]
+    fn deadline_limit_is_configurable() {
+        let d = dj(
+            "a",
+            DataJobSpec {
+                deadline: Some("3h".into()),
+                ..spec()
+            },
+        );
+        assert!(resolve(&d, &Limits::default()).is_ok());
+        let err = resolve(
+            &d,
+            &Limits {
+                max_deadline: Duration::from_secs(7200),
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("maximum of 2h"), "{err}");
+        let zero = dj(
+            "a",
+            DataJobSpec {
+                deadline: Some("0m".into()),
+                ..spec()
+            },
+        );
+        assert!(problems(zero)[0].contains("longer than zero"));
+    }
+
+    #[test]
+    fn inputs_and_output() {
+        let d = dj(
+            "a",
+            DataJobSpec {
+                inputs: vec!["a".into(), "B".into(), "c".into(), "c".into()],
+                output: Some("ftp://x".into()),
+                ..spec()
+            },
+        );
+        let msgs = problems(d);
+        assert!(msgs[0].contains("itself"));
+        assert!(msgs[1].contains("not a DataJob name"));
+        assert!(msgs[2].contains("twice"));
+        assert!(msgs[3].starts_with("spec.output"));
+    }
+
+    #[test]
+    fn reserved_env() {
+        let d = dj(
+            "a",
+            DataJobSpec {
+                env: vec![EnvVar {
+                    name: "DATAJOB_RUN_ID".into(),
+                    ..Default::default()
+                }],
+                ..spec()
+            },
+        );
+        assert!(problems(d)[0].contains("reserved"));
+    }
+}
