@@ -1,1 +1,29 @@
-fn main() {}
+//! `crdgen`: prints the CustomResourceDefinitions derived from the Rust types.
+//! `crdgen --write crds/` writes one file per CRD; `make crds` does that.
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => {
+            print!("{}", datajob::crds::all_yaml());
+            ExitCode::SUCCESS
+        }
+        [flag, dir] if flag == "--write" => match datajob::crds::write(std::path::Path::new(dir)) {
+            Ok(files) => {
+                for f in files {
+                    println!("wrote {}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("crdgen: writing {dir}: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        _ => {
+            eprintln!("usage: crdgen [--write DIR]");
+            ExitCode::from(2)
+        }
+    }
+}

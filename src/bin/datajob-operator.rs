@@ -1,1 +1,159 @@
-fn main() {}
+//! `datajob-operator`: wires configuration, client, controllers, the webhook and the
+//! admin server, and shuts down cleanly on SIGINT/SIGTERM.
+use std::process::ExitCode;
+
+use clap::Parser;
+use datajob::admin::{self, Readiness};
+use datajob::config::Config;
+use datajob::controller::{self, Context};
+use datajob::metrics::Metrics;
+use datajob::webhook::{self, tls};
+use datajob::{Error, Result};
+use kube::Client;
+use tokio::sync::watch;
+use tracing::{error, info};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    init_tracing(config.log_json);
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = %e, "datajob-operator stopped");
+            eprintln!("datajob-operator: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn,hyper=warn")
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init()
+    } else {
+        builder.init()
+    }
+}
+
+async fn run(config: Config) -> Result<()> {
+    let client = Client::try_default()
+        .await
+        .map_err(|e| Error::Config(format!("cannot reach the cluster: {e}")))?;
+    let metrics = Metrics::default();
+    let ready = Readiness::default();
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let admin_listener = tokio::net::TcpListener::bind(&config.admin_addr)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.admin_addr.clone(),
+            source,
+        })?;
+    let admin_app = admin::router(metrics.clone(), ready.clone());
+    let mut admin_stop = stop_rx.clone();
+    let admin = tokio::spawn(async move {
+        axum::serve(admin_listener, admin_app)
+            .with_graceful_shutdown(async move {
+                let _ = admin_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    info!(addr = %config.admin_addr, "admin server: /healthz /readyz /metrics");
+
+    let endpoint = match (&config.webhook_url, &config.webhook_service) {
+        (Some(u), _) => Some(tls::Endpoint::Url(u.clone())),
+        (None, Some(s)) => Some(tls::Endpoint::parse_service(s)?),
+        (None, None) => None,
+    };
+    let webhook_handle = axum_server::Handle::new();
+    let webhook_task = match &endpoint {
+        Some(endpoint) => {
+            let ws = &config.webhook_secret;
+            let cert =
+                tls::load_or_create(client.clone(), &ws.namespace, &ws.secret, &endpoint.hosts())
+                    .await?;
+            let tls_config = axum_server::tls_rustls::RustlsConfig::from_pem(
+                cert.cert_pem.into_bytes(),
+                cert.key_pem.into_bytes(),
+            )
+            .await
+            .map_err(Error::Tls)?;
+            let addr: std::net::SocketAddr = config.webhook_addr.parse().map_err(|e| {
+                Error::Config(format!("--webhook-addr {:?}: {e}", config.webhook_addr))
+            })?;
+            let app = webhook::router(config.limits(), metrics.clone());
+            let server = axum_server::bind_rustls(addr, tls_config).handle(webhook_handle.clone());
+            let task = tokio::spawn(async move { server.serve(app.into_make_service()).await });
+            tls::register(
+                client.clone(),
+                endpoint,
+                &cert.ca_pem,
+                &config.webhook_failure_policy,
+            )
+            .await?;
+            info!(addr = %config.webhook_addr, "admission webhook serving");
+            Some(task)
+        }
+        None => {
+            info!(
+                "no --webhook-url or --webhook-service: bad DataJobs are marked Invalid by the reconciler only"
+            );
+            None
+        }
+    };
+
+    let ctx = Context::new(
+        client.clone(),
+        metrics.clone(),
+        config.limits(),
+        config.guards(),
+    );
+    let mut shutdown_rx = stop_rx.clone();
+    let shutdown = async move {
+        let _ = shutdown_rx.wait_for(|s| *s).await;
+    };
+    let signal_task = tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let ready_flag = ready.clone();
+    controller::datajob::run(ctx, shutdown, move || {
+        info!("caches synced; ready");
+        ready_flag.set_ready();
+    })
+    .await;
+
+    webhook_handle.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    if let Some(t) = webhook_task {
+        let _ = t.await;
+    }
+    let _ = admin.await;
+    signal_task.abort();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,98 @@
+//! The operator's configuration: flags, each with an environment variable, so the
+//! Helm chart and `make run` set the same things.
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::children::Guards;
+use crate::units::parse_duration;
+use crate::validation::Limits;
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| format!("{s:?} {e}"))
+}
+
+#[derive(Parser, Clone, Debug)]
+#[command(
+    name = "datajob-operator",
+    version,
+    about = "Runs DataJobs: guarded CronJobs and Jobs, fail-fast reasons, scale-to-zero node groups."
+)]
+pub struct Config {
+    /// Address of the admin server (/healthz, /readyz, /metrics).
+    #[arg(long, env = "DATAJOB_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
+    pub admin_addr: String,
+
+    /// Address the validating admission webhook listens on (TLS).
+    #[arg(long, env = "DATAJOB_WEBHOOK_ADDR", default_value = "0.0.0.0:9443")]
+    pub webhook_addr: String,
+
+    /// How the apiserver reaches the webhook: a URL (`https://127.0.0.1:9443`, for an
+    /// operator running outside the cluster) ...
+    #[arg(long, env = "DATAJOB_WEBHOOK_URL", conflicts_with = "webhook_service")]
+    pub webhook_url: Option<String>,
+
+    /// ... or a Service as `namespace/name[:port]` (in-cluster, set by the Helm chart).
+    /// With neither, no webhook is registered and the reconciler alone rejects bad specs.
+    #[arg(long, env = "DATAJOB_WEBHOOK_SERVICE")]
+    pub webhook_service: Option<String>,
+
+    /// What the apiserver does when the webhook cannot be reached: `Ignore` (a DataJob is
+    /// never blocked by an operator outage; the reconciler still marks it Invalid) or `Fail`.
+    #[arg(long, env = "DATAJOB_WEBHOOK_FAILURE_POLICY", default_value = "Ignore", value_parser = ["Ignore", "Fail"])]
+    pub webhook_failure_policy: String,
+
+    /// The longest `spec.deadline` a DataJob may ask for.
+    #[arg(long, env = "DATAJOB_MAX_DEADLINE", default_value = "24h", value_parser = duration)]
+    pub max_deadline: Duration,
+
+    /// How long a finished Job (and its pods, for logs) is kept before Kubernetes deletes it.
+    #[arg(long, env = "DATAJOB_TTL_AFTER_FINISHED", default_value = "3d", value_parser = duration)]
+    pub ttl_after_finished: Duration,
+
+    /// Time allowed for scheduling, node boot and image pull, on top of `deadline`, in the
+    /// Job's `activeDeadlineSeconds` backstop.
+    #[arg(long, env = "DATAJOB_STARTUP_ALLOWANCE", default_value = "15m", value_parser = duration)]
+    pub startup_allowance: Duration,
+
+    #[command(flatten)]
+    pub webhook_secret: WebhookSecret,
+
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "DATAJOB_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl Config {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_deadline: self.max_deadline,
+        }
+    }
+
+    pub fn guards(&self) -> Guards {
+        Guards {
+            ttl_after_finished: self.ttl_after_finished,
+            startup_allowance: self.startup_allowance,
+        }
+    }
+}
+
+/// Settings of the webhook that are not needed elsewhere.
+#[derive(clap::Args, Clone, Debug)]
+pub struct WebhookSecret {
+    /// Namespace the operator runs in; its webhook certificate Secret lives there.
+    #[arg(
+        long = "namespace",
+        env = "POD_NAMESPACE",
+        default_value = "datajob-system"
+    )]
+    pub namespace: String,
+    /// Name of the Secret holding the webhook's CA and serving certificate.
+    #[arg(
+        long = "webhook-secret",
+        env = "DATAJOB_WEBHOOK_SECRET",
+        default_value = "datajob-webhook-cert"
+    )]
+    pub secret: String,
+}

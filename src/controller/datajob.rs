@@ -1,0 +1,337 @@
+//! The DataJob reconciler: validates, writes the guarded CronJob or Job, admits runs
+//! the CronJob created, and writes the status from what the Jobs say.
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{Instrument, info, info_span, warn};
+
+use super::Context;
+use crate::api::{DataJob, DataJobStatus};
+use crate::labels::{self, FIELD_MANAGER, LOGICAL_TIME, NAME, RUN_ID, TRIGGER};
+use crate::runs::{self, Observed};
+use crate::validation::{self, Resolved};
+use crate::{Error, Result, children};
+
+const CONTROLLER: &str = "datajob";
+
+/// The DataJob controller with its shared Job cache.
+pub struct DataJobController {
+    pub ctx: Arc<DataJobContext>,
+}
+
+pub struct DataJobContext {
+    pub base: Context,
+    /// Every Job DataJob manages, trimmed of managed fields.
+    pub jobs: Store<Job>,
+}
+
+/// Runs the controller until `shutdown` resolves. `ready` is called once caches are synced.
+pub async fn run(
+    base: Context,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    ready: impl FnOnce(),
+) {
+    let client = base.client.clone();
+    let managed = watcher::Config::default().labels(&labels::managed_selector());
+    let (jobs, writer) = reflector::store();
+    let job_stream = reflector::reflector(
+        writer,
+        watcher(Api::<Job>::all(client.clone()), managed.clone()),
+    )
+    .modify(|j| j.managed_fields_mut().clear())
+    .default_backoff()
+    .touched_objects();
+    let ctx = Arc::new(DataJobContext {
+        base,
+        jobs: jobs.clone(),
+    });
+    let controller = Controller::new(
+        Api::<DataJob>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(Api::<CronJob>::all(client.clone()), managed)
+    .watches_stream(job_stream, |job| {
+        let ns = job.namespace()?;
+        let name = job.labels().get(NAME)?.clone();
+        Some(ObjectRef::<DataJob>::new(&name).within(&ns))
+    })
+    .graceful_shutdown_on(shutdown);
+    let waiter = jobs.clone();
+    let ready_task = async move {
+        if waiter.wait_until_ready().await.is_ok() {
+            ready();
+        }
+    };
+    let run = controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => tracing::debug!(datajob = %obj, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile failed"),
+            }
+        });
+    futures::join!(run, ready_task);
+}
+
+fn error_policy(dj: Arc<DataJob>, error: &Error, ctx: Arc<DataJobContext>) -> Action {
+    warn!(datajob = %dj.name_any(), namespace = dj.namespace().unwrap_or_default(), %error, "reconcile failed; retrying in 15s");
+    ctx.base.metrics.reconcile_failure(CONTROLLER, error);
+    Action::requeue(Duration::from_secs(15))
+}
+
+async fn reconcile(dj: Arc<DataJob>, ctx: Arc<DataJobContext>) -> Result<Action> {
+    let ns = dj
+        .namespace()
+        .ok_or_else(|| Error::MissingNamespace(dj.name_any()))?;
+    let span = info_span!("reconcile", datajob = %dj.name_any(), namespace = %ns);
+    async move {
+        let _timer = ctx.base.metrics.reconcile(CONTROLLER);
+        if dj.metadata.deletion_timestamp.is_some() {
+            // Children carry owner references: the garbage collector removes them.
+            return Ok(Action::await_change());
+        }
+        let resolved = validation::resolve(&dj, &ctx.base.limits);
+        if let Ok(r) = &resolved {
+            apply_children(&dj, r, &ctx, &ns).await?;
+        }
+        let name = dj.name_any();
+        let jobs: Vec<Arc<Job>> = ctx
+            .jobs
+            .state()
+            .into_iter()
+            .filter(|j| {
+                j.namespace().as_deref() == Some(ns.as_str()) && j.labels().get(NAME) == Some(&name)
+            })
+            .collect();
+        if let Ok(r) = &resolved {
+            admit_runs(r, &jobs, &ctx, &ns).await?;
+        }
+        let now = Utc::now();
+        let current: Vec<_> = jobs.iter().filter_map(|j| runs::run_of(j, &name)).collect();
+        let status = runs::desired_status(Observed {
+            generation: dj.metadata.generation,
+            spec: resolved.as_ref(),
+            previous: dj.status.as_ref(),
+            runs: current,
+            now,
+        });
+        write_status(&dj, status, &ctx, &ns).await?;
+        // Refresh nextRun after the next scheduled time has passed.
+        let next = resolved
+            .as_ref()
+            .ok()
+            .and_then(|r| r.schedule.as_ref())
+            .and_then(|s| s.next_after(now))
+            .map(|t| (t - now).to_std().unwrap_or_default() + Duration::from_secs(1));
+        Ok(Action::requeue(
+            next.unwrap_or(Duration::from_secs(300))
+                .min(Duration::from_secs(300)),
+        ))
+    }
+    .instrument(span)
+    .await
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+/// The CronJob (scheduled) or the Job of the one-off run, plus any triggered run.
+async fn apply_children(dj: &DataJob, r: &Resolved, ctx: &DataJobContext, ns: &str) -> Result<()> {
+    let cronjobs: Api<CronJob> = Api::namespaced(ctx.base.client.clone(), ns);
+    let jobs: Api<Job> = Api::namespaced(ctx.base.client.clone(), ns);
+    let name = dj.name_any();
+    let known = |id: &str| {
+        ctx.jobs.get(&ObjectRef::new(id).within(ns)).is_some()
+            || dj
+                .status
+                .as_ref()
+                .is_some_and(|s| s.recent_runs.iter().any(|run| run.name == id))
+    };
+    let mut wanted = Vec::new();
+    match children::cronjob(dj, r, &ctx.base.guards) {
+        Some(cj) => {
+            cronjobs
+                .patch(&name, &apply_params(), &Patch::Apply(&cj))
+                .await
+                .map_err(Error::api("apply", "CronJob", ns, &name))?;
+        }
+        None => {
+            // One run, now: its logical time is when the DataJob was created.
+            let created = dj
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .and_then(labels::from_k8s_time)
+                .unwrap_or_else(Utc::now);
+            wanted.push(labels::truncate_to_minute(created));
+            // A DataJob that lost its schedule loses its CronJob.
+            let existing = cronjobs
+                .get_opt(&name)
+                .await
+                .map_err(Error::api("get", "CronJob", ns, &name))?;
+            if existing.is_some_and(|cj| {
+                cj.owner_references()
+                    .iter()
+                    .any(|o| o.uid == dj.uid().unwrap_or_default())
+            }) {
+                cronjobs
+                    .delete(&name, &DeleteParams::background())
+                    .await
+                    .map_err(Error::api("delete", "CronJob", ns, &name))?;
+            }
+        }
+    }
+    if let Some(t) = dj
+        .annotations()
+        .get(TRIGGER)
+        .and_then(|s| labels::parse_rfc3339(s))
+    {
+        wanted.push(labels::truncate_to_minute(t));
+    }
+    for t in wanted {
+        let id = labels::run_id(&name, t);
+        if known(&id) {
+            continue;
+        }
+        let job = children::job(dj, r, &ctx.base.guards, t, false);
+        jobs.patch(&id, &apply_params(), &Patch::Apply(&job))
+            .await
+            .map_err(Error::api("create", "Job", ns, &id))?;
+        info!(run = %id, logical_time = %labels::rfc3339(t), "run created");
+    }
+    Ok(())
+}
+
+/// Starts the suspended Jobs the CronJob created: stamps run id and logical time on the
+/// Job and its pod template (so the container reads them), then unsuspends it.
+async fn admit_runs(r: &Resolved, jobs: &[Arc<Job>], ctx: &DataJobContext, ns: &str) -> Result<()> {
+    let api: Api<Job> = Api::namespaced(ctx.base.client.clone(), ns);
+    for job in jobs {
+        let suspended = job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
+        let from_cronjob = job
+            .owner_references()
+            .iter()
+            .any(|o| o.kind == "CronJob" && o.name == r.name);
+        if !suspended || !from_cronjob || job.labels().contains_key(RUN_ID) {
+            continue;
+        }
+        let id = job.name_any();
+        let Some(run) = runs::run_of(job, &r.name) else {
+            continue;
+        };
+        let patch = json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": id,
+                "labels": { RUN_ID: id },
+                "annotations": { LOGICAL_TIME: run.logical_time },
+            },
+            "spec": {
+                "suspend": false,
+                "template": { "metadata": {
+                    "labels": { RUN_ID: id },
+                    "annotations": { LOGICAL_TIME: run.logical_time },
+                }},
+            },
+        });
+        api.patch(&id, &apply_params(), &Patch::Apply(&patch))
+            .await
+            .map_err(Error::api("start", "Job", ns, &id))?;
+        info!(run = %id, logical_time = %run.logical_time, "scheduled run started");
+    }
+    Ok(())
+}
+
+/// Patches the status only when it changed, then tells the story in events.
+async fn write_status(
+    dj: &DataJob,
+    status: DataJobStatus,
+    ctx: &DataJobContext,
+    ns: &str,
+) -> Result<()> {
+    let previous = dj.status.clone().unwrap_or_default();
+    if previous == status {
+        return Ok(());
+    }
+    let name = dj.name_any();
+    let api: Api<DataJob> = Api::namespaced(ctx.base.client.clone(), ns);
+    let patch =
+        json!({ "apiVersion": "datajob.dev/v1alpha1", "kind": "DataJob", "status": status });
+    api.patch_status(&name, &apply_params(), &Patch::Apply(&patch))
+        .await
+        .map_err(Error::api("update status of", "DataJob", ns, &name))?;
+
+    let reference = dj.object_ref(&());
+    let mut events: Vec<Event> = runs::run_events(&previous.recent_runs, &status.recent_runs)
+        .into_iter()
+        .map(|e| Event {
+            type_: if e.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: e.reason.into(),
+            note: Some(truncate(&e.note, 1000)),
+            action: "Run".into(),
+            secondary: None,
+        })
+        .collect();
+    for run in status.recent_runs.iter().filter(|r| r.state.is_finished()) {
+        if !previous
+            .recent_runs
+            .iter()
+            .any(|p| p.name == run.name && p.state.is_finished())
+        {
+            ctx.base
+                .metrics
+                .runs_finished
+                .get_or_create(&crate::metrics::RunLabels {
+                    namespace: ns.into(),
+                    datajob: name.clone(),
+                    state: run.state.to_string(),
+                    reason: run.reason.clone().unwrap_or_default(),
+                })
+                .inc();
+        }
+    }
+    let became_invalid = status.state == Some(crate::api::RunState::Invalid)
+        && (previous.state != status.state || previous.message != status.message);
+    if became_invalid {
+        events.push(Event {
+            type_: EventType::Warning,
+            reason: "Invalid".into(),
+            note: status.message.as_deref().map(|m| truncate(m, 1000)),
+            action: "Validate".into(),
+            secondary: None,
+        });
+    }
+    for e in events {
+        if let Err(err) = ctx.base.recorder.publish(&e, &reference).await {
+            warn!(error = %err, reason = %e.reason, "could not publish event");
+        }
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
