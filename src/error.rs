@@ -11,7 +11,7 @@ pub enum Error {
         namespace: String,
         name: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
 
     #[error("{0} has no namespace; DataJobs are namespaced")]
@@ -68,7 +68,7 @@ impl Error {
             kind,
             namespace,
             name,
-            source,
+            source: Box::new(source),
         }
     }
 }

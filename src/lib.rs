@@ -13,5 +13,6 @@ pub mod units;
 pub mod validation;
 
 pub use error::{Error, Result};
+pub mod cli;
 pub mod crds;
 pub mod webhook;

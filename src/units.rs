@@ -138,7 +138,7 @@ pub fn format_bytes(b: u64) -> String {
         ("Mi", 1 << 20),
         ("Ki", 1 << 10),
     ] {
-        if b >= size && b % size == 0 {
+        if b >= size && b.is_multiple_of(size) {
             return format!("{}{unit}", b / size);
         }
     }
@@ -150,7 +150,7 @@ pub fn format_bytes(b: u64) -> String {
 
 /// Millicores as Kubernetes writes them (`4000` -> `4`, `500` -> `500m`).
 pub fn format_cpu(millis: u64) -> String {
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         (millis / 1000).to_string()
     } else {
         format!("{millis}m")

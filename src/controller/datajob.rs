@@ -269,9 +269,15 @@ async fn write_status(
     let api: Api<DataJob> = Api::namespaced(ctx.base.client.clone(), ns);
     let patch =
         json!({ "apiVersion": "datajob.dev/v1alpha1", "kind": "DataJob", "status": status });
-    api.patch_status(&name, &apply_params(), &Patch::Apply(&patch))
+    match api
+        .patch_status(&name, &apply_params(), &Patch::Apply(&patch))
         .await
-        .map_err(Error::api("update status of", "DataJob", ns, &name))?;
+    {
+        Ok(_) => {}
+        // Deleted while we were reconciling: nothing left to report on.
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+        Err(e) => return Err(Error::api("update status of", "DataJob", ns, &name)(e)),
+    }
 
     let reference = dj.object_ref(&());
     let mut events: Vec<Event> = runs::run_events(&previous.recent_runs, &status.recent_runs)

@@ -1,0 +1,76 @@
+# DataJob — every command a developer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+# kubectl from the local control plane build (same version as the apiserver).
+K8S_BIN = $(shell bash e2e/build.sh 2>/dev/null | tail -1)
+KUBECTL ?= $(K8S_BIN)/kubectl
+CLUSTER_DIR ?= $(HOME)/.cache/datajob/cluster
+KUBECONFIG_FILE = $(CLUSTER_DIR)/kubeconfig
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build the operator, the kubectl plugin and crdgen
+	$(CARGO) build --bins
+
+.PHONY: fmt
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+.PHONY: lint
+lint: ## rustfmt check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --features e2e -- -D warnings
+
+.PHONY: unit
+unit: ## unit tests, CRD drift check (no cluster)
+	$(CARGO) test
+
+.PHONY: crds
+crds: ## regenerate crds/ and docs/api.md from the Rust types
+	$(CARGO) run -q --bin crdgen -- --write crds
+	$(CARGO) run -q --bin crdgen -- --api-doc > docs/api.md
+
+.PHONY: k8s-build
+k8s-build: ## build the local control plane from the Go module proxy (cached)
+	bash e2e/build.sh
+
+.PHONY: cluster-up
+cluster-up: ## start etcd, kube-apiserver, controller-manager, scheduler and kwok on 127.0.0.1
+	bash e2e/cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## stop the local control plane and remove its data
+	bash e2e/cluster.sh down
+
+.PHONY: cluster-env
+cluster-env: ## print `export KUBECONFIG=…` for the local control plane
+	@bash e2e/cluster.sh env
+
+.PHONY: install
+install: ## apply the CRDs and the operator namespace to the current KUBECONFIG
+	$(KUBECTL) apply --server-side -f crds/
+	$(KUBECTL) create namespace datajob-system --dry-run=client -o yaml | $(KUBECTL) apply -f -
+	$(KUBECTL) wait --for condition=established --timeout=30s crd/datajobs.datajob.dev
+
+.PHONY: run
+run: build ## run the operator in the foreground against the current KUBECONFIG (Ctrl-C stops it)
+	DATAJOB_ADMIN_ADDR=127.0.0.1:8080 DATAJOB_WEBHOOK_ADDR=127.0.0.1:9443 \
+	DATAJOB_WEBHOOK_URL=https://127.0.0.1:9443 POD_NAMESPACE=datajob-system \
+	target/debug/datajob-operator
+
+.PHONY: e2e
+e2e: ## end-to-end tests on a fresh local control plane (brought down afterwards)
+	$(CARGO) test --features e2e --test 'e2e_*' --no-run
+	bash e2e/run-e2e.sh bash e2e/with-operator.sh \
+	  $(CARGO) test --features e2e --test 'e2e_*' -- --test-threads=$${E2E_TEST_THREADS:-4}
+
+.PHONY: test
+test: lint unit e2e ## everything CI checks: fmt, clippy, unit tests, end-to-end tests
+
+.PHONY: demo
+demo: build ## start the local cluster and the operator, apply the examples, show their status
+	bash e2e/demo.sh

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Install the CRDs, run the operator (built from this checkout) in the background
+# against $KUBECONFIG, wait until it is ready, run "$@", and always stop the operator.
+#
+#   e2e/with-operator.sh cargo test --features e2e --test e2e_datajob
+#
+# Settings for the run come from DATAJOB_* variables (see `datajob-operator --help`);
+# the operator's log goes to $DATAJOB_OPERATOR_LOG (default target/e2e-operator.log).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+cd "$ROOT"
+: "${KUBECONFIG:?set KUBECONFIG (eval \$(bash e2e/cluster.sh env))}"
+KUBECTL=${KUBECTL:-kubectl}
+LOG=${DATAJOB_OPERATOR_LOG:-$ROOT/target/e2e-operator.log}
+ADMIN=${DATAJOB_ADMIN_ADDR:-127.0.0.1:8080}
+export DATAJOB_ADMIN_ADDR=$ADMIN
+export DATAJOB_WEBHOOK_ADDR=${DATAJOB_WEBHOOK_ADDR:-127.0.0.1:9443}
+export DATAJOB_WEBHOOK_URL=${DATAJOB_WEBHOOK_URL:-https://$DATAJOB_WEBHOOK_ADDR}
+export POD_NAMESPACE=${POD_NAMESPACE:-datajob-system}
+export RUST_LOG=${RUST_LOG:-info,kube=warn}
+
+cargo build --bin datajob-operator
+"$KUBECTL" apply --server-side -f crds/ >/dev/null
+"$KUBECTL" create namespace "$POD_NAMESPACE" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
+"$KUBECTL" wait --for condition=established --timeout=30s crd/datajobs.datajob.dev >/dev/null
+
+mkdir -p "$(dirname "$LOG")"
+target/debug/datajob-operator >"$LOG" 2>&1 &
+OP=$!
+stop() {
+  kill -TERM "$OP" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$OP" 2>/dev/null || break; sleep 0.2; done
+  kill -KILL "$OP" 2>/dev/null || true
+  wait "$OP" 2>/dev/null || true
+}
+trap stop EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+for _ in $(seq 1 150); do
+  if curl -sf "http://$ADMIN/readyz" >/dev/null; then break; fi
+  if ! kill -0 "$OP" 2>/dev/null; then echo "with-operator.sh: the operator exited; its log:" >&2; tail -30 "$LOG" >&2; exit 1; fi
+  sleep 0.2
+done
+curl -sf "http://$ADMIN/readyz" >/dev/null || { echo "with-operator.sh: operator not ready after 30s" >&2; tail -30 "$LOG" >&2; exit 1; }
+echo "with-operator.sh: operator ready (pid $OP, log $LOG)" >&2
+export DATAJOB_OPERATOR_LOG=$LOG
+set +e
+"$@"
+rc=$?
+set -e
+if [ "$rc" -ne 0 ]; then echo "with-operator.sh: last lines of the operator log:" >&2; tail -40 "$LOG" >&2; fi
+exit "$rc"

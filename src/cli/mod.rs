@@ -1,0 +1,1 @@
+//! `kubectl datajob`: see docs/cli.md.
