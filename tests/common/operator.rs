@@ -1,0 +1,92 @@
+//! Extra operator processes for tests that need more than the one `e2e/with-operator.sh`
+//! runs: a second replica racing the first, a restart, a stricter configuration.
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+pub struct Operator {
+    child: Child,
+    pub admin: String,
+}
+
+impl Operator {
+    /// Stops it (SIGTERM, then SIGKILL after 10 s) and waits for it to exit.
+    pub async fn stop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status()
+                .await;
+        }
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+async fn ready(admin: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect(admin).await else {
+        return false;
+    };
+    let req = format!("GET /readyz HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out).await;
+    out.starts_with("HTTP/1.1 200")
+}
+
+/// Starts `datajob-operator` without a webhook, with `env` on top of a clean
+/// configuration, and waits until it is ready.
+pub async fn spawn(env: &[(&str, &str)]) -> Operator {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_datajob-operator"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("DATAJOB_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("DATAJOB_ADMIN_ADDR", &admin)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("start datajob-operator");
+    let mut op = Operator { child, admin };
+    for _ in 0..150 {
+        if ready(&op.admin).await {
+            return op;
+        }
+        if let Ok(Some(status)) = op.child.try_wait() {
+            panic!("datajob-operator exited early: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    op.stop().await;
+    panic!("datajob-operator on {} not ready after 30s", op.admin);
+}
