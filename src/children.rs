@@ -10,8 +10,10 @@ use k8s_openapi::api::batch::v1::{
     PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodSecurityContext,
-    PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, EphemeralVolumeSource,
+    ObjectFieldSelector, PersistentVolumeClaimSpec, PersistentVolumeClaimTemplate,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
+    SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::ObjectMeta;
@@ -35,6 +37,11 @@ pub struct Guards {
     /// Added to `deadline` for the Job's `activeDeadlineSeconds` backstop, which also
     /// counts time spent Pending (kubernetes#111948).
     pub startup_allowance: Duration,
+    /// A `disk` above this (bytes) gets a generic ephemeral volume (a PVC that lives and
+    /// dies with the pod) instead of node ephemeral storage.
+    pub scratch_volume_above: u64,
+    /// Storage class of those volumes; `None`: the cluster's default.
+    pub scratch_storage_class: Option<String>,
 }
 
 impl Default for Guards {
@@ -42,6 +49,8 @@ impl Default for Guards {
         Guards {
             ttl_after_finished: Duration::from_secs(3 * 86_400),
             startup_allowance: Duration::from_secs(15 * 60),
+            scratch_volume_above: 50 << 30,
+            scratch_storage_class: None,
         }
     }
 }
@@ -114,12 +123,29 @@ pub fn job(
     let id = labels::run_id(&r.name, logical_time);
     let mut l = common_labels(&r.name);
     l.insert(RUN_ID.into(), id.clone());
-    let a = BTreeMap::from([(LOGICAL_TIME.to_string(), labels::rfc3339(logical_time))]);
     Job {
-        metadata: owner_meta(dj, id, l, a),
+        metadata: owner_meta(dj, id, l, job_annotations(r, Some(logical_time))),
         spec: Some(job_spec(r, guards, Some(logical_time), suspend)),
         status: None,
     }
+}
+
+/// What the watchdog needs to know about a run, on its Job.
+fn job_annotations(r: &Resolved, logical_time: Option<DateTime<Utc>>) -> BTreeMap<String, String> {
+    let mut a = BTreeMap::from([(
+        labels::DEADLINE_SECONDS.to_string(),
+        r.deadline.as_secs().to_string(),
+    )]);
+    if let Some(p) = r.pending_timeout {
+        a.insert(
+            labels::PENDING_TIMEOUT_SECONDS.into(),
+            p.as_secs().to_string(),
+        );
+    }
+    if let Some(t) = logical_time {
+        a.insert(LOGICAL_TIME.into(), labels::rfc3339(t));
+    }
+    a
 }
 
 fn job_spec(
@@ -163,12 +189,16 @@ fn job_spec(
                 },
             ],
         }),
-        template: pod_template(r, logical_time),
+        template: pod_template(r, guards, logical_time),
         ..Default::default()
     }
 }
 
-fn pod_template(r: &Resolved, logical_time: Option<DateTime<Utc>>) -> PodTemplateSpec {
+fn pod_template(
+    r: &Resolved,
+    guards: &Guards,
+    logical_time: Option<DateTime<Utc>>,
+) -> PodTemplateSpec {
     let mut labels = common_labels(&r.name);
     let mut annotations = BTreeMap::from([
         // Clusters that also run Karpenter or Cluster Autoscaler must not evict a run mid-way.
@@ -181,6 +211,9 @@ fn pod_template(r: &Resolved, logical_time: Option<DateTime<Utc>>) -> PodTemplat
             "false".to_string(),
         ),
     ]);
+    for (k, v) in &r.pod_annotations {
+        annotations.entry(k.clone()).or_insert_with(|| v.clone());
+    }
     if let Some(t) = logical_time {
         labels.insert(RUN_ID.into(), labels::run_id(&r.name, t));
         annotations.insert(LOGICAL_TIME.into(), labels::rfc3339(t));
@@ -204,18 +237,65 @@ fn pod_template(r: &Resolved, logical_time: Option<DateTime<Utc>>) -> PodTemplat
                 }),
                 ..Default::default()
             }),
-            containers: vec![container(r)],
+            containers: vec![container(r, guards)],
+            volumes: Some(vec![scratch_volume(r, guards)]),
             ..Default::default()
         }),
     }
 }
 
-fn container(r: &Resolved) -> Container {
+/// Where a run's scratch space is mounted (`DATAJOB_SCRATCH`).
+pub const SCRATCH_PATH: &str = "/scratch";
+const SCRATCH_VOLUME: &str = "scratch";
+
+fn needs_scratch_pvc(r: &Resolved, guards: &Guards) -> bool {
+    r.disk_bytes
+        .is_some_and(|d| d > guards.scratch_volume_above)
+}
+
+/// Scratch space: node ephemeral storage (an emptyDir bounded by `disk`), or, for a
+/// `disk` larger than nodes give, a generic ephemeral volume whose PVC the pod owns.
+fn scratch_volume(r: &Resolved, guards: &Guards) -> Volume {
+    if !needs_scratch_pvc(r, guards) {
+        return Volume {
+            name: SCRATCH_VOLUME.into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: r.disk_bytes.map(|d| Quantity(format_bytes(d))),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+    }
+    let size = Quantity(format_bytes(r.disk_bytes.unwrap_or_default()));
+    Volume {
+        name: SCRATCH_VOLUME.into(),
+        ephemeral: Some(EphemeralVolumeSource {
+            volume_claim_template: Some(PersistentVolumeClaimTemplate {
+                metadata: Some(ObjectMeta {
+                    labels: Some(common_labels(&r.name)),
+                    ..Default::default()
+                }),
+                spec: PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".into()]),
+                    storage_class_name: guards.scratch_storage_class.clone(),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(BTreeMap::from([("storage".to_string(), size)])),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            }),
+        }),
+        ..Default::default()
+    }
+}
+
+fn container(r: &Resolved, guards: &Guards) -> Container {
     let mut res = BTreeMap::from([
         ("cpu".to_string(), Quantity(format_cpu(r.cpu_millis))),
         ("memory".to_string(), Quantity(format_bytes(r.memory_bytes))),
     ]);
-    if let Some(d) = r.disk_bytes {
+    if let Some(d) = r.disk_bytes.filter(|_| !needs_scratch_pvc(r, guards)) {
         res.insert("ephemeral-storage".into(), Quantity(format_bytes(d)));
     }
     if r.gpu > 0 {
@@ -246,6 +326,11 @@ fn container(r: &Resolved) -> Container {
             ..Default::default()
         }),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
+        volume_mounts: Some(vec![VolumeMount {
+            name: SCRATCH_VOLUME.into(),
+            mount_path: SCRATCH_PATH.into(),
+            ..Default::default()
+        }]),
         ..Default::default()
     }
 }
@@ -355,7 +440,6 @@ mod tests {
         let req = res.requests.as_ref().unwrap();
         assert_eq!(req["cpu"].0, "4");
         assert_eq!(req["memory"].0, "16Gi");
-        assert_eq!(req["ephemeral-storage"].0, "100Gi");
         let sc = c.security_context.as_ref().unwrap();
         assert_eq!(sc.allow_privilege_escalation, Some(false));
         let env: Vec<&str> = c
@@ -370,6 +454,62 @@ mod tests {
         assert_eq!(
             meta.annotations.unwrap()[LOGICAL_TIME],
             "2026-11-25T03:00:00Z"
+        );
+    }
+
+    #[test]
+    fn big_disks_get_a_pvc_that_lives_and_dies_with_the_pod() {
+        let (d, mut r) = dj(None);
+        let t = labels::parse_rfc3339("2026-11-25T03:00:00Z").unwrap();
+        let guards = Guards {
+            scratch_volume_above: 50 << 30,
+            ..Guards::default()
+        };
+        let pod = |r: &Resolved| {
+            job(&d, r, &guards, t, false)
+                .spec
+                .unwrap()
+                .template
+                .spec
+                .unwrap()
+        };
+        let big = pod(&r);
+        let v = &big.volumes.as_ref().unwrap()[0];
+        let claim = v
+            .ephemeral
+            .as_ref()
+            .unwrap()
+            .volume_claim_template
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            claim.metadata.as_ref().unwrap().labels.as_ref().unwrap()[NAME],
+            "churn-features"
+        );
+        let req = big.containers[0]
+            .resources
+            .as_ref()
+            .unwrap()
+            .requests
+            .as_ref()
+            .unwrap();
+        assert!(
+            !req.contains_key("ephemeral-storage"),
+            "the PVC provides the disk"
+        );
+        r.disk_bytes = Some(10 << 30);
+        let small = pod(&r);
+        assert!(small.volumes.unwrap()[0].empty_dir.is_some());
+        assert_eq!(
+            small.containers[0]
+                .resources
+                .as_ref()
+                .unwrap()
+                .requests
+                .as_ref()
+                .unwrap()["ephemeral-storage"]
+                .0,
+            "10Gi"
         );
     }
 

@@ -12,6 +12,10 @@ fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| format!("{s:?} {e}"))
 }
 
+fn bytes(s: &str) -> Result<u64, String> {
+    crate::units::parse_bytes(s).map_err(|e| format!("{s:?} {e}"))
+}
+
 #[derive(Parser, Clone, Debug)]
 #[command(
     name = "datajob-operator",
@@ -55,6 +59,36 @@ pub struct Config {
     #[arg(long, env = "DATAJOB_STARTUP_ALLOWANCE", default_value = "15m", value_parser = duration)]
     pub startup_allowance: Duration,
 
+    /// How long a run may fail to pull its image before it is ended as ImageNotFound.
+    #[arg(long, env = "DATAJOB_IMAGE_PULL_GRACE", default_value = "60s", value_parser = duration)]
+    pub image_pull_grace: Duration,
+
+    /// How long a run may miss a Secret or ConfigMap before it is ended as MissingConfig.
+    #[arg(long, env = "DATAJOB_CONFIG_GRACE", default_value = "60s", value_parser = duration)]
+    pub config_grace: Duration,
+
+    /// How long a run may wait for a node before it is ended as Unschedulable
+    /// (a DataJob's `spec.pendingTimeout` overrides it).
+    #[arg(long, env = "DATAJOB_UNSCHEDULABLE_GRACE", default_value = "10m", value_parser = duration)]
+    pub unschedulable_grace: Duration,
+
+    /// How long a PVC may outlive its run before it is deleted.
+    #[arg(long, env = "DATAJOB_PVC_GRACE", default_value = "5m", value_parser = duration)]
+    pub pvc_grace: Duration,
+
+    /// How often the clean-up looks for leftover PVCs.
+    #[arg(long, env = "DATAJOB_CLEANUP_INTERVAL", default_value = "30s", value_parser = duration)]
+    pub cleanup_interval: Duration,
+
+    /// A `disk` above this gets a generic ephemeral volume (a PVC owned by the pod) instead
+    /// of node ephemeral storage.
+    #[arg(long, env = "DATAJOB_SCRATCH_VOLUME_ABOVE", default_value = "50Gi", value_parser = bytes)]
+    pub scratch_volume_above: u64,
+
+    /// Storage class for those volumes (default: the cluster's default class).
+    #[arg(long, env = "DATAJOB_SCRATCH_STORAGE_CLASS")]
+    pub scratch_storage_class: Option<String>,
+
     #[command(flatten)]
     pub webhook_secret: WebhookSecret,
 
@@ -70,10 +104,20 @@ impl Config {
         }
     }
 
+    pub fn watchdog(&self) -> crate::watchdog::Settings {
+        crate::watchdog::Settings {
+            image_pull_grace: self.image_pull_grace,
+            config_grace: self.config_grace,
+            unschedulable_grace: self.unschedulable_grace,
+        }
+    }
+
     pub fn guards(&self) -> Guards {
         Guards {
             ttl_after_finished: self.ttl_after_finished,
             startup_allowance: self.startup_allowance,
+            scratch_volume_above: self.scratch_volume_above,
+            scratch_storage_class: self.scratch_storage_class.clone(),
         }
     }
 }

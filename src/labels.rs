@@ -16,6 +16,13 @@ pub const LOGICAL_TIME: &str = "datajob.dev/logical-time";
 /// On Jobs the operator ended: the reason and message it recorded.
 pub const END_REASON: &str = "datajob.dev/reason";
 pub const END_MESSAGE: &str = "datajob.dev/message";
+/// On Jobs: what happened to an attempt that did not end the run (e.g. OutOfMemory).
+pub const LAST_FAILURE_REASON: &str = "datajob.dev/last-failure-reason";
+pub const LAST_FAILURE_MESSAGE: &str = "datajob.dev/last-failure-message";
+/// On Jobs: the run's deadline in seconds, counted from its first container start.
+pub const DEADLINE_SECONDS: &str = "datajob.dev/deadline-seconds";
+/// On Jobs: how long the run may wait for a node, in seconds (absent: operator default).
+pub const PENDING_TIMEOUT_SECONDS: &str = "datajob.dev/pending-timeout-seconds";
 /// On a DataJob: ask for a run now (`kubectl datajob trigger`), value RFC 3339.
 pub const TRIGGER: &str = "datajob.dev/trigger";
 /// Set by the CronJob controller on the Jobs it creates.

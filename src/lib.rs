@@ -13,6 +13,8 @@ pub mod units;
 pub mod validation;
 
 pub use error::{Error, Result};
+pub mod cleanup;
 pub mod cli;
 pub mod crds;
+pub mod watchdog;
 pub mod webhook;

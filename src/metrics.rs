@@ -28,6 +28,11 @@ pub struct RunLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AdmissionLabels {
     pub allowed: String,
 }
@@ -40,6 +45,10 @@ pub struct Metrics {
     pub reconcile_duration: Family<ControllerLabels, Histogram>,
     pub runs_finished: Family<RunLabels, Counter>,
     pub admission_reviews: Family<AdmissionLabels, Counter>,
+    pub runs_ended: Family<ReasonLabels, Counter>,
+    pub attempts_failed: Family<ReasonLabels, Counter>,
+    pub pvcs_deleted: Counter,
+    pub jobs_pruned: Counter,
 }
 
 impl Default for Metrics {
@@ -53,6 +62,10 @@ impl Default for Metrics {
             });
         let runs_finished = Family::<RunLabels, Counter>::default();
         let admission_reviews = Family::<AdmissionLabels, Counter>::default();
+        let runs_ended = Family::<ReasonLabels, Counter>::default();
+        let attempts_failed = Family::<ReasonLabels, Counter>::default();
+        let pvcs_deleted = Counter::default();
+        let jobs_pruned = Counter::default();
         registry.register(
             "reconciliations",
             "Reconciliations by controller",
@@ -85,6 +98,10 @@ impl Default for Metrics {
             reconcile_duration,
             runs_finished,
             admission_reviews,
+            runs_ended,
+            attempts_failed,
+            pvcs_deleted,
+            jobs_pruned,
         }
     }
 }

@@ -10,7 +10,10 @@ use kube::ResourceExt;
 use regex::Regex;
 
 use crate::api::{DataJobStatus, RunRecord, RunState};
-use crate::labels::{self, CRONJOB_SCHEDULED, END_MESSAGE, END_REASON, LOGICAL_TIME};
+use crate::labels::{
+    self, CRONJOB_SCHEDULED, END_MESSAGE, END_REASON, LAST_FAILURE_MESSAGE, LAST_FAILURE_REASON,
+    LOGICAL_TIME,
+};
 use crate::validation::{Problems, Resolved};
 
 /// How many runs `status.recentRuns` keeps.
@@ -69,6 +72,17 @@ pub fn run_of(job: &Job, datajob: &str) -> Option<RunRecord> {
         );
         record.reason = Some(reason);
         record.message = Some(message);
+        // An attempt's own failure (e.g. OutOfMemory) says more than "retries exhausted".
+        if let Some(r) = annotations
+            .get(LAST_FAILURE_REASON)
+            .filter(|_| record.reason.as_deref() == Some("RetriesExhausted"))
+        {
+            record.reason = Some(r.clone());
+            record.message = annotations
+                .get(LAST_FAILURE_MESSAGE)
+                .cloned()
+                .or(record.message);
+        }
     } else if suspended {
         record.state = RunState::Pending;
         record.reason = Some("WaitingToStart".into());

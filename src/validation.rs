@@ -107,9 +107,12 @@ pub struct Resolved {
     pub disk_bytes: Option<u64>,
     pub gpu: u32,
     pub deadline: Duration,
+    /// `None`: the operator's default applies.
+    pub pending_timeout: Option<Duration>,
     pub retries: i32,
     pub suspend: bool,
     pub service_account: Option<String>,
+    pub pod_annotations: std::collections::BTreeMap<String, String>,
     pub history: i32,
     pub inputs: Vec<String>,
     pub output: Option<String>,
@@ -129,6 +132,10 @@ static DNS_LABEL_RE: LazyLock<Regex> = LazyLock::new(|| {
 });
 static DNS_SUBDOMAIN_RE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        .unwrap_or_else(|e| unreachable!("{e}"))
+});
+static QUALIFIED_NAME_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
         .unwrap_or_else(|e| unreachable!("{e}"))
 });
 static ENV_NAME_RE: LazyLock<Regex> = LazyLock::new(|| {
@@ -209,6 +216,19 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
             }
         },
     };
+
+    let pending_timeout = spec.pending_timeout.as_deref().and_then(|d| {
+        units::parse_duration(d)
+            .map_err(|e| {
+                p.push(Problem::new(
+                    "spec.pendingTimeout",
+                    d,
+                    e,
+                    "write a duration such as 10m or 1h",
+                ))
+            })
+            .ok()
+    });
 
     let retries = spec.retries.unwrap_or(DEFAULT_RETRIES);
     if !(0..=MAX_RETRIES).contains(&retries) {
@@ -291,6 +311,32 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
         }
     }
 
+    for key in spec.pod_annotations.keys() {
+        let field = format!("spec.podAnnotations[{key}]");
+        let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key));
+        let valid_name = !name.is_empty() && name.len() <= 63 && QUALIFIED_NAME_RE.is_match(name);
+        let valid_prefix =
+            prefix.is_empty() || (prefix.len() <= 253 && DNS_SUBDOMAIN_RE.is_match(prefix));
+        if !valid_name || !valid_prefix {
+            p.push(Problem::new(
+                &field,
+                key,
+                "is not a valid annotation key",
+                "use [prefix/]name, e.g. sidecar.istio.io/inject",
+            ));
+        } else if ["datajob.dev", "batch.kubernetes.io"]
+            .iter()
+            .any(|r| prefix == *r || prefix.ends_with(&format!(".{r}")))
+        {
+            p.push(Problem::new(
+                &field,
+                key,
+                "is reserved for the operator and Kubernetes",
+                "use a key of your own",
+            ));
+        }
+    }
+
     if let Some(sa) = &spec.service_account_name
         && (sa.len() > 253 || !DNS_SUBDOMAIN_RE.is_match(sa))
     {
@@ -353,9 +399,11 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
         disk_bytes,
         gpu: gpu as u32,
         deadline,
+        pending_timeout,
         retries,
         suspend: spec.suspend.unwrap_or(false),
         service_account: spec.service_account_name.clone(),
+        pod_annotations: spec.pod_annotations.clone(),
         history,
         inputs: spec.inputs.clone(),
         output: spec.output.clone(),
@@ -567,6 +615,17 @@ mod tests {
         assert!(msgs[1].contains("not a DataJob name"));
         assert!(msgs[2].contains("twice"));
         assert!(msgs[3].starts_with("spec.output"));
+    }
+
+    #[test]
+    fn pod_annotations() {
+        let ann = |k: &str| DataJobSpec {
+            pod_annotations: [(k.to_string(), "x".to_string())].into(),
+            ..spec()
+        };
+        assert!(resolve(&dj("a", ann("sidecar.istio.io/inject")), &Limits::default()).is_ok());
+        assert!(problems(dj("a", ann("datajob.dev/run-id")))[0].contains("reserved"));
+        assert!(problems(dj("a", ann("bad key!")))[0].contains("not a valid annotation key"));
     }
 
     #[test]

@@ -74,6 +74,17 @@ pub struct DataJobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<String>,
 
+    /// Annotations for the run's pods, e.g. `sidecar.istio.io/inject: "false"` (a mesh sidecar
+    /// would keep a batch pod from ever finishing) or a monitoring tool's. Keys under
+    /// `datajob.dev/` and `batch.kubernetes.io/` are reserved. Default: none.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub pod_annotations: std::collections::BTreeMap<String, String>,
+
+    /// How long a run may wait for a node before it is ended as `Unschedulable`, e.g. `30m`.
+    /// Default: the operator's setting (10m). A run no node could ever fit ends at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_timeout: Option<String>,
+
     /// How many times a failed run is retried (0 to 10). Default: 1. Failures that retrying
     /// cannot fix (image not found, missing config, command not found) are never retried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -176,9 +187,12 @@ pub struct RunRecord {
     pub name: String,
     /// The logical time this run processes (RFC 3339, UTC).
     pub logical_time: String,
+    /// Pending, Running, Succeeded or Failed.
     pub state: RunState,
+    /// When the run's Job started (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<String>,
+    /// When the run succeeded or failed (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finish_time: Option<String>,
     /// A stable CamelCase word, e.g. `ImageNotFound`, `DeadlineExceeded`.
@@ -193,6 +207,7 @@ pub struct RunRecord {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DataJobStatus {
+    /// The generation of the spec this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// The DataJob's state: its last run's, or Scheduled, Invalid, Suspended.
@@ -204,8 +219,10 @@ pub struct DataJobStatus {
     /// The reason in plain words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// `Ready`, `Invalid`, `Running` and `Failed`, each with a reason and a message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The newest run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<RunRecord>,
     /// The last few runs, newest first, kept after their Jobs and events are gone.
@@ -214,6 +231,9 @@ pub struct DataJobStatus {
     /// The next scheduled logical time (RFC 3339, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_run: Option<String>,
+    /// The last `datajob.dev/trigger` annotation value the operator acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_trigger: Option<String>,
     /// Run ids of runs not yet finished.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub active_runs: Vec<String>,

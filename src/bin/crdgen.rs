@@ -9,6 +9,10 @@ fn main() -> ExitCode {
             print!("{}", datajob::crds::all_yaml());
             ExitCode::SUCCESS
         }
+        [flag] if flag == "--api-doc" => {
+            print!("{}", datajob::crds::api_markdown());
+            ExitCode::SUCCESS
+        }
         [flag, dir] if flag == "--write" => match datajob::crds::write(std::path::Path::new(dir)) {
             Ok(files) => {
                 for f in files {
@@ -22,7 +26,7 @@ fn main() -> ExitCode {
             }
         },
         _ => {
-            eprintln!("usage: crdgen [--write DIR]");
+            eprintln!("usage: crdgen [--write DIR | --api-doc]");
             ExitCode::from(2)
         }
     }

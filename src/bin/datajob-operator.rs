@@ -9,6 +9,8 @@ use datajob::controller::{self, Context};
 use datajob::metrics::Metrics;
 use datajob::webhook::{self, tls};
 use datajob::{Error, Result};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use tokio::sync::watch;
 use tracing::{error, info};
@@ -121,12 +123,39 @@ async fn run(config: Config) -> Result<()> {
         info!("shutting down");
         let _ = stop_tx.send(true);
     });
+    let (jobs, job_events) = controller::managed_cache::<Job>(client.clone());
+    let (pods, pod_events) = controller::managed_cache::<Pod>(client.clone());
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
     let ready_flag = ready.clone();
-    controller::datajob::run(ctx, shutdown, move || {
-        info!("caches synced; ready");
-        ready_flag.set_ready();
-    })
-    .await;
+    let pods_synced = pods.clone();
+    let datajobs =
+        controller::datajob::run(ctx.clone(), jobs.clone(), job_events, shutdown, move || {
+            // Ready once the Job cache (here) and the pod cache (below) are synced.
+            tokio::spawn(async move {
+                if pods_synced.wait_until_ready().await.is_ok() {
+                    info!("caches synced; ready");
+                    ready_flag.set_ready();
+                }
+            });
+        });
+    let watchdog = controller::watchdog::run(
+        ctx.clone(),
+        config.watchdog(),
+        pods.clone(),
+        pod_events,
+        stopped(stop_rx.clone()),
+    );
+    let cleanup = controller::cleanup::run(
+        ctx,
+        pods,
+        jobs,
+        config.pvc_grace,
+        config.cleanup_interval,
+        stopped(stop_rx.clone()),
+    );
+    tokio::join!(datajobs, watchdog, cleanup);
 
     webhook_handle.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
     if let Some(t) = webhook_task {

@@ -9,8 +9,8 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
@@ -36,21 +36,17 @@ pub struct DataJobContext {
 }
 
 /// Runs the controller until `shutdown` resolves. `ready` is called once caches are synced.
+/// `jobs` is the managed-Job cache that `job_events` fills.
 pub async fn run(
     base: Context,
+    jobs: Store<Job>,
+    job_events: impl futures::Stream<Item = Job> + Send + 'static,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
     ready: impl FnOnce(),
 ) {
     let client = base.client.clone();
     let managed = watcher::Config::default().labels(&labels::managed_selector());
-    let (jobs, writer) = reflector::store();
-    let job_stream = reflector::reflector(
-        writer,
-        watcher(Api::<Job>::all(client.clone()), managed.clone()),
-    )
-    .modify(|j| j.managed_fields_mut().clear())
-    .default_backoff()
-    .touched_objects();
+    let job_stream = job_events.map(Ok::<_, watcher::Error>);
     let ctx = Arc::new(DataJobContext {
         base,
         jobs: jobs.clone(),
@@ -115,16 +111,22 @@ async fn reconcile(dj: Arc<DataJob>, ctx: Arc<DataJobContext>) -> Result<Action>
             .collect();
         if let Ok(r) = &resolved {
             admit_runs(r, &jobs, &ctx, &ns).await?;
+            prune_history(r, &jobs, &ctx, &ns).await?;
         }
         let now = Utc::now();
         let current: Vec<_> = jobs.iter().filter_map(|j| runs::run_of(j, &name)).collect();
-        let status = runs::desired_status(Observed {
+        let mut status = runs::desired_status(Observed {
             generation: dj.metadata.generation,
             spec: resolved.as_ref(),
             previous: dj.status.as_ref(),
             runs: current,
             now,
         });
+        if resolved.is_ok() {
+            status.last_trigger = dj.annotations().get(TRIGGER).cloned();
+        } else {
+            status.last_trigger = dj.status.as_ref().and_then(|s| s.last_trigger.clone());
+        }
         write_status(&dj, status, &ctx, &ns).await?;
         // Refresh nextRun after the next scheduled time has passed.
         let next = resolved
@@ -250,6 +252,30 @@ async fn admit_runs(r: &Resolved, jobs: &[Arc<Job>], ctx: &DataJobContext, ns: &
             .await
             .map_err(Error::api("start", "Job", ns, &id))?;
         info!(run = %id, logical_time = %run.logical_time, "scheduled run started");
+    }
+    Ok(())
+}
+
+/// Deletes finished Jobs beyond the DataJob's history (their pods go with them); their
+/// outcome stays in `status.recentRuns`.
+async fn prune_history(
+    r: &Resolved,
+    jobs: &[Arc<Job>],
+    ctx: &DataJobContext,
+    ns: &str,
+) -> Result<()> {
+    let refs: Vec<&Job> = jobs.iter().map(Arc::as_ref).collect();
+    let api: Api<Job> = Api::namespaced(ctx.base.client.clone(), ns);
+    for job in crate::cleanup::jobs_beyond_history(&r.name, &refs, r.history as usize) {
+        let id = job.name_any();
+        match api.delete(&id, &DeleteParams::background()).await {
+            Ok(_) => {
+                info!(run = %id, history = r.history, "pruned finished run beyond history");
+                ctx.base.metrics.jobs_pruned.inc();
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(Error::api("delete", "Job", ns, &id)(e)),
+        }
     }
     Ok(())
 }

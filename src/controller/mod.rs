@@ -1,8 +1,16 @@
 //! Controllers: one per resource. Each gathers state, calls a pure decision, applies it.
+pub mod cleanup;
 pub mod datajob;
+pub mod watchdog;
 
-use kube::Client;
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
 
 use crate::children::Guards;
 use crate::metrics::Metrics;
@@ -16,6 +24,44 @@ pub struct Context {
     pub metrics: Metrics,
     pub limits: Limits,
     pub guards: Guards,
+}
+
+impl Context {
+    /// A reference to a DataJob for events, from its namespace and name alone.
+    pub fn datajob_ref(namespace: &str, name: &str) -> k8s_openapi::api::core::v1::ObjectReference {
+        k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("datajob.dev/v1alpha1".into()),
+            kind: Some("DataJob".into()),
+            namespace: Some(namespace.into()),
+            name: Some(name.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Publishes an event on a DataJob; a failure to publish is logged, never fatal.
+    pub async fn event(
+        &self,
+        reference: &k8s_openapi::api::core::v1::ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let ev = kube::runtime::events::Event {
+            type_: if warning {
+                kube::runtime::events::EventType::Warning
+            } else {
+                kube::runtime::events::EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, reference).await {
+            tracing::warn!(error = %e, %reason, "could not publish event");
+        }
+    }
 }
 
 impl Context {
@@ -33,3 +79,28 @@ impl Context {
         }
     }
 }
+
+/// A cache of everything of kind `K` that DataJob manages (by label), trimmed of managed
+/// fields, and the stream of changes that keeps it filled (poll it, or the cache stays empty).
+pub fn managed_cache<K>(client: Client) -> (Store<K>, impl Stream<Item = K> + Send + 'static)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let config = watcher::Config::default().labels(&crate::labels::managed_selector());
+    let stream = reflector::reflector(writer, watcher(Api::<K>::all(client), config))
+        .modify(|o| o.managed_fields_mut().clear())
+        .default_backoff()
+        .touched_objects()
+        .filter_map(|r| async move { r.ok() });
+    (store, stream)
+}
+
+/// The Job and pod caches shared by the controllers.
+pub type Caches = (Store<Job>, Store<Pod>);

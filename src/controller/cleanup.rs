@@ -1,0 +1,91 @@
+//! The clean-up loop: every interval, deletes PVCs that outlived their runs
+//! ([`crate::cleanup::orphaned_pvcs`]), with an event on the DataJob.
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{Api, DeleteParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use tracing::{info, warn};
+
+use super::Context;
+use crate::cleanup::orphaned_pvcs;
+use crate::labels;
+
+pub async fn run(
+    base: Context,
+    pods: Store<Pod>,
+    jobs: Store<Job>,
+    grace: Duration,
+    interval: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (pvcs, writer) = reflector::store::<PartialObjectMeta<PersistentVolumeClaim>>();
+    let managed = watcher::Config::default().labels(&labels::managed_selector());
+    let watch = reflector::reflector(
+        writer,
+        watcher(
+            Api::<PartialObjectMeta<PersistentVolumeClaim>>::all(base.client.clone()),
+            managed,
+        ),
+    )
+    .default_backoff()
+    .touched_objects()
+    .for_each(|_| async {});
+    let sweep = async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            if pvcs.wait_until_ready().await.is_err() {
+                return;
+            }
+            sweep_once(&base, &pvcs, &pods, &jobs, grace).await;
+        }
+    };
+    tokio::select! {
+        _ = watch => {},
+        _ = sweep => {},
+        _ = shutdown => {},
+    }
+}
+
+async fn sweep_once(
+    base: &Context,
+    pvcs: &Store<PartialObjectMeta<PersistentVolumeClaim>>,
+    pods: &Store<Pod>,
+    jobs: &Store<Job>,
+    grace: Duration,
+) {
+    let (all_pvcs, all_pods, all_jobs) = (pvcs.state(), pods.state(), jobs.state());
+    let pvc_refs: Vec<&PartialObjectMeta<PersistentVolumeClaim>> =
+        all_pvcs.iter().map(Arc::as_ref).collect();
+    let pod_refs: Vec<&Pod> = all_pods.iter().map(Arc::as_ref).collect();
+    let job_refs: Vec<&Job> = all_jobs.iter().map(Arc::as_ref).collect();
+    for orphan in orphaned_pvcs(&pvc_refs, &pod_refs, &job_refs, grace, Utc::now()) {
+        let api: Api<PersistentVolumeClaim> =
+            Api::namespaced(base.client.clone(), &orphan.namespace);
+        match api.delete(&orphan.name, &DeleteParams::background()).await {
+            Ok(_) => {
+                info!(namespace = %orphan.namespace, pvc = %orphan.name, datajob = %orphan.datajob, why = %orphan.why, "deleted leftover PVC");
+                base.metrics.pvcs_deleted.inc();
+                let r = Context::datajob_ref(&orphan.namespace, &orphan.datajob);
+                base.event(
+                    &r,
+                    false,
+                    "PVCDeleted",
+                    "Cleanup",
+                    format!("deleted PVC {}: {}", orphan.name, orphan.why),
+                )
+                .await;
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => {
+                warn!(namespace = %orphan.namespace, pvc = %orphan.name, error = %e, "could not delete leftover PVC")
+            }
+        }
+    }
+}

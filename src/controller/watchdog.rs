@@ -1,0 +1,178 @@
+//! The watchdog controller: for every run's Job, reads its pods and the nodes, asks
+//! [`crate::watchdog::assess`] what to do, and does it: ends the run (the Job fails,
+//! its pods go, no retry) or records what happened to an attempt.
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::Context;
+use crate::labels::{
+    self, END_MESSAGE, END_REASON, JOB_NAME, LAST_FAILURE_MESSAGE, LAST_FAILURE_REASON, NAME,
+};
+use crate::metrics::ReasonLabels;
+use crate::watchdog::{self, Settings, Verdict};
+use crate::{Error, Result};
+
+const CONTROLLER: &str = "watchdog";
+
+pub struct WatchdogContext {
+    pub base: Context,
+    pub settings: Settings,
+    pub pods: Store<Pod>,
+    pub nodes: Store<Node>,
+}
+
+/// Runs the watchdog until `shutdown` resolves. The pod store is shared with the clean-up.
+pub async fn run(
+    base: Context,
+    settings: Settings,
+    pods: Store<Pod>,
+    pod_events: impl futures::Stream<Item = Pod> + Send + 'static,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = base.client.clone();
+    let (nodes, node_writer) = reflector::store();
+    let node_stream = reflector::reflector(
+        node_writer,
+        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
+    )
+    .modify(|n| {
+        n.managed_fields_mut().clear();
+        if let Some(s) = n.status.as_mut() {
+            s.images = None;
+        }
+    })
+    .default_backoff()
+    .touched_objects()
+    .for_each(|_| async {});
+    let managed = watcher::Config::default().labels(&labels::managed_selector());
+    let ctx = Arc::new(WatchdogContext {
+        base,
+        settings,
+        pods,
+        nodes,
+    });
+    let controller = Controller::new(Api::<Job>::all(client), managed)
+        .with_config(kube::runtime::controller::Config::default().concurrency(4))
+        .watches_stream(pod_events.map(Ok::<_, watcher::Error>), |pod| {
+            let ns = pod.namespace()?;
+            let job = pod.labels().get(JOB_NAME)?.clone();
+            Some(ObjectRef::<Job>::new(&job).within(&ns))
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {});
+    tokio::select! {
+        _ = controller => {},
+        _ = node_stream => {},
+    }
+}
+
+fn error_policy(job: Arc<Job>, error: &Error, ctx: Arc<WatchdogContext>) -> Action {
+    warn!(run = %job.name_any(), %error, "watchdog failed; retrying in 10s");
+    ctx.base.metrics.reconcile_failure(CONTROLLER, error);
+    Action::requeue(Duration::from_secs(10))
+}
+
+async fn reconcile(job: Arc<Job>, ctx: Arc<WatchdogContext>) -> Result<Action> {
+    let _timer = ctx.base.metrics.reconcile(CONTROLLER);
+    let ns = job
+        .namespace()
+        .ok_or_else(|| Error::MissingNamespace(job.name_any()))?;
+    let id = job.name_any();
+    let pods: Vec<Arc<Pod>> = ctx
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| {
+            p.namespace().as_deref() == Some(ns.as_str()) && p.labels().get(JOB_NAME) == Some(&id)
+        })
+        .collect();
+    let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
+    let nodes = ctx.nodes.state();
+    let nodes: Vec<&Node> = nodes.iter().map(|n| n.as_ref()).collect();
+    let now = Utc::now();
+    let verdict = watchdog::assess(&job, &pods, &nodes, &ctx.settings, now);
+    let datajob = job.labels().get(NAME).cloned().unwrap_or_default();
+    let api: Api<Job> = Api::namespaced(ctx.base.client.clone(), &ns);
+    match verdict {
+        Verdict::Fine { recheck_at } => Ok(match recheck_at {
+            Some(t) => {
+                Action::requeue((t - now).to_std().unwrap_or_default() + Duration::from_millis(500))
+            }
+            None => Action::await_change(),
+        }),
+        Verdict::End { reason, message } => {
+            // Shrinking activeDeadlineSeconds makes the Job controller fail the Job and
+            // delete its pods at once, with no further retry.
+            let started = job
+                .status
+                .as_ref()
+                .and_then(|s| s.start_time.as_ref())
+                .and_then(labels::from_k8s_time);
+            let elapsed = started.map_or(1, |t| (now - t).num_seconds().max(1));
+            let patch = json!({
+                "metadata": {"annotations": {END_REASON: reason, END_MESSAGE: message}},
+                "spec": {"activeDeadlineSeconds": elapsed},
+            });
+            api.patch(&id, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(Error::api("end run", "Job", &ns, &id))?;
+            info!(run = %id, %datajob, namespace = %ns, %reason, %message, "run ended");
+            ctx.base
+                .metrics
+                .runs_ended
+                .get_or_create(&ReasonLabels {
+                    reason: reason.into(),
+                })
+                .inc();
+            let r = Context::datajob_ref(&ns, &datajob);
+            ctx.base
+                .event(
+                    &r,
+                    true,
+                    reason,
+                    "EndRun",
+                    format!("run {id} ended: {message}"),
+                )
+                .await;
+            Ok(Action::await_change())
+        }
+        Verdict::Record { reason, message } => {
+            let patch = json!({"metadata": {"annotations": {LAST_FAILURE_REASON: reason, LAST_FAILURE_MESSAGE: message}}});
+            api.patch(&id, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(Error::api("annotate", "Job", &ns, &id))?;
+            info!(run = %id, %datajob, namespace = %ns, %reason, %message, "attempt failed");
+            ctx.base
+                .metrics
+                .attempts_failed
+                .get_or_create(&ReasonLabels {
+                    reason: reason.into(),
+                })
+                .inc();
+            let r = Context::datajob_ref(&ns, &datajob);
+            ctx.base
+                .event(
+                    &r,
+                    true,
+                    reason,
+                    "RecordFailure",
+                    format!("run {id}: {message}"),
+                )
+                .await;
+            Ok(Action::await_change())
+        }
+    }
+}

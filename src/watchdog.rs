@@ -1,0 +1,606 @@
+//! What is stuck, and what to do about it: the watchdog's decisions as pure functions
+//! of a run's Job, its pods and the nodes. `controller::watchdog` acts on them.
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::ResourceExt;
+
+use crate::labels::{
+    self, DEADLINE_SECONDS, END_REASON, LAST_FAILURE_REASON, PENDING_TIMEOUT_SECONDS,
+};
+use crate::units::{self, format_bytes, format_cpu};
+
+/// How long each kind of stuck is tolerated. Configurable in the operator.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub image_pull_grace: Duration,
+    pub config_grace: Duration,
+    pub unschedulable_grace: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            image_pull_grace: Duration::from_secs(60),
+            config_grace: Duration::from_secs(60),
+            unschedulable_grace: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What the watchdog does about one run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// Nothing to do; look again at this time if something might expire then.
+    Fine { recheck_at: Option<DateTime<Utc>> },
+    /// End the run now, with no more retries.
+    End {
+        reason: &'static str,
+        message: String,
+    },
+    /// Note what happened to an attempt; the run goes on (retries may follow).
+    Record {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+/// Reasons the watchdog gives, with what the user should do. Documented in docs/reasons.md.
+pub const IMAGE_NOT_FOUND: &str = "ImageNotFound";
+pub const MISSING_CONFIG: &str = "MissingConfig";
+pub const RUNS_AS_ROOT: &str = "RunsAsRoot";
+pub const UNSCHEDULABLE: &str = "Unschedulable";
+pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
+pub const OUT_OF_MEMORY: &str = "OutOfMemory";
+
+fn finished(job: &Job) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.status == "True"
+                    && matches!(
+                        c.type_.as_str(),
+                        "Complete" | "Failed" | "FailureTarget" | "SuccessCriteriaMet"
+                    )
+            })
+        })
+}
+
+fn annotation_secs(job: &Job, key: &str) -> Option<Duration> {
+    job.annotations()
+        .get(key)
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+fn since(t: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+    (now - t).to_std().unwrap_or_default()
+}
+
+fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+fn scheduled_at(pod: &Pod) -> Option<DateTime<Utc>> {
+    let c = pod
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "True")?;
+    c.last_transition_time
+        .as_ref()
+        .and_then(labels::from_k8s_time)
+}
+
+/// When the earliest container of the run started (running or since terminated).
+fn first_start(pods: &[&Pod]) -> Option<DateTime<Utc>> {
+    pods.iter()
+        .flat_map(|p| {
+            p.status
+                .iter()
+                .flat_map(|s| s.container_statuses.iter().flatten())
+        })
+        .filter_map(|cs| {
+            let st = cs.state.as_ref()?;
+            st.running
+                .as_ref()
+                .and_then(|r| r.started_at.as_ref())
+                .or_else(|| st.terminated.as_ref().and_then(|t| t.started_at.as_ref()))
+                .and_then(labels::from_k8s_time)
+        })
+        .min()
+}
+
+/// The decision for one run.
+pub fn assess(
+    job: &Job,
+    pods: &[&Pod],
+    nodes: &[&Node],
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Verdict {
+    if finished(job) || job.annotations().contains_key(END_REASON) {
+        return Verdict::Fine { recheck_at: None };
+    }
+    let mut recheck: Vec<DateTime<Utc>> = Vec::new();
+    let live: Vec<&Pod> = pods
+        .iter()
+        .copied()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
+
+    for pod in &live {
+        let scheduled = scheduled_at(pod);
+        for cs in pod
+            .status
+            .iter()
+            .flat_map(|s| s.container_statuses.iter().flatten())
+        {
+            let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
+                continue;
+            };
+            let reason = w.reason.as_deref().unwrap_or_default();
+            let msg = w.message.clone().unwrap_or_default();
+            let image = cs.image.clone();
+            let (grace, verdict) = match reason {
+                "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" => (
+                    settings.image_pull_grace,
+                    Verdict::End {
+                        reason: IMAGE_NOT_FOUND,
+                        message: format!(
+                            "{image} could not be pulled ({}); check spec.image: the tag or registry may be wrong, or the registry needs credentials",
+                            if msg.is_empty() {
+                                reason.to_string()
+                            } else {
+                                msg
+                            }
+                        ),
+                    },
+                ),
+                "CreateContainerConfigError"
+                    if msg.contains("runAsNonRoot") || msg.contains("run as root") =>
+                {
+                    (
+                        settings.config_grace,
+                        Verdict::End {
+                            reason: RUNS_AS_ROOT,
+                            message: format!(
+                                "{image} runs as root, which DataJob does not allow ({msg}); build the image with a non-root USER"
+                            ),
+                        },
+                    )
+                }
+                "CreateContainerConfigError" => (
+                    settings.config_grace,
+                    Verdict::End {
+                        reason: MISSING_CONFIG,
+                        message: format!(
+                            "{msg}; create it in namespace {} or fix the reference in spec.env",
+                            pod.namespace().unwrap_or_default()
+                        ),
+                    },
+                ),
+                _ => continue,
+            };
+            let Some(t) = scheduled else { continue };
+            if since(t, now) >= grace {
+                return verdict;
+            }
+            recheck.push(after(t, grace));
+        }
+    }
+
+    for pod in &live {
+        let Some(cond) = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| {
+                cs.iter().find(|c| {
+                    c.type_ == "PodScheduled"
+                        && c.status == "False"
+                        && c.reason.as_deref() == Some("Unschedulable")
+                })
+            })
+        else {
+            continue;
+        };
+        let request = Request::of(pod);
+        let scheduler = cond.message.clone().unwrap_or_default();
+        if !nodes.is_empty() && !nodes.iter().any(|n| request.fits(&Request::allocatable(n))) {
+            let largest = nodes
+                .iter()
+                .map(|n| Request::allocatable(n))
+                .max_by_key(|r| (r.memory, r.cpu_millis))
+                .unwrap_or_default();
+            return Verdict::End {
+                reason: UNSCHEDULABLE,
+                message: format!(
+                    "no node can ever fit this run: it asks for {request}, the largest node offers {largest}; lower spec.resources ({scheduler})"
+                ),
+            };
+        }
+        let grace =
+            annotation_secs(job, PENDING_TIMEOUT_SECONDS).unwrap_or(settings.unschedulable_grace);
+        let Some(t) = cond
+            .last_transition_time
+            .as_ref()
+            .and_then(labels::from_k8s_time)
+        else {
+            continue;
+        };
+        if since(t, now) >= grace {
+            return Verdict::End {
+                reason: UNSCHEDULABLE,
+                message: format!(
+                    "no node had room for this run ({request}) for {}: {scheduler}; lower spec.resources, raise spec.pendingTimeout, or ask for more capacity",
+                    units::format_duration(grace)
+                ),
+            };
+        }
+        recheck.push(after(t, grace));
+    }
+
+    if let (Some(deadline), Some(start)) =
+        (annotation_secs(job, DEADLINE_SECONDS), first_start(pods))
+    {
+        if since(start, now) >= deadline {
+            return Verdict::End {
+                reason: DEADLINE_EXCEEDED,
+                message: format!(
+                    "the run took longer than its deadline of {} and was stopped; raise spec.deadline or make the job faster",
+                    units::format_duration(deadline)
+                ),
+            };
+        }
+        recheck.push(after(start, deadline));
+    }
+
+    let oom = pods.iter().any(|p| {
+        p.status
+            .iter()
+            .flat_map(|s| s.container_statuses.iter().flatten())
+            .any(|cs| {
+                cs.state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .is_some_and(|t| t.reason.as_deref() == Some("OOMKilled"))
+            })
+    });
+    if oom
+        && job
+            .annotations()
+            .get(LAST_FAILURE_REASON)
+            .map(String::as_str)
+            != Some(OUT_OF_MEMORY)
+    {
+        let limit = pods
+            .first()
+            .and_then(|p| p.spec.as_ref())
+            .and_then(|s| s.containers.first())
+            .and_then(|c| {
+                c.resources
+                    .as_ref()?
+                    .limits
+                    .as_ref()?
+                    .get("memory")
+                    .map(|q| q.0.clone())
+            })
+            .unwrap_or_else(|| "its limit".into());
+        return Verdict::Record {
+            reason: OUT_OF_MEMORY,
+            message: format!(
+                "the container ran out of memory ({limit}) and was killed; raise spec.resources.memory"
+            ),
+        };
+    }
+    Verdict::Fine {
+        recheck_at: recheck.into_iter().min(),
+    }
+}
+
+/// Resources as the scheduler counts them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Request {
+    pub cpu_millis: u64,
+    pub memory: u64,
+    pub ephemeral: u64,
+    pub gpu: u64,
+}
+
+impl Request {
+    fn from_map(
+        m: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+    ) -> Self {
+        let get = |k: &str| m.and_then(|m| m.get(k)).map(|q| q.0.as_str());
+        Request {
+            cpu_millis: get("cpu")
+                .and_then(|q| units::parse_cpu_millis(q).ok())
+                .unwrap_or(0),
+            memory: get("memory")
+                .and_then(|q| units::parse_bytes(q).ok())
+                .unwrap_or(0),
+            ephemeral: get("ephemeral-storage")
+                .and_then(|q| units::parse_bytes(q).ok())
+                .unwrap_or(0),
+            gpu: get("nvidia.com/gpu")
+                .and_then(|q| q.parse().ok())
+                .unwrap_or(0),
+        }
+    }
+
+    /// The sum of the pod's container requests.
+    pub fn of(pod: &Pod) -> Self {
+        pod.spec
+            .iter()
+            .flat_map(|s| s.containers.iter())
+            .fold(Request::default(), |acc, c| {
+                let r = Request::from_map(c.resources.as_ref().and_then(|r| r.requests.as_ref()));
+                Request {
+                    cpu_millis: acc.cpu_millis + r.cpu_millis,
+                    memory: acc.memory + r.memory,
+                    ephemeral: acc.ephemeral + r.ephemeral,
+                    gpu: acc.gpu + r.gpu,
+                }
+            })
+    }
+
+    pub fn allocatable(node: &Node) -> Self {
+        Request::from_map(node.status.as_ref().and_then(|s| s.allocatable.as_ref()))
+    }
+
+    pub fn fits(&self, capacity: &Request) -> bool {
+        self.cpu_millis <= capacity.cpu_millis
+            && self.memory <= capacity.memory
+            && self.ephemeral <= capacity.ephemeral
+            && self.gpu <= capacity.gpu
+    }
+}
+
+impl std::fmt::Display for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cpu {}, memory {}",
+            format_cpu(self.cpu_millis),
+            format_bytes(self.memory)
+        )?;
+        if self.ephemeral > 0 {
+            write!(f, ", disk {}", format_bytes(self.ephemeral))?;
+        }
+        if self.gpu > 0 {
+            write!(f, ", gpu {}", self.gpu)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        labels::parse_rfc3339("2026-11-25T10:00:00Z").unwrap()
+    }
+    fn ago(secs: i64) -> String {
+        labels::rfc3339(now() - chrono::Duration::seconds(secs))
+    }
+    fn job(extra: serde_json::Value) -> Job {
+        let mut annotations = json!({DEADLINE_SECONDS: "600"});
+        if let Some(o) = extra.as_object() {
+            for (k, v) in o {
+                annotations[k] = v.clone();
+            }
+        }
+        serde_json::from_value(
+            json!({"metadata": {"name": "dj-1", "annotations": annotations}, "status": {}}),
+        )
+        .unwrap()
+    }
+    fn pod(scheduled_secs_ago: Option<i64>, container_state: serde_json::Value, cpu: &str) -> Pod {
+        let mut conditions = vec![];
+        if let Some(s) = scheduled_secs_ago {
+            conditions.push(
+                json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": ago(s)}),
+            );
+        }
+        serde_json::from_value(json!({
+            "metadata": {"name": "dj-1-abc", "namespace": "ns"},
+            "spec": {"containers": [{"name": "main", "image": "img", "resources": {"requests": {"cpu": cpu, "memory": "1Gi"}, "limits": {"memory": "1Gi"}}}]},
+            "status": {"conditions": conditions, "containerStatuses": [{"name": "main", "image": "img:1", "imageID": "", "ready": false, "restartCount": 0, "state": container_state}]},
+        }))
+        .unwrap()
+    }
+    fn unschedulable(secs_ago: i64, cpu: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "dj-1-abc", "namespace": "ns"},
+            "spec": {"containers": [{"name": "main", "image": "img", "resources": {"requests": {"cpu": cpu, "memory": "1Gi"}}}]},
+            "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": "0/1 nodes are available: 1 Insufficient cpu.", "lastTransitionTime": ago(secs_ago)}]},
+        }))
+        .unwrap()
+    }
+    fn node(cpu: &str) -> Node {
+        serde_json::from_value(json!({"metadata": {"name": "n"}, "status": {"allocatable": {"cpu": cpu, "memory": "16Gi"}}})).unwrap()
+    }
+    fn waiting(reason: &str, msg: &str) -> serde_json::Value {
+        json!({"waiting": {"reason": reason, "message": msg}})
+    }
+
+    #[test]
+    fn image_pull_failures_end_after_the_grace() {
+        let s = Settings::default();
+        let n = node("4");
+        let p = pod(
+            Some(30),
+            waiting("ImagePullBackOff", "Back-off pulling image"),
+            "1",
+        );
+        match assess(&job(json!({})), &[&p], &[&n], &s, now()) {
+            Verdict::Fine { recheck_at } => {
+                assert_eq!(recheck_at, labels::parse_rfc3339(&ago(-30)))
+            }
+            v => panic!("{v:?}"),
+        }
+        let p = pod(Some(61), waiting("ErrImagePull", "manifest unknown"), "1");
+        match assess(&job(json!({})), &[&p], &[&n], &s, now()) {
+            Verdict::End { reason, message } => {
+                assert_eq!(reason, IMAGE_NOT_FOUND);
+                assert!(
+                    message.contains("img:1") && message.contains("manifest unknown"),
+                    "{message}"
+                );
+            }
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_config_and_root_images() {
+        let s = Settings::default();
+        let p = pod(
+            Some(120),
+            waiting("CreateContainerConfigError", "secret \"db\" not found"),
+            "1",
+        );
+        assert!(
+            matches!(assess(&job(json!({})), &[&p], &[], &s, now()), Verdict::End { reason: MISSING_CONFIG, message } if message.contains("secret \"db\" not found"))
+        );
+        let p = pod(
+            Some(120),
+            waiting(
+                "CreateContainerConfigError",
+                "container has runAsNonRoot and image will run as root",
+            ),
+            "1",
+        );
+        assert!(matches!(
+            assess(&job(json!({})), &[&p], &[], &s, now()),
+            Verdict::End {
+                reason: RUNS_AS_ROOT,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn unschedulable_waits_unless_nothing_could_ever_fit() {
+        let s = Settings::default();
+        let small = node("4");
+        let p = unschedulable(60, "2");
+        assert!(matches!(
+            assess(&job(json!({})), &[&p], &[&small], &s, now()),
+            Verdict::Fine {
+                recheck_at: Some(_)
+            }
+        ));
+        let p = unschedulable(601, "2");
+        assert!(matches!(
+            assess(&job(json!({})), &[&p], &[&small], &s, now()),
+            Verdict::End {
+                reason: UNSCHEDULABLE,
+                ..
+            }
+        ));
+        // Per-DataJob timeout on the Job.
+        let p = unschedulable(120, "2");
+        assert!(matches!(
+            assess(
+                &job(json!({PENDING_TIMEOUT_SECONDS: "100"})),
+                &[&p],
+                &[&small],
+                &s,
+                now()
+            ),
+            Verdict::End { .. }
+        ));
+        // Too big for every node: at once, naming the largest node.
+        let p = unschedulable(1, "64");
+        match assess(&job(json!({})), &[&p], &[&small, &node("16")], &s, now()) {
+            Verdict::End { reason, message } => {
+                assert_eq!(reason, UNSCHEDULABLE);
+                assert!(
+                    message.contains("cpu 64") && message.contains("cpu 16"),
+                    "{message}"
+                );
+            }
+            v => panic!("{v:?}"),
+        }
+        // No nodes at all (they may be coming): wait.
+        assert!(matches!(
+            assess(&job(json!({})), &[&p], &[], &s, now()),
+            Verdict::Fine { .. }
+        ));
+    }
+
+    #[test]
+    fn deadline_counts_from_the_container_start() {
+        let s = Settings::default();
+        let running = |secs| {
+            pod(
+                Some(secs + 300),
+                json!({"running": {"startedAt": ago(secs)}}),
+                "1",
+            )
+        };
+        let p = running(500);
+        assert!(matches!(
+            assess(&job(json!({})), &[&p], &[], &s, now()),
+            Verdict::Fine {
+                recheck_at: Some(_)
+            }
+        ));
+        let p = running(601);
+        assert!(matches!(
+            assess(&job(json!({})), &[&p], &[], &s, now()),
+            Verdict::End {
+                reason: DEADLINE_EXCEEDED,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn oom_is_recorded_once_and_finished_runs_are_left_alone() {
+        let s = Settings::default();
+        let p = pod(
+            Some(100),
+            json!({"terminated": {"exitCode": 137, "reason": "OOMKilled", "startedAt": ago(50)}}),
+            "1",
+        );
+        assert!(matches!(
+            assess(&job(json!({})), &[&p], &[], &s, now()),
+            Verdict::Record {
+                reason: OUT_OF_MEMORY,
+                ..
+            }
+        ));
+        assert!(matches!(
+            assess(
+                &job(json!({LAST_FAILURE_REASON: OUT_OF_MEMORY})),
+                &[&p],
+                &[],
+                &s,
+                now()
+            ),
+            Verdict::Fine { .. }
+        ));
+        let mut done = job(json!({}));
+        done.status =
+            serde_json::from_value(json!({"conditions": [{"type": "Complete", "status": "True"}]}))
+                .unwrap();
+        let stuck = pod(Some(1000), waiting("ImagePullBackOff", ""), "1");
+        assert_eq!(
+            assess(&done, &[&stuck], &[], &s, now()),
+            Verdict::Fine { recheck_at: None }
+        );
+    }
+}
