@@ -19,6 +19,12 @@ export DATAJOB_WEBHOOK_ADDR=${DATAJOB_WEBHOOK_ADDR:-127.0.0.1:9443}
 export DATAJOB_WEBHOOK_URL=${DATAJOB_WEBHOOK_URL:-https://$DATAJOB_WEBHOOK_ADDR}
 export POD_NAMESPACE=${POD_NAMESPACE:-datajob-system}
 export RUST_LOG=${RUST_LOG:-info,kube=warn}
+# The tests shorten the watchdog's grace periods instead of sleeping for minutes.
+export DATAJOB_IMAGE_PULL_GRACE=${DATAJOB_IMAGE_PULL_GRACE:-5s}
+export DATAJOB_CONFIG_GRACE=${DATAJOB_CONFIG_GRACE:-5s}
+export DATAJOB_UNSCHEDULABLE_GRACE=${DATAJOB_UNSCHEDULABLE_GRACE:-60s}
+export DATAJOB_PVC_GRACE=${DATAJOB_PVC_GRACE:-5s}
+export DATAJOB_CLEANUP_INTERVAL=${DATAJOB_CLEANUP_INTERVAL:-2s}
 
 cargo build --bin datajob-operator
 "$KUBECTL" apply --server-side -f crds/ >/dev/null

@@ -324,10 +324,7 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
                 "is not a valid annotation key",
                 "use [prefix/]name, e.g. sidecar.istio.io/inject",
             ));
-        } else if ["datajob.dev", "batch.kubernetes.io"]
-            .iter()
-            .any(|r| prefix == *r || prefix.ends_with(&format!(".{r}")))
-        {
+        } else if ["datajob.dev", "batch.kubernetes.io"].contains(&prefix) {
             p.push(Problem::new(
                 &field,
                 key,

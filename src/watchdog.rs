@@ -78,12 +78,18 @@ fn annotation_secs(job: &Job, key: &str) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
+/// Time since `t`, a Kubernetes timestamp. Those have second precision (truncated), so a
+/// second is taken off: the watchdog never acts before a grace period really passed.
 fn since(t: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
-    (now - t).to_std().unwrap_or_default()
+    (now - t)
+        .to_std()
+        .unwrap_or_default()
+        .saturating_sub(Duration::from_secs(1))
 }
 
+/// When [`since`] reaches `d`.
 fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
-    t + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+    t + chrono::Duration::from_std(d + Duration::from_secs(1)).unwrap_or(chrono::Duration::MAX)
 }
 
 fn scheduled_at(pod: &Pod) -> Option<DateTime<Utc>> {
@@ -126,8 +132,13 @@ pub fn assess(
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Verdict {
-    if finished(job) || job.annotations().contains_key(END_REASON) {
+    if job.annotations().contains_key(END_REASON) {
         return Verdict::Fine { recheck_at: None };
+    }
+    if finished(job) {
+        // An attempt killed for memory says more than the Job controller's reason, even
+        // when the run failed before the watchdog saw the pod.
+        return out_of_memory(job, pods).unwrap_or(Verdict::Fine { recheck_at: None });
     }
     let mut recheck: Vec<DateTime<Utc>> = Vec::new();
     let live: Vec<&Pod> = pods
@@ -263,6 +274,13 @@ pub fn assess(
         recheck.push(after(start, deadline));
     }
 
+    out_of_memory(job, pods).unwrap_or(Verdict::Fine {
+        recheck_at: recheck.into_iter().min(),
+    })
+}
+
+/// A `Record` of an attempt killed for memory, once per run.
+fn out_of_memory(job: &Job, pods: &[&Pod]) -> Option<Verdict> {
     let oom = pods.iter().any(|p| {
         p.status
             .iter()
@@ -274,12 +292,14 @@ pub fn assess(
                     .is_some_and(|t| t.reason.as_deref() == Some("OOMKilled"))
             })
     });
-    if oom
-        && job
-            .annotations()
-            .get(LAST_FAILURE_REASON)
-            .map(String::as_str)
-            != Some(OUT_OF_MEMORY)
+    let recorded = job
+        .annotations()
+        .get(LAST_FAILURE_REASON)
+        .map(String::as_str)
+        == Some(OUT_OF_MEMORY);
+    if !oom || recorded {
+        return None;
+    }
     {
         let limit = pods
             .first()
@@ -294,15 +314,12 @@ pub fn assess(
                     .map(|q| q.0.clone())
             })
             .unwrap_or_else(|| "its limit".into());
-        return Verdict::Record {
+        Some(Verdict::Record {
             reason: OUT_OF_MEMORY,
             message: format!(
                 "the container ran out of memory ({limit}) and was killed; raise spec.resources.memory"
             ),
-        };
-    }
-    Verdict::Fine {
-        recheck_at: recheck.into_iter().min(),
+        })
     }
 }
 
@@ -446,10 +463,16 @@ mod tests {
         );
         match assess(&job(json!({})), &[&p], &[&n], &s, now()) {
             Verdict::Fine { recheck_at } => {
-                assert_eq!(recheck_at, labels::parse_rfc3339(&ago(-30)))
+                assert_eq!(recheck_at, labels::parse_rfc3339(&ago(-31)))
             }
             v => panic!("{v:?}"),
         }
+        // Timestamps are truncated to the second: exactly the grace is not enough yet.
+        let p = pod(Some(60), waiting("ErrImagePull", "manifest unknown"), "1");
+        assert!(matches!(
+            assess(&job(json!({})), &[&p], &[&n], &s, now()),
+            Verdict::Fine { .. }
+        ));
         let p = pod(Some(61), waiting("ErrImagePull", "manifest unknown"), "1");
         match assess(&job(json!({})), &[&p], &[&n], &s, now()) {
             Verdict::End { reason, message } => {

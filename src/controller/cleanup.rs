@@ -7,7 +7,7 @@ use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{Api, DeleteParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -65,7 +65,31 @@ async fn sweep_once(
         all_pvcs.iter().map(Arc::as_ref).collect();
     let pod_refs: Vec<&Pod> = all_pods.iter().map(Arc::as_ref).collect();
     let job_refs: Vec<&Job> = all_jobs.iter().map(Arc::as_ref).collect();
-    for orphan in orphaned_pvcs(&pvc_refs, &pod_refs, &job_refs, grace, Utc::now()) {
+    let candidates = orphaned_pvcs(&pvc_refs, &pod_refs, &job_refs, grace, Utc::now());
+    // The cache holds only DataJob's pods; before deleting, ask about every pod in the
+    // namespace, so a PVC another pod still uses is never touched.
+    let mut namespaces: Vec<&str> = candidates.iter().map(|o| o.namespace.as_str()).collect();
+    namespaces.sort_unstable();
+    namespaces.dedup();
+    let mut confirmed = Vec::new();
+    for ns in namespaces {
+        let api: Api<Pod> = Api::namespaced(base.client.clone(), ns);
+        let all_pods = match api.list(&ListParams::default()).await {
+            Ok(list) => list.items,
+            Err(e) => {
+                warn!(namespace = %ns, error = %e, "cannot list pods; no PVC deleted there this time");
+                continue;
+            }
+        };
+        let in_ns: Vec<&PartialObjectMeta<PersistentVolumeClaim>> = pvc_refs
+            .iter()
+            .copied()
+            .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
+            .collect();
+        let pods: Vec<&Pod> = all_pods.iter().collect();
+        confirmed.extend(orphaned_pvcs(&in_ns, &pods, &job_refs, grace, Utc::now()));
+    }
+    for orphan in confirmed {
         let api: Api<PersistentVolumeClaim> =
             Api::namespaced(base.client.clone(), &orphan.namespace);
         match api.delete(&orphan.name, &DeleteParams::background()).await {
