@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{
     Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, EphemeralVolumeSource,
     ObjectFieldSelector, PersistentVolumeClaimSpec, PersistentVolumeClaimTemplate,
     PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
-    SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
+    SecurityContext, Toleration, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::ObjectMeta;
@@ -227,6 +227,8 @@ fn pod_template(
         spec: Some(PodSpec {
             restart_policy: Some("Never".into()),
             service_account_name: r.service_account.clone(),
+            node_selector: r.placement.as_ref().map(|g| g.labels.clone()),
+            tolerations: r.placement.as_ref().map(tolerations),
             // A run only gets an API token when it asked for an identity.
             automount_service_account_token: Some(r.service_account.is_some()),
             security_context: Some(PodSecurityContext {
@@ -241,6 +243,33 @@ fn pod_template(
             volumes: Some(vec![scratch_volume(r, guards)]),
             ..Default::default()
         }),
+    }
+}
+
+/// Tolerations for a group's taints, so its runs may land there.
+fn tolerations(g: &crate::nodegroups::Group) -> Vec<Toleration> {
+    g.taints
+        .iter()
+        .map(|t| Toleration {
+            key: Some(t.key.clone()),
+            operator: Some(if t.value.is_some() { "Equal" } else { "Exists" }.into()),
+            value: t.value.clone(),
+            effect: Some(t.effect.clone()),
+            toleration_seconds: None,
+        })
+        .collect()
+}
+
+/// What one run's pod asks the scheduler for.
+pub fn run_request(r: &Resolved, guards: &Guards) -> crate::resources::Request {
+    crate::resources::Request {
+        cpu_millis: r.cpu_millis,
+        memory: r.memory_bytes,
+        ephemeral: r
+            .disk_bytes
+            .filter(|_| !needs_scratch_pvc(r, guards))
+            .unwrap_or(0),
+        gpu: u64::from(r.gpu),
     }
 }
 

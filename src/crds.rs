@@ -4,11 +4,14 @@ use std::path::{Path, PathBuf};
 
 use kube::CustomResourceExt;
 
-use crate::api::DataJob;
+use crate::api::{DataJob, NodeGroup};
 
 /// `(file name, yaml)` for every CRD.
 pub fn files() -> Vec<(&'static str, String)> {
-    vec![("datajob.dev_datajobs.yaml", to_yaml(&DataJob::crd()))]
+    vec![
+        ("datajob.dev_datajobs.yaml", to_yaml(&DataJob::crd())),
+        ("datajob.dev_nodegroups.yaml", to_yaml(&NodeGroup::crd())),
+    ]
 }
 
 fn to_yaml<T: serde::Serialize>(crd: &T) -> String {
@@ -22,7 +25,7 @@ pub fn api_markdown() -> String {
     let mut out = String::from(
         "# API reference\n\nGenerated from the Rust types by `make crds` (`crdgen --api-doc`); a test fails when it is out of date.\n",
     );
-    for crd in [DataJob::crd()] {
+    for crd in [DataJob::crd(), NodeGroup::crd()] {
         let names = &crd.spec.names;
         for v in &crd.spec.versions {
             out.push_str(&format!(
@@ -42,6 +45,7 @@ pub fn api_markdown() -> String {
             out.push_str("| field | type | required | description |\n| --- | --- | --- | --- |\n");
             let value = serde_json::to_value(schema).unwrap_or_default();
             for section in ["spec", "status"] {
+                // Kubernetes' own fields need no reference here.
                 if let Some(p) = value.pointer(&format!("/properties/{section}")) {
                     fields(&mut out, section, p, false);
                 }

@@ -16,5 +16,7 @@ pub use error::{Error, Result};
 pub mod cleanup;
 pub mod cli;
 pub mod crds;
+pub mod nodegroups;
+pub mod resources;
 pub mod watchdog;
 pub mod webhook;

@@ -3,8 +3,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -33,6 +36,18 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    pub nodegroup: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CostLabels {
+    pub namespace: String,
+    pub datajob: String,
+    pub nodegroup: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AdmissionLabels {
     pub allowed: String,
 }
@@ -49,6 +64,12 @@ pub struct Metrics {
     pub attempts_failed: Family<ReasonLabels, Counter>,
     pub pvcs_deleted: Counter,
     pub jobs_pruned: Counter,
+    pub nodegroup_desired: Family<GroupLabels, Gauge>,
+    pub nodegroup_current: Family<GroupLabels, Gauge>,
+    pub node_seconds: Family<GroupLabels, Counter<f64, AtomicU64>>,
+    pub idle_node_seconds: Family<GroupLabels, Counter<f64, AtomicU64>>,
+    pub idle_cost: Family<GroupLabels, Counter<f64, AtomicU64>>,
+    pub run_cost: Family<CostLabels, Counter<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -66,6 +87,12 @@ impl Default for Metrics {
         let attempts_failed = Family::<ReasonLabels, Counter>::default();
         let pvcs_deleted = Counter::default();
         let jobs_pruned = Counter::default();
+        let nodegroup_desired = Family::<GroupLabels, Gauge>::default();
+        let nodegroup_current = Family::<GroupLabels, Gauge>::default();
+        let node_seconds = Family::<GroupLabels, Counter<f64, AtomicU64>>::default();
+        let idle_node_seconds = Family::<GroupLabels, Counter<f64, AtomicU64>>::default();
+        let idle_cost = Family::<GroupLabels, Counter<f64, AtomicU64>>::default();
+        let run_cost = Family::<CostLabels, Counter<f64, AtomicU64>>::default();
         registry.register(
             "reconciliations",
             "Reconciliations by controller",
@@ -102,6 +129,12 @@ impl Default for Metrics {
             attempts_failed,
             pvcs_deleted,
             jobs_pruned,
+            nodegroup_desired,
+            nodegroup_current,
+            node_seconds,
+            idle_node_seconds,
+            idle_cost,
+            run_cost,
         }
     }
 }

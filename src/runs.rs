@@ -127,13 +127,42 @@ fn failure_reason(reason: &str, message: &str, failed_pods: i32) -> (String, Str
     }
 }
 
+/// Adds an estimated cost to finished runs that have none yet.
+pub fn estimate_costs(
+    runs: &mut [RunRecord],
+    request: &crate::resources::Request,
+    group: &crate::nodegroups::Group,
+) -> Vec<(String, f64)> {
+    let mut added = Vec::new();
+    for run in runs
+        .iter_mut()
+        .filter(|r| r.state.is_finished() && r.estimated_cost.is_none())
+    {
+        let start = run.start_time.as_deref().and_then(labels::parse_rfc3339);
+        let finish = run.finish_time.as_deref().and_then(labels::parse_rfc3339);
+        if let (Some(s), Some(f)) = (start, finish) {
+            let cost =
+                crate::nodegroups::run_cost(request, group, (f - s).to_std().unwrap_or_default());
+            run.estimated_cost = Some(format!("{cost:.4}"));
+            added.push((run.name.clone(), cost));
+        }
+    }
+    added
+}
+
 /// Merges what the Jobs say with the history in the status, newest first.
 pub fn merge_runs(previous: &[RunRecord], current: Vec<RunRecord>) -> Vec<RunRecord> {
     let mut by_name: BTreeMap<String, RunRecord> = previous
         .iter()
         .map(|r| (r.name.clone(), r.clone()))
         .collect();
-    for run in current {
+    for mut run in current {
+        // A cost, once estimated, is kept (and counted once).
+        if run.estimated_cost.is_none() {
+            run.estimated_cost = by_name
+                .get(&run.name)
+                .and_then(|p| p.estimated_cost.clone());
+        }
         by_name.insert(run.name.clone(), run);
     }
     let mut runs: Vec<RunRecord> = by_name.into_values().collect();
@@ -192,6 +221,7 @@ pub fn desired_status(o: Observed<'_>) -> DataJobStatus {
         }
         Ok(r) => {
             conditions.push(("Invalid", false, "Valid", "the spec is valid".into()));
+            s.node_group = r.placement.as_ref().map(|g| g.name.clone());
             conditions.push((
                 "Ready",
                 true,

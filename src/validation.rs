@@ -116,6 +116,8 @@ pub struct Resolved {
     pub history: i32,
     pub inputs: Vec<String>,
     pub output: Option<String>,
+    /// The node group runs go to; set by [`crate::nodegroups::resolve_and_place`].
+    pub placement: Option<crate::nodegroups::Group>,
 }
 
 static IMAGE_RE: LazyLock<Regex> = LazyLock::new(|| {
@@ -404,6 +406,7 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
         history,
         inputs: spec.inputs.clone(),
         output: spec.output.clone(),
+        placement: None,
     })
 }
 

@@ -1,6 +1,5 @@
 //! What is stuck, and what to do about it: the watchdog's decisions as pure functions
 //! of a run's Job, its pods and the nodes. `controller::watchdog` acts on them.
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -8,10 +7,13 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
 
+use crate::api::NodeGroup;
 use crate::labels::{
     self, DEADLINE_SECONDS, END_REASON, LAST_FAILURE_REASON, PENDING_TIMEOUT_SECONDS,
 };
-use crate::units::{self, format_bytes, format_cpu};
+use crate::nodegroups::{GROUP_LABEL, Group, resolve_group};
+use crate::resources::Request;
+use crate::units;
 
 /// How long each kind of stuck is tolerated. Configurable in the operator.
 #[derive(Clone, Debug)]
@@ -124,11 +126,40 @@ fn first_start(pods: &[&Pod]) -> Option<DateTime<Utc>> {
         .min()
 }
 
+/// A node group as the watchdog sees it.
+#[derive(Clone, Debug)]
+pub struct GroupView {
+    pub group: Group,
+    /// While the group is adding nodes: when its provisioning timeout runs out.
+    pub scale_up_until: Option<DateTime<Utc>>,
+}
+
+impl GroupView {
+    pub fn of(ng: &NodeGroup) -> Option<GroupView> {
+        let group = resolve_group(ng).ok()?;
+        let status = ng.status.clone().unwrap_or_default();
+        let scale_up_until = (status.desired > status.ready)
+            .then(|| {
+                status
+                    .last_scale_time
+                    .as_deref()
+                    .and_then(labels::parse_rfc3339)
+            })
+            .flatten()
+            .map(|t| after(t, group.provisioning_timeout));
+        Some(GroupView {
+            group,
+            scale_up_until,
+        })
+    }
+}
+
 /// The decision for one run.
 pub fn assess(
     job: &Job,
     pods: &[&Pod],
     nodes: &[&Node],
+    groups: &[GroupView],
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Verdict {
@@ -225,11 +256,17 @@ pub fn assess(
         };
         let request = Request::of(pod);
         let scheduler = cond.message.clone().unwrap_or_default();
-        if !nodes.is_empty() && !nodes.iter().any(|n| request.fits(&Request::allocatable(n))) {
-            let largest = nodes
+        // Nodes that exist, and nodes that node groups can make.
+        let capacities: Vec<Request> = nodes
+            .iter()
+            .map(|n| Request::allocatable(n))
+            .chain(groups.iter().map(|g| g.group.shape))
+            .collect();
+        if !capacities.is_empty() && !capacities.iter().any(|c| request.fits(c)) {
+            let largest = capacities
                 .iter()
-                .map(|n| Request::allocatable(n))
                 .max_by_key(|r| (r.memory, r.cpu_millis))
+                .copied()
                 .unwrap_or_default();
             return Verdict::End {
                 reason: UNSCHEDULABLE,
@@ -237,6 +274,20 @@ pub fn assess(
                     "no node can ever fit this run: it asks for {request}, the largest node offers {largest}; lower spec.resources ({scheduler})"
                 ),
             };
+        }
+        // A scale-up that could place it is under way: wait for the group's provisioning.
+        let group = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_selector.as_ref())
+            .and_then(|s| s.get(GROUP_LABEL));
+        let scaling = groups
+            .iter()
+            .find(|g| Some(&g.group.name) == group)
+            .and_then(|g| g.scale_up_until);
+        if let Some(until) = scaling.filter(|u| *u > now) {
+            recheck.push(until);
+            continue;
         }
         let grace =
             annotation_secs(job, PENDING_TIMEOUT_SECONDS).unwrap_or(settings.unschedulable_grace);
@@ -323,82 +374,6 @@ fn out_of_memory(job: &Job, pods: &[&Pod]) -> Option<Verdict> {
     }
 }
 
-/// Resources as the scheduler counts them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Request {
-    pub cpu_millis: u64,
-    pub memory: u64,
-    pub ephemeral: u64,
-    pub gpu: u64,
-}
-
-impl Request {
-    fn from_map(
-        m: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
-    ) -> Self {
-        let get = |k: &str| m.and_then(|m| m.get(k)).map(|q| q.0.as_str());
-        Request {
-            cpu_millis: get("cpu")
-                .and_then(|q| units::parse_cpu_millis(q).ok())
-                .unwrap_or(0),
-            memory: get("memory")
-                .and_then(|q| units::parse_bytes(q).ok())
-                .unwrap_or(0),
-            ephemeral: get("ephemeral-storage")
-                .and_then(|q| units::parse_bytes(q).ok())
-                .unwrap_or(0),
-            gpu: get("nvidia.com/gpu")
-                .and_then(|q| q.parse().ok())
-                .unwrap_or(0),
-        }
-    }
-
-    /// The sum of the pod's container requests.
-    pub fn of(pod: &Pod) -> Self {
-        pod.spec
-            .iter()
-            .flat_map(|s| s.containers.iter())
-            .fold(Request::default(), |acc, c| {
-                let r = Request::from_map(c.resources.as_ref().and_then(|r| r.requests.as_ref()));
-                Request {
-                    cpu_millis: acc.cpu_millis + r.cpu_millis,
-                    memory: acc.memory + r.memory,
-                    ephemeral: acc.ephemeral + r.ephemeral,
-                    gpu: acc.gpu + r.gpu,
-                }
-            })
-    }
-
-    pub fn allocatable(node: &Node) -> Self {
-        Request::from_map(node.status.as_ref().and_then(|s| s.allocatable.as_ref()))
-    }
-
-    pub fn fits(&self, capacity: &Request) -> bool {
-        self.cpu_millis <= capacity.cpu_millis
-            && self.memory <= capacity.memory
-            && self.ephemeral <= capacity.ephemeral
-            && self.gpu <= capacity.gpu
-    }
-}
-
-impl std::fmt::Display for Request {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "cpu {}, memory {}",
-            format_cpu(self.cpu_millis),
-            format_bytes(self.memory)
-        )?;
-        if self.ephemeral > 0 {
-            write!(f, ", disk {}", format_bytes(self.ephemeral))?;
-        }
-        if self.gpu > 0 {
-            write!(f, ", gpu {}", self.gpu)?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,7 +436,7 @@ mod tests {
             waiting("ImagePullBackOff", "Back-off pulling image"),
             "1",
         );
-        match assess(&job(json!({})), &[&p], &[&n], &s, now()) {
+        match assess(&job(json!({})), &[&p], &[&n], &[], &s, now()) {
             Verdict::Fine { recheck_at } => {
                 assert_eq!(recheck_at, labels::parse_rfc3339(&ago(-31)))
             }
@@ -470,11 +445,11 @@ mod tests {
         // Timestamps are truncated to the second: exactly the grace is not enough yet.
         let p = pod(Some(60), waiting("ErrImagePull", "manifest unknown"), "1");
         assert!(matches!(
-            assess(&job(json!({})), &[&p], &[&n], &s, now()),
+            assess(&job(json!({})), &[&p], &[&n], &[], &s, now()),
             Verdict::Fine { .. }
         ));
         let p = pod(Some(61), waiting("ErrImagePull", "manifest unknown"), "1");
-        match assess(&job(json!({})), &[&p], &[&n], &s, now()) {
+        match assess(&job(json!({})), &[&p], &[&n], &[], &s, now()) {
             Verdict::End { reason, message } => {
                 assert_eq!(reason, IMAGE_NOT_FOUND);
                 assert!(
@@ -495,7 +470,7 @@ mod tests {
             "1",
         );
         assert!(
-            matches!(assess(&job(json!({})), &[&p], &[], &s, now()), Verdict::End { reason: MISSING_CONFIG, message } if message.contains("secret \"db\" not found"))
+            matches!(assess(&job(json!({})), &[&p], &[], &[], &s, now()), Verdict::End { reason: MISSING_CONFIG, message } if message.contains("secret \"db\" not found"))
         );
         let p = pod(
             Some(120),
@@ -506,7 +481,7 @@ mod tests {
             "1",
         );
         assert!(matches!(
-            assess(&job(json!({})), &[&p], &[], &s, now()),
+            assess(&job(json!({})), &[&p], &[], &[], &s, now()),
             Verdict::End {
                 reason: RUNS_AS_ROOT,
                 ..
@@ -520,14 +495,14 @@ mod tests {
         let small = node("4");
         let p = unschedulable(60, "2");
         assert!(matches!(
-            assess(&job(json!({})), &[&p], &[&small], &s, now()),
+            assess(&job(json!({})), &[&p], &[&small], &[], &s, now()),
             Verdict::Fine {
                 recheck_at: Some(_)
             }
         ));
         let p = unschedulable(601, "2");
         assert!(matches!(
-            assess(&job(json!({})), &[&p], &[&small], &s, now()),
+            assess(&job(json!({})), &[&p], &[&small], &[], &s, now()),
             Verdict::End {
                 reason: UNSCHEDULABLE,
                 ..
@@ -540,6 +515,7 @@ mod tests {
                 &job(json!({PENDING_TIMEOUT_SECONDS: "100"})),
                 &[&p],
                 &[&small],
+                &[],
                 &s,
                 now()
             ),
@@ -547,7 +523,14 @@ mod tests {
         ));
         // Too big for every node: at once, naming the largest node.
         let p = unschedulable(1, "64");
-        match assess(&job(json!({})), &[&p], &[&small, &node("16")], &s, now()) {
+        match assess(
+            &job(json!({})),
+            &[&p],
+            &[&small, &node("16")],
+            &[],
+            &s,
+            now(),
+        ) {
             Verdict::End { reason, message } => {
                 assert_eq!(reason, UNSCHEDULABLE);
                 assert!(
@@ -559,8 +542,69 @@ mod tests {
         }
         // No nodes at all (they may be coming): wait.
         assert!(matches!(
-            assess(&job(json!({})), &[&p], &[], &s, now()),
+            assess(&job(json!({})), &[&p], &[], &[], &s, now()),
             Verdict::Fine { .. }
+        ));
+    }
+
+    #[test]
+    fn a_scale_up_under_way_holds_off_unschedulable() {
+        let s = Settings::default();
+        let mut p = unschedulable(601, "2");
+        p.spec.as_mut().unwrap().node_selector =
+            Some([(GROUP_LABEL.to_string(), "burst".to_string())].into());
+        let shape = Request {
+            cpu_millis: 8000,
+            memory: 32 << 30,
+            ephemeral: 0,
+            gpu: 0,
+        };
+        let group = crate::nodegroups::Group {
+            name: "burst".into(),
+            shape,
+            labels: Default::default(),
+            taints: vec![],
+            min_size: 0,
+            max_size: 3,
+            price_per_hour: 1.0,
+            scale_down_after: Duration::from_secs(60),
+            provisioning_timeout: Duration::from_secs(600),
+            provider: crate::nodegroups::ProviderKind::Static,
+        };
+        let until = now() + chrono::Duration::seconds(300);
+        let scaling = GroupView {
+            group: group.clone(),
+            scale_up_until: Some(until),
+        };
+        assert_eq!(
+            assess(&job(json!({})), &[&p], &[], &[scaling], &s, now()),
+            Verdict::Fine {
+                recheck_at: Some(until)
+            }
+        );
+        // Provisioning timed out: the usual rule applies.
+        let stale = GroupView {
+            group: group.clone(),
+            scale_up_until: Some(now() - chrono::Duration::seconds(1)),
+        };
+        assert!(matches!(
+            assess(&job(json!({})), &[&p], &[], &[stale], &s, now()),
+            Verdict::End { .. }
+        ));
+        // With no node at all, a group whose nodes could fit it means: wait; none: end at once.
+        let idle = GroupView {
+            group,
+            scale_up_until: None,
+        };
+        let young = unschedulable(5, "2");
+        assert!(matches!(
+            assess(&job(json!({})), &[&young], &[], std::slice::from_ref(&idle), &s, now()),
+            Verdict::Fine { .. }
+        ));
+        let huge = unschedulable(5, "64");
+        assert!(matches!(
+            assess(&job(json!({})), &[&huge], &[], &[idle], &s, now()),
+            Verdict::End { .. }
         ));
     }
 
@@ -576,14 +620,14 @@ mod tests {
         };
         let p = running(500);
         assert!(matches!(
-            assess(&job(json!({})), &[&p], &[], &s, now()),
+            assess(&job(json!({})), &[&p], &[], &[], &s, now()),
             Verdict::Fine {
                 recheck_at: Some(_)
             }
         ));
         let p = running(601);
         assert!(matches!(
-            assess(&job(json!({})), &[&p], &[], &s, now()),
+            assess(&job(json!({})), &[&p], &[], &[], &s, now()),
             Verdict::End {
                 reason: DEADLINE_EXCEEDED,
                 ..
@@ -600,7 +644,7 @@ mod tests {
             "1",
         );
         assert!(matches!(
-            assess(&job(json!({})), &[&p], &[], &s, now()),
+            assess(&job(json!({})), &[&p], &[], &[], &s, now()),
             Verdict::Record {
                 reason: OUT_OF_MEMORY,
                 ..
@@ -610,6 +654,7 @@ mod tests {
             assess(
                 &job(json!({LAST_FAILURE_REASON: OUT_OF_MEMORY})),
                 &[&p],
+                &[],
                 &[],
                 &s,
                 now()
@@ -622,7 +667,7 @@ mod tests {
                 .unwrap();
         let stuck = pod(Some(1000), waiting("ImagePullBackOff", ""), "1");
         assert_eq!(
-            assess(&done, &[&stuck], &[], &s, now()),
+            assess(&done, &[&stuck], &[], &[], &s, now()),
             Verdict::Fine { recheck_at: None }
         );
     }

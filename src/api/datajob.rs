@@ -201,6 +201,10 @@ pub struct RunRecord {
     /// What happened, in plain words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Estimated cost of a finished run: its share of a node (the larger of CPU, memory, GPU)
+    /// times the node group's `pricePerHour`, for its duration. Only with node groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_cost: Option<String>,
 }
 
 /// What the operator observed and decided.
@@ -231,6 +235,9 @@ pub struct DataJobStatus {
     /// The next scheduled logical time (RFC 3339, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_run: Option<String>,
+    /// The node group the DataJob's runs are placed on (none when there are no NodeGroups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_group: Option<String>,
     /// The last `datajob.dev/trigger` annotation value the operator acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_trigger: Option<String>,

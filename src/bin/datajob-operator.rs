@@ -4,14 +4,16 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use datajob::admin::{self, Readiness};
+use datajob::api::NodeGroup;
 use datajob::config::Config;
 use datajob::controller::{self, Context};
 use datajob::metrics::Metrics;
 use datajob::webhook::{self, tls};
 use datajob::{Error, Result};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Client;
+use kube::runtime::watcher;
 use tokio::sync::watch;
 use tracing::{error, info};
 
@@ -66,6 +68,17 @@ async fn run(config: Config) -> Result<()> {
     });
     info!(addr = %config.admin_addr, "admin server: /healthz /readyz /metrics");
 
+    // Caches the webhook and the controllers share. Node and NodeGroup events feed the
+    // NodeGroup controller and the DataJob controller (placement) respectively.
+    let (nodes, node_events) = controller::cache::<Node>(
+        client.clone(),
+        watcher::Config::default(),
+        controller::trim_node,
+    );
+    let (groups, group_stream) =
+        controller::cache::<NodeGroup>(client.clone(), watcher::Config::default(), |_| {});
+    let (group_events, group_pump) = changed_specs(group_stream);
+
     let endpoint = match (&config.webhook_url, &config.webhook_service) {
         (Some(u), _) => Some(tls::Endpoint::Url(u.clone())),
         (None, Some(s)) => Some(tls::Endpoint::parse_service(s)?),
@@ -87,7 +100,12 @@ async fn run(config: Config) -> Result<()> {
             let addr: std::net::SocketAddr = config.webhook_addr.parse().map_err(|e| {
                 Error::Config(format!("--webhook-addr {:?}: {e}", config.webhook_addr))
             })?;
-            let app = webhook::router(config.limits(), metrics.clone());
+            let app = webhook::router(
+                config.limits(),
+                config.guards(),
+                groups.clone(),
+                metrics.clone(),
+            );
             let server = axum_server::bind_rustls(addr, tls_config).handle(webhook_handle.clone());
             let task = tokio::spawn(async move { server.serve(app.into_make_service()).await });
             tls::register(
@@ -123,28 +141,55 @@ async fn run(config: Config) -> Result<()> {
         info!("shutting down");
         let _ = stop_tx.send(true);
     });
-    let (jobs, job_events) = controller::managed_cache::<Job>(client.clone());
-    let (pods, pod_events) = controller::managed_cache::<Pod>(client.clone());
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let (jobs, job_events) = controller::managed_cache::<Job>(client.clone());
+    let (pods, pod_events) = controller::managed_cache::<Pod>(client.clone());
+    let (pods_for_watchdog, pods_for_groups, pod_pump) = controller::fan_out(pod_events);
     let ready_flag = ready.clone();
-    let pods_synced = pods.clone();
-    let datajobs =
-        controller::datajob::run(ctx.clone(), jobs.clone(), job_events, shutdown, move || {
-            // Ready once the Job cache (here) and the pod cache (below) are synced.
+    let (pods_synced, nodes_synced, groups_synced) = (pods.clone(), nodes.clone(), groups.clone());
+    let datajobs = controller::datajob::run(
+        ctx.clone(),
+        jobs.clone(),
+        job_events,
+        groups.clone(),
+        group_events,
+        shutdown,
+        move || {
+            // Ready once every cache is synced (the Job cache is, when this is called).
             tokio::spawn(async move {
-                if pods_synced.wait_until_ready().await.is_ok() {
+                let synced = futures::future::join3(
+                    pods_synced.wait_until_ready(),
+                    nodes_synced.wait_until_ready(),
+                    groups_synced.wait_until_ready(),
+                )
+                .await;
+                if synced.0.is_ok() && synced.1.is_ok() && synced.2.is_ok() {
                     info!("caches synced; ready");
                     ready_flag.set_ready();
                 }
             });
-        });
+        },
+    );
+    let caches = controller::watchdog::WatchdogCaches {
+        pods: pods.clone(),
+        nodes: nodes.clone(),
+        groups: groups.clone(),
+    };
     let watchdog = controller::watchdog::run(
         ctx.clone(),
         config.watchdog(),
+        caches,
+        pods_for_watchdog,
+        stopped(stop_rx.clone()),
+    );
+    let nodegroups = controller::nodegroup::run(
+        ctx.clone(),
         pods.clone(),
-        pod_events,
+        pods_for_groups,
+        nodes,
+        node_events,
         stopped(stop_rx.clone()),
     );
     let cleanup = controller::cleanup::run(
@@ -155,7 +200,14 @@ async fn run(config: Config) -> Result<()> {
         config.cleanup_interval,
         stopped(stop_rx.clone()),
     );
-    tokio::join!(datajobs, watchdog, cleanup);
+    let pumps = async move {
+        tokio::select! {
+            _ = pod_pump => {},
+            _ = group_pump => {},
+            _ = stopped(stop_rx.clone()) => {},
+        }
+    };
+    tokio::join!(datajobs, watchdog, nodegroups, cleanup, pumps);
 
     webhook_handle.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
     if let Some(t) = webhook_task {
@@ -164,6 +216,26 @@ async fn run(config: Config) -> Result<()> {
     let _ = admin.await;
     signal_task.abort();
     Ok(())
+}
+
+/// NodeGroup events whose spec changed (generation), so status updates do not re-place
+/// every DataJob; the returned pump keeps the cache filled.
+fn changed_specs(
+    stream: impl futures::Stream<Item = NodeGroup> + Send + 'static,
+) -> (
+    impl futures::Stream<Item = NodeGroup> + Send + 'static,
+    impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let mut seen: std::collections::HashMap<String, Option<i64>> = std::collections::HashMap::new();
+    let pump = futures::StreamExt::for_each(stream, move |ng| {
+        let key = ng.metadata.uid.clone().unwrap_or_default();
+        if seen.insert(key, ng.metadata.generation) != Some(ng.metadata.generation) {
+            let _ = tx.unbounded_send(ng);
+        }
+        async {}
+    });
+    (rx, pump)
 }
 
 async fn shutdown_signal() {

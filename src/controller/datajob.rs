@@ -16,10 +16,11 @@ use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::Context;
-use crate::api::{DataJob, DataJobStatus};
+use crate::api::{DataJob, DataJobStatus, NodeGroup};
 use crate::labels::{self, FIELD_MANAGER, LOGICAL_TIME, NAME, RUN_ID, TRIGGER};
+use crate::nodegroups::{resolve_and_place, usable_groups};
 use crate::runs::{self, Observed};
-use crate::validation::{self, Resolved};
+use crate::validation::Resolved;
 use crate::{Error, Result, children};
 
 const CONTROLLER: &str = "datajob";
@@ -31,6 +32,8 @@ pub struct DataJobController {
 
 pub struct DataJobContext {
     pub base: Context,
+    /// Every NodeGroup, for placement.
+    pub groups: Store<NodeGroup>,
     /// Every Job DataJob manages, trimmed of managed fields.
     pub jobs: Store<Job>,
 }
@@ -41,6 +44,8 @@ pub async fn run(
     base: Context,
     jobs: Store<Job>,
     job_events: impl futures::Stream<Item = Job> + Send + 'static,
+    groups: Store<NodeGroup>,
+    group_events: impl futures::Stream<Item = NodeGroup> + Send + 'static,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
     ready: impl FnOnce(),
 ) {
@@ -50,6 +55,7 @@ pub async fn run(
     let ctx = Arc::new(DataJobContext {
         base,
         jobs: jobs.clone(),
+        groups,
     });
     let controller = Controller::new(
         Api::<DataJob>::all(client.clone()),
@@ -61,6 +67,8 @@ pub async fn run(
         let name = job.labels().get(NAME)?.clone();
         Some(ObjectRef::<DataJob>::new(&name).within(&ns))
     })
+    // A NodeGroup change can move every DataJob: place them all again.
+    .reconcile_all_on(group_events.map(|_| ()))
     .graceful_shutdown_on(shutdown);
     let waiter = jobs.clone();
     let ready_task = async move {
@@ -96,7 +104,8 @@ async fn reconcile(dj: Arc<DataJob>, ctx: Arc<DataJobContext>) -> Result<Action>
             // Children carry owner references: the garbage collector removes them.
             return Ok(Action::await_change());
         }
-        let resolved = validation::resolve(&dj, &ctx.base.limits);
+        let groups = usable_groups(ctx.groups.state().iter().map(|g| g.as_ref()));
+        let resolved = resolve_and_place(&dj, &ctx.base.limits, &ctx.base.guards, &groups);
         if let Ok(r) = &resolved {
             apply_children(&dj, r, &ctx, &ns).await?;
         }
@@ -122,6 +131,26 @@ async fn reconcile(dj: Arc<DataJob>, ctx: Arc<DataJobContext>) -> Result<Action>
             runs: current,
             now,
         });
+        if let Ok(r) = &resolved
+            && let Some(group) = &r.placement
+        {
+            let request = children::run_request(r, &ctx.base.guards);
+            let mut runs = std::mem::take(&mut status.recent_runs);
+            for (_, cost) in runs::estimate_costs(&mut runs, &request, group) {
+                let labels = crate::metrics::CostLabels {
+                    namespace: ns.clone(),
+                    datajob: name.clone(),
+                    nodegroup: group.name.clone(),
+                };
+                ctx.base
+                    .metrics
+                    .run_cost
+                    .get_or_create(&labels)
+                    .inc_by(cost);
+            }
+            status.last_run = runs.first().cloned();
+            status.recent_runs = runs;
+        }
         if resolved.is_ok() {
             status.last_trigger = dj.annotations().get(TRIGGER).cloned();
         } else {

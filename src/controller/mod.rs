@@ -1,11 +1,10 @@
 //! Controllers: one per resource. Each gathers state, calls a pure decision, applies it.
 pub mod cleanup;
 pub mod datajob;
+pub mod nodegroup;
 pub mod watchdog;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
@@ -92,15 +91,60 @@ where
         + Sync
         + 'static,
 {
-    let (store, writer) = reflector::store();
     let config = watcher::Config::default().labels(&crate::labels::managed_selector());
+    cache(client, config, |_| {})
+}
+
+/// A cache of every `K` that `config` selects, trimmed of managed fields and of what
+/// `trim` removes, and the stream of changes that fills it.
+pub fn cache<K>(
+    client: Client,
+    config: watcher::Config,
+    trim: fn(&mut K),
+) -> (Store<K>, impl Stream<Item = K> + Send + 'static)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(Api::<K>::all(client), config))
-        .modify(|o| o.managed_fields_mut().clear())
+        .modify(move |o| {
+            o.managed_fields_mut().clear();
+            trim(o);
+        })
         .default_backoff()
         .touched_objects()
         .filter_map(|r| async move { r.ok() });
     (store, stream)
 }
 
-/// The Job and pod caches shared by the controllers.
-pub type Caches = (Store<Job>, Store<Pod>);
+/// Nodes carry their image list: the operator never needs it.
+pub fn trim_node(node: &mut k8s_openapi::api::core::v1::Node) {
+    if let Some(s) = node.status.as_mut() {
+        s.images = None;
+    }
+}
+
+/// Copies one stream of changes to two consumers (a stream can be polled only once).
+/// The returned task must be polled for either copy to receive anything.
+pub fn fan_out<T: Clone + Send + 'static>(
+    input: impl Stream<Item = T> + Send + 'static,
+) -> (
+    impl Stream<Item = T> + Send + 'static,
+    impl Stream<Item = T> + Send + 'static,
+    impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (a_tx, a_rx) = futures::channel::mpsc::unbounded();
+    let (b_tx, b_rx) = futures::channel::mpsc::unbounded();
+    let pump = input.for_each(move |item| {
+        let _ = a_tx.unbounded_send(item.clone());
+        let _ = b_tx.unbounded_send(item);
+        async {}
+    });
+    (a_rx, b_rx, pump)
+}

@@ -11,17 +11,18 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use serde_json::json;
 use tracing::{info, warn};
 
 use super::Context;
+use crate::api::NodeGroup;
 use crate::labels::{
     self, END_MESSAGE, END_REASON, JOB_NAME, LAST_FAILURE_MESSAGE, LAST_FAILURE_REASON, NAME,
 };
 use crate::metrics::ReasonLabels;
-use crate::watchdog::{self, Settings, Verdict};
+use crate::watchdog::{self, GroupView, Settings, Verdict};
 use crate::{Error, Result};
 
 const CONTROLLER: &str = "watchdog";
@@ -31,39 +32,27 @@ pub struct WatchdogContext {
     pub settings: Settings,
     pub pods: Store<Pod>,
     pub nodes: Store<Node>,
+    pub groups: Store<NodeGroup>,
 }
 
 /// Runs the watchdog until `shutdown` resolves. The pod store is shared with the clean-up.
 pub async fn run(
     base: Context,
     settings: Settings,
-    pods: Store<Pod>,
+    caches: WatchdogCaches,
     pod_events: impl futures::Stream<Item = Pod> + Send + 'static,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = base.client.clone();
-    let (nodes, node_writer) = reflector::store();
-    let node_stream = reflector::reflector(
-        node_writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
-    )
-    .modify(|n| {
-        n.managed_fields_mut().clear();
-        if let Some(s) = n.status.as_mut() {
-            s.images = None;
-        }
-    })
-    .default_backoff()
-    .touched_objects()
-    .for_each(|_| async {});
     let managed = watcher::Config::default().labels(&labels::managed_selector());
     let ctx = Arc::new(WatchdogContext {
         base,
         settings,
-        pods,
-        nodes,
+        pods: caches.pods,
+        nodes: caches.nodes,
+        groups: caches.groups,
     });
-    let controller = Controller::new(Api::<Job>::all(client), managed)
+    Controller::new(Api::<Job>::all(client), managed)
         .with_config(kube::runtime::controller::Config::default().concurrency(4))
         .watches_stream(pod_events.map(Ok::<_, watcher::Error>), |pod| {
             let ns = pod.namespace()?;
@@ -72,11 +61,15 @@ pub async fn run(
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {});
-    tokio::select! {
-        _ = controller => {},
-        _ = node_stream => {},
-    }
+        .for_each(|_| async {})
+        .await;
+}
+
+/// The caches the watchdog reads (filled by streams polled elsewhere).
+pub struct WatchdogCaches {
+    pub pods: Store<Pod>,
+    pub nodes: Store<Node>,
+    pub groups: Store<NodeGroup>,
 }
 
 fn error_policy(job: Arc<Job>, error: &Error, ctx: Arc<WatchdogContext>) -> Action {
@@ -103,7 +96,13 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<WatchdogContext>) -> Result<Action> {
     let nodes = ctx.nodes.state();
     let nodes: Vec<&Node> = nodes.iter().map(|n| n.as_ref()).collect();
     let now = Utc::now();
-    let verdict = watchdog::assess(&job, &pods, &nodes, &ctx.settings, now);
+    let groups: Vec<GroupView> = ctx
+        .groups
+        .state()
+        .iter()
+        .filter_map(|g| GroupView::of(g))
+        .collect();
+    let verdict = watchdog::assess(&job, &pods, &nodes, &groups, &ctx.settings, now);
     let datajob = job.labels().get(NAME).cloned().unwrap_or_default();
     let api: Api<Job> = Api::namespaced(ctx.base.client.clone(), &ns);
     match verdict {

@@ -8,25 +8,39 @@ use axum::{Json, Router, extract::State, routing::post};
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 
-use crate::api::DataJob;
+use kube::runtime::reflector::Store;
+
+use crate::api::{DataJob, NodeGroup};
+use crate::children::Guards;
 use crate::metrics::{AdmissionLabels, Metrics};
-use crate::validation::{Limits, resolve};
+use crate::nodegroups::{Group, resolve_and_place, usable_groups};
+use crate::validation::Limits;
 
 pub const PATH: &str = "/validate-datajob";
 
 #[derive(Clone)]
 struct WebhookState {
     limits: Arc<Limits>,
+    guards: Arc<Guards>,
+    groups: Store<NodeGroup>,
     metrics: Metrics,
 }
 
-pub fn router(limits: Limits, metrics: Metrics) -> Router {
-    Router::new()
-        .route(PATH, post(validate))
-        .with_state(WebhookState {
-            limits: Arc::new(limits),
-            metrics,
-        })
+/// The webhook's routes. `groups` is the NodeGroup cache: a DataJob no group could ever
+/// fit is refused (with no groups at all, admission does not guess).
+pub fn router(
+    limits: Limits,
+    guards: Guards,
+    groups: Store<NodeGroup>,
+    metrics: Metrics,
+) -> Router {
+    let state = WebhookState {
+        limits: Arc::new(limits),
+        guards: Arc::new(guards),
+        groups,
+        metrics,
+    };
+    Router::new().route(PATH, post(validate)).with_state(state)
 }
 
 async fn validate(
@@ -41,7 +55,8 @@ async fn validate(
             );
         }
     };
-    let response = review_datajob(&req, &s.limits);
+    let groups = usable_groups(s.groups.state().iter().map(|g| g.as_ref()));
+    let response = review_datajob(&req, &s.limits, &s.guards, &groups);
     s.metrics
         .admission_reviews
         .get_or_create(&AdmissionLabels {
@@ -52,10 +67,15 @@ async fn validate(
 }
 
 /// The decision for one request, without HTTP.
-pub fn review_datajob(req: &AdmissionRequest<DataJob>, limits: &Limits) -> AdmissionResponse {
+pub fn review_datajob(
+    req: &AdmissionRequest<DataJob>,
+    limits: &Limits,
+    guards: &Guards,
+    groups: &[Group],
+) -> AdmissionResponse {
     let response = AdmissionResponse::from(req);
     match &req.object {
-        Some(dj) => match resolve(dj, limits) {
+        Some(dj) => match resolve_and_place(dj, limits, guards, groups) {
             Ok(_) => response,
             Err(problems) => response.deny(problems.to_string()),
         },

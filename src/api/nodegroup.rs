@@ -1,0 +1,170 @@
+//! `NodeGroup`: a pool of identical nodes that DataJob places runs on and scales from
+//! zero on demand and back to zero when idle. Written by platform engineers.
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::quantity::Quantity;
+
+/// A pool of identical nodes: their shape, labels, taints, size bounds and price.
+// The derive takes one printcolumn(...) per column; clippy reads them as duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "datajob.dev",
+    version = "v1alpha1",
+    kind = "NodeGroup",
+    plural = "nodegroups",
+    shortname = "ng",
+    category = "datajob",
+    status = "NodeGroupStatus",
+    doc = "A pool of identical nodes that DataJob places runs on, scales up from zero when work is pending and back down when idle.",
+    printcolumn(name = "CPU", type_ = "string", json_path = ".spec.node.cpu"),
+    printcolumn(name = "Memory", type_ = "string", json_path = ".spec.node.memory"),
+    printcolumn(name = "GPU", type_ = "integer", json_path = ".spec.node.gpu"),
+    printcolumn(name = "Price/h", type_ = "string", json_path = ".spec.pricePerHour"),
+    printcolumn(name = "Desired", type_ = "integer", json_path = ".status.desired"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.ready"),
+    printcolumn(name = "Max", type_ = "integer", json_path = ".spec.maxSize"),
+    printcolumn(
+        name = "Last Scale",
+        type_ = "string",
+        json_path = ".status.lastScaleReason",
+        priority = 1
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeGroupSpec {
+    /// What one node offers to pods (its allocatable resources).
+    pub node: NodeShape,
+    /// Labels every node of the group carries; runs placed here select them. The operator
+    /// always adds `datajob.dev/node-group: <name>`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Taints every node of the group carries; runs placed here tolerate them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taints: Vec<NodeTaint>,
+    /// The fewest nodes the group keeps, even when idle. Default: 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub min_size: Option<i32>,
+    /// The most nodes the group may have.
+    #[schemars(range(min = 0))]
+    pub max_size: i32,
+    /// What one node costs per hour, in your currency, e.g. `"2.016"`. Used to pick the
+    /// cheapest group that fits and to estimate cost. Default: `"0"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_per_hour: Option<String>,
+    /// How long the group must have no DataJob pods before it shrinks to `minSize`, e.g.
+    /// `2m`. Default: `2m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_after: Option<String>,
+    /// How long new nodes may take to become Ready; a run waiting on them is not ended as
+    /// Unschedulable before this passes. Default: `10m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning_timeout: Option<String>,
+    /// Who makes the nodes.
+    pub provider: Provider,
+}
+
+/// What one node offers to pods.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeShape {
+    /// Allocatable CPU cores, e.g. `32` or `31500m`.
+    pub cpu: Quantity,
+    /// Allocatable memory, e.g. `248Gi`.
+    pub memory: Quantity,
+    /// GPUs (`nvidia.com/gpu`). Default: 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub gpu: Option<i32>,
+    /// Allocatable ephemeral storage, e.g. `200Gi`. Default: `100Gi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral_storage: Option<Quantity>,
+}
+
+/// A node taint.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+pub struct NodeTaint {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
+    pub effect: String,
+}
+
+/// Who makes the nodes. Exactly one.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Provider {
+    /// A Cluster API MachineDeployment or MachinePool, scaled through its `scale` subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_api: Option<ClusterApiProvider>,
+    /// Nodes someone else manages: used for placement and admission only, never scaled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#static: Option<StaticProvider>,
+    /// Simulated kwok nodes (demo and tests): the operator creates and deletes Node objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kwok: Option<KwokProvider>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterApiProvider {
+    /// `MachineDeployment` (default) or `MachinePool`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// API version. Default: `cluster.x-k8s.io/v1beta1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+pub struct StaticProvider {}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KwokProvider {
+    /// How long a simulated node takes to appear, e.g. `5s`. Default: `5s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_delay: Option<String>,
+}
+
+/// What the operator observed and decided about the group.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeGroupStatus {
+    /// How many nodes the group should have.
+    #[serde(default)]
+    pub desired: i32,
+    /// How many nodes exist.
+    #[serde(default)]
+    pub current: i32,
+    /// How many nodes are Ready.
+    #[serde(default)]
+    pub ready: i32,
+    /// DataJob pods placed on this group that wait for a node.
+    #[serde(default)]
+    pub pending_pods: i32,
+    /// DataJob pods placed on this group, running or pending.
+    #[serde(default)]
+    pub active_pods: i32,
+    /// Since when the group has had no DataJob pods (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_since: Option<String>,
+    /// When the size last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<String>,
+    /// Why the size last changed, in plain words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_reason: Option<String>,
+    /// `Ready` (the spec is valid and the provider answers) with a reason and message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,434 @@
+//! The NodeGroup reconciler: counts the group's nodes and the DataJob pods placed on it,
+//! asks [`crate::nodegroups::decide`] for a size, and makes the provider follow: kwok
+//! Node objects, a Cluster API `scale` subresource, or nothing (static).
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::Context;
+use crate::api::{NodeGroup, NodeGroupStatus};
+use crate::labels::{self, FIELD_MANAGER, MANAGED_BY, MANAGED_BY_VALUE};
+use crate::metrics::GroupLabels;
+use crate::nodegroups::{self, GROUP_LABEL, Group, GroupState, NodeView, ProviderKind};
+use crate::resources::Request;
+use crate::{Error, Result};
+
+const CONTROLLER: &str = "nodegroup";
+
+pub struct NodeGroupContext {
+    pub base: Context,
+    pub pods: Store<Pod>,
+    pub nodes: Store<Node>,
+    /// When each group's node-seconds were last counted.
+    pub counted_at: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+/// Runs the NodeGroup controller until `shutdown` resolves.
+pub async fn run(
+    base: Context,
+    pods: Store<Pod>,
+    pod_events: impl futures::Stream<Item = Pod> + Send + 'static,
+    nodes: Store<Node>,
+    node_events: impl futures::Stream<Item = Node> + Send + 'static,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = base.client.clone();
+    let ctx = Arc::new(NodeGroupContext {
+        base,
+        pods,
+        nodes,
+        counted_at: Mutex::new(HashMap::new()),
+    });
+    Controller::new(Api::<NodeGroup>::all(client), watcher::Config::default())
+        .watches_stream(pod_events.map(Ok::<_, watcher::Error>), |pod| {
+            let group = pod
+                .spec
+                .as_ref()?
+                .node_selector
+                .as_ref()?
+                .get(GROUP_LABEL)?
+                .clone();
+            Some(ObjectRef::<NodeGroup>::new(&group))
+        })
+        .watches_stream(node_events.map(Ok::<_, watcher::Error>), |node| {
+            node.labels()
+                .get(GROUP_LABEL)
+                .map(|g| ObjectRef::<NodeGroup>::new(g))
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+fn error_policy(ng: Arc<NodeGroup>, error: &Error, ctx: Arc<NodeGroupContext>) -> Action {
+    warn!(nodegroup = %ng.name_any(), %error, "node group reconcile failed; retrying in 10s");
+    ctx.base.metrics.reconcile_failure(CONTROLLER, error);
+    Action::requeue(Duration::from_secs(10))
+}
+
+fn active(pod: &Pod) -> bool {
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending");
+    pod.metadata.deletion_timestamp.is_none() && !matches!(phase, "Succeeded" | "Failed")
+}
+
+fn node_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Action> {
+    let _timer = ctx.base.metrics.reconcile(CONTROLLER);
+    let name = ng.name_any();
+    let now = Utc::now();
+    let previous = ng.status.clone().unwrap_or_default();
+    let group = match nodegroups::resolve_group(&ng) {
+        Ok(g) => g,
+        Err(problem) => {
+            let mut status = previous.clone();
+            status.conditions = vec![condition(&previous, false, "Invalid", &problem, now)];
+            write_status(&ctx, &name, &previous, status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+
+    let nodes: Vec<Arc<Node>> = ctx
+        .nodes
+        .state()
+        .into_iter()
+        .filter(|n| n.labels().get(GROUP_LABEL) == Some(&name))
+        .collect();
+    let pods: Vec<Arc<Pod>> = ctx
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| {
+            active(p)
+                && p.spec
+                    .as_ref()
+                    .and_then(|s| s.node_selector.as_ref())
+                    .and_then(|s| s.get(GROUP_LABEL))
+                    == Some(&name)
+        })
+        .collect();
+    let bound = |node: &str| -> Vec<&Pod> {
+        pods.iter()
+            .map(|p| p.as_ref())
+            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
+            .collect()
+    };
+    let mut views: Vec<NodeView> = nodes
+        .iter()
+        .map(|n| {
+            let node = n.name_any();
+            let on_node = bound(&node);
+            let used = on_node
+                .iter()
+                .fold(Request::default(), |acc, p| acc.plus(&Request::of(p)));
+            NodeView {
+                name: node.clone(),
+                ready: node_ready(n),
+                free: Request::allocatable(n).minus(&used),
+                datajob_pods: on_node.len(),
+                foreign_pods: 0,
+            }
+        })
+        .collect();
+    let pending: Vec<Request> = pods
+        .iter()
+        .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_none())
+        .map(|p| Request::of(p))
+        .collect();
+    let idle_since = previous
+        .idle_since
+        .as_deref()
+        .and_then(labels::parse_rfc3339);
+    let mut state = GroupState {
+        desired: previous.desired,
+        nodes: views.clone(),
+        pending: pending.clone(),
+        active: pods.len(),
+        idle_since,
+    };
+    let mut decision = nodegroups::decide(&group, &state, now);
+    if decision.desired < views.len() as i32 {
+        // Shrinking: learn which nodes hold someone else's pods (they are never removed).
+        for v in views.iter_mut() {
+            v.foreign_pods = foreign_pods(&ctx, &v.name).await?;
+        }
+        state.nodes = views.clone();
+        decision = nodegroups::decide(&group, &state, now);
+    }
+    if matches!(group.provider, ProviderKind::Static) {
+        decision.desired = views.len() as i32;
+        decision.reason = None;
+    }
+
+    let mut status = NodeGroupStatus {
+        desired: decision.desired,
+        current: views.len() as i32,
+        ready: views.iter().filter(|v| v.ready).count() as i32,
+        pending_pods: pending.len() as i32,
+        active_pods: pods.len() as i32,
+        idle_since: decision.idle_since.map(labels::rfc3339),
+        last_scale_time: previous.last_scale_time.clone(),
+        last_scale_reason: previous.last_scale_reason.clone(),
+        conditions: vec![condition(
+            &previous,
+            true,
+            "Reconciled",
+            "the node group is valid and its provider answers",
+            now,
+        )],
+    };
+    if let Some(reason) = &decision.reason {
+        info!(nodegroup = %name, from = previous.desired, to = decision.desired, %reason, "scaling");
+        status.last_scale_time = Some(labels::rfc3339(now));
+        status.last_scale_reason = Some(format!(
+            "{} -> {}: {reason}",
+            previous.desired, decision.desired
+        ));
+    }
+    let requeue = act(&ctx, &group, &decision, &views, &status, now).await?;
+    count_node_seconds(&ctx, &group, &status, now);
+    write_status(&ctx, &name, &previous, status).await?;
+    Ok(Action::requeue(requeue))
+}
+
+/// Pods on `node` that are neither DataJob's nor a DaemonSet's.
+async fn foreign_pods(ctx: &NodeGroupContext, node: &str) -> Result<usize> {
+    let api: Api<Pod> = Api::all(ctx.base.client.clone());
+    let list = api
+        .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
+        .await
+        .map_err(Error::api("list pods on", "Node", "", node))?;
+    Ok(list
+        .items
+        .iter()
+        .filter(|p| active(p))
+        .filter(|p| p.labels().get(MANAGED_BY).map(String::as_str) != Some(MANAGED_BY_VALUE))
+        .filter(|p| !p.owner_references().iter().any(|o| o.kind == "DaemonSet"))
+        .count())
+}
+
+/// Makes the provider follow the decision; returns when to look again.
+async fn act(
+    ctx: &NodeGroupContext,
+    group: &Group,
+    decision: &nodegroups::ScaleDecision,
+    nodes: &[NodeView],
+    status: &NodeGroupStatus,
+    now: DateTime<Utc>,
+) -> Result<Duration> {
+    let busy = status.pending_pods > 0
+        || status.desired != status.ready
+        || status.active_pods == 0 && status.current > 0;
+    let requeue = if busy {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_secs(30)
+    };
+    match &group.provider {
+        ProviderKind::Static => Ok(requeue),
+        ProviderKind::ClusterApi {
+            api_version,
+            kind,
+            namespace,
+            name,
+        } => {
+            let (g, v) = api_version.split_once('/').unwrap_or(("", api_version));
+            let gvk = GroupVersionKind::gvk(g, v, kind);
+            let ar = ApiResource::from_gvk_with_plural(&gvk, &format!("{}s", kind.to_lowercase()));
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(ctx.base.client.clone(), namespace, &ar);
+            let scale = api.get_scale(name).await.map_err(Error::api(
+                "read scale of",
+                "MachineDeployment",
+                namespace,
+                name,
+            ))?;
+            if scale.spec.and_then(|s| s.replicas) != Some(decision.desired) {
+                let patch = json!({"spec": {"replicas": decision.desired}});
+                api.patch_scale(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(Error::api("scale", "MachineDeployment", namespace, name))?;
+                info!(nodegroup = %group.name, replicas = decision.desired, "scaled {kind} {namespace}/{name}");
+            }
+            Ok(requeue)
+        }
+        ProviderKind::Kwok { boot_delay } => {
+            let api: Api<Node> = Api::all(ctx.base.client.clone());
+            let current = nodes.len() as i32;
+            if decision.desired > current {
+                let since = status
+                    .last_scale_time
+                    .as_deref()
+                    .and_then(labels::parse_rfc3339)
+                    .unwrap_or(now);
+                let boots_at = since + chrono::Duration::from_std(*boot_delay).unwrap_or_default();
+                if now < boots_at {
+                    return Ok((boots_at - now).to_std().unwrap_or_default().min(requeue));
+                }
+                for _ in current..decision.desired {
+                    let node = kwok_node(group);
+                    api.create(&PostParams::default(), &node)
+                        .await
+                        .map_err(Error::api("create", "Node", "", &group.name))?;
+                    info!(nodegroup = %group.name, node = %node.name_any(), "kwok node created");
+                }
+            } else if decision.desired < current {
+                for node in decision
+                    .removable
+                    .iter()
+                    .take((current - decision.desired) as usize)
+                {
+                    match api.delete(node, &DeleteParams::default()).await {
+                        Ok(_) => info!(nodegroup = %group.name, %node, "kwok node deleted"),
+                        Err(kube::Error::Api(e)) if e.code == 404 => {}
+                        Err(e) => return Err(Error::api("delete", "Node", "", node)(e)),
+                    }
+                }
+            }
+            Ok(requeue)
+        }
+    }
+}
+
+/// A simulated node of the group's shape, managed by kwok.
+fn kwok_node(group: &Group) -> Node {
+    let suffix: String = format!("{:08x}", rand_suffix());
+    let name = format!("{}-{}", group.name, suffix);
+    let mut labels = group.labels.clone();
+    labels.insert("type".into(), "kwok".into());
+    labels.insert("kubernetes.io/hostname".into(), name.clone());
+    labels.insert(MANAGED_BY.into(), MANAGED_BY_VALUE.into());
+    let s = &group.shape;
+    let resources = json!({
+        "cpu": crate::units::format_cpu(s.cpu_millis),
+        "memory": crate::units::format_bytes(s.memory),
+        "ephemeral-storage": crate::units::format_bytes(s.ephemeral),
+        "nvidia.com/gpu": s.gpu.to_string(),
+        "pods": "110",
+    });
+    let taints: Vec<serde_json::Value> = group
+        .taints
+        .iter()
+        .map(|t| json!({"key": t.key, "value": t.value, "effect": t.effect}))
+        .collect();
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels, "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"}},
+        "spec": {"taints": taints},
+        "status": {"allocatable": resources, "capacity": resources},
+    }))
+    .unwrap_or_default()
+}
+
+fn rand_suffix() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish() as u32
+}
+
+fn count_node_seconds(
+    ctx: &NodeGroupContext,
+    group: &Group,
+    status: &NodeGroupStatus,
+    now: DateTime<Utc>,
+) {
+    let labels = GroupLabels {
+        nodegroup: group.name.clone(),
+    };
+    let m = &ctx.base.metrics;
+    m.nodegroup_desired
+        .get_or_create(&labels)
+        .set(i64::from(status.desired));
+    m.nodegroup_current
+        .get_or_create(&labels)
+        .set(i64::from(status.current));
+    let Ok(mut counted) = ctx.counted_at.lock() else {
+        return;
+    };
+    let last = counted.insert(group.name.clone(), now).unwrap_or(now);
+    let secs = (now - last).num_milliseconds().max(0) as f64 / 1000.0 * f64::from(status.current);
+    m.node_seconds.get_or_create(&labels).inc_by(secs);
+    if status.active_pods == 0 {
+        m.idle_node_seconds.get_or_create(&labels).inc_by(secs);
+        m.idle_cost
+            .get_or_create(&labels)
+            .inc_by(secs / 3600.0 * group.price_per_hour);
+    }
+}
+
+fn condition(
+    prev: &NodeGroupStatus,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    now: DateTime<Utc>,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    let status = if ok { "True" } else { "False" }.to_string();
+    let last_transition_time = match prev.conditions.iter().find(|c| c.type_ == "Ready") {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => labels::to_k8s_time(now),
+    };
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        type_: "Ready".into(),
+        status,
+        reason: reason.into(),
+        message: message.into(),
+        observed_generation: None,
+        last_transition_time,
+    }
+}
+
+async fn write_status(
+    ctx: &NodeGroupContext,
+    name: &str,
+    previous: &NodeGroupStatus,
+    status: NodeGroupStatus,
+) -> Result<()> {
+    if *previous == status {
+        return Ok(());
+    }
+    let api: Api<NodeGroup> = Api::all(ctx.base.client.clone());
+    let patch =
+        json!({"apiVersion": NodeGroup::api_version(&()), "kind": "NodeGroup", "status": status});
+    match api
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(Error::api("update status of", "NodeGroup", "", name)(e)),
+    }
+}
