@@ -102,7 +102,11 @@ pub struct NodeTaint {
 #[serde(rename_all = "camelCase")]
 pub struct Provider {
     /// A Cluster API MachineDeployment or MachinePool, scaled through its `scale` subresource.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "clusterAPI",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_api: Option<ClusterApiProvider>,
     /// Nodes someone else manages: used for placement and admission only, never scaled.
     #[serde(default, skip_serializing_if = "Option::is_none")]

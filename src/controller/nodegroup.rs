@@ -207,7 +207,7 @@ async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Act
             previous.desired, decision.desired
         ));
     }
-    let requeue = act(&ctx, &group, &decision, &views, &status, now).await?;
+    let requeue = act(&ctx, &ng, &group, &decision, &views, &status, now).await?;
     count_node_seconds(&ctx, &group, &status, now);
     write_status(&ctx, &name, &previous, status).await?;
     Ok(Action::requeue(requeue))
@@ -232,6 +232,7 @@ async fn foreign_pods(ctx: &NodeGroupContext, node: &str) -> Result<usize> {
 /// Makes the provider follow the decision; returns when to look again.
 async fn act(
     ctx: &NodeGroupContext,
+    ng: &NodeGroup,
     group: &Group,
     decision: &nodegroups::ScaleDecision,
     nodes: &[NodeView],
@@ -265,7 +266,8 @@ async fn act(
                 namespace,
                 name,
             ))?;
-            if scale.spec.and_then(|s| s.replicas) != Some(decision.desired) {
+            // Scale omits replicas when they are 0.
+            if scale.spec.and_then(|s| s.replicas).unwrap_or(0) != decision.desired {
                 let patch = json!({"spec": {"replicas": decision.desired}});
                 api.patch_scale(name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
@@ -288,7 +290,7 @@ async fn act(
                     return Ok((boots_at - now).to_std().unwrap_or_default().min(requeue));
                 }
                 for _ in current..decision.desired {
-                    let node = kwok_node(group);
+                    let node = kwok_node(ng, group);
                     api.create(&PostParams::default(), &node)
                         .await
                         .map_err(Error::api("create", "Node", "", &group.name))?;
@@ -312,8 +314,9 @@ async fn act(
     }
 }
 
-/// A simulated node of the group's shape, managed by kwok.
-fn kwok_node(group: &Group) -> Node {
+/// A simulated node of the group's shape, managed by kwok and owned by the group (it goes
+/// when the group goes).
+fn kwok_node(ng: &NodeGroup, group: &Group) -> Node {
     let suffix: String = format!("{:08x}", rand_suffix());
     let name = format!("{}-{}", group.name, suffix);
     let mut labels = group.labels.clone();
@@ -336,7 +339,12 @@ fn kwok_node(group: &Group) -> Node {
     serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": name, "labels": labels, "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"}},
+        "metadata": {
+            "name": name,
+            "labels": labels,
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "ownerReferences": ng.controller_owner_ref(&()).into_iter().collect::<Vec<_>>(),
+        },
         "spec": {"taints": taints},
         "status": {"allocatable": resources, "capacity": resources},
     }))

@@ -1,0 +1,448 @@
+//! End-to-end: resources, not VMs. NodeGroups scale from zero when runs are pending and
+//! back to zero when idle (kwok and Cluster API providers), GPU work lands on GPU nodes,
+//! and what no group can fit is refused at apply. NodeGroups are cluster-wide and move
+//! every DataJob, so these tests run one at a time.
+#![cfg(feature = "e2e")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Result, client, kwok, test_namespace, unique_name, wait_for, wait_for_object};
+use datajob::api::{DataJob, NodeGroup, RunState};
+use datajob::nodegroups::GROUP_LABEL;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Deletes the NodeGroup (and so its kwok nodes) when dropped.
+struct GroupGuard(String);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(c) = Client::try_default().await {
+                    let _ = Api::<NodeGroup>::all(c.clone())
+                        .delete(&name, &DeleteParams::foreground())
+                        .await;
+                    let nodes: Api<Node> = Api::all(c);
+                    if let Ok(list) = nodes
+                        .list(&ListParams::default().labels(&format!("{GROUP_LABEL}={name}")))
+                        .await
+                    {
+                        for n in list.items {
+                            let _ = nodes.delete(&n.name_any(), &DeleteParams::default()).await;
+                        }
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
+async fn node_group(
+    client: &Client,
+    prefix: &str,
+    spec: serde_json::Value,
+) -> (String, GroupGuard) {
+    let name = unique_name(prefix);
+    let ng: NodeGroup = common::from_json(
+        json!({"apiVersion": "datajob.dev/v1alpha1", "kind": "NodeGroup", "metadata": {"name": name}, "spec": spec}),
+    );
+    Api::<NodeGroup>::all(client.clone())
+        .create(&PostParams::default(), &ng)
+        .await
+        .expect("create NodeGroup");
+    (name.clone(), GroupGuard(name))
+}
+
+fn kwok_group(cpu: u32, memory: &str, gpu: u32, price: &str, max: i32) -> serde_json::Value {
+    json!({
+        "node": {"cpu": cpu, "memory": memory, "gpu": gpu},
+        "maxSize": max, "pricePerHour": price, "scaleDownAfter": "5s", "provisioningTimeout": "60s",
+        // Other workloads stay off (DataJob runs placed here tolerate it).
+        "taints": [{"key": "datajob.dev/dedicated", "value": "batch", "effect": "NoSchedule"}],
+        "provider": {"kwok": {"bootDelay": "2s"}},
+    })
+}
+
+/// Creates a DataJob. Right after a NodeGroup is created the webhook's cache may not have
+/// it yet (and refuses what only that group fits): retry such refusals for a few seconds.
+async fn datajob(client: &Client, ns: &str, name: &str, spec: serde_json::Value) -> Api<DataJob> {
+    let api: Api<DataJob> = Api::namespaced(client.clone(), ns);
+    let dj: DataJob = common::from_json(
+        json!({"apiVersion": "datajob.dev/v1alpha1", "kind": "DataJob", "metadata": {"name": name}, "spec": spec}),
+    );
+    wait_for(
+        &format!("DataJob {name} admitted"),
+        Duration::from_secs(10),
+        || {
+            let (api, dj) = (api.clone(), dj.clone());
+            async move {
+                match api.create(&PostParams::default(), &dj).await {
+                    Ok(_) => Ok(Some(())),
+                    Err(kube::Error::Api(e)) if e.message.contains("node group") => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        },
+    )
+    .await
+    .expect("create DataJob");
+    api
+}
+
+async fn succeeded(api: &Api<DataJob>, name: &str, timeout: Duration) -> Result<DataJob> {
+    wait_for_object(
+        api,
+        name,
+        &format!("{name} Succeeded"),
+        timeout,
+        |d: &DataJob| d.status.as_ref().and_then(|s| s.state) == Some(RunState::Succeeded),
+    )
+    .await
+}
+
+async fn group_nodes(client: &Client, group: &str) -> Vec<Node> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .list(&ListParams::default().labels(&format!("{GROUP_LABEL}={group}")))
+        .await
+        .expect("list nodes")
+        .items
+}
+
+async fn node_of_run(client: &Client, ns: &str, datajob: &str) -> String {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("datajob.dev/name={datajob}")))
+        .await
+        .unwrap()
+        .items;
+    list.first()
+        .and_then(|p| p.spec.as_ref()?.node_name.clone())
+        .unwrap_or_default()
+}
+
+async fn group_size(
+    client: &Client,
+    group: &str,
+    desired: i32,
+    timeout: Duration,
+) -> Result<NodeGroup> {
+    let api: Api<NodeGroup> = Api::all(client.clone());
+    wait_for_object(
+        &api,
+        group,
+        &format!("{group} at {desired} ready nodes"),
+        timeout,
+        |g: &NodeGroup| {
+            g.status
+                .as_ref()
+                .is_some_and(|s| s.desired == desired && s.ready == desired && s.current == desired)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_burst_scales_a_kwok_group_up_from_zero_and_back_to_zero() {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let ns = test_namespace(&client, "burst").await;
+    let (group, _g) = node_group(&client, "burst", kwok_group(4, "16Gi", 0, "0.50", 5)).await;
+    // Three runs of 3 CPUs each: one per 4-CPU node, so three nodes.
+    let mut apis = Vec::new();
+    for i in 0..3 {
+        let spec = json!({"image": "busybox", "resources": {"cpu": 3, "memory": "4Gi"}, "podAnnotations": {kwok::DURATION: "8s"}});
+        apis.push((
+            format!("part-{i}"),
+            datajob(&client, ns.name(), &format!("part-{i}"), spec).await,
+        ));
+    }
+    let grown = wait_for_object(
+        &Api::<NodeGroup>::all(client.clone()),
+        &group,
+        "scale-up decided",
+        Duration::from_secs(10),
+        |g: &NodeGroup| g.status.as_ref().is_some_and(|s| s.desired == 3),
+    )
+    .await
+    .unwrap();
+    assert!(
+        grown
+            .status
+            .unwrap()
+            .last_scale_reason
+            .unwrap_or_default()
+            .contains("pending"),
+        "says why"
+    );
+    for (name, api) in &apis {
+        let dj = succeeded(api, name, Duration::from_secs(60)).await.unwrap();
+        let status = dj.status.unwrap();
+        assert_eq!(status.node_group.as_deref(), Some(group.as_str()));
+        let cost = status
+            .last_run
+            .and_then(|r| r.estimated_cost)
+            .expect("a cost estimate");
+        assert!(cost.parse::<f64>().unwrap() > 0.0, "{cost}");
+        assert!(
+            node_of_run(&client, ns.name(), name)
+                .await
+                .starts_with(&group),
+            "ran on the group's node"
+        );
+    }
+    // Idle for scaleDownAfter (5 s): back to zero, nodes gone.
+    group_size(&client, &group, 0, Duration::from_secs(40))
+        .await
+        .unwrap();
+    wait_for("group nodes deleted", Duration::from_secs(20), || {
+        let client = client.clone();
+        let group = group.clone();
+        async move { Ok(group_nodes(&client, &group).await.is_empty().then_some(())) }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn gpu_work_lands_only_on_the_gpu_group() {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let ns = test_namespace(&client, "gpu").await;
+    let (cpu_group, _a) = node_group(&client, "cpu", kwok_group(8, "32Gi", 0, "0.40", 3)).await;
+    let (gpu_group, _b) = node_group(&client, "gpu", kwok_group(8, "64Gi", 1, "3.00", 3)).await;
+    let gpu = datajob(
+        &client,
+        ns.name(),
+        "train",
+        json!({"image": "busybox", "resources": {"cpu": 4, "memory": "16Gi", "gpu": 1}}),
+    )
+    .await;
+    let cpu = datajob(
+        &client,
+        ns.name(),
+        "features",
+        json!({"image": "busybox", "resources": {"cpu": 4, "memory": "16Gi"}}),
+    )
+    .await;
+    let trained = succeeded(&gpu, "train", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let featured = succeeded(&cpu, "features", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        trained.status.unwrap().node_group.as_deref(),
+        Some(gpu_group.as_str())
+    );
+    assert_eq!(
+        featured.status.unwrap().node_group.as_deref(),
+        Some(cpu_group.as_str()),
+        "CPU work stays off GPU nodes"
+    );
+    assert!(
+        node_of_run(&client, ns.name(), "train")
+            .await
+            .starts_with(&gpu_group)
+    );
+    assert!(
+        node_of_run(&client, ns.name(), "features")
+            .await
+            .starts_with(&cpu_group)
+    );
+}
+
+#[tokio::test]
+async fn a_datajob_too_big_for_every_group_is_refused_at_apply() {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let ns = test_namespace(&client, "too-big").await;
+    let (small, _a) = node_group(&client, "small", kwok_group(4, "16Gi", 0, "0.20", 3)).await;
+    let (large, _b) = node_group(&client, "large", kwok_group(16, "64Gi", 0, "1.00", 3)).await;
+    let _ = small;
+    let api: Api<DataJob> = Api::namespaced(client.clone(), ns.name());
+    let dj: DataJob = common::from_json(
+        json!({"apiVersion": "datajob.dev/v1alpha1", "kind": "DataJob", "metadata": {"name": "huge"},
+        "spec": {"image": "busybox", "resources": {"memory": "500Gi"}}}),
+    );
+    // The webhook's NodeGroup cache may need a moment to see the new groups.
+    let message = wait_for(
+        "refusal naming the largest group",
+        Duration::from_secs(10),
+        || {
+            let api = api.clone();
+            let dj = dj.clone();
+            let large = large.clone();
+            async move {
+                match api.create(&PostParams::default(), &dj).await {
+                    Err(kube::Error::Api(e)) if e.message.contains(&large) => Ok(Some(e.message)),
+                    Ok(_) => {
+                        api.delete("huge", &DeleteParams::default()).await?;
+                        Ok(None)
+                    }
+                    Err(_) => Ok(None),
+                }
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        message.contains(&format!("spec.resources.memory \"500Gi\" is more than any node group offers (largest: {large}, 64Gi allocatable)")),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_api_machine_deployment_is_scaled_through_its_scale_subresource() {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let ns = test_namespace(&client, "capi").await;
+    install_machine_deployment_crd(&client).await;
+    let gvk = GroupVersionKind::gvk("cluster.x-k8s.io", "v1beta1", "MachineDeployment");
+    let ar = ApiResource::from_gvk_with_plural(&gvk, "machinedeployments");
+    let mds: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns.name(), &ar);
+    let md: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "MachineDeployment",
+        "metadata": {"name": "workers"}, "spec": {"replicas": 0, "clusterName": "e2e"}}),
+    )
+    .unwrap();
+    mds.create(&PostParams::default(), &md).await.unwrap();
+    let (group, _g) = node_group(&client, "capi", json!({
+        "node": {"cpu": 4, "memory": "16Gi"}, "maxSize": 3, "pricePerHour": "0.3", "scaleDownAfter": "5s",
+        "taints": [{"key": "datajob.dev/dedicated", "value": "batch", "effect": "NoSchedule"}],
+        "provider": {"clusterAPI": {"namespace": ns.name(), "name": "workers"}},
+    }))
+    .await;
+    // Stand-in for Cluster API's controllers: turn replicas into kwok nodes.
+    let machines = tokio::spawn(machine_controller(
+        client.clone(),
+        mds.clone(),
+        group.clone(),
+    ));
+
+    let api = datajob(&client, ns.name(), "nightly", json!({"image": "busybox", "resources": {"cpu": 2, "memory": "4Gi"}, "podAnnotations": {kwok::DURATION: "3s"}})).await;
+    wait_for(
+        "MachineDeployment scaled to 1",
+        Duration::from_secs(15),
+        || {
+            let mds = mds.clone();
+            async move { Ok((replicas(&mds).await? == 1).then_some(())) }
+        },
+    )
+    .await
+    .unwrap();
+    succeeded(&api, "nightly", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(
+        node_of_run(&client, ns.name(), "nightly")
+            .await
+            .starts_with(&group)
+    );
+    wait_for(
+        "MachineDeployment scaled back to 0",
+        Duration::from_secs(40),
+        || {
+            let mds = mds.clone();
+            async move { Ok((replicas(&mds).await? == 0).then_some(())) }
+        },
+    )
+    .await
+    .unwrap();
+    machines.abort();
+}
+
+/// The MachineDeployment's replicas as its scale subresource says (0 is omitted there).
+async fn replicas(mds: &Api<DynamicObject>) -> Result<i32> {
+    Ok(mds
+        .get_scale("workers")
+        .await?
+        .spec
+        .and_then(|s| s.replicas)
+        .unwrap_or(0))
+}
+
+/// Makes the kwok nodes a MachineDeployment's replicas ask for, like Cluster API would.
+async fn machine_controller(client: Client, mds: Api<DynamicObject>, group: String) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    loop {
+        let want = replicas(&mds).await.unwrap_or(0);
+        let have = group_nodes(&client, &group).await;
+        for i in have.len() as i32..want {
+            let name = format!("{group}-m{i}");
+            let node: Node = common::from_json(
+                json!({"metadata": {"name": name, "annotations": {kwok::NODE_ANNOTATION: "fake"},
+                "labels": {GROUP_LABEL: group, "type": "kwok", "kubernetes.io/hostname": name}},
+                "spec": {"taints": [{"key": "datajob.dev/dedicated", "value": "batch", "effect": "NoSchedule"}]},
+                "status": {"allocatable": {"cpu": "4", "memory": "16Gi", "pods": "110"}, "capacity": {"cpu": "4", "memory": "16Gi", "pods": "110"}}}),
+            );
+            let _ = nodes.create(&PostParams::default(), &node).await;
+        }
+        for n in have.iter().skip(want.max(0) as usize) {
+            let _ = nodes.delete(&n.name_any(), &DeleteParams::default()).await;
+        }
+        let patch = json!({"status": {"replicas": have.len().min(want.max(0) as usize)}});
+        let _ = mds
+            .patch_status("workers", &PatchParams::default(), &Patch::Merge(&patch))
+            .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A trimmed Cluster API MachineDeployment CRD: enough for the scale subresource.
+async fn install_machine_deployment_crd(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd: CustomResourceDefinition = common::from_json(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "machinedeployments.cluster.x-k8s.io"},
+        "spec": {"group": "cluster.x-k8s.io", "scope": "Namespaced",
+            "names": {"kind": "MachineDeployment", "plural": "machinedeployments", "singular": "machinedeployment", "listKind": "MachineDeploymentList"},
+            "versions": [{"name": "v1beta1", "served": true, "storage": true,
+                "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}},
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true, "properties": {"replicas": {"type": "integer"}}},
+                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true, "properties": {"replicas": {"type": "integer"}}}}}}}]}
+    }));
+    let _ = crds
+        .patch(
+            "machinedeployments.cluster.x-k8s.io",
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&crd),
+        )
+        .await;
+    wait_for_object(
+        &crds,
+        "machinedeployments.cluster.x-k8s.io",
+        "MachineDeployment CRD established",
+        Duration::from_secs(20),
+        |c: &CustomResourceDefinition| {
+            c.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                })
+        },
+    )
+    .await
+    .unwrap();
+}
