@@ -74,3 +74,7 @@ test: lint unit e2e ## everything CI checks: fmt, clippy, unit tests, end-to-end
 .PHONY: demo
 demo: build ## start the local cluster and the operator, apply the examples, show their status
 	bash e2e/demo.sh
+
+.PHONY: demo-down
+demo-down: ## stop what `make demo` started
+	bash e2e/demo.sh down
