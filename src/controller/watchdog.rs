@@ -125,53 +125,80 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<WatchdogContext>) -> Result<Action> {
                 "metadata": {"annotations": {END_REASON: reason, END_MESSAGE: message}},
                 "spec": {"activeDeadlineSeconds": elapsed},
             });
-            api.patch(&id, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(Error::api("end run", "Job", &ns, &id))?;
-            info!(run = %id, %datajob, namespace = %ns, %reason, %message, "run ended");
-            ctx.base
-                .metrics
-                .runs_ended
-                .get_or_create(&ReasonLabels {
-                    reason: reason.into(),
-                })
-                .inc();
-            let r = Context::datajob_ref(&ns, &datajob);
-            ctx.base
-                .event(
-                    &r,
-                    true,
-                    reason,
-                    "EndRun",
-                    format!("run {id} ended: {message}"),
-                )
-                .await;
+            let note = format!("run {id} ended: {message}");
+            let act = Act {
+                api: &api,
+                ns: &ns,
+                id: &id,
+                datajob: &datajob,
+            };
+            act.apply(
+                &ctx,
+                &patch,
+                reason,
+                "EndRun",
+                note,
+                &ctx.base.metrics.runs_ended,
+            )
+            .await?;
             Ok(Action::await_change())
         }
         Verdict::Record { reason, message } => {
             let patch = json!({"metadata": {"annotations": {LAST_FAILURE_REASON: reason, LAST_FAILURE_MESSAGE: message}}});
-            api.patch(&id, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(Error::api("annotate", "Job", &ns, &id))?;
-            info!(run = %id, %datajob, namespace = %ns, %reason, %message, "attempt failed");
-            ctx.base
-                .metrics
-                .attempts_failed
-                .get_or_create(&ReasonLabels {
-                    reason: reason.into(),
-                })
-                .inc();
-            let r = Context::datajob_ref(&ns, &datajob);
-            ctx.base
-                .event(
-                    &r,
-                    true,
-                    reason,
-                    "RecordFailure",
-                    format!("run {id}: {message}"),
-                )
-                .await;
+            let note = format!("run {id}: {message}");
+            let act = Act {
+                api: &api,
+                ns: &ns,
+                id: &id,
+                datajob: &datajob,
+            };
+            act.apply(
+                &ctx,
+                &patch,
+                reason,
+                "RecordFailure",
+                note,
+                &ctx.base.metrics.attempts_failed,
+            )
+            .await?;
             Ok(Action::await_change())
         }
+    }
+}
+
+/// One watchdog action on a run's Job, told as a log line, a metric and an event.
+struct Act<'a> {
+    api: &'a Api<Job>,
+    ns: &'a str,
+    id: &'a str,
+    datajob: &'a str,
+}
+
+impl Act<'_> {
+    async fn apply(
+        &self,
+        ctx: &WatchdogContext,
+        patch: &serde_json::Value,
+        reason: &'static str,
+        action: &'static str,
+        note: String,
+        counter: &prometheus_client::metrics::family::Family<
+            ReasonLabels,
+            prometheus_client::metrics::counter::Counter,
+        >,
+    ) -> Result<()> {
+        self.api
+            .patch(self.id, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(Error::api("annotate", "Job", self.ns, self.id))?;
+        info!(run = %self.id, datajob = %self.datajob, namespace = %self.ns, %reason, %note, "{action}");
+        counter
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
+        let r = Context::datajob_ref(self.ns, self.datajob);
+        ctx.base.event(&r, true, reason, action, note).await;
+        Ok(())
     }
 }
