@@ -598,7 +598,14 @@ mod tests {
         };
         let young = unschedulable(5, "2");
         assert!(matches!(
-            assess(&job(json!({})), &[&young], &[], std::slice::from_ref(&idle), &s, now()),
+            assess(
+                &job(json!({})),
+                &[&young],
+                &[],
+                std::slice::from_ref(&idle),
+                &s,
+                now()
+            ),
             Verdict::Fine { .. }
         ));
         let huge = unschedulable(5, "64");
