@@ -1,1 +1,20 @@
-fn main() {}
+//! `kubectl datajob`: see docs/cli.md.
+use std::process::ExitCode;
+
+use clap::Parser;
+use datajob::cli::{Cli, error::EXIT_ERROR, run};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // One thread is plenty for a command-line tool and starts fastest.
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(run(cli)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! Where a local run runs: in a container engine (docker or podman) that works and has
+//! the image, or directly on the host. Probing runs the engines; choosing is pure.
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::process::Command;
+
+use crate::validation::Resolved;
+
+/// `--engine`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EngineArg {
+    /// docker or podman when one works and has the image, else the host.
+    #[default]
+    Auto,
+    /// docker, which must work (it pulls the image if needed).
+    Docker,
+    /// podman, which must work (it pulls the image if needed).
+    Podman,
+    /// run `command` directly on this machine.
+    Host,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Docker,
+    Podman,
+}
+
+impl Engine {
+    pub fn program(self) -> &'static str {
+        match self {
+            Engine::Docker => "docker",
+            Engine::Podman => "podman",
+        }
+    }
+}
+
+/// What probing one engine found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub engine: Engine,
+    pub installed: bool,
+    /// `<engine> info` succeeded: there is an engine to talk to.
+    pub working: bool,
+    /// Why it does not work, in the engine's words.
+    pub detail: String,
+    pub image_present: bool,
+    /// The image's configured user (`Config.User`), when present.
+    pub image_user: Option<String>,
+}
+
+/// Where the run goes, and why, in words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Choice {
+    Container { engine: Engine, why: String },
+    Host { why: String },
+}
+
+/// Picks where to run. `Err` says why the run cannot go anywhere.
+pub fn choose(
+    requested: EngineArg,
+    probes: &[Probe],
+    image: &str,
+    has_command: bool,
+) -> Result<Choice, String> {
+    let host_needs_command = |why: String| {
+        if has_command {
+            Ok(Choice::Host { why })
+        } else {
+            Err(format!(
+                "{why}, and spec.command is empty: on the host there is no image entrypoint to run; set spec.command, or make the image available to docker or podman"
+            ))
+        }
+    };
+    let explicit = |engine: Engine| {
+        let p = probes.iter().find(|p| p.engine == engine);
+        match p {
+            Some(p) if p.working => Ok(Choice::Container {
+                engine,
+                why: if p.image_present {
+                    "asked for with --engine".into()
+                } else {
+                    format!(
+                        "asked for with --engine; {} will pull {image}",
+                        engine.program()
+                    )
+                },
+            }),
+            Some(p) if p.installed => Err(format!(
+                "{} is installed but does not work: {}",
+                engine.program(),
+                p.detail
+            )),
+            _ => Err(format!("{} is not installed", engine.program())),
+        }
+    };
+    match requested {
+        EngineArg::Host => host_needs_command("asked for with --engine host".into()),
+        EngineArg::Docker => explicit(Engine::Docker),
+        EngineArg::Podman => explicit(Engine::Podman),
+        EngineArg::Auto => {
+            if let Some(p) = probes.iter().find(|p| p.working && p.image_present) {
+                return Ok(Choice::Container {
+                    engine: p.engine,
+                    why: format!("{} works and has {image}", p.engine.program()),
+                });
+            }
+            let reasons: Vec<String> = probes
+                .iter()
+                .filter(|p| p.installed)
+                .map(|p| {
+                    if p.working {
+                        format!(
+                            "{} works but does not have {image} (`{} pull {image}` to use it)",
+                            p.engine.program(),
+                            p.engine.program()
+                        )
+                    } else {
+                        format!(
+                            "{} is installed but its engine is not available ({})",
+                            p.engine.program(),
+                            p.detail
+                        )
+                    }
+                })
+                .collect();
+            let why = if reasons.is_empty() {
+                "no container engine (docker, podman) is installed".to_string()
+            } else {
+                reasons.join("; ")
+            };
+            host_needs_command(why)
+        }
+    }
+}
+
+/// Runs `program args` with a time limit: (exit success, stdout, stderr), or `None`
+/// when it cannot be started.
+async fn quiet(program: &str, args: &[&str]) -> Option<(bool, String, String)> {
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .ok()?;
+    match tokio::time::timeout(Duration::from_secs(10), child.wait_with_output()).await {
+        Ok(Ok(out)) => Some((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        )),
+        Ok(Err(e)) => Some((false, String::new(), e.to_string())),
+        Err(_) => Some((false, String::new(), "no answer within 10s".into())),
+    }
+}
+
+/// Asks `engine` whether it works and has `image`.
+pub async fn probe(engine: Engine, image: &str) -> Probe {
+    let program = engine.program();
+    let mut p = Probe {
+        engine,
+        installed: false,
+        working: false,
+        detail: String::new(),
+        image_present: false,
+        image_user: None,
+    };
+    let Some((ok, _, err)) = quiet(program, &["info", "--format", "{{.ServerVersion}}"]).await
+    else {
+        p.detail = "not installed".into();
+        return p;
+    };
+    p.installed = true;
+    if !ok {
+        p.detail = err
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("it gave no reason")
+            .to_string();
+        return p;
+    }
+    p.working = true;
+    if let Some((true, user, _)) = quiet(
+        program,
+        &["image", "inspect", "--format", "{{.Config.User}}", image],
+    )
+    .await
+    {
+        p.image_present = true;
+        p.image_user = Some(user);
+    }
+    p
+}
+
+/// Whether an image user means root (`""`, `root`, `0`, `0:0`).
+pub fn runs_as_root(user: &str) -> bool {
+    let u = user.split(':').next().unwrap_or("");
+    u.is_empty() || u == "root" || u == "0"
+}
+
+/// Where a container sees the staging directory.
+pub const CONTAINER_STAGING: &str = "/datajob/staging";
+
+/// The `<engine> run` arguments for one attempt: the same resources, security and
+/// command rules as the run's pod (command replaces the entrypoint, args the CMD).
+pub fn run_args(
+    engine: Engine,
+    container_name: &str,
+    r: &Resolved,
+    env: &[(String, String)],
+    command: &[String],
+    args: &[String],
+    staging: Option<&Path>,
+) -> Vec<String> {
+    let mut a: Vec<String> = vec![
+        "run".into(),
+        "--name".into(),
+        container_name.into(),
+        "--cpus".into(),
+        format!("{}", r.cpu_millis as f64 / 1000.0),
+        "--memory".into(),
+        r.memory_bytes.to_string(),
+        "--memory-swap".into(),
+        r.memory_bytes.to_string(),
+        "--cap-drop".into(),
+        "ALL".into(),
+        "--security-opt".into(),
+        "no-new-privileges".into(),
+    ];
+    for (k, v) in env {
+        a.push("--env".into());
+        a.push(format!("{k}={v}"));
+    }
+    if let Some(dir) = staging {
+        let relabel = if engine == Engine::Podman { ":Z" } else { "" };
+        a.push("--volume".into());
+        a.push(format!("{}:{CONTAINER_STAGING}{relabel}", dir.display()));
+    }
+    let mut rest: Vec<String> = Vec::new();
+    if let Some((first, more)) = command.split_first() {
+        a.push("--entrypoint".into());
+        a.push(first.clone());
+        rest.extend(more.iter().cloned());
+    }
+    rest.extend(args.iter().cloned());
+    a.push(r.image.clone());
+    a.extend(rest);
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{DataJob, DataJobSpec};
+    use crate::validation::{Limits, resolve};
+
+    fn probe(engine: Engine, installed: bool, working: bool, image: bool) -> Probe {
+        Probe {
+            engine,
+            installed,
+            working,
+            detail: "Cannot connect to the Docker daemon".into(),
+            image_present: image,
+            image_user: None,
+        }
+    }
+
+    #[test]
+    fn auto_uses_a_working_engine_that_has_the_image() {
+        let probes = [
+            probe(Engine::Docker, true, true, false),
+            probe(Engine::Podman, true, true, true),
+        ];
+        assert!(matches!(
+            choose(EngineArg::Auto, &probes, "busybox", true),
+            Ok(Choice::Container {
+                engine: Engine::Podman,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn auto_falls_back_to_the_host_and_says_why() {
+        let probes = [
+            probe(Engine::Docker, true, false, false),
+            probe(Engine::Podman, false, false, false),
+        ];
+        let Ok(Choice::Host { why }) = choose(EngineArg::Auto, &probes, "busybox", true) else {
+            panic!()
+        };
+        assert!(
+            why.contains("docker is installed but its engine is not available (Cannot connect"),
+            "{why}"
+        );
+        let Ok(Choice::Host { why }) = choose(EngineArg::Auto, &[], "busybox", true) else {
+            panic!()
+        };
+        assert!(why.contains("no container engine"));
+        let err = choose(EngineArg::Auto, &[], "busybox", false).unwrap_err();
+        assert!(err.contains("spec.command is empty"), "{err}");
+    }
+
+    #[test]
+    fn an_explicit_engine_must_work() {
+        let probes = [probe(Engine::Docker, true, false, false)];
+        let err = choose(EngineArg::Docker, &probes, "busybox", true).unwrap_err();
+        assert!(
+            err.contains("docker is installed but does not work"),
+            "{err}"
+        );
+        assert!(
+            choose(EngineArg::Podman, &probes, "busybox", true)
+                .unwrap_err()
+                .contains("not installed")
+        );
+        assert!(matches!(
+            choose(EngineArg::Host, &probes, "busybox", true),
+            Ok(Choice::Host { .. })
+        ));
+    }
+
+    #[test]
+    fn container_arguments_follow_the_pod() {
+        let dj = DataJob::new(
+            "a",
+            DataJobSpec {
+                image: "busybox:1.36".into(),
+                resources: crate::api::DataJobResources {
+                    cpu: Some("500m".into()),
+                    memory: Some("64Mi".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        );
+        let r = resolve(&dj, &Limits::default()).unwrap();
+        let a = run_args(
+            Engine::Docker,
+            "datajob-a-1",
+            &r,
+            &[("DATAJOB_NAME".into(), "a".into())],
+            &["sh".into(), "-c".into()],
+            &["echo hi".into()],
+            Some(Path::new("/tmp/s")),
+        );
+        let s = a.join(" ");
+        assert!(
+            s.starts_with("run --name datajob-a-1 --cpus 0.5 --memory 67108864"),
+            "{s}"
+        );
+        assert!(s.contains("--env DATAJOB_NAME=a"));
+        assert!(s.contains("--volume /tmp/s:/datajob/staging"));
+        assert!(
+            s.ends_with("--entrypoint sh busybox:1.36 -c echo hi"),
+            "{s}"
+        );
+        assert!(runs_as_root("") && runs_as_root("0:0") && !runs_as_root("1000"));
+    }
+}
