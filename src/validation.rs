@@ -519,6 +519,7 @@ mod tests {
             );
         }
         for bad in [
+            "busybox:tag\u{e9}",
             "Ghcr.io/Acme/Churn",
             "acme/churn:",
             "acme//churn",
