@@ -197,20 +197,38 @@ async fn scheduled_datajob_gets_a_guarded_cronjob_with_the_right_next_run() {
 
     // A spec change updates the CronJob (and the next run).
     let patch = json!({"spec": {"schedule": "30 4 * * *", "timeZone": "UTC", "deadline": "3h"}});
-    api.patch("nightly", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-    let cj = wait_for_object(&cronjobs, "nightly", "CronJob follows the spec", Duration::from_secs(30), |c: &CronJob| {
-        c.spec.schedule == "30 4 * * *" && c.spec.time_zone.as_deref() == Some("UTC")
-    })
+    api.patch("nightly", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let cj = wait_for_object(
+        &cronjobs,
+        "nightly",
+        "CronJob follows the spec",
+        Duration::from_secs(30),
+        |c: &CronJob| c.spec.schedule == "30 4 * * *" && c.spec.time_zone.as_deref() == Some("UTC"),
+    )
     .await
     .unwrap();
     let job_spec = cj.spec.job_template.spec.unwrap();
     assert_eq!(job_spec.active_deadline_seconds, Some(3 * 3600 + 15 * 60));
-    let dj = wait_for_object(&api, "nightly", "nextRun follows", Duration::from_secs(30), |d: &DataJob| {
-        d.status.as_ref().and_then(|s| s.next_run.as_deref()).is_some_and(|n| n.ends_with("T04:30:00Z"))
-    })
+    let dj = wait_for_object(
+        &api,
+        "nightly",
+        "nextRun follows",
+        Duration::from_secs(30),
+        |d: &DataJob| {
+            d.status
+                .as_ref()
+                .and_then(|s| s.next_run.as_deref())
+                .is_some_and(|n| n.ends_with("T04:30:00Z"))
+        },
+    )
     .await
     .unwrap();
-    assert_eq!(dj.status.unwrap().observed_generation, dj.metadata.generation);
+    assert_eq!(
+        dj.status.unwrap().observed_generation,
+        dj.metadata.generation
+    );
 }
 
 #[tokio::test]
