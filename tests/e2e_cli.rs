@@ -261,6 +261,17 @@ async fn a_failed_run_is_reported_and_explained() {
     assert_eq!(out.code, 1, "a failed run exits 1: {out}");
     let last = out.stderr.lines().last().unwrap_or("");
     assert!(last.starts_with("✗ failed: RetriesExhausted"), "{out}");
+    // `trigger --wait` reads the run's Job directly; the DataJob's status follows moments later.
+    let api: Api<DataJob> = Api::namespaced(client.clone(), ns);
+    wait_for_object(
+        &api,
+        "broken",
+        "status Failed",
+        Duration::from_secs(20),
+        |d: &DataJob| d.status.as_ref().and_then(|s| s.state) == Some(RunState::Failed),
+    )
+    .await
+    .unwrap();
 
     let out = plugin(ns, &["status"]).await;
     let row = out
