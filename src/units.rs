@@ -89,14 +89,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             'm' => 60,
             'h' => 3600,
             'd' => 86_400,
-            _ => {
-                return Err(format!(
-                    "has unknown unit '{c}' (use s, m, h or d, e.g. 90m or 2h)"
-                ));
+            c if c.is_whitespace() => {
+                return Err("has a space; durations are written without spaces".into());
             }
+            _ => return Err(format!("has '{c}' where a unit (s, m, h or d) belongs")),
         };
         if num.is_empty() {
-            return Err("needs a number before each unit, e.g. 90m or 1h30m".into());
+            return Err("needs a number before each unit".into());
         }
         let n: u64 = num.parse().map_err(|_| "is too large".to_string())?;
         total = n
@@ -106,7 +105,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         num.clear();
     }
     if !num.is_empty() {
-        return Err("needs a unit after the number (s, m, h or d, e.g. 90m or 2h)".into());
+        return Err("needs a unit (s, m, h or d) after the number".into());
     }
     if total == 0 {
         return Err("must be longer than zero".into());
@@ -191,10 +190,11 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86400)));
         assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("90").is_err());
-        assert!(parse_duration("h").is_err());
-        assert!(parse_duration("2 hours").is_err());
-        assert!(parse_duration("-5m").is_err());
+        let err = |s| parse_duration(s).unwrap_err();
+        assert_eq!(err("90"), "needs a unit (s, m, h or d) after the number");
+        assert_eq!(err("h"), "needs a number before each unit");
+        assert_eq!(err("2 hours"), "has a space; durations are written without spaces");
+        assert_eq!(err("-5m"), "has '-' where a unit (s, m, h or d) belongs");
         assert!(parse_duration("99999999999999999999d").is_err());
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
     }

@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::plugin::plugin;
 use common::{client, test_namespace, wait_for_object};
 use datajob::api::{DataJob, RunState};
 use datajob::labels::{self, JOB_NAME};
@@ -14,45 +15,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_kubectl-datajob");
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs the plugin in namespace `ns` with the test's KUBECONFIG.
-async fn plugin(ns: &str, args: &[&str]) -> Out {
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new(BIN)
-            .args(args)
-            .args(["-n", ns])
-            .env("NO_COLOR", "1")
-            .stdin(std::process::Stdio::null())
-            .output(),
-    )
-    .await
-    .expect("kubectl-datajob finished within 2 minutes")
-    .expect("run kubectl-datajob");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 /// A DataJob that only runs when triggered (its schedule is once a year), whose kwok
 /// pods "run" for `seconds` and exit with `exit_code`.

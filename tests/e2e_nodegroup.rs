@@ -8,6 +8,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::plugin::plugin;
 use common::{Result, client, kwok, test_namespace, unique_name, wait_for, wait_for_object};
 use datajob::api::{DataJob, NodeGroup, RunState};
 use datajob::nodegroups::GROUP_LABEL;
@@ -208,6 +209,16 @@ async fn a_burst_scales_a_kwok_group_up_from_zero_and_back_to_zero() {
             "ran on the group's node"
         );
     }
+    // The plugin finds the run's pod on the group's node; that kwok node serves no logs.
+    let out = plugin(ns.name(), &["logs", "part-0"]).await;
+    assert_eq!(out.code, 3, "{out}");
+    assert!(
+        out.stderr.contains(&format!("runs on node {group}-"))
+            && out
+                .stderr
+                .contains("is a simulated (kwok) node, which keeps no container logs"),
+        "{out}"
+    );
     // Idle for scaleDownAfter (5 s): back to zero, nodes gone.
     group_size(&client, &group, 0, Duration::from_secs(40))
         .await

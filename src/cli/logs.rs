@@ -123,7 +123,16 @@ async fn log_error(
     node: &str,
 ) -> CliError {
     match e {
-        kube::Error::Api(s) if s.code >= 500 || s.message.contains("dial tcp") => {
+        // The API server answers 404 for the logs of a pod whose node advertises no
+        // kubelet endpoint (kwok nodes made by a NodeGroup), and 5xx when the kubelet
+        // does not answer. A 404 for a pod that is gone is said as such.
+        kube::Error::Api(s) if s.code == 404 || s.code >= 500 || s.message.contains("dial tcp") => {
+            let pods: Api<Pod> = cluster.api();
+            if s.code == 404 && matches!(pods.get_metadata_opt(pod).await, Ok(None)) {
+                return CliError::Local(format!(
+                    "cannot read the logs of run {run}: its pod {pod} was deleted meanwhile"
+                ));
+            }
             let nodes: Api<Node> = Api::all(cluster.client.clone());
             let simulated = nodes
                 .get_metadata_opt(node)

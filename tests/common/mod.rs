@@ -22,6 +22,7 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
 pub mod operator;
+pub mod plugin;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# The demo behind `make demo` / `make demo-down`.
+#
+#   e2e/demo.sh        start (or reuse) the local control plane, (re)start the operator
+#                      in the background, apply the NodeGroups and DataJobs of examples/,
+#                      show a refusal at apply, wait for the first runs, print their status
+#                      and how to go on. Cluster and operator keep running afterwards.
+#   e2e/demo.sh down   stop the operator (by its pid file) and the local control plane.
+#
+# Environment (all optional; `down` needs the same DATAJOB_CLUSTER_DIR as `up`):
+#   DATAJOB_CLUSTER_DIR, DATAJOB_*_PORT   as for e2e/cluster.sh (state dir and ports)
+#   DATAJOB_ADMIN_ADDR    operator admin server   (default 127.0.0.1:8080)
+#   DATAJOB_WEBHOOK_ADDR  operator webhook        (default 127.0.0.1:9443)
+#   DATAJOB_DEMO_WAIT     seconds to wait for the first runs (default 90)
+# Other DATAJOB_* settings of the operator (see `datajob-operator --help`) pass through.
+#
+# The operator logs to <cluster dir>/logs/datajob-operator.log; its pid is in
+# <cluster dir>/run/datajob-operator.pid. If the script fails before it prints
+# "The demo is running", it stops the operator it started (the cluster stays up).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+cd "$ROOT"
+
+DIR=${DATAJOB_CLUSTER_DIR:-$HOME/.cache/datajob/cluster}
+DIR=${DIR%/}
+PIDFILE=$DIR/run/datajob-operator.pid
+LOG=$DIR/logs/datajob-operator.log
+OPERATOR=$ROOT/target/debug/datajob-operator
+ADMIN=${DATAJOB_ADMIN_ADDR:-127.0.0.1:8080}
+WEBHOOK=${DATAJOB_WEBHOOK_ADDR:-127.0.0.1:9443}
+WAIT=${DATAJOB_DEMO_WAIT:-90}
+NS=demo
+
+indent() { sed "s/^/  /" >&2; }
+say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+log() { printf '[demo %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# pid of the demo's operator if it is alive and really is a datajob-operator
+# (guards against a reused pid).
+operator_pid() {
+  local pid
+  [ -f "$PIDFILE" ] || return 1
+  pid=$(cat "$PIDFILE" 2>/dev/null) || return 1
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
+  [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || return 1
+  tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -q 'datajob-operator' || return 1
+  echo "$pid"
+}
+
+stop_operator() {
+  local pid
+  if pid=$(operator_pid); then
+    log "stopping the operator (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+      operator_pid >/dev/null || break
+      sleep 0.2
+    done
+    if operator_pid >/dev/null; then
+      log "the operator did not stop within 10s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  rm -f "$PIDFILE"
+}
+
+if [ "${1:-}" = down ]; then
+  stop_operator
+  bash "$HERE/cluster.sh" down
+  exit 0
+fi
+[ $# -eq 0 ] || { echo "usage: $0 [down]" >&2; exit 2; }
+
+port_in_use() {
+  local host=${1%:*} port=${1##*:}
+  (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null
+}
+
+T0=$(date +%s)
+
+# --- 1. the local control plane (built once, cached; reused when it runs) ---------
+say "Local control plane"
+# An operator left from an earlier demo would hold the ports, and a restart of a
+# broken cluster would delete its pid file: stop it first.
+stop_operator
+bash "$HERE/cluster.sh" up
+eval "$(bash "$HERE/cluster.sh" env 2>/dev/null)"
+export KUBECONFIG
+BIN=$(bash "$HERE/build.sh" 2>/dev/null | tail -n 1)
+[ -x "$BIN/kubectl" ] || die "no kubectl in '$BIN' (bash e2e/build.sh)"
+export PATH=$BIN:$PATH
+k() { kubectl "$@"; }
+
+# --- 2. CRDs, the operator's namespace, the operator ---------------------------------
+say "CRDs and the operator"
+k apply --server-side -f crds/ >/dev/null
+k create namespace datajob-system --dry-run=client -o yaml | k apply -f - >/dev/null
+k wait --for condition=established --timeout=30s crd/datajobs.datajob.dev crd/nodegroups.datajob.dev >/dev/null
+
+if [ ! -x "$OPERATOR" ]; then
+  log "building the operator (cargo build --bins)"
+  cargo build --bins
+fi
+for addr in "$ADMIN" "$WEBHOOK"; do
+  if port_in_use "$addr"; then
+    die "$addr is already in use (another operator, e.g. \`make run\`?); stop it or set DATAJOB_ADMIN_ADDR / DATAJOB_WEBHOOK_ADDR"
+  fi
+done
+
+# From here on, a failure stops the operator this script started.
+started=0
+cleanup_on_failure() {
+  local rc=$?
+  if [ "$started" = 1 ] && [ "$rc" -ne 0 ]; then
+    log "the demo failed (exit $rc); last lines of the operator log:"
+    tail -20 "$LOG" >&2 2>/dev/null || true
+    stop_operator
+    log "the cluster is still up; stop it with: bash e2e/demo.sh down"
+  fi
+}
+trap cleanup_on_failure EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+mkdir -p "$(dirname "$PIDFILE")" "$(dirname "$LOG")"
+# The same settings as `make run`. The operator is detached (own session, no
+# inherited file descriptors but the log) so it outlives this script and `make`.
+# shellcheck disable=SC2016  # expanded by the inner bash
+DATAJOB_ADMIN_ADDR=$ADMIN DATAJOB_WEBHOOK_ADDR=$WEBHOOK \
+DATAJOB_WEBHOOK_URL=${DATAJOB_WEBHOOK_URL:-https://$WEBHOOK} POD_NAMESPACE=datajob-system \
+  setsid nohup bash -c '
+    for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-"; done
+    echo $$ >"$1"
+    exec "$2"
+  ' demo-operator "$PIDFILE" "$OPERATOR" </dev/null >>"$LOG" 2>&1 &
+started=1
+for _ in $(seq 1 100); do
+  [ -s "$PIDFILE" ] && break
+  sleep 0.1
+done
+log "operator started (pid $(cat "$PIDFILE" 2>/dev/null || echo '?'), log $LOG)"
+ready=0
+for _ in $(seq 1 300); do
+  if curl -sf "http://$ADMIN/readyz" >/dev/null 2>&1; then ready=1; break; fi
+  operator_pid >/dev/null || die "the operator exited; see $LOG"
+  sleep 0.2
+done
+[ "$ready" = 1 ] || die "the operator was not ready after 60s; see $LOG"
+log "operator ready (http://$ADMIN/readyz)"
+
+# --- 3. node groups and the example DataJobs ------------------------------------------
+say "NodeGroups (examples/platform/): simulated nodes, made when runs wait and removed when idle"
+k apply -f examples/platform/nodegroups.yaml
+k create namespace "$NS" --dry-run=client -o yaml | k apply -f - >/dev/null
+# Pods are refused until the namespace has its default ServiceAccount.
+for _ in $(seq 1 100); do
+  k -n "$NS" get serviceaccount default >/dev/null 2>&1 && break
+  sleep 0.2
+done
+
+say "DataJobs (examples/*.yaml) into namespace $NS"
+for f in examples/*.yaml; do
+  k -n "$NS" apply -f "$f"
+done
+
+say "A bad DataJob is refused at apply"
+bad='apiVersion: datajob.dev/v1alpha1
+kind: DataJob
+metadata:
+  name: bad-schedule
+spec:
+  image: busybox:1.36
+  schedule: "61 * * * *"
+  deadline: 2 hours'
+printf '%s\n' "$bad" | indent
+echo "  \$ kubectl -n $NS apply -f -" >&2
+if out=$(printf '%s\n' "$bad" | k -n "$NS" apply -f - 2>&1); then
+  printf "%s\n" "$out" | indent
+  log "unexpected: the bad DataJob was accepted (is the webhook registered?); deleting it"
+  k -n "$NS" delete datajobs bad-schedule --ignore-not-found >/dev/null
+else
+  printf "%s\n" "$out" | indent
+fi
+
+# --- 4. wait for the first runs -------------------------------------------------------
+say "Waiting up to ${WAIT}s for the one-off runs to finish and the every-minute job to run"
+# name|schedule|state of the last run|states of the recent runs, per DataJob
+summary() {
+  k -n "$NS" get datajobs -o 'jsonpath={range .items[*]}{.metadata.name}{"|"}{.spec.schedule}{"|"}{.status.lastRun.state}{"|"}{.status.recentRuns[*].state}{"\n"}{end}' 2>/dev/null || true
+}
+deadline=$(( $(date +%s) + WAIT ))
+while :; do
+  waiting=$(summary | awk -F'|' '
+    $2 == "" && $3 != "Succeeded" && $3 != "Failed" { print $1 }              # one-off, not finished
+    $2 == "* * * * *" && $4 !~ /Succeeded|Failed/ { print $1 }               # every minute, no finished run yet
+  ' | paste -sd' ' -)
+  [ -z "$waiting" ] && break
+  if [ "$(date +%s)" -ge "$deadline" ]; then
+    log "still waiting for: $waiting (they go on in the background)"
+    break
+  fi
+  sleep 2
+done
+
+say "kubectl get datajobs -n $NS"
+k -n "$NS" get datajobs
+say "kubectl get nodegroups"
+k get nodegroups
+say "Recent events of the DataJobs"
+k -n "$NS" get events --field-selector involvedObject.kind=DataJob --sort-by=.metadata.creationTimestamp \
+  -o custom-columns='TYPE:.type,REASON:.reason,OBJECT:.involvedObject.name,MESSAGE:.message' | tail -n 12
+say "Some metrics (http://$ADMIN/metrics)"
+curl -sf "http://$ADMIN/metrics" | grep -E '^datajob_(runs_finished|admission_reviews)' | head -n 8 || true
+
+# --- 5. how to go on -----------------------------------------------------------------
+trap - EXIT INT TERM
+elapsed=$(( $(date +%s) - T0 ))
+down_cmd="make demo-down"
+[ "$DIR" = "$HOME/.cache/datajob/cluster" ] || down_cmd="DATAJOB_CLUSTER_DIR=$DIR bash e2e/demo.sh down"
+cat <<EOF
+
+The demo is running (set up in ${elapsed}s). Explore it:
+
+  export KUBECONFIG=$KUBECONFIG
+  export PATH=$BIN:\$PATH
+  kubectl get datajobs -A
+  kubectl get nodegroups
+  kubectl -n $NS describe datajobs heartbeat
+  kubectl -n $NS get jobs,pods
+  target/debug/kubectl-datajob -n $NS status          # the plugin, see docs/cli.md
+  target/debug/kubectl-datajob -n $NS trigger backfill-customers --wait
+
+Operator: pid $(cat "$PIDFILE"), log $LOG
+Metrics:  curl -s http://$ADMIN/metrics
+Stop everything: $down_cmd
+EOF
