@@ -100,8 +100,11 @@ pub fn cronjob(dj: &DataJob, r: &Resolved, guards: &Guards) -> Option<CronJob> {
             successful_jobs_history_limit: Some(r.history),
             failed_jobs_history_limit: Some(r.history.max(1)),
             job_template: JobTemplateSpec {
+                // The CronJob controller copies these to each Job: the watchdog reads
+                // the run's deadline and pending timeout from them.
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
+                    annotations: Some(job_annotations(r, None)),
                     ..Default::default()
                 }),
                 spec: Some(job_spec(r, guards, None, true)),
@@ -434,6 +437,21 @@ mod tests {
         let (d, r) = dj(Some("0 3 * * *"));
         let cj = cronjob(&d, &r, &Guards::default()).unwrap();
         let spec = cj.spec;
+        // Each scheduled run carries what the watchdog needs (the deadline), as a
+        // one-off run does; the logical time is stamped when the run is admitted.
+        let template_annotations = spec
+            .job_template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.clone())
+            .unwrap_or_default();
+        assert_eq!(
+            template_annotations
+                .get(labels::DEADLINE_SECONDS)
+                .map(String::as_str),
+            Some("7200")
+        );
+        assert!(!template_annotations.contains_key(LOGICAL_TIME));
         assert_eq!(spec.concurrency_policy.as_deref(), Some("Forbid"));
         assert_eq!(spec.time_zone.as_deref(), Some("Europe/London"));
         assert_eq!(spec.starting_deadline_seconds, Some(3600));

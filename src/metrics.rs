@@ -72,54 +72,116 @@ pub struct Metrics {
     pub run_cost: Family<CostLabels, Counter<f64, AtomicU64>>,
 }
 
+/// Registers `metric` under `name` (prefixed `datajob_`; counters get `_total`) and
+/// hands it back, so a metric cannot exist without being exposed.
+fn registered<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("datajob");
-        let reconciliations = Family::<ControllerLabels, Counter>::default();
-        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
-        let reconcile_duration =
+        let mut r = Registry::with_prefix("datajob");
+        let reg = &mut r;
+        let reconciliations = registered(
+            reg,
+            "reconciliations",
+            "Reconciliations started, by controller",
+            Family::default(),
+        );
+        let reconcile_errors = registered(
+            reg,
+            "reconcile_errors",
+            "Failed reconciliations, by controller and error",
+            Family::default(),
+        );
+        let reconcile_duration = registered(
+            reg,
+            "reconcile_duration_seconds",
+            "Time one reconciliation took, by controller",
             Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.005, 2.0, 12))
-            });
-        let runs_finished = Family::<RunLabels, Counter>::default();
-        let admission_reviews = Family::<AdmissionLabels, Counter>::default();
-        let runs_ended = Family::<ReasonLabels, Counter>::default();
-        let attempts_failed = Family::<ReasonLabels, Counter>::default();
-        let pvcs_deleted = Counter::default();
-        let jobs_pruned = Counter::default();
-        let nodegroup_desired = Family::<GroupLabels, Gauge>::default();
-        let nodegroup_current = Family::<GroupLabels, Gauge>::default();
-        let node_seconds = Family::<GroupLabels, Counter<f64, AtomicU64>>::default();
-        let idle_node_seconds = Family::<GroupLabels, Counter<f64, AtomicU64>>::default();
-        let idle_cost = Family::<GroupLabels, Counter<f64, AtomicU64>>::default();
-        let run_cost = Family::<CostLabels, Counter<f64, AtomicU64>>::default();
-        registry.register(
-            "reconciliations",
-            "Reconciliations by controller",
-            reconciliations.clone(),
+            }),
         );
-        registry.register(
-            "reconcile_errors",
-            "Failed reconciliations by controller and error",
-            reconcile_errors.clone(),
-        );
-        registry.register(
-            "reconcile_duration_seconds",
-            "Time one reconciliation took",
-            reconcile_duration.clone(),
-        );
-        registry.register(
+        let runs_finished = registered(
+            reg,
             "runs_finished",
-            "Runs that finished, by state and reason",
-            runs_finished.clone(),
+            "Runs that finished, by DataJob, state and reason",
+            Family::default(),
         );
-        registry.register(
+        let admission_reviews = registered(
+            reg,
             "admission_reviews",
-            "DataJob admission reviews by outcome",
-            admission_reviews.clone(),
+            "DataJob admission reviews, by outcome",
+            Family::default(),
+        );
+        let runs_ended = registered(
+            reg,
+            "runs_ended",
+            "Runs the watchdog ended, by reason",
+            Family::default(),
+        );
+        let attempts_failed = registered(
+            reg,
+            "attempts_failed",
+            "Failed attempts the watchdog recorded without ending the run, by reason",
+            Family::default(),
+        );
+        let pvcs_deleted = registered(
+            reg,
+            "pvcs_deleted",
+            "Leftover PVCs of runs deleted by the clean-up",
+            Counter::default(),
+        );
+        let jobs_pruned = registered(
+            reg,
+            "jobs_pruned",
+            "Finished Jobs deleted beyond a DataJob's history",
+            Counter::default(),
+        );
+        let nodegroup_desired = registered(
+            reg,
+            "nodegroup_desired_nodes",
+            "Nodes a NodeGroup should have, by node group",
+            Family::default(),
+        );
+        let nodegroup_current = registered(
+            reg,
+            "nodegroup_current_nodes",
+            "Nodes a NodeGroup has, by node group",
+            Family::default(),
+        );
+        let node_seconds = registered(
+            reg,
+            "nodegroup_node_seconds",
+            "Node-seconds a NodeGroup's nodes existed, by node group",
+            Family::default(),
+        );
+        let idle_node_seconds = registered(
+            reg,
+            "nodegroup_idle_node_seconds",
+            "Node-seconds a NodeGroup's nodes existed without DataJob pods, by node group",
+            Family::default(),
+        );
+        let idle_cost = registered(
+            reg,
+            "nodegroup_idle_cost",
+            "Estimated price of the idle node-seconds (pricePerHour), by node group",
+            Family::default(),
+        );
+        let run_cost = registered(
+            reg,
+            "run_cost",
+            "Estimated cost of finished runs (their share of a node's price for their duration), by DataJob and node group",
+            Family::default(),
         );
         Metrics {
-            registry: Arc::new(registry),
+            registry: Arc::new(r),
             reconciliations,
             reconcile_errors,
             reconcile_duration,
@@ -178,5 +240,111 @@ pub struct ReconcileTimer {
 impl Drop for ReconcileTimer {
     fn drop(&mut self) {
         self.histogram.observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `datajob_*` names in the exposition.
+    fn exposed(m: &Metrics) -> Vec<String> {
+        m.encode()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Families appear in the exposition once they have a series: give each one.
+    fn touch_all(m: &Metrics) {
+        let c = ControllerLabels {
+            controller: "datajob".into(),
+        };
+        m.reconciliations.get_or_create(&c).inc();
+        m.reconcile_duration.get_or_create(&c).observe(0.1);
+        m.reconcile_errors
+            .get_or_create(&ErrorLabels {
+                controller: "datajob".into(),
+                error: "api".into(),
+            })
+            .inc();
+        m.runs_finished
+            .get_or_create(&RunLabels {
+                namespace: "ns".into(),
+                datajob: "dj".into(),
+                state: "Failed".into(),
+                reason: "ImageNotFound".into(),
+            })
+            .inc();
+        m.admission_reviews
+            .get_or_create(&AdmissionLabels {
+                allowed: "true".into(),
+            })
+            .inc();
+        let r = ReasonLabels {
+            reason: "OutOfMemory".into(),
+        };
+        m.runs_ended.get_or_create(&r).inc();
+        m.attempts_failed.get_or_create(&r).inc();
+        let g = GroupLabels {
+            nodegroup: "general".into(),
+        };
+        m.nodegroup_desired.get_or_create(&g).set(1);
+        m.nodegroup_current.get_or_create(&g).set(1);
+        m.node_seconds.get_or_create(&g).inc_by(1.0);
+        m.idle_node_seconds.get_or_create(&g).inc_by(1.0);
+        m.idle_cost.get_or_create(&g).inc_by(1.0);
+        m.run_cost
+            .get_or_create(&CostLabels {
+                namespace: "ns".into(),
+                datajob: "dj".into(),
+                nodegroup: "general".into(),
+            })
+            .inc_by(0.5);
+    }
+
+    #[test]
+    fn every_metric_is_exposed_and_documented() {
+        let m = Metrics::default();
+        touch_all(&m);
+        let names = exposed(&m);
+        // One per field of `Metrics` but the registry.
+        assert_eq!(names.len(), 15, "{names:?}");
+        let docs = include_str!("../docs/operations.md");
+        for name in &names {
+            assert!(name.starts_with("datajob_"), "{name}");
+            // Counters are exposed with `_total`, as the docs name them.
+            let shown = match m.encode().contains(&format!("# TYPE {name} counter")) {
+                true => format!("`{name}_total`"),
+                false => format!("`{name}`"),
+            };
+            assert!(docs.contains(&shown), "docs/operations.md lacks {shown}");
+        }
+    }
+
+    #[test]
+    fn counters_are_exposed_with_their_labels() {
+        let m = Metrics::default();
+        m.runs_ended
+            .get_or_create(&ReasonLabels {
+                reason: "ImageNotFound".into(),
+            })
+            .inc();
+        m.node_seconds
+            .get_or_create(&GroupLabels {
+                nodegroup: "general".into(),
+            })
+            .inc_by(1.5);
+        let text = m.encode();
+        assert!(
+            text.contains("datajob_runs_ended_total{reason=\"ImageNotFound\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("datajob_nodegroup_node_seconds_total{nodegroup=\"general\"} 1.5"),
+            "{text}"
+        );
     }
 }

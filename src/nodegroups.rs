@@ -201,6 +201,8 @@ pub fn admission_problem(request: &Request, groups: &[Group]) -> Option<Problem>
 pub fn usable_groups<'a>(groups: impl IntoIterator<Item = &'a NodeGroup>) -> Vec<Group> {
     groups
         .into_iter()
+        // A group being deleted takes no new work (its nodes go with it).
+        .filter(|g| g.metadata.deletion_timestamp.is_none())
         .filter_map(|g| resolve_group(g).ok())
         .collect()
 }
@@ -404,6 +406,29 @@ mod tests {
         assert_eq!(place(&req(2, 8, 1), &g).unwrap().name, "cheap-gpu");
         assert_eq!(place(&req(2, 8, 2), &g).unwrap().name, "cheap-gpu");
         assert!(place(&req(2, 8, 3), &g).is_none());
+    }
+
+    #[test]
+    fn a_group_being_deleted_takes_no_new_work() {
+        let ng = |name: &str, deleting: bool| {
+            let mut g: NodeGroup = serde_json::from_value(serde_json::json!({
+                "apiVersion": "datajob.dev/v1alpha1", "kind": "NodeGroup",
+                "metadata": {"name": name},
+                "spec": {"node": {"cpu": 4, "memory": "16Gi"}, "maxSize": 3, "pricePerHour": "0.2",
+                         "provider": {"static": {}}},
+            }))
+            .unwrap();
+            if deleting {
+                g.metadata.deletion_timestamp =
+                    Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                        k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                    ));
+            }
+            g
+        };
+        let all = [ng("going", true), ng("staying", false)];
+        let names: Vec<String> = usable_groups(&all).into_iter().map(|g| g.name).collect();
+        assert_eq!(names, ["staying"]);
     }
 
     #[test]

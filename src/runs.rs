@@ -150,6 +150,39 @@ pub fn estimate_costs(
     added
 }
 
+/// Whether the run `id` at `logical_time` has run already, as far as the status can
+/// tell once its Job is gone: it is in `recentRuns`, or `recentRuns` is full and every
+/// run there is newer (the run fell out of the history). Without this, a run whose Job
+/// was pruned or expired would be created again, and again.
+pub fn already_ran(status: Option<&DataJobStatus>, id: &str, logical_time: DateTime<Utc>) -> bool {
+    let Some(s) = status else {
+        return false;
+    };
+    if s.recent_runs.iter().any(|r| r.name == id) {
+        return true;
+    }
+    let oldest = s
+        .recent_runs
+        .iter()
+        .filter_map(|r| labels::parse_rfc3339(&r.logical_time))
+        .min();
+    s.recent_runs.len() >= RECENT_RUNS && oldest.is_some_and(|o| logical_time < o)
+}
+
+/// The logical time a `datajob.dev/trigger` annotation asks for, unless the status says
+/// that request was handled already (`status.lastTrigger`): a trigger acts once.
+pub fn pending_trigger(
+    annotation: Option<&str>,
+    status: Option<&DataJobStatus>,
+) -> Option<DateTime<Utc>> {
+    let value = annotation?;
+    let handled = status.and_then(|s| s.last_trigger.as_deref()) == Some(value);
+    if handled {
+        return None;
+    }
+    labels::parse_rfc3339(value).map(labels::truncate_to_minute)
+}
+
 /// Merges what the Jobs say with the history in the status, newest first.
 pub fn merge_runs(previous: &[RunRecord], current: Vec<RunRecord>) -> Vec<RunRecord> {
     let mut by_name: BTreeMap<String, RunRecord> = previous
@@ -369,6 +402,61 @@ pub fn run_events(previous: &[RunRecord], current: &[RunRecord]) -> Vec<RunEvent
 
 #[cfg(test)]
 mod tests {
+    fn history(times: &[&str]) -> DataJobStatus {
+        DataJobStatus {
+            recent_runs: times
+                .iter()
+                .map(|t| RunRecord {
+                    name: format!("dj-{t}"),
+                    logical_time: (*t).to_string(),
+                    state: RunState::Succeeded,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_run_that_fell_out_of_the_history_is_not_run_again() {
+        let t = |s: &str| labels::parse_rfc3339(s).unwrap();
+        let newer: Vec<String> = (10..20).map(|d| format!("2026-11-{d}T03:00:00Z")).collect();
+        let newer: Vec<&str> = newer.iter().map(String::as_str).collect();
+        let full = history(&newer);
+        assert!(!already_ran(None, "dj-x", t("2026-11-01T03:00:00Z")));
+        // Older than a full history: it ran and was dropped.
+        assert!(already_ran(Some(&full), "dj-x", t("2026-11-01T03:00:00Z")));
+        // Newer than the oldest: it would be there, so it did not run.
+        assert!(!already_ran(Some(&full), "dj-x", t("2026-11-15T04:00:00Z")));
+        // A history that is not full keeps every run.
+        let short = history(&newer[5..]);
+        assert!(!already_ran(
+            Some(&short),
+            "dj-x",
+            t("2026-11-01T03:00:00Z")
+        ));
+        assert!(already_ran(
+            Some(&short),
+            "dj-2026-11-19T03:00:00Z",
+            t("2026-11-19T03:00:00Z")
+        ));
+    }
+
+    #[test]
+    fn a_trigger_acts_once() {
+        let at = "2026-11-25T10:12:30Z";
+        let mut s = DataJobStatus::default();
+        assert_eq!(
+            pending_trigger(Some(at), Some(&s)),
+            labels::parse_rfc3339("2026-11-25T10:12:00Z")
+        );
+        s.last_trigger = Some(at.into());
+        assert_eq!(pending_trigger(Some(at), Some(&s)), None);
+        assert!(pending_trigger(Some("2026-11-25T11:00:00Z"), Some(&s)).is_some());
+        assert_eq!(pending_trigger(Some("tomorrow"), None), None);
+        assert_eq!(pending_trigger(None, None), None);
+    }
+
     use super::*;
     use k8s_openapi::api::batch::v1::{JobCondition, JobSpec, JobStatus};
     use kube::api::ObjectMeta;

@@ -193,7 +193,10 @@ mod tests {
         let err = |s| parse_duration(s).unwrap_err();
         assert_eq!(err("90"), "needs a unit (s, m, h or d) after the number");
         assert_eq!(err("h"), "needs a number before each unit");
-        assert_eq!(err("2 hours"), "has a space; durations are written without spaces");
+        assert_eq!(
+            err("2 hours"),
+            "has a space; durations are written without spaces"
+        );
         assert_eq!(err("-5m"), "has '-' where a unit (s, m, h or d) belongs");
         assert!(parse_duration("99999999999999999999d").is_err());
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");

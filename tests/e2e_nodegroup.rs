@@ -209,6 +209,21 @@ async fn a_burst_scales_a_kwok_group_up_from_zero_and_back_to_zero() {
             "ran on the group's node"
         );
     }
+    // Cost and node time are exposed per group and per DataJob.
+    let metrics = common::operator::shared_metrics().await;
+    let group_label = [("nodegroup", group.as_str())];
+    let node_seconds = common::operator::sample(
+        &metrics,
+        "datajob_nodegroup_node_seconds_total",
+        &group_label,
+    );
+    assert!(node_seconds.is_some_and(|s| s > 0.0), "{metrics}");
+    let run_cost = common::operator::sample(
+        &metrics,
+        "datajob_run_cost_total",
+        &[("namespace", ns.name()), ("nodegroup", group.as_str())],
+    );
+    assert!(run_cost.is_some_and(|c| c > 0.0), "{metrics}");
     // The plugin finds the run's pod on the group's node; that kwok node serves no logs.
     let out = plugin(ns.name(), &["logs", "part-0"]).await;
     assert_eq!(out.code, 3, "{out}");
@@ -223,6 +238,10 @@ async fn a_burst_scales_a_kwok_group_up_from_zero_and_back_to_zero() {
     group_size(&client, &group, 0, Duration::from_secs(40))
         .await
         .unwrap();
+    let metrics = common::operator::shared_metrics().await;
+    let desired =
+        common::operator::sample(&metrics, "datajob_nodegroup_desired_nodes", &group_label);
+    assert_eq!(desired, Some(0.0), "{metrics}");
     wait_for("group nodes deleted", Duration::from_secs(20), || {
         let client = client.clone();
         let group = group.clone();
@@ -230,6 +249,56 @@ async fn a_burst_scales_a_kwok_group_up_from_zero_and_back_to_zero() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn deleting_a_node_group_moves_its_datajobs_off_it() {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let ns = test_namespace(&client, "regroup").await;
+    let (group, _g) = node_group(&client, "going", kwok_group(4, "16Gi", 0, "0.20", 2)).await;
+    // Scheduled once a year: placed, but no run needed.
+    let spec = json!({"image": "busybox", "schedule": "0 3 1 1 *", "resources": {"cpu": 1, "memory": "1Gi"}});
+    let api = datajob(&client, ns.name(), "yearly", spec).await;
+    let on = |g: Option<String>| {
+        move |d: &DataJob| d.status.as_ref().and_then(|s| s.node_group.clone()) == g
+    };
+    wait_for_object(
+        &api,
+        "yearly",
+        "placed on the group",
+        Duration::from_secs(20),
+        on(Some(group.clone())),
+    )
+    .await
+    .unwrap();
+    Api::<NodeGroup>::all(client.clone())
+        .delete(&group, &DeleteParams::default())
+        .await
+        .unwrap();
+    // With no group left the DataJob runs wherever it fits; its CronJob follows.
+    wait_for_object(
+        &api,
+        "yearly",
+        "placement cleared",
+        Duration::from_secs(20),
+        on(None),
+    )
+    .await
+    .unwrap();
+    let cronjobs: Api<k8s_openapi::api::batch::v1::CronJob> =
+        Api::namespaced(client.clone(), ns.name());
+    let selector = cronjobs
+        .get("yearly")
+        .await
+        .unwrap()
+        .spec
+        .job_template
+        .spec
+        .and_then(|j| j.template.spec)
+        .and_then(|p| p.node_selector)
+        .unwrap_or_default();
+    assert!(!selector.contains_key(GROUP_LABEL), "{selector:?}");
 }
 
 #[tokio::test]

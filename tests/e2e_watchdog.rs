@@ -119,6 +119,13 @@ async fn image_that_cannot_be_pulled_ends_the_run_fast_with_no_pod_and_no_retry(
         "no retry pod appeared"
     );
     assert!(warning_event(&client, ns.name(), "bad-image", "ImageNotFound").await);
+    let metrics = common::operator::shared_metrics().await;
+    let ended = common::operator::sample(
+        &metrics,
+        "datajob_runs_ended_total",
+        &[("reason", "ImageNotFound")],
+    );
+    assert!(ended.is_some_and(|n| n >= 1.0), "{metrics}");
 }
 
 #[tokio::test]
@@ -214,6 +221,30 @@ async fn a_run_that_outlives_its_deadline_is_ended() {
 }
 
 #[tokio::test]
+async fn a_scheduled_run_that_outlives_its_deadline_is_ended() {
+    let client = client().await;
+    let ns = test_namespace(&client, "deadline-cron").await;
+    let spec = json!({"image": "busybox", "schedule": "* * * * *", "deadline": "5s", "retries": 2, "podAnnotations": {kwok::DURATION: "120s"}});
+    let api = create(&client, ns.name(), "slow-nightly", spec).await;
+    // The first run starts at the next minute; it then has 5 s.
+    let (reason, message) = failed(&api, "slow-nightly", Duration::from_secs(100))
+        .await
+        .unwrap();
+    assert_eq!(reason, "DeadlineExceeded");
+    assert!(message.contains("5s"), "{message}");
+    let dj = api.get("slow-nightly").await.unwrap();
+    let run = dj.status.unwrap().last_run.unwrap();
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns.name());
+    let job = jobs.get(&run.name).await.unwrap();
+    assert!(
+        job.owner_references()
+            .iter()
+            .any(|o| o.kind == "CronJob" && o.name == "slow-nightly"),
+        "a run the CronJob made"
+    );
+}
+
+#[tokio::test]
 async fn an_attempt_killed_for_memory_is_reported_as_out_of_memory() {
     let client = client().await;
     let ns = test_namespace(&client, "oom").await;
@@ -280,6 +311,76 @@ async fn leftover_pvcs_are_deleted_and_others_left_alone() {
     }
 }
 
+/// Triggers a run of `name` at `minutes_ago` and waits until it finished and the
+/// status recorded the trigger. Returns the run id.
+async fn trigger_and_wait(api: &Api<DataJob>, name: &str, minutes_ago: i64) -> String {
+    let at = chrono::Utc::now() - chrono::Duration::minutes(minutes_ago);
+    let t = datajob::labels::rfc3339(at);
+    let patch = json!({"metadata": {"annotations": {TRIGGER: t}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    wait_for_object(
+        api,
+        name,
+        "triggered run recorded",
+        Duration::from_secs(40),
+        |d: &DataJob| {
+            d.status.as_ref().is_some_and(|s| {
+                s.last_trigger.as_deref() == Some(t.as_str()) && s.active_runs.is_empty()
+            })
+        },
+    )
+    .await
+    .unwrap();
+    datajob::labels::run_id(name, datajob::labels::truncate_to_minute(at))
+}
+
+#[tokio::test]
+async fn a_run_that_fell_out_of_the_history_is_not_run_again() {
+    let client = client().await;
+    let ns = test_namespace(&client, "rerun").await;
+    let api = create(
+        &client,
+        ns.name(),
+        "hourly",
+        json!({"image": "busybox", "schedule": "0 * * * *", "history": 1}),
+    )
+    .await;
+    // Ten runs fill status.recentRuns; then one older than all of them.
+    for minutes_ago in (1..=10).rev() {
+        trigger_and_wait(&api, "hourly", minutes_ago).await;
+    }
+    let old = trigger_and_wait(&api, "hourly", 600).await;
+    let status = api.get("hourly").await.unwrap().status.unwrap();
+    assert_eq!(status.recent_runs.len(), 10);
+    assert!(
+        status.recent_runs.iter().all(|r| r.name != old),
+        "the oldest run is not in the history"
+    );
+    // Its Job is pruned (history 1) and must not come back while the trigger stays.
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns.name());
+    let gone = |jobs: Api<Job>, old: String| async move {
+        Ok(jobs
+            .get_opt(&old)
+            .await?
+            .is_none_or(|j| j.metadata.deletion_timestamp.is_some())
+            .then_some(()))
+    };
+    wait_for("the old run's Job pruned", Duration::from_secs(20), || {
+        gone(jobs.clone(), old.clone())
+    })
+    .await
+    .unwrap();
+    for _ in 0..16 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            gone(jobs.clone(), old.clone()).await.unwrap().is_some(),
+            "run {old} was created again"
+        );
+    }
+}
+
 #[tokio::test]
 async fn finished_runs_beyond_history_are_pruned_and_stay_readable() {
     let client = client().await;
@@ -306,25 +407,7 @@ async fn finished_runs_beyond_history_are_pruned_and_stay_readable() {
     .unwrap();
     // Two more runs at earlier logical times, through the trigger annotation.
     for minutes_ago in [120, 60] {
-        let t =
-            datajob::labels::rfc3339(chrono::Utc::now() - chrono::Duration::minutes(minutes_ago));
-        let patch = json!({"metadata": {"annotations": {TRIGGER: t}}});
-        api.patch("daily", &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .unwrap();
-        wait_for_object(
-            &api,
-            "daily",
-            "triggered run recorded",
-            Duration::from_secs(40),
-            |d: &DataJob| {
-                d.status.as_ref().is_some_and(|s| {
-                    s.last_trigger.as_deref() == Some(t.as_str()) && s.active_runs.is_empty()
-                })
-            },
-        )
-        .await
-        .unwrap();
+        trigger_and_wait(&api, "daily", minutes_ago).await;
     }
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns.name());
     let left = wait_for("history pruned to 1 Job", Duration::from_secs(30), || {

@@ -77,7 +77,7 @@ async fn run(config: Config) -> Result<()> {
     );
     let (groups, group_stream) =
         controller::cache::<NodeGroup>(client.clone(), watcher::Config::default(), |_| {});
-    let (group_events, group_pump) = changed_specs(group_stream);
+    let (group_events, group_pump) = changed_specs(group_stream, groups.clone());
 
     let endpoint = match (&config.webhook_url, &config.webhook_service) {
         (Some(u), _) => Some(tls::Endpoint::Url(u.clone())),
@@ -218,10 +218,11 @@ async fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
-/// NodeGroup events whose spec changed (generation), so status updates do not re-place
-/// every DataJob; the returned pump keeps the cache filled.
+/// NodeGroup events whose spec changed (generation) or that were deleted, so status
+/// updates do not re-place every DataJob; the returned pump keeps the cache filled.
 fn changed_specs(
     stream: impl futures::Stream<Item = NodeGroup> + Send + 'static,
+    store: kube::runtime::reflector::Store<NodeGroup>,
 ) -> (
     impl futures::Stream<Item = NodeGroup> + Send + 'static,
     impl std::future::Future<Output = ()> + Send + 'static,
@@ -230,7 +231,18 @@ fn changed_specs(
     let mut seen: std::collections::HashMap<String, Option<i64>> = std::collections::HashMap::new();
     let pump = futures::StreamExt::for_each(stream, move |ng| {
         let key = ng.metadata.uid.clone().unwrap_or_default();
-        if seen.insert(key, ng.metadata.generation) != Some(ng.metadata.generation) {
+        // The reflector has applied the event before it is passed on: a group that is
+        // not in the store any more was deleted.
+        let deleted = store
+            .get(&kube::runtime::reflector::ObjectRef::from_obj(&ng))
+            .is_none_or(|current| current.metadata.uid != ng.metadata.uid);
+        let changed = if deleted {
+            seen.remove(&key);
+            true
+        } else {
+            seen.insert(key, ng.metadata.generation) != Some(ng.metadata.generation)
+        };
+        if changed {
             let _ = tx.unbounded_send(ng);
         }
         async {}

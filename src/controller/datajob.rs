@@ -131,23 +131,17 @@ async fn reconcile(dj: Arc<DataJob>, ctx: Arc<DataJobContext>) -> Result<Action>
             runs: current,
             now,
         });
+        let mut new_cost = None;
         if let Ok(r) = &resolved
             && let Some(group) = &r.placement
         {
             let request = children::run_request(r, &ctx.base.guards);
             let mut runs = std::mem::take(&mut status.recent_runs);
-            for (_, cost) in runs::estimate_costs(&mut runs, &request, group) {
-                let labels = crate::metrics::CostLabels {
-                    namespace: ns.clone(),
-                    datajob: name.clone(),
-                    nodegroup: group.name.clone(),
-                };
-                ctx.base
-                    .metrics
-                    .run_cost
-                    .get_or_create(&labels)
-                    .inc_by(cost);
-            }
+            let cost: f64 = runs::estimate_costs(&mut runs, &request, group)
+                .into_iter()
+                .map(|(_, c)| c)
+                .sum();
+            new_cost = Some((group.name.clone(), cost));
             status.last_run = runs.first().cloned();
             status.recent_runs = runs;
         }
@@ -157,6 +151,20 @@ async fn reconcile(dj: Arc<DataJob>, ctx: Arc<DataJobContext>) -> Result<Action>
             status.last_trigger = dj.status.as_ref().and_then(|s| s.last_trigger.clone());
         }
         write_status(&dj, status, &ctx, &ns).await?;
+        // Counted once the estimates are on the status, so a failed write that is
+        // retried does not count them twice.
+        if let Some((nodegroup, cost)) = new_cost.filter(|(_, c)| *c > 0.0) {
+            let labels = crate::metrics::CostLabels {
+                namespace: ns.clone(),
+                datajob: name.clone(),
+                nodegroup,
+            };
+            ctx.base
+                .metrics
+                .run_cost
+                .get_or_create(&labels)
+                .inc_by(cost);
+        }
         // Refresh nextRun after the next scheduled time has passed.
         let next = resolved
             .as_ref()
@@ -182,12 +190,9 @@ async fn apply_children(dj: &DataJob, r: &Resolved, ctx: &DataJobContext, ns: &s
     let cronjobs: Api<CronJob> = Api::namespaced(ctx.base.client.clone(), ns);
     let jobs: Api<Job> = Api::namespaced(ctx.base.client.clone(), ns);
     let name = dj.name_any();
-    let known = |id: &str| {
+    let known = |id: &str, t| {
         ctx.jobs.get(&ObjectRef::new(id).within(ns)).is_some()
-            || dj
-                .status
-                .as_ref()
-                .is_some_and(|s| s.recent_runs.iter().any(|run| run.name == id))
+            || runs::already_ran(dj.status.as_ref(), id, t)
     };
     let mut wanted = Vec::new();
     match children::cronjob(dj, r, &ctx.base.guards) {
@@ -223,16 +228,13 @@ async fn apply_children(dj: &DataJob, r: &Resolved, ctx: &DataJobContext, ns: &s
             }
         }
     }
-    if let Some(t) = dj
-        .annotations()
-        .get(TRIGGER)
-        .and_then(|s| labels::parse_rfc3339(s))
-    {
-        wanted.push(labels::truncate_to_minute(t));
+    let trigger = dj.annotations().get(TRIGGER).map(String::as_str);
+    if let Some(t) = runs::pending_trigger(trigger, dj.status.as_ref()) {
+        wanted.push(t);
     }
     for t in wanted {
         let id = labels::run_id(&name, t);
-        if known(&id) {
+        if known(&id, t) {
             continue;
         }
         let job = children::job(dj, r, &ctx.base.guards, t, false);

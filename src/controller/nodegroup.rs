@@ -100,6 +100,11 @@ async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Act
     let name = ng.name_any();
     let now = Utc::now();
     let previous = ng.status.clone().unwrap_or_default();
+    if ng.metadata.deletion_timestamp.is_some() {
+        // Being deleted: no scaling; the garbage collector removes its kwok nodes, and
+        // a Cluster API group's machines are its owner's business.
+        return Ok(Action::await_change());
+    }
     let group = match nodegroups::resolve_group(&ng) {
         Ok(g) => g,
         Err(problem) => {

@@ -43,6 +43,9 @@ pub fn router(
     Router::new().route(PATH, post(validate)).with_state(state)
 }
 
+/// How long a review waits for the NodeGroup cache after the operator started.
+const GROUPS_SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 async fn validate(
     State(s): State<WebhookState>,
     Json(review): Json<AdmissionReview<DataJob>>,
@@ -55,7 +58,16 @@ async fn validate(
             );
         }
     };
-    let groups = usable_groups(s.groups.state().iter().map(|g| g.as_ref()));
+    // Just after a start the NodeGroup cache may still be filling: wait a little, and
+    // when it is still not there, judge without groups (as when there are none) rather
+    // than refuse a DataJob against a partial list. The reconciler places it later.
+    let synced = tokio::time::timeout(GROUPS_SYNC_WAIT, s.groups.wait_until_ready())
+        .await
+        .is_ok();
+    let groups = match synced {
+        true => usable_groups(s.groups.state().iter().map(|g| g.as_ref())),
+        false => Vec::new(),
+    };
     let response = review_datajob(&req, &s.limits, &s.guards, &groups);
     s.metrics
         .admission_reviews

@@ -44,17 +44,45 @@ fn free_port() -> u16 {
         .expect("a free port on 127.0.0.1")
 }
 
-async fn ready(admin: &str) -> bool {
-    let Ok(mut s) = TcpStream::connect(admin).await else {
-        return false;
-    };
-    let req = format!("GET /readyz HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).await.is_err() {
-        return false;
-    }
+/// `GET path` on `addr` over plain HTTP/1.1: the status line and body, or `None`.
+pub async fn http_get(addr: &str, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).await.ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
     let mut out = String::new();
     let _ = s.read_to_string(&mut out).await;
-    out.starts_with("HTTP/1.1 200")
+    Some(out)
+}
+
+async fn ready(admin: &str) -> bool {
+    http_get(admin, "/readyz")
+        .await
+        .is_some_and(|out| out.starts_with("HTTP/1.1 200"))
+}
+
+/// The `/metrics` text of the operator that `e2e/with-operator.sh` runs.
+pub async fn shared_metrics() -> String {
+    let admin = std::env::var("DATAJOB_ADMIN_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    http_get(&admin, "/metrics")
+        .await
+        .filter(|out| out.starts_with("HTTP/1.1 200"))
+        .unwrap_or_else(|| panic!("GET http://{admin}/metrics failed"))
+}
+
+/// The value of the sample `name{…}` whose labels include every `label="value"` of
+/// `labels`, from a Prometheus text exposition.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let (set, value) = match rest.strip_prefix('{') {
+            Some(r) => r.split_once("} ")?,
+            None => ("", rest.strip_prefix(' ')?),
+        };
+        labels
+            .iter()
+            .all(|(k, v)| set.split(',').any(|kv| kv == format!("{k}=\"{v}\"")))
+            .then(|| value.trim().parse().ok())?
+    })
 }
 
 /// Starts `datajob-operator` without a webhook, with `env` on top of a clean
