@@ -276,7 +276,7 @@ pub fn run_request(r: &Resolved, guards: &Guards) -> crate::resources::Request {
     }
 }
 
-/// Where a run's scratch space is mounted (`DATAJOB_SCRATCH`).
+/// Where a run's scratch space is mounted.
 pub const SCRATCH_PATH: &str = "/scratch";
 const SCRATCH_VOLUME: &str = "scratch";
 

@@ -150,10 +150,10 @@ pub fn estimate_costs(
     added
 }
 
-/// Whether the run `id` at `logical_time` has run already, as far as the status can
-/// tell once its Job is gone: it is in `recentRuns`, or `recentRuns` is full and every
-/// run there is newer (the run fell out of the history). Without this, a run whose Job
-/// was pruned or expired would be created again, and again.
+/// Whether the one-off run `id` at `logical_time` has run already, as far as the status
+/// can tell once its Job is gone: it is in `recentRuns`, or `recentRuns` is full and
+/// every run there is newer (the run fell out of the history). Without this, a one-off
+/// run whose Job was pruned or expired would be created again, and again.
 pub fn already_ran(status: Option<&DataJobStatus>, id: &str, logical_time: DateTime<Utc>) -> bool {
     let Some(s) = status else {
         return false;

@@ -299,12 +299,21 @@ pub fn assess(
             continue;
         };
         if since(t, now) >= grace {
+            let waited = units::format_duration(grace);
+            // A big scratch disk is a PVC: with no StorageClass that provisions it, the
+            // pod waits for the volume, not for room.
+            let message = if scheduler.contains("unbound immediate PersistentVolumeClaims") {
+                format!(
+                    "the run's scratch volume (spec.resources.disk) was not provisioned for {waited}: {scheduler}; ask your platform team for a default StorageClass, or ask for less disk so it comes from the node's own storage"
+                )
+            } else {
+                format!(
+                    "no node had room for this run ({request}) for {waited}: {scheduler}; lower spec.resources, raise spec.pendingTimeout, or ask for more capacity"
+                )
+            };
             return Verdict::End {
                 reason: UNSCHEDULABLE,
-                message: format!(
-                    "no node had room for this run ({request}) for {}: {scheduler}; lower spec.resources, raise spec.pendingTimeout, or ask for more capacity",
-                    units::format_duration(grace)
-                ),
+                message,
             };
         }
         recheck.push(after(t, grace));
@@ -521,6 +530,28 @@ mod tests {
             ),
             Verdict::End { .. }
         ));
+        // Waiting for a scratch volume that is never provisioned says so.
+        let mut p = unschedulable(601, "2");
+        if let Some(c) = p
+            .status
+            .as_mut()
+            .and_then(|s| s.conditions.as_mut())
+            .and_then(|c| c.first_mut())
+        {
+            c.message = Some(
+                "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims.".into(),
+            );
+        }
+        match assess(&job(json!({})), &[&p], &[&small], &[], &s, now()) {
+            Verdict::End { reason, message } => {
+                assert_eq!(reason, UNSCHEDULABLE);
+                assert!(
+                    message.starts_with("the run's scratch volume (spec.resources.disk) was not provisioned for 10m: 0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims."),
+                    "{message}"
+                );
+            }
+            v => panic!("{v:?}"),
+        }
         // Too big for every node: at once, naming the largest node.
         let p = unschedulable(1, "64");
         match assess(

@@ -50,8 +50,8 @@ pub struct DataJobSpec {
     pub args: Vec<String>,
 
     /// Extra environment variables, as in a Kubernetes container (`value` or `valueFrom`).
-    /// The operator also injects `DATAJOB_NAME`, `DATAJOB_RUN_ID`, `DATAJOB_LOGICAL_TIME`
-    /// and, with `output`, `DATAJOB_OUTPUT` and `DATAJOB_STAGING`.
+    /// The operator also injects `DATAJOB_NAME`, `DATAJOB_NAMESPACE`, `DATAJOB_RUN_ID`,
+    /// `DATAJOB_LOGICAL_TIME` and `DATAJOB_DEADLINE_SECONDS`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
 
@@ -126,7 +126,9 @@ pub struct DataJobResources {
     /// Memory, e.g. `16Gi`. Default: `2Gi`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<Quantity>,
-    /// Scratch disk, e.g. `100Gi`, requested as ephemeral storage. Default: none.
+    /// Scratch disk at `/scratch`, e.g. `40Gi`: the node's ephemeral storage, or above the
+    /// operator's `--scratch-volume-above` (50Gi) a volume that lives and dies with the
+    /// pod. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk: Option<Quantity>,
     /// Whole GPUs (`nvidia.com/gpu`). Default: 0.
@@ -201,7 +203,7 @@ pub struct RunRecord {
     /// What happened, in plain words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// Estimated cost of a finished run: its share of a node (the larger of CPU, memory, GPU)
+    /// Estimated cost of a finished run: its share of a node (the largest of CPU, memory, GPU, disk)
     /// times the node group's `pricePerHour`, for its duration. Only with node groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_cost: Option<String>,

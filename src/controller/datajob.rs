@@ -190,10 +190,7 @@ async fn apply_children(dj: &DataJob, r: &Resolved, ctx: &DataJobContext, ns: &s
     let cronjobs: Api<CronJob> = Api::namespaced(ctx.base.client.clone(), ns);
     let jobs: Api<Job> = Api::namespaced(ctx.base.client.clone(), ns);
     let name = dj.name_any();
-    let known = |id: &str, t| {
-        ctx.jobs.get(&ObjectRef::new(id).within(ns)).is_some()
-            || runs::already_ran(dj.status.as_ref(), id, t)
-    };
+    let job_exists = |id: &str| ctx.jobs.get(&ObjectRef::new(id).within(ns)).is_some();
     let mut wanted = Vec::new();
     match children::cronjob(dj, r, &ctx.base.guards) {
         Some(cj) => {
@@ -210,7 +207,11 @@ async fn apply_children(dj: &DataJob, r: &Resolved, ctx: &DataJobContext, ns: &s
                 .as_ref()
                 .and_then(labels::from_k8s_time)
                 .unwrap_or_else(Utc::now);
-            wanted.push(labels::truncate_to_minute(created));
+            let t = labels::truncate_to_minute(created);
+            let id = labels::run_id(&name, t);
+            if !job_exists(&id) && !runs::already_ran(dj.status.as_ref(), &id, t) {
+                wanted.push(t);
+            }
             // A DataJob that lost its schedule loses its CronJob.
             let existing = cronjobs
                 .get_opt(&name)
@@ -230,13 +231,18 @@ async fn apply_children(dj: &DataJob, r: &Resolved, ctx: &DataJobContext, ns: &s
     }
     let trigger = dj.annotations().get(TRIGGER).map(String::as_str);
     if let Some(t) = runs::pending_trigger(trigger, dj.status.as_ref()) {
-        wanted.push(t);
+        // Acted on once; a time that has a Job or is in the history has run.
+        let id = labels::run_id(&name, t);
+        let recorded = dj
+            .status
+            .as_ref()
+            .is_some_and(|s| s.recent_runs.iter().any(|r| r.name == id));
+        if !job_exists(&id) && !recorded && !wanted.contains(&t) {
+            wanted.push(t);
+        }
     }
     for t in wanted {
         let id = labels::run_id(&name, t);
-        if known(&id, t) {
-            continue;
-        }
         let job = children::job(dj, r, &ctx.base.guards, t, false);
         jobs.patch(&id, &apply_params(), &Patch::Apply(&job))
             .await
