@@ -4,7 +4,8 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # kubectl from the local control plane build (same version as the apiserver).
 K8S_BIN = $(shell bash e2e/build.sh 2>/dev/null | tail -1)
-KUBECTL ?= $(K8S_BIN)/kubectl
+# kubectl from the PATH, else the one built with the local control plane.
+KUBECTL ?= $(or $(shell command -v kubectl 2>/dev/null),$(K8S_BIN)/kubectl)
 CLUSTER_DIR ?= $(HOME)/.cache/datajob/cluster
 KUBECONFIG_FILE = $(CLUSTER_DIR)/kubeconfig
 
