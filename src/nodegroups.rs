@@ -44,6 +44,8 @@ pub struct Group {
     pub price_per_hour: f64,
     pub scale_down_after: Duration,
     pub provisioning_timeout: Duration,
+    /// Lead time for scheduled runs (`spec.warmUpBefore`); `None`: no warm-up.
+    pub warm_up_before: Option<Duration>,
     pub provider: ProviderKind,
 }
 
@@ -129,6 +131,12 @@ pub fn resolve_group(ng: &NodeGroup) -> Result<Group, String> {
             &s.provisioning_timeout,
             DEFAULT_PROVISIONING_TIMEOUT,
         )?,
+        warm_up_before: match &s.warm_up_before {
+            Some(d) => {
+                Some(units::parse_duration(d).map_err(|e| format!("spec.warmUpBefore {d:?} {e}"))?)
+            }
+            None => None,
+        },
         provider,
         name,
     })
@@ -244,6 +252,9 @@ pub struct GroupState {
     pub pending: Vec<Request>,
     /// DataJob pods placed on the group, running or pending.
     pub active: usize,
+    /// Requests of scheduled runs due soon (see [`warm_up`]): nodes are made for them
+    /// ahead of time, and the group is not idle while they wait.
+    pub warm: Vec<Request>,
     pub idle_since: Option<DateTime<Utc>>,
 }
 
@@ -295,15 +306,18 @@ pub fn decide(group: &Group, state: &GroupState, now: DateTime<Utc>) -> ScaleDec
         r.sort_by_key(|n| (n.ready, n.name.clone()));
         r.into_iter().map(|n| n.name.clone()).collect()
     };
-    let needed = nodes_needed(&group.shape, &free, booting, &state.pending);
+    let demand: Vec<Request> = state.pending.iter().chain(&state.warm).copied().collect();
+    let needed = nodes_needed(&group.shape, &free, booting, &demand);
     if needed > 0 {
         let want = current.max(desired) + needed as i32;
         let capped = want.min(group.max_size);
         let reason = if capped > desired {
-            let mut reason = format!(
-                "{} pending run pod(s) need {needed} more node(s)",
-                state.pending.len()
-            );
+            let what = match (state.pending.len(), state.warm.len()) {
+                (p, 0) => format!("{p} pending run pod(s)"),
+                (0, w) => format!("warm-up: {w} scheduled run(s) due soon"),
+                (p, w) => format!("{p} pending run pod(s) and {w} scheduled run(s) due soon"),
+            };
+            let mut reason = format!("{what} need {needed} more node(s)");
             if capped < want {
                 reason.push_str(&format!("; capped at maxSize {}", group.max_size));
             }
@@ -318,7 +332,7 @@ pub fn decide(group: &Group, state: &GroupState, now: DateTime<Utc>) -> ScaleDec
             removable,
         };
     }
-    if state.active > 0 {
+    if state.active > 0 || !state.warm.is_empty() {
         return ScaleDecision {
             desired,
             reason: None,
@@ -349,6 +363,50 @@ pub fn decide(group: &Group, state: &GroupState, now: DateTime<Utc>) -> ScaleDec
     }
 }
 
+/// How long after a scheduled time its run still counts as due (its pod is on the way).
+pub const WARM_GRACE: Duration = Duration::from_secs(60);
+
+/// A scheduled DataJob placed on a group: what one run asks for, and when it runs.
+pub struct Scheduled<'a> {
+    pub request: Request,
+    pub schedule: &'a crate::schedule::Schedule,
+    /// The logical time of its latest run: a due time it has reached has run.
+    pub last_run: Option<DateTime<Utc>>,
+}
+
+/// Warm-up for scheduled runs: the requests of runs due within the group's
+/// `warmUpBefore` (or due less than [`WARM_GRACE`] ago, while their pods are made), and
+/// when the next warm-up begins. Callers leave out DataJobs that already have a pod.
+pub fn warm_up(
+    group: &Group,
+    scheduled: &[Scheduled<'_>],
+    now: DateTime<Utc>,
+) -> (Vec<Request>, Option<DateTime<Utc>>) {
+    let Some(lead) = group
+        .warm_up_before
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+    else {
+        return (Vec::new(), None);
+    };
+    let grace = chrono::Duration::from_std(WARM_GRACE).unwrap_or_default();
+    let mut warm = Vec::new();
+    let mut next: Option<DateTime<Utc>> = None;
+    for s in scheduled {
+        let Some(due) = s.schedule.next_after(now - grace) else {
+            continue;
+        };
+        if s.last_run.is_some_and(|l| l >= due) {
+            continue;
+        }
+        if due - lead <= now {
+            warm.push(s.request);
+        } else {
+            next = Some(next.map_or(due - lead, |n| n.min(due - lead)));
+        }
+    }
+    (warm, next)
+}
+
 /// A run's estimated cost: its largest share of a node times the node's price, for its duration.
 pub fn run_cost(request: &Request, group: &Group, duration: Duration) -> f64 {
     request.share_of(&group.shape).min(1.0) * group.price_per_hour * duration.as_secs_f64() / 3600.0
@@ -377,6 +435,7 @@ mod tests {
             price_per_hour: price,
             scale_down_after: Duration::from_secs(120),
             provisioning_timeout: Duration::from_secs(600),
+            warm_up_before: None,
             provider: ProviderKind::Kwok {
                 boot_delay: Duration::from_secs(1),
             },
@@ -485,6 +544,7 @@ mod tests {
             nodes: vec![],
             pending: vec![req(4, 1, 0); 5],
             active: 5,
+            warm: vec![],
             idle_since: None,
         };
         let d = decide(&g, &state, now());
@@ -517,6 +577,7 @@ mod tests {
             nodes: vec![node("a", 0, 0), node("b", 0, 0)],
             pending: vec![],
             active: 0,
+            warm: vec![],
             idle_since: None,
         };
         let first = decide(&g, &idle, now());
@@ -552,6 +613,84 @@ mod tests {
         };
         let d = decide(&g, &foreign, later);
         assert_eq!((d.desired, d.removable), (1, vec!["b".to_string()]));
+    }
+
+    #[test]
+    fn scheduled_runs_warm_their_group_up_ahead_of_time() {
+        let mut g = group("small", req(4, 16, 0), 0.2, 3);
+        let nightly = crate::schedule::Schedule::parse("0 3 * * *", chrono_tz::UTC).unwrap();
+        let mut runs = [Scheduled {
+            request: req(2, 8, 0),
+            schedule: &nightly,
+            last_run: None,
+        }];
+        let at = |s: &str| crate::labels::parse_rfc3339(s).unwrap();
+        // No warmUpBefore: nothing ahead of time.
+        assert_eq!(
+            warm_up(&g, &runs, at("2026-11-25T02:59:00Z")),
+            (vec![], None)
+        );
+        g.warm_up_before = Some(Duration::from_secs(180));
+        // Before the window: nothing yet, and when it opens.
+        assert_eq!(
+            warm_up(&g, &runs, at("2026-11-25T02:00:00Z")),
+            (vec![], Some(at("2026-11-25T02:57:00Z")))
+        );
+        // In the window, and for a minute after the run is due.
+        for t in [
+            "2026-11-25T02:57:00Z",
+            "2026-11-25T03:00:00Z",
+            "2026-11-25T03:00:59Z",
+        ] {
+            assert_eq!(warm_up(&g, &runs, at(t)).0, vec![req(2, 8, 0)], "{t}");
+        }
+        assert_eq!(
+            warm_up(&g, &runs, at("2026-11-25T03:01:01Z")),
+            (vec![], Some(at("2026-11-26T02:57:00Z")))
+        );
+        // Once the due run has run, it is not warmed for any more.
+        runs[0].last_run = Some(at("2026-11-25T03:00:00Z"));
+        assert_eq!(warm_up(&g, &runs, at("2026-11-25T03:00:30Z")).0, vec![]);
+
+        // The decision: a node from zero, said as a warm-up, and no scale-down meanwhile.
+        let state = GroupState {
+            desired: 0,
+            nodes: vec![],
+            pending: vec![],
+            active: 0,
+            warm: vec![req(2, 8, 0)],
+            idle_since: None,
+        };
+        let d = decide(&g, &state, now());
+        assert_eq!(d.desired, 1);
+        assert_eq!(
+            d.reason.as_deref(),
+            Some("warm-up: 1 scheduled run(s) due soon need 1 more node(s)")
+        );
+        let warmed = GroupState {
+            desired: 1,
+            nodes: vec![NodeView {
+                name: "a".into(),
+                ready: true,
+                free: req(4, 16, 0),
+                datajob_pods: 0,
+                foreign_pods: 0,
+            }],
+            idle_since: Some(now() - chrono::Duration::hours(1)),
+            ..state
+        };
+        let d = decide(&g, &warmed, now());
+        assert_eq!(
+            (d.desired, d.reason),
+            (1, None),
+            "kept for the run, not a second node"
+        );
+        // Once the run is gone from the warm list and the group idles, it shrinks as usual.
+        let idle = GroupState {
+            warm: vec![],
+            ..warmed
+        };
+        assert_eq!(decide(&g, &idle, now()).desired, 0);
     }
 
     #[test]

@@ -600,6 +600,7 @@ mod tests {
             price_per_hour: 1.0,
             scale_down_after: Duration::from_secs(60),
             provisioning_timeout: Duration::from_secs(600),
+            warm_up_before: None,
             provider: crate::nodegroups::ProviderKind::Static,
         };
         let until = now() + chrono::Duration::seconds(300);

@@ -169,7 +169,9 @@ async fn a_burst_scales_a_kwok_group_up_from_zero_and_back_to_zero() {
     // Three runs of 3 CPUs each: one per 4-CPU node, so three nodes.
     let mut apis = Vec::new();
     for i in 0..3 {
-        let spec = json!({"image": "busybox", "resources": {"cpu": 3, "memory": "4Gi"}, "podAnnotations": {kwok::DURATION: "8s"}});
+        // part-2 runs longer, so the group stays busy while part-0's logs are read.
+        let seconds = if i == 2 { "25s" } else { "8s" };
+        let spec = json!({"image": "busybox", "resources": {"cpu": 3, "memory": "4Gi"}, "podAnnotations": {kwok::DURATION: seconds}});
         apis.push((
             format!("part-{i}"),
             datajob(&client, ns.name(), &format!("part-{i}"), spec).await,
@@ -192,6 +194,19 @@ async fn a_burst_scales_a_kwok_group_up_from_zero_and_back_to_zero() {
             .unwrap_or_default()
             .contains("pending"),
         "says why"
+    );
+    succeeded(&apis[0].1, "part-0", Duration::from_secs(60))
+        .await
+        .unwrap();
+    // The plugin finds the run's pod on the group's node; that kwok node serves no logs.
+    let out = plugin(ns.name(), &["logs", "part-0"]).await;
+    assert_eq!(out.code, 3, "{out}");
+    assert!(
+        out.stderr.contains(&format!("runs on node {group}-"))
+            && out
+                .stderr
+                .contains("is a simulated (kwok) node, which keeps no container logs"),
+        "{out}"
     );
     for (name, api) in &apis {
         let dj = succeeded(api, name, Duration::from_secs(60)).await.unwrap();
@@ -224,16 +239,6 @@ async fn a_burst_scales_a_kwok_group_up_from_zero_and_back_to_zero() {
         &[("namespace", ns.name()), ("nodegroup", group.as_str())],
     );
     assert!(run_cost.is_some_and(|c| c > 0.0), "{metrics}");
-    // The plugin finds the run's pod on the group's node; that kwok node serves no logs.
-    let out = plugin(ns.name(), &["logs", "part-0"]).await;
-    assert_eq!(out.code, 3, "{out}");
-    assert!(
-        out.stderr.contains(&format!("runs on node {group}-"))
-            && out
-                .stderr
-                .contains("is a simulated (kwok) node, which keeps no container logs"),
-        "{out}"
-    );
     // Idle for scaleDownAfter (5 s): back to zero, nodes gone.
     group_size(&client, &group, 0, Duration::from_secs(40))
         .await
@@ -299,6 +304,56 @@ async fn deleting_a_node_group_moves_its_datajobs_off_it() {
         .and_then(|p| p.node_selector)
         .unwrap_or_default();
     assert!(!selector.contains_key(GROUP_LABEL), "{selector:?}");
+}
+
+#[tokio::test]
+async fn a_scheduled_run_finds_its_node_warm() {
+    use chrono::{Timelike, Utc};
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let ns = test_namespace(&client, "warm").await;
+    let mut spec = kwok_group(4, "16Gi", 0, "0.30", 2);
+    spec["warmUpBefore"] = json!("30s");
+    let (group, _g) = node_group(&client, "warm", spec).await;
+    // Due at a whole minute 40 to 100 s away, so the 30 s warm-up window is ahead.
+    let due = (Utc::now() + chrono::Duration::seconds(100))
+        .with_second(0)
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap();
+    let schedule = format!("{} {} * * *", due.minute(), due.hour());
+    let spec = json!({"image": "busybox", "schedule": schedule, "timeZone": "UTC",
+        "resources": {"cpu": 2, "memory": "4Gi"}, "podAnnotations": {kwok::DURATION: "2s"}});
+    let api = datajob(&client, ns.name(), "daily", spec).await;
+    let groups = Api::<NodeGroup>::all(client.clone());
+    let until_due = (due - Utc::now()).to_std().unwrap_or_default();
+    // Before the run is due, the group has a ready node, and says why.
+    let warmed = wait_for_object(
+        &groups,
+        &group,
+        "a warm node before the run",
+        until_due,
+        |g: &NodeGroup| g.status.as_ref().is_some_and(|s| s.ready == 1),
+    )
+    .await
+    .unwrap();
+    let status = warmed.status.unwrap();
+    assert!(
+        status
+            .last_scale_reason
+            .unwrap_or_default()
+            .contains("warm-up: 1 scheduled run(s) due soon"),
+        "says why"
+    );
+    assert!(Utc::now() < due, "warm before the run is due");
+    // The run then lands on that node, and the group goes back to zero afterwards.
+    let node = group_nodes(&client, &group).await[0].name_any();
+    succeeded(&api, "daily", Duration::from_secs(90))
+        .await
+        .unwrap();
+    assert_eq!(node_of_run(&client, ns.name(), "daily").await, node);
+    group_size(&client, &group, 0, Duration::from_secs(40))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

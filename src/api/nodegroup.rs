@@ -66,6 +66,12 @@ pub struct NodeGroupSpec {
     /// Unschedulable before this passes. Default: `10m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning_timeout: Option<String>,
+    /// Start nodes this long before a scheduled DataJob placed on this group is due, so
+    /// its run finds a node that has already booted, e.g. `3m` (about the nodes' boot
+    /// time). The nodes stay until the run has started, then the usual idle rule
+    /// applies. Default: none (nodes start when a run is pending).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_up_before: Option<String>,
     /// Who makes the nodes.
     pub provider: Provider,
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use datajob::admin::{self, Readiness};
-use datajob::api::NodeGroup;
+use datajob::api::{DataJob, NodeGroup};
 use datajob::config::Config;
 use datajob::controller::{self, Context};
 use datajob::metrics::Metrics;
@@ -184,12 +184,18 @@ async fn run(config: Config) -> Result<()> {
         pods_for_watchdog,
         stopped(stop_rx.clone()),
     );
+    let (datajob_cache, datajob_events) =
+        controller::cache::<DataJob>(client.clone(), watcher::Config::default(), |_| {});
     let nodegroups = controller::nodegroup::run(
         ctx.clone(),
-        pods.clone(),
-        pods_for_groups,
-        nodes,
-        node_events,
+        controller::nodegroup::NodeGroupCaches {
+            pods: pods.clone(),
+            pod_events: pods_for_groups,
+            nodes,
+            node_events,
+            datajobs: datajob_cache,
+            datajob_events,
+        },
         stopped(stop_rx.clone()),
     );
     let cleanup = controller::cleanup::run(

@@ -134,13 +134,18 @@ async fn log_error(
                 ));
             }
             let nodes: Api<Node> = Api::all(cluster.client.clone());
-            let simulated = nodes
-                .get_metadata_opt(node)
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|n| n.annotations().contains_key("kwok.x-k8s.io/node"));
-            CliError::Local(unavailable(run, pod, node, &s.message, simulated))
+            match nodes.get_metadata_opt(node).await {
+                Ok(None) => CliError::Local(format!(
+                    "cannot read the logs of run {run}: the node {node} that ran its pod {pod} is gone (its node group may have scaled down), and the logs went with it"
+                )),
+                found => {
+                    let simulated = found
+                        .ok()
+                        .flatten()
+                        .is_some_and(|n| n.annotations().contains_key("kwok.x-k8s.io/node"));
+                    CliError::Local(unavailable(run, pod, node, &s.message, simulated))
+                }
+            }
         }
         other => cluster.error(format!("read the logs of pod {pod}"))(other),
     }

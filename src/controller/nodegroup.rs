@@ -18,8 +18,8 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::Context;
-use crate::api::{NodeGroup, NodeGroupStatus};
-use crate::labels::{self, FIELD_MANAGER, MANAGED_BY, MANAGED_BY_VALUE};
+use crate::api::{DataJob, NodeGroup, NodeGroupStatus};
+use crate::labels::{self, FIELD_MANAGER, MANAGED_BY, MANAGED_BY_VALUE, NAME};
 use crate::metrics::GroupLabels;
 use crate::nodegroups::{self, GROUP_LABEL, Group, GroupState, NodeView, ProviderKind};
 use crate::resources::Request;
@@ -31,24 +31,46 @@ pub struct NodeGroupContext {
     pub base: Context,
     pub pods: Store<Pod>,
     pub nodes: Store<Node>,
+    /// DataJobs, for the scheduled runs a group warms up for.
+    pub datajobs: Store<DataJob>,
     /// When each group's node-seconds were last counted.
     pub counted_at: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
+/// The caches the NodeGroup controller reads, with their change streams.
+pub struct NodeGroupCaches<P, N, D> {
+    pub pods: Store<Pod>,
+    pub pod_events: P,
+    pub nodes: Store<Node>,
+    pub node_events: N,
+    pub datajobs: Store<DataJob>,
+    pub datajob_events: D,
+}
+
 /// Runs the NodeGroup controller until `shutdown` resolves.
-pub async fn run(
+pub async fn run<P, N, D>(
     base: Context,
-    pods: Store<Pod>,
-    pod_events: impl futures::Stream<Item = Pod> + Send + 'static,
-    nodes: Store<Node>,
-    node_events: impl futures::Stream<Item = Node> + Send + 'static,
+    caches: NodeGroupCaches<P, N, D>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
+) where
+    P: futures::Stream<Item = Pod> + Send + 'static,
+    N: futures::Stream<Item = Node> + Send + 'static,
+    D: futures::Stream<Item = DataJob> + Send + 'static,
+{
     let client = base.client.clone();
+    let NodeGroupCaches {
+        pods,
+        pod_events,
+        nodes,
+        node_events,
+        datajobs,
+        datajob_events,
+    } = caches;
     let ctx = Arc::new(NodeGroupContext {
         base,
         pods,
         nodes,
+        datajobs,
         counted_at: Mutex::new(HashMap::new()),
     });
     Controller::new(Api::<NodeGroup>::all(client), watcher::Config::default())
@@ -66,6 +88,14 @@ pub async fn run(
             node.labels()
                 .get(GROUP_LABEL)
                 .map(|g| ObjectRef::<NodeGroup>::new(g))
+        })
+        // A DataJob placed on a group (its schedule may call for a warm-up).
+        .watches_stream(datajob_events.map(Ok::<_, watcher::Error>), |dj| {
+            dj.status
+                .as_ref()?
+                .node_group
+                .as_deref()
+                .map(ObjectRef::<NodeGroup>::new)
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -166,11 +196,13 @@ async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Act
         .idle_since
         .as_deref()
         .and_then(labels::parse_rfc3339);
+    let (warm, next_warm_up) = scheduled_soon(&ctx, &group, &pods, now);
     let mut state = GroupState {
         desired: previous.desired,
         nodes: views.clone(),
         pending: pending.clone(),
         active: pods.len(),
+        warm,
         idle_since,
     };
     let mut decision = nodegroups::decide(&group, &state, now);
@@ -212,10 +244,61 @@ async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Act
             previous.desired, decision.desired
         ));
     }
-    let requeue = act(&ctx, &ng, &group, &decision, &views, &status, now).await?;
+    let mut requeue = act(&ctx, &ng, &group, &decision, &views, &status, now).await?;
+    if let Some(t) = next_warm_up {
+        // Wake up when the next warm-up begins (a second late, so it has begun).
+        requeue = requeue.min((t - now).to_std().unwrap_or_default() + Duration::from_secs(1));
+    }
     count_node_seconds(&ctx, &group, &status, now);
     write_status(&ctx, &name, &previous, status).await?;
     Ok(Action::requeue(requeue))
+}
+
+/// The requests of scheduled runs placed on the group that are due soon, and when the
+/// next warm-up begins ([`nodegroups::warm_up`]). DataJobs with a pod on the group
+/// already are left out: their pods count as they are.
+fn scheduled_soon(
+    ctx: &NodeGroupContext,
+    group: &Group,
+    pods: &[Arc<Pod>],
+    now: DateTime<Utc>,
+) -> (Vec<Request>, Option<DateTime<Utc>>) {
+    if group.warm_up_before.is_none() {
+        return (Vec::new(), None);
+    }
+    let with_pods: std::collections::HashSet<(String, String)> = pods
+        .iter()
+        .filter_map(|p| Some((p.namespace()?, p.labels().get(NAME)?.clone())))
+        .collect();
+    let resolved: Vec<_> = ctx
+        .datajobs
+        .state()
+        .iter()
+        .filter(|dj| {
+            dj.status.as_ref().and_then(|s| s.node_group.as_deref()) == Some(group.name.as_str())
+        })
+        .filter(|dj| !with_pods.contains(&(dj.namespace().unwrap_or_default(), dj.name_any())))
+        .filter_map(|dj| {
+            let last_run = dj
+                .status
+                .as_ref()
+                .and_then(|s| s.last_run.as_ref())
+                .and_then(|r| labels::parse_rfc3339(&r.logical_time));
+            let r = crate::validation::resolve(dj, &ctx.base.limits).ok()?;
+            (!r.suspend).then_some((r, last_run))
+        })
+        .collect();
+    let scheduled: Vec<nodegroups::Scheduled<'_>> = resolved
+        .iter()
+        .filter_map(|(r, last_run)| {
+            Some(nodegroups::Scheduled {
+                request: crate::children::run_request(r, &ctx.base.guards),
+                schedule: r.schedule.as_ref()?,
+                last_run: *last_run,
+            })
+        })
+        .collect();
+    nodegroups::warm_up(group, &scheduled, now)
 }
 
 /// Pods on `node` that are neither DataJob's nor a DaemonSet's.

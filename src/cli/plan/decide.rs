@@ -305,6 +305,7 @@ mod tests {
             price_per_hour: price,
             scale_down_after: Duration::from_secs(120),
             provisioning_timeout: Duration::from_secs(600),
+            warm_up_before: None,
             provider: nodegroups::ProviderKind::Static,
         }
     }
