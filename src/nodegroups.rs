@@ -207,12 +207,16 @@ pub fn admission_problem(request: &Request, groups: &[Group]) -> Option<Problem>
 
 /// The groups of `NodeGroup`s that parse; the others are reported on their own status.
 pub fn usable_groups<'a>(groups: impl IntoIterator<Item = &'a NodeGroup>) -> Vec<Group> {
-    groups
-        .into_iter()
-        // A group being deleted takes no new work (its nodes go with it).
-        .filter(|g| g.metadata.deletion_timestamp.is_none())
-        .filter_map(|g| resolve_group(g).ok())
-        .collect()
+    groups.into_iter().filter_map(usable).collect()
+}
+
+/// A group that can take work: its spec parses and it is not being deleted (a group
+/// being deleted takes no new work; its nodes go with it).
+pub fn usable(ng: &NodeGroup) -> Option<Group> {
+    if ng.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    resolve_group(ng).ok()
 }
 
 /// Validation plus placement: what admission, the reconciler and `plan` all call.

@@ -11,7 +11,7 @@ use crate::api::NodeGroup;
 use crate::labels::{
     self, DEADLINE_SECONDS, END_REASON, LAST_FAILURE_REASON, PENDING_TIMEOUT_SECONDS,
 };
-use crate::nodegroups::{GROUP_LABEL, Group, resolve_group};
+use crate::nodegroups::{GROUP_LABEL, Group, usable};
 use crate::resources::Request;
 use crate::units;
 
@@ -136,7 +136,7 @@ pub struct GroupView {
 
 impl GroupView {
     pub fn of(ng: &NodeGroup) -> Option<GroupView> {
-        let group = resolve_group(ng).ok()?;
+        let group = usable(ng)?;
         let status = ng.status.clone().unwrap_or_default();
         let scale_up_until = (status.desired > status.ready)
             .then(|| {

@@ -79,17 +79,33 @@ impl Context {
     }
 }
 
-/// A cache of everything of kind `K` that DataJob manages (by label), trimmed of managed
-/// fields, and the stream of changes that keeps it filled (poll it, or the cache stays empty).
-pub fn managed_cache<K>(client: Client) -> (Store<K>, impl Stream<Item = K> + Send + 'static)
-where
+/// What a reflector cache of a cluster-wide kind needs of its objects.
+pub trait Cacheable:
+    Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+impl<K> Cacheable for K where
     K: Resource<DynamicType = ()>
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug
         + Send
         + Sync
-        + 'static,
+        + 'static
+{
+}
+
+/// A cache of everything of kind `K` that DataJob manages (by label), trimmed of managed
+/// fields, and the stream of changes that keeps it filled (poll it, or the cache stays empty).
+pub fn managed_cache<K>(client: Client) -> (Store<K>, impl Stream<Item = K> + Send + 'static)
+where
+    K: Cacheable,
 {
     let config = watcher::Config::default().labels(&crate::labels::managed_selector());
     cache(client, config, |_| {})
@@ -103,13 +119,7 @@ pub fn cache<K>(
     trim: fn(&mut K),
 ) -> (Store<K>, impl Stream<Item = K> + Send + 'static)
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Cacheable,
 {
     let (store, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(Api::<K>::all(client), config))

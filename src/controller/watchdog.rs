@@ -105,6 +105,12 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<WatchdogContext>) -> Result<Action> {
     let verdict = watchdog::assess(&job, &pods, &nodes, &groups, &ctx.settings, now);
     let datajob = job.labels().get(NAME).cloned().unwrap_or_default();
     let api: Api<Job> = Api::namespaced(ctx.base.client.clone(), &ns);
+    let act = Act {
+        api: &api,
+        ns: &ns,
+        id: &id,
+        datajob: &datajob,
+    };
     match verdict {
         Verdict::Fine { recheck_at } => Ok(match recheck_at {
             Some(t) => {
@@ -126,12 +132,6 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<WatchdogContext>) -> Result<Action> {
                 "spec": {"activeDeadlineSeconds": elapsed},
             });
             let note = format!("run {id} ended: {message}");
-            let act = Act {
-                api: &api,
-                ns: &ns,
-                id: &id,
-                datajob: &datajob,
-            };
             act.apply(
                 &ctx,
                 &patch,
@@ -146,12 +146,6 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<WatchdogContext>) -> Result<Action> {
         Verdict::Record { reason, message } => {
             let patch = json!({"metadata": {"annotations": {LAST_FAILURE_REASON: reason, LAST_FAILURE_MESSAGE: message}}});
             let note = format!("run {id}: {message}");
-            let act = Act {
-                api: &api,
-                ns: &ns,
-                id: &id,
-                datajob: &datajob,
-            };
             act.apply(
                 &ctx,
                 &patch,
