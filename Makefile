@@ -67,7 +67,7 @@ run: build ## run the operator in the foreground against the current KUBECONFIG 
 e2e: ## end-to-end tests on a fresh local control plane (brought down afterwards)
 	$(CARGO) test --features e2e --test 'e2e_*' --no-run
 	bash e2e/run-e2e.sh bash e2e/with-operator.sh \
-	  $(CARGO) test --features e2e --test 'e2e_*' -- --test-threads=$${E2E_TEST_THREADS:-4}
+	  $(CARGO) test --features e2e --test 'e2e_*' --no-fail-fast -- --test-threads=$${E2E_TEST_THREADS:-4}
 
 .PHONY: test
 test: lint unit e2e ## everything CI checks: fmt, clippy, unit tests, end-to-end tests

@@ -7,16 +7,16 @@ mod common;
 use std::time::Duration;
 
 use chrono::{TimeZone, Timelike, Utc};
-use common::{Result, client, test_namespace, wait_for, wait_for_object};
+use common::{Result, client, test_namespace, wait_for, wait_for_event, wait_for_object};
 use datajob::api::{DataJob, RunState};
 use datajob::labels::{self, LOGICAL_TIME, NAME, RUN_ID};
 use datajob::webhook::tls::CONFIGURATION_NAME;
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, DynamicObject};
-use kube::{Client, ResourceExt};
 use serde_json::json;
 
 fn datajob(name: &str, spec: serde_json::Value) -> DataJob {
@@ -50,18 +50,6 @@ async fn state_is(
         |d: &DataJob| d.status.as_ref().and_then(|s| s.state) == Some(state),
     )
     .await
-}
-
-async fn events_for(client: &Client, ns: &str, name: &str) -> Vec<Event> {
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    let list = events
-        .list(&ListParams::default())
-        .await
-        .expect("list events");
-    list.items
-        .into_iter()
-        .filter(|e| e.involved_object.name.as_deref() == Some(name))
-        .collect()
 }
 
 #[tokio::test]
@@ -117,17 +105,13 @@ async fn one_off_datajob_creates_one_guarded_job_that_succeeds() {
     let res = pod_spec.containers[0].resources.as_ref().unwrap();
     assert_eq!(res.requests, res.limits);
 
-    let evs = wait_for("RunSucceeded event", Duration::from_secs(20), || {
-        let client = client.clone();
-        let ns = ns.name().to_string();
-        async move {
-            let evs = events_for(&client, &ns, "report").await;
-            Ok(evs
-                .iter()
-                .any(|e| e.reason.as_deref() == Some("RunSucceeded"))
-                .then_some(evs))
-        }
-    })
+    let evs = wait_for_event(
+        &client,
+        ns.name(),
+        "report",
+        "RunSucceeded",
+        Duration::from_secs(20),
+    )
     .await
     .unwrap();
     assert!(
@@ -397,11 +381,15 @@ async fn a_datajob_that_slipped_past_admission_is_marked_invalid_and_gets_no_chi
             .any(|c| c.type_ == "Invalid" && c.status == "True")
     );
     assert_eq!(status.reason.as_deref(), Some("Invalid"));
-    let evs = events_for(&client, ns.name(), "slow").await;
-    assert!(
-        evs.iter().any(|e| e.reason.as_deref() == Some("Invalid")),
-        "an Invalid event"
-    );
+    wait_for_event(
+        &client,
+        ns.name(),
+        "slow",
+        "Invalid",
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let cronjobs: Api<CronJob> = Api::namespaced(client.clone(), ns.name());
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns.name());

@@ -7,11 +7,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Result, client, kwok, test_namespace, unique_name, wait_for, wait_for_object};
+use common::{
+    Result, client, kwok, test_namespace, unique_name, wait_for, wait_for_event, wait_for_object,
+};
 use datajob::api::{DataJob, RunState};
 use datajob::labels::{MANAGED_BY, MANAGED_BY_VALUE, NAME, RUN_ID, TRIGGER};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -73,18 +75,6 @@ async fn no_pods_left(client: &Client, ns: &str, datajob: &str) {
     .unwrap();
 }
 
-async fn warning_event(client: &Client, ns: &str, datajob: &str, reason: &str) -> bool {
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    let list = events
-        .list(&ListParams::default())
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default();
-    list.iter().any(|e| {
-        e.involved_object.name.as_deref() == Some(datajob) && e.reason.as_deref() == Some(reason)
-    })
-}
-
 #[tokio::test]
 async fn image_that_cannot_be_pulled_ends_the_run_fast_with_no_pod_and_no_retry() {
     let client = client().await;
@@ -118,7 +108,15 @@ async fn image_that_cannot_be_pulled_ends_the_run_fast_with_no_pod_and_no_retry(
         pods_of(&client, ns.name(), "bad-image").await.is_empty(),
         "no retry pod appeared"
     );
-    assert!(warning_event(&client, ns.name(), "bad-image", "ImageNotFound").await);
+    wait_for_event(
+        &client,
+        ns.name(),
+        "bad-image",
+        "ImageNotFound",
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
     let metrics = common::operator::shared_metrics().await;
     let ended = common::operator::sample(
         &metrics,

@@ -8,6 +8,7 @@
 //! * [`test_namespace`] – a fresh namespace per test (deleted again when the
 //!   guard is dropped), ready for pods (its `default` ServiceAccount exists).
 //! * [`wait_for`] / [`wait_for_object`] – poll until a condition holds, with a timeout.
+//! * [`events_for`] / [`wait_for_event`] – the events about one object.
 //! * small readers for pod/job status and the kwok annotation names
 //!   (see docs/testing.md for the conventions).
 #![allow(dead_code)]
@@ -16,8 +17,8 @@ use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ContainerStatus, Namespace, Pod, ServiceAccount};
-use kube::api::{Api, DeleteParams, PostParams};
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Namespace, Pod, ServiceAccount};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
@@ -93,6 +94,37 @@ where
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// The events in `ns` about the object called `name`.
+pub async fn events_for(client: &Client, ns: &str, name: &str) -> Result<Vec<Event>> {
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    let list = events.list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(name))
+        .collect())
+}
+
+/// Wait until an event with `reason` about object `name` in `ns` is visible, and
+/// return all the events about it. The operator publishes events after it writes
+/// status, so a test that has just seen the status must wait for them.
+pub async fn wait_for_event(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    reason: &str,
+    timeout: Duration,
+) -> Result<Vec<Event>> {
+    wait_for(&format!("a {reason} event on {name}"), timeout, || async {
+        let evs = events_for(client, ns, name).await?;
+        Ok(evs
+            .iter()
+            .any(|e| e.reason.as_deref() == Some(reason))
+            .then_some(evs))
+    })
+    .await
 }
 
 /// Poll object `name` until `pred` holds; returns the object. On timeout the error
