@@ -8,6 +8,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::operator::wait_for_sample;
 use common::plugin::plugin;
 use common::{Result, client, kwok, test_namespace, unique_name, wait_for, wait_for_object};
 use datajob::api::{DataJob, NodeGroup, RunState};
@@ -225,28 +226,29 @@ async fn a_burst_scales_a_kwok_group_up_from_zero_and_back_to_zero() {
         );
     }
     // Cost and node time are exposed per group and per DataJob.
-    let metrics = common::operator::shared_metrics().await;
     let group_label = [("nodegroup", group.as_str())];
-    let node_seconds = common::operator::sample(
-        &metrics,
+    let wait = Duration::from_secs(10);
+    let positive = |v: f64| v > 0.0;
+    wait_for_sample(
         "datajob_nodegroup_node_seconds_total",
         &group_label,
-    );
-    assert!(node_seconds.is_some_and(|s| s > 0.0), "{metrics}");
-    let run_cost = common::operator::sample(
-        &metrics,
-        "datajob_run_cost_total",
-        &[("namespace", ns.name()), ("nodegroup", group.as_str())],
-    );
-    assert!(run_cost.is_some_and(|c| c > 0.0), "{metrics}");
+        positive,
+        wait,
+    )
+    .await;
+    let cost_labels = [("namespace", ns.name()), ("nodegroup", group.as_str())];
+    wait_for_sample("datajob_run_cost_total", &cost_labels, positive, wait).await;
     // Idle for scaleDownAfter (5 s): back to zero, nodes gone.
     group_size(&client, &group, 0, Duration::from_secs(40))
         .await
         .unwrap();
-    let metrics = common::operator::shared_metrics().await;
-    let desired =
-        common::operator::sample(&metrics, "datajob_nodegroup_desired_nodes", &group_label);
-    assert_eq!(desired, Some(0.0), "{metrics}");
+    wait_for_sample(
+        "datajob_nodegroup_desired_nodes",
+        &group_label,
+        |v| v == 0.0,
+        wait,
+    )
+    .await;
     wait_for("group nodes deleted", Duration::from_secs(20), || {
         let client = client.clone();
         let group = group.clone();

@@ -117,13 +117,13 @@ async fn image_that_cannot_be_pulled_ends_the_run_fast_with_no_pod_and_no_retry(
     )
     .await
     .unwrap();
-    let metrics = common::operator::shared_metrics().await;
-    let ended = common::operator::sample(
-        &metrics,
+    common::operator::wait_for_sample(
         "datajob_runs_ended_total",
         &[("reason", "ImageNotFound")],
-    );
-    assert!(ended.is_some_and(|n| n >= 1.0), "{metrics}");
+        |n| n >= 1.0,
+        Duration::from_secs(10),
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -85,6 +85,31 @@ pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     })
 }
 
+/// Poll the shared operator's `/metrics` until the sample `name{labels}` exists and
+/// `pred` holds for its value; return the value. The operator updates some metrics
+/// just after the status write a test waits for, so a single read could be early.
+/// On timeout it panics with the last exposition.
+pub async fn wait_for_sample(
+    name: &str,
+    labels: &[(&str, &str)],
+    pred: impl Fn(f64) -> bool,
+    timeout: Duration,
+) -> f64 {
+    let start = std::time::Instant::now();
+    loop {
+        let text = shared_metrics().await;
+        if let Some(v) = sample(&text, name, labels).filter(|v| pred(*v)) {
+            return v;
+        }
+        if start.elapsed() >= timeout {
+            panic!(
+                "after {timeout:?}, no sample {name}{labels:?} with the wanted value in:\n{text}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Starts `datajob-operator` without a webhook, with `env` on top of a clean
 /// configuration, and waits until it is ready.
 pub async fn spawn(env: &[(&str, &str)]) -> Operator {
