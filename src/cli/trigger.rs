@@ -161,12 +161,18 @@ pub async fn run(args: &TriggerArgs, cluster: &Cluster, format: Format) -> Resul
         .unwrap_or(deadline + Duration::from_secs(20 * 60));
     let progress = Progress::new();
     let started = Instant::now();
+    // When the Job has finished, wait a little for the operator to record it too, so
+    // that `status` and `describe` right after agree with what this prints.
+    let mut job_finished_at: Option<Instant> = None;
     let finished = loop {
         let dj = cluster.datajob(&args.name).await?;
         let runs = history::runs_of(cluster, &dj).await?;
         let run = runs.into_iter().find(|r| r.name == id);
         if let Some(r) = run.as_ref().filter(|r| r.state.is_finished()) {
-            break r.clone();
+            let since = *job_finished_at.get_or_insert_with(Instant::now);
+            if recorded(&dj, &id) || since.elapsed() >= RECORD_GRACE {
+                break r.clone();
+            }
         }
         let picked_up =
             dj.status.as_ref().and_then(|s| s.last_trigger.as_deref()) == Some(value.as_str());
@@ -197,6 +203,19 @@ pub async fn run(args: &TriggerArgs, cluster: &Cluster, format: Format) -> Resul
     Ok(())
 }
 
+/// How long `trigger --wait` waits, after the run's Job finished, for the DataJob's
+/// status to record it.
+const RECORD_GRACE: Duration = Duration::from_secs(30);
+
+/// Whether the DataJob's status records run `id` as finished.
+fn recorded(dj: &DataJob, id: &str) -> bool {
+    dj.status.as_ref().is_some_and(|s| {
+        s.recent_runs
+            .iter()
+            .any(|r| r.name == id && r.state.is_finished())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +235,32 @@ mod tests {
             wait_text("a-1", Some(&r), Duration::from_secs(75), true),
             "run a-1: Running · 1m15s"
         );
+    }
+
+    #[test]
+    fn a_run_is_recorded_once_the_status_has_it_finished() {
+        let mut dj: DataJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "datajob.dev/v1alpha1", "kind": "DataJob",
+            "metadata": {"name": "a"}, "spec": {"image": "busybox"},
+        }))
+        .unwrap();
+        assert!(!recorded(&dj, "a-1"), "no status yet");
+        let run = |state| RunRecord {
+            name: "a-1".into(),
+            state,
+            ..Default::default()
+        };
+        dj.status = Some(crate::api::DataJobStatus {
+            recent_runs: vec![run(RunState::Running)],
+            ..Default::default()
+        });
+        assert!(!recorded(&dj, "a-1"), "still running in the status");
+        assert!(!recorded(&dj, "a-2"), "another run");
+        dj.status = Some(crate::api::DataJobStatus {
+            recent_runs: vec![run(RunState::Failed)],
+            ..Default::default()
+        });
+        assert!(recorded(&dj, "a-1"));
     }
 
     #[test]
