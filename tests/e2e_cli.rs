@@ -8,13 +8,16 @@ mod common;
 use std::time::Duration;
 
 use common::plugin::plugin;
-use common::{client, test_namespace, wait_for_object};
+use common::{client, test_namespace, wait_for_event, wait_for_object};
 use datajob::api::{DataJob, RunState};
 use datajob::labels::{self, JOB_NAME};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
+
+/// How long an event may take to appear after the status it follows.
+const EVENT_WAIT: Duration = Duration::from_secs(20);
 
 /// A DataJob that only runs when triggered (its schedule is once a year), whose kwok
 /// pods "run" for `seconds` and exit with `exit_code`.
@@ -158,7 +161,11 @@ async fn trigger_runs_status_logs_and_describe_against_the_operator() {
         "{out}"
     );
 
-    // describe: what it is, its children, and why it is in its state.
+    // describe: what it is, its children, and why it is in its state. The operator
+    // publishes its events just after the status write: wait for the one shown.
+    wait_for_event(&client, ns, "nightly", "RunSucceeded", EVENT_WAIT)
+        .await
+        .unwrap();
     let out = plugin(ns, &["describe", "nightly"]).await;
     assert_eq!(out.code, 0, "{out}");
     for want in [
@@ -223,18 +230,7 @@ async fn a_failed_run_is_reported_and_explained() {
     assert_eq!(out.code, 1, "a failed run exits 1: {out}");
     let last = out.stderr.lines().last().unwrap_or("");
     assert!(last.starts_with("✗ failed: RetriesExhausted"), "{out}");
-    // `trigger --wait` reads the run's Job directly; the DataJob's status follows moments later.
-    let api: Api<DataJob> = Api::namespaced(client.clone(), ns);
-    wait_for_object(
-        &api,
-        "broken",
-        "status Failed",
-        Duration::from_secs(20),
-        |d: &DataJob| d.status.as_ref().and_then(|s| s.state) == Some(RunState::Failed),
-    )
-    .await
-    .unwrap();
-
+    // `trigger --wait` returns once the DataJob's status records the end as well.
     let out = plugin(ns, &["status"]).await;
     let row = out
         .stdout
@@ -246,6 +242,9 @@ async fn a_failed_run_is_reported_and_explained() {
         "{row}"
     );
 
+    wait_for_event(&client, ns, "broken", "RunFailed", EVENT_WAIT)
+        .await
+        .unwrap();
     let out = plugin(ns, &["describe", "broken"]).await;
     assert_eq!(out.code, 0, "{out}");
     assert!(

@@ -361,6 +361,31 @@ async fn a_datajob_that_slipped_past_admission_is_marked_invalid_and_gets_no_chi
             .await
             .unwrap();
         created.unwrap();
+        // Hold the lock until the apiserver calls the webhook again, so the next
+        // admission test does not meet the outage.
+        wait_for(
+            "the webhook to refuse again",
+            Duration::from_secs(20),
+            || {
+                let api = api.clone();
+                async move {
+                    let dj = datajob(
+                        "probe",
+                        json!({"image": "busybox", "schedule": "0 1 * * *", "timeZone": "Mars/Olympus"}),
+                    );
+                    let dry_run = PostParams {
+                        dry_run: true,
+                        ..PostParams::default()
+                    };
+                    Ok(match api.create(&dry_run, &dj).await {
+                        Err(kube::Error::Api(e)) if e.message.contains("Mars/Olympus") => Some(()),
+                        _ => None,
+                    })
+                }
+            },
+        )
+        .await
+        .unwrap();
     }
     let dj = state_is(&api, "slow", RunState::Invalid, Duration::from_secs(30))
         .await

@@ -432,6 +432,8 @@ async fn a_node_created_with_the_kwok_annotation_becomes_ready() {
             "annotations": { kwok::NODE_ANNOTATION: "fake" },
             "labels": { kwok::NODE_LABEL_KEY: kwok::NODE_LABEL_VALUE, "kubernetes.io/hostname": name },
         },
+        // Tainted so that the other tests' pods, running meanwhile, never land on it.
+        "spec": { "taints": [{ "key": "e2e.datajob.dev/short-lived", "effect": "NoSchedule" }] },
         "status": {
             "capacity": { "cpu": "2", "memory": "4Gi", "pods": "110" },
             "allocatable": { "cpu": "2", "memory": "4Gi", "pods": "110" },

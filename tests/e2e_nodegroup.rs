@@ -91,7 +91,7 @@ async fn datajob(client: &Client, ns: &str, name: &str, spec: serde_json::Value)
     );
     wait_for(
         &format!("DataJob {name} admitted"),
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         || {
             let (api, dj) = (api.clone(), dj.clone());
             async move {
@@ -182,7 +182,7 @@ async fn a_burst_scales_a_kwok_group_up_from_zero_and_back_to_zero() {
         &Api::<NodeGroup>::all(client.clone()),
         &group,
         "scale-up decided",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         |g: &NodeGroup| g.status.as_ref().is_some_and(|s| s.desired == 3),
     )
     .await
@@ -422,7 +422,7 @@ async fn a_datajob_too_big_for_every_group_is_refused_at_apply() {
     // The webhook's NodeGroup cache may need a moment to see the new groups.
     let message = wait_for(
         "refusal naming the largest group",
-        Duration::from_secs(10),
+        Duration::from_secs(20),
         || {
             let api = api.clone();
             let dj = dj.clone();
@@ -478,7 +478,7 @@ async fn a_cluster_api_machine_deployment_is_scaled_through_its_scale_subresourc
     let api = datajob(&client, ns.name(), "nightly", json!({"image": "busybox", "resources": {"cpu": 2, "memory": "4Gi"}, "podAnnotations": {kwok::DURATION: "3s"}})).await;
     wait_for(
         "MachineDeployment scaled to 1",
-        Duration::from_secs(15),
+        Duration::from_secs(30),
         || {
             let mds = mds.clone();
             async move { Ok((replicas(&mds).await? == 1).then_some(())) }
