@@ -75,7 +75,7 @@ pub fn run_of(job: &Job, datajob: &str) -> Option<RunRecord> {
         // An attempt's own failure (e.g. OutOfMemory) says more than "retries exhausted".
         if let Some(r) = annotations
             .get(LAST_FAILURE_REASON)
-            .filter(|_| record.reason.as_deref() == Some("RetriesExhausted"))
+            .filter(|_| record.reason.as_deref() == Some(RETRIES_EXHAUSTED))
         {
             record.reason = Some(r.clone());
             record.message = annotations
@@ -101,6 +101,23 @@ pub fn run_of(job: &Job, datajob: &str) -> Option<RunRecord> {
     Some(record)
 }
 
+/// Whether `run` failed for want of retries with no word yet on why its last attempt
+/// died (the watchdog records that on the Job, sometimes after the Job failed).
+pub fn needs_attempt_reason(run: &RunRecord) -> bool {
+    run.state == RunState::Failed && run.reason.as_deref() == Some(RETRIES_EXHAUSTED)
+}
+
+/// Gives a run that [`needs_attempt_reason`] the reason its last attempt died, when
+/// one is known.
+pub fn set_attempt_reason(run: &mut RunRecord, failure: Option<(&str, String)>) {
+    if let Some((reason, message)) = failure.filter(|_| needs_attempt_reason(run)) {
+        run.reason = Some(reason.into());
+        run.message = Some(message);
+    }
+}
+
+const RETRIES_EXHAUSTED: &str = "RetriesExhausted";
+
 /// A Job controller failure reason in plain words.
 fn failure_reason(reason: &str, message: &str, failed_pods: i32) -> (String, String) {
     match reason {
@@ -109,7 +126,7 @@ fn failure_reason(reason: &str, message: &str, failed_pods: i32) -> (String, Str
             "the run took longer than its deadline and was stopped; raise spec.deadline or make the job faster".into(),
         ),
         "BackoffLimitExceeded" => (
-            "RetriesExhausted".into(),
+            RETRIES_EXHAUSTED.into(),
             format!("the run failed {failed_pods} time(s) and has no retries left; see `kubectl datajob logs`"),
         ),
         "PodFailurePolicy" => {
@@ -528,6 +545,33 @@ mod tests {
         .unwrap();
         assert!(p.message.unwrap().contains("not found"));
         assert!(run_of(&job("other-name", vec![], 0), "dj").is_none());
+    }
+
+    #[test]
+    fn a_failed_run_takes_the_reason_its_last_attempt_died_of() {
+        let failed = |conditions| run_of(&job("dj-29926260", conditions, 0), "dj").unwrap();
+        let oom = Some((
+            "OutOfMemory",
+            "the container ran out of memory (256Mi)".to_string(),
+        ));
+        let mut r = failed(vec![("Failed", "BackoffLimitExceeded", "")]);
+        assert!(needs_attempt_reason(&r));
+        set_attempt_reason(&mut r, None);
+        assert_eq!(
+            r.reason.as_deref(),
+            Some("RetriesExhausted"),
+            "nothing known"
+        );
+        set_attempt_reason(&mut r, oom.clone());
+        assert_eq!(r.reason.as_deref(), Some("OutOfMemory"));
+        assert!(r.message.unwrap().contains("256Mi"));
+        assert!(!needs_attempt_reason(
+            &run_of(&job("dj-29926260", vec![], 1), "dj").unwrap()
+        ));
+        // A reason of its own (here: the command could not run) is kept.
+        let mut p = failed(vec![("Failed", "PodFailurePolicy", "exit code 127")]);
+        set_attempt_reason(&mut p, oom);
+        assert_eq!(p.reason.as_deref(), Some("CommandNotRunnable"));
     }
 
     #[test]

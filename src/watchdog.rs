@@ -341,6 +341,20 @@ pub fn assess(
 
 /// A `Record` of an attempt killed for memory, once per run.
 fn out_of_memory(job: &Job, pods: &[&Pod]) -> Option<Verdict> {
+    let recorded = job
+        .annotations()
+        .get(LAST_FAILURE_REASON)
+        .map(String::as_str)
+        == Some(OUT_OF_MEMORY);
+    if recorded {
+        return None;
+    }
+    attempt_failure(pods).map(|(reason, message)| Verdict::Record { reason, message })
+}
+
+/// Why an attempt among `pods` died, when it says more than its exit code: killed for
+/// memory (`OutOfMemory`), with the limit it hit and what to do.
+pub fn attempt_failure(pods: &[&Pod]) -> Option<(&'static str, String)> {
     let oom = pods.iter().any(|p| {
         p.status
             .iter()
@@ -352,35 +366,28 @@ fn out_of_memory(job: &Job, pods: &[&Pod]) -> Option<Verdict> {
                     .is_some_and(|t| t.reason.as_deref() == Some("OOMKilled"))
             })
     });
-    let recorded = job
-        .annotations()
-        .get(LAST_FAILURE_REASON)
-        .map(String::as_str)
-        == Some(OUT_OF_MEMORY);
-    if !oom || recorded {
+    if !oom {
         return None;
     }
-    {
-        let limit = pods
-            .first()
-            .and_then(|p| p.spec.as_ref())
-            .and_then(|s| s.containers.first())
-            .and_then(|c| {
-                c.resources
-                    .as_ref()?
-                    .limits
-                    .as_ref()?
-                    .get("memory")
-                    .map(|q| q.0.clone())
-            })
-            .unwrap_or_else(|| "its limit".into());
-        Some(Verdict::Record {
-            reason: OUT_OF_MEMORY,
-            message: format!(
-                "the container ran out of memory ({limit}) and was killed; raise spec.resources.memory"
-            ),
+    let limit = pods
+        .first()
+        .and_then(|p| p.spec.as_ref())
+        .and_then(|s| s.containers.first())
+        .and_then(|c| {
+            c.resources
+                .as_ref()?
+                .limits
+                .as_ref()?
+                .get("memory")
+                .map(|q| q.0.clone())
         })
-    }
+        .unwrap_or_else(|| "its limit".into());
+    Some((
+        OUT_OF_MEMORY,
+        format!(
+            "the container ran out of memory ({limit}) and was killed; raise spec.resources.memory"
+        ),
+    ))
 }
 
 #[cfg(test)]

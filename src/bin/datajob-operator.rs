@@ -151,10 +151,13 @@ async fn run(config: Config) -> Result<()> {
     let (pods_synced, nodes_synced, groups_synced) = (pods.clone(), nodes.clone(), groups.clone());
     let datajobs = controller::datajob::run(
         ctx.clone(),
-        jobs.clone(),
-        job_events,
-        groups.clone(),
-        group_events,
+        controller::datajob::DataJobCaches {
+            jobs: jobs.clone(),
+            job_events,
+            groups: groups.clone(),
+            group_events,
+            pods: pods.clone(),
+        },
         shutdown,
         move || {
             // Ready once every cache is synced (the Job cache is, when this is called).

@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
@@ -17,7 +18,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::Context;
 use crate::api::{DataJob, DataJobStatus, NodeGroup};
-use crate::labels::{self, FIELD_MANAGER, LOGICAL_TIME, NAME, RUN_ID, TRIGGER};
+use crate::labels::{self, FIELD_MANAGER, JOB_NAME, LOGICAL_TIME, NAME, RUN_ID, TRIGGER};
 use crate::nodegroups::{resolve_and_place, usable_groups};
 use crate::runs::{self, Observed};
 use crate::validation::Resolved;
@@ -36,19 +37,39 @@ pub struct DataJobContext {
     pub groups: Store<NodeGroup>,
     /// Every Job DataJob manages, trimmed of managed fields.
     pub jobs: Store<Job>,
+    /// Every pod of a run, to say why a failed run's last attempt died.
+    pub pods: Store<Pod>,
+}
+
+/// The caches the DataJob controller reads, and the change streams that fill the ones
+/// it alone follows.
+pub struct DataJobCaches<J, G> {
+    /// The managed-Job cache that `job_events` fills.
+    pub jobs: Store<Job>,
+    pub job_events: J,
+    pub groups: Store<NodeGroup>,
+    pub group_events: G,
+    /// Filled by the watchdog's pod stream.
+    pub pods: Store<Pod>,
 }
 
 /// Runs the controller until `shutdown` resolves. `ready` is called once caches are synced.
-/// `jobs` is the managed-Job cache that `job_events` fills.
-pub async fn run(
+pub async fn run<J, G>(
     base: Context,
-    jobs: Store<Job>,
-    job_events: impl futures::Stream<Item = Job> + Send + 'static,
-    groups: Store<NodeGroup>,
-    group_events: impl futures::Stream<Item = NodeGroup> + Send + 'static,
+    caches: DataJobCaches<J, G>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
     ready: impl FnOnce(),
-) {
+) where
+    J: futures::Stream<Item = Job> + Send + 'static,
+    G: futures::Stream<Item = NodeGroup> + Send + 'static,
+{
+    let DataJobCaches {
+        jobs,
+        job_events,
+        groups,
+        group_events,
+        pods,
+    } = caches;
     let client = base.client.clone();
     let managed = watcher::Config::default().labels(&labels::managed_selector());
     let job_stream = job_events.map(Ok::<_, watcher::Error>);
@@ -56,6 +77,7 @@ pub async fn run(
         base,
         jobs: jobs.clone(),
         groups,
+        pods,
     });
     let controller = Controller::new(
         Api::<DataJob>::all(client.clone()),
@@ -123,7 +145,24 @@ async fn reconcile(dj: Arc<DataJob>, ctx: Arc<DataJobContext>) -> Result<Action>
             prune_history(r, &jobs, &ctx, &ns).await?;
         }
         let now = Utc::now();
-        let current: Vec<_> = jobs.iter().filter_map(|j| runs::run_of(j, &name)).collect();
+        let mut current: Vec<_> = jobs.iter().filter_map(|j| runs::run_of(j, &name)).collect();
+        for run in current.iter_mut() {
+            // The Job controller may fail a Job before the watchdog has recorded why its
+            // last attempt died: read it from the pods, so the status and the RunFailed
+            // event say it the first time.
+            if runs::needs_attempt_reason(run) {
+                let pods = ctx.pods.state();
+                let pods: Vec<&Pod> = pods
+                    .iter()
+                    .map(|p| p.as_ref())
+                    .filter(|p| {
+                        p.namespace().as_deref() == Some(ns.as_str())
+                            && p.labels().get(JOB_NAME) == Some(&run.name)
+                    })
+                    .collect();
+                runs::set_attempt_reason(run, crate::watchdog::attempt_failure(&pods));
+            }
+        }
         let mut status = runs::desired_status(Observed {
             generation: dj.metadata.generation,
             spec: resolved.as_ref(),
