@@ -170,8 +170,9 @@ async fn a_burst_scales_a_kwok_group_up_from_zero_and_back_to_zero() {
     // Three runs of 3 CPUs each: one per 4-CPU node, so three nodes.
     let mut apis = Vec::new();
     for i in 0..3 {
-        // part-2 runs longer, so the group stays busy while part-0's logs are read.
-        let seconds = if i == 2 { "25s" } else { "8s" };
+        // part-0 runs longer: its logs are read while it runs, so its node is still
+        // there (an idle node goes after scaleDownAfter, 5 s here).
+        let seconds = if i == 0 { "25s" } else { "8s" };
         let spec = json!({"image": "busybox", "resources": {"cpu": 3, "memory": "4Gi"}, "podAnnotations": {kwok::DURATION: seconds}});
         apis.push((
             format!("part-{i}"),
@@ -196,9 +197,15 @@ async fn a_burst_scales_a_kwok_group_up_from_zero_and_back_to_zero() {
             .contains("pending"),
         "says why"
     );
-    succeeded(&apis[0].1, "part-0", Duration::from_secs(60))
-        .await
-        .unwrap();
+    wait_for_object(
+        &apis[0].1,
+        "part-0",
+        "part-0 Running",
+        Duration::from_secs(60),
+        |d: &DataJob| d.status.as_ref().and_then(|s| s.state) == Some(RunState::Running),
+    )
+    .await
+    .unwrap();
     // The plugin finds the run's pod on the group's node; that kwok node serves no logs.
     let out = plugin(ns.name(), &["logs", "part-0"]).await;
     assert_eq!(out.code, 3, "{out}");
