@@ -247,6 +247,21 @@ pub struct NodeView {
     pub foreign_pods: usize,
 }
 
+/// The taint the scaler puts on a node it is about to remove, so that no pod is bound
+/// to it meanwhile.
+pub const SCALE_DOWN_TAINT: &str = "datajob.dev/scale-down";
+
+/// Names for `n` new nodes of `group`: `<group>-<i>` with the lowest `i` that no node
+/// in `existing` has. Deterministic, so a scaler acting on a cache that has not seen its
+/// last nodes yet collides on a name instead of making a node twice.
+pub fn new_node_names(group: &str, existing: &[&str], n: usize) -> Vec<String> {
+    (0..)
+        .map(|i| format!("{group}-{i}"))
+        .filter(|name| !existing.contains(&name.as_str()))
+        .take(n)
+        .collect()
+}
+
 /// What the scaler knows about a group now.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GroupState {
@@ -455,6 +470,22 @@ mod tests {
     }
     fn now() -> DateTime<Utc> {
         crate::labels::parse_rfc3339("2026-11-25T10:00:00Z").unwrap()
+    }
+
+    #[test]
+    fn new_nodes_take_the_lowest_free_names() {
+        assert_eq!(new_node_names("g", &[], 2), vec!["g-0", "g-1"]);
+        assert_eq!(
+            new_node_names("g", &["g-0", "g-2", "other-1"], 3),
+            vec!["g-1", "g-3", "g-4"]
+        );
+        // The same cache gives the same names: a second pass collides, never doubles.
+        let existing = ["g-0"];
+        assert_eq!(
+            new_node_names("g", &existing, 1),
+            new_node_names("g", &existing, 1)
+        );
+        assert!(new_node_names("g", &["g-0"], 0).is_empty());
     }
 
     #[test]

@@ -21,7 +21,9 @@ use super::Context;
 use crate::api::{DataJob, NodeGroup, NodeGroupStatus};
 use crate::labels::{self, FIELD_MANAGER, MANAGED_BY, MANAGED_BY_VALUE, NAME};
 use crate::metrics::GroupLabels;
-use crate::nodegroups::{self, GROUP_LABEL, Group, GroupState, NodeView, ProviderKind};
+use crate::nodegroups::{
+    self, GROUP_LABEL, Group, GroupState, NodeView, ProviderKind, SCALE_DOWN_TAINT,
+};
 use crate::resources::Request;
 use crate::{Error, Result};
 
@@ -207,9 +209,11 @@ async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Act
     };
     let mut decision = nodegroups::decide(&group, &state, now);
     if decision.desired < views.len() as i32 {
-        // Shrinking: learn which nodes hold someone else's pods (they are never removed).
+        // Shrinking: count the pods on each node from the API rather than the cache,
+        // which may not have seen a pod just bound to a node (and a node with someone
+        // else's pods is never removed).
         for v in views.iter_mut() {
-            v.foreign_pods = foreign_pods(&ctx, &v.name).await?;
+            (v.datajob_pods, v.foreign_pods) = live_pods(&ctx, &v.name).await?;
         }
         state.nodes = views.clone();
         decision = nodegroups::decide(&group, &state, now);
@@ -302,19 +306,68 @@ fn scheduled_soon(
 }
 
 /// Pods on `node` that are neither DataJob's nor a DaemonSet's.
-async fn foreign_pods(ctx: &NodeGroupContext, node: &str) -> Result<usize> {
+/// The active pods on `node`, read from the API: DataJob's, and everyone else's that
+/// is not a DaemonSet's.
+async fn live_pods(ctx: &NodeGroupContext, node: &str) -> Result<(usize, usize)> {
     let api: Api<Pod> = Api::all(ctx.base.client.clone());
     let list = api
         .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
         .await
         .map_err(Error::api("list pods on", "Node", "", node))?;
-    Ok(list
+    let active: Vec<&Pod> = list
         .items
         .iter()
         .filter(|p| active(p))
-        .filter(|p| p.labels().get(MANAGED_BY).map(String::as_str) != Some(MANAGED_BY_VALUE))
         .filter(|p| !p.owner_references().iter().any(|o| o.kind == "DaemonSet"))
-        .count())
+        .collect();
+    let ours = active
+        .iter()
+        .filter(|p| p.labels().get(MANAGED_BY).map(String::as_str) == Some(MANAGED_BY_VALUE))
+        .count();
+    Ok((ours, active.len() - ours))
+}
+
+/// Removes an empty kwok node safely: taint it so nothing new lands on it, count its
+/// pods once more, then delete it, or lift the taint again when a pod got there first.
+async fn remove_kwok_node(ctx: &NodeGroupContext, group: &Group, node: &str) -> Result<()> {
+    let api: Api<Node> = Api::all(ctx.base.client.clone());
+    let taints = |draining: bool| -> serde_json::Value {
+        let mut t: Vec<serde_json::Value> = group
+            .taints
+            .iter()
+            .map(|t| json!({"key": t.key, "value": t.value, "effect": t.effect}))
+            .collect();
+        if draining {
+            t.push(json!({"key": SCALE_DOWN_TAINT, "effect": "NoSchedule"}));
+        }
+        json!({"spec": {"taints": t}})
+    };
+    match api
+        .patch(node, &PatchParams::default(), &Patch::Merge(&taints(true)))
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+        Err(e) => return Err(Error::api("taint", "Node", "", node)(e)),
+    }
+    let (ours, foreign) = live_pods(ctx, node).await?;
+    if ours + foreign > 0 {
+        info!(nodegroup = %group.name, %node, pods = ours + foreign, "node got a pod; kept");
+        return match api
+            .patch(node, &PatchParams::default(), &Patch::Merge(&taints(false)))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(Error::api("untaint", "Node", "", node)(e)),
+        };
+    }
+    match api.delete(node, &DeleteParams::default()).await {
+        Ok(_) => info!(nodegroup = %group.name, %node, "kwok node deleted"),
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => return Err(Error::api("delete", "Node", "", node)(e)),
+    }
+    Ok(())
 }
 
 /// Makes the provider follow the decision; returns when to look again.
@@ -377,12 +430,20 @@ async fn act(
                 if now < boots_at {
                     return Ok((boots_at - now).to_std().unwrap_or_default().min(requeue));
                 }
-                for _ in current..decision.desired {
-                    let node = kwok_node(ng, group);
-                    api.create(&PostParams::default(), &node)
-                        .await
-                        .map_err(Error::api("create", "Node", "", &group.name))?;
-                    info!(nodegroup = %group.name, node = %node.name_any(), "kwok node created");
+                // Names are the lowest free `<group>-<i>` among all nodes: when the node
+                // cache is behind, a node made again collides on its name instead of
+                // being made twice.
+                let all = ctx.nodes.state();
+                let existing: Vec<String> = all.iter().map(|n| n.name_any()).collect();
+                let existing: Vec<&str> = existing.iter().map(String::as_str).collect();
+                let wanted = (decision.desired - current) as usize;
+                for name in nodegroups::new_node_names(&group.name, &existing, wanted) {
+                    let node = kwok_node(ng, group, &name);
+                    match api.create(&PostParams::default(), &node).await {
+                        Ok(_) => info!(nodegroup = %group.name, node = %name, "kwok node created"),
+                        Err(kube::Error::Api(e)) if e.code == 409 => {}
+                        Err(e) => return Err(Error::api("create", "Node", "", &name)(e)),
+                    }
                 }
             } else if decision.desired < current {
                 for node in decision
@@ -390,11 +451,7 @@ async fn act(
                     .iter()
                     .take((current - decision.desired) as usize)
                 {
-                    match api.delete(node, &DeleteParams::default()).await {
-                        Ok(_) => info!(nodegroup = %group.name, %node, "kwok node deleted"),
-                        Err(kube::Error::Api(e)) if e.code == 404 => {}
-                        Err(e) => return Err(Error::api("delete", "Node", "", node)(e)),
-                    }
+                    remove_kwok_node(ctx, group, node).await?;
                 }
             }
             Ok(requeue)
@@ -404,12 +461,10 @@ async fn act(
 
 /// A simulated node of the group's shape, managed by kwok and owned by the group (it goes
 /// when the group goes).
-fn kwok_node(ng: &NodeGroup, group: &Group) -> Node {
-    let suffix: String = format!("{:08x}", rand_suffix());
-    let name = format!("{}-{}", group.name, suffix);
+fn kwok_node(ng: &NodeGroup, group: &Group, name: &str) -> Node {
     let mut labels = group.labels.clone();
     labels.insert("type".into(), "kwok".into());
-    labels.insert("kubernetes.io/hostname".into(), name.clone());
+    labels.insert("kubernetes.io/hostname".into(), name.to_string());
     labels.insert(MANAGED_BY.into(), MANAGED_BY_VALUE.into());
     let s = &group.shape;
     let resources = json!({
@@ -437,18 +492,6 @@ fn kwok_node(ng: &NodeGroup, group: &Group) -> Node {
         "status": {"allocatable": resources, "capacity": resources},
     }))
     .unwrap_or_default()
-}
-
-fn rand_suffix() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish() as u32
 }
 
 fn count_node_seconds(
