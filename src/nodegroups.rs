@@ -251,6 +251,34 @@ pub struct NodeView {
 /// to it meanwhile.
 pub const SCALE_DOWN_TAINT: &str = "datajob.dev/scale-down";
 
+/// `taints` with the scale-down taint added (`on`) or removed; `None` when they already
+/// are so.
+pub fn with_scale_down_taint(
+    taints: &[k8s_openapi::api::core::v1::Taint],
+    on: bool,
+) -> Option<Vec<k8s_openapi::api::core::v1::Taint>> {
+    let has = taints.iter().any(|t| t.key == SCALE_DOWN_TAINT);
+    match (on, has) {
+        (true, false) => {
+            let mut t = taints.to_vec();
+            t.push(k8s_openapi::api::core::v1::Taint {
+                key: SCALE_DOWN_TAINT.into(),
+                effect: "NoSchedule".into(),
+                ..Default::default()
+            });
+            Some(t)
+        }
+        (false, true) => Some(
+            taints
+                .iter()
+                .filter(|t| t.key != SCALE_DOWN_TAINT)
+                .cloned()
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
 /// Names for `n` new nodes of `group`: `<group>-<i>` with the lowest `i` that no node
 /// in `existing` has. Deterministic, so a scaler acting on a cache that has not seen its
 /// last nodes yet collides on a name instead of making a node twice.
@@ -470,6 +498,29 @@ mod tests {
     }
     fn now() -> DateTime<Utc> {
         crate::labels::parse_rfc3339("2026-11-25T10:00:00Z").unwrap()
+    }
+
+    #[test]
+    fn the_scale_down_taint_is_added_and_removed_and_nothing_else_changes() {
+        use k8s_openapi::api::core::v1::Taint;
+        let theirs = Taint {
+            key: "node.kubernetes.io/not-ready".into(),
+            effect: "NoExecute".into(),
+            ..Default::default()
+        };
+        let on = with_scale_down_taint(std::slice::from_ref(&theirs), true).unwrap();
+        assert_eq!(on.len(), 2);
+        assert_eq!(on[0], theirs);
+        assert_eq!(
+            (on[1].key.as_str(), on[1].effect.as_str()),
+            (SCALE_DOWN_TAINT, "NoSchedule")
+        );
+        assert_eq!(with_scale_down_taint(&on, true), None, "already on");
+        assert_eq!(
+            with_scale_down_taint(&on, false),
+            Some(vec![theirs.clone()])
+        );
+        assert_eq!(with_scale_down_taint(&[theirs], false), None, "already off");
     }
 
     #[test]

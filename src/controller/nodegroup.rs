@@ -21,9 +21,7 @@ use super::Context;
 use crate::api::{DataJob, NodeGroup, NodeGroupStatus};
 use crate::labels::{self, FIELD_MANAGER, MANAGED_BY, MANAGED_BY_VALUE, NAME};
 use crate::metrics::GroupLabels;
-use crate::nodegroups::{
-    self, GROUP_LABEL, Group, GroupState, NodeView, ProviderKind, SCALE_DOWN_TAINT,
-};
+use crate::nodegroups::{self, GROUP_LABEL, Group, GroupState, NodeView, ProviderKind};
 use crate::resources::Request;
 use crate::{Error, Result};
 
@@ -327,40 +325,43 @@ async fn live_pods(ctx: &NodeGroupContext, node: &str) -> Result<(usize, usize)>
     Ok((ours, active.len() - ours))
 }
 
+/// Puts the scale-down taint on `node` (`on`) or takes it off. Returns whether the node
+/// now is as asked; `false` when it is gone or changed meanwhile (the next pass retries).
+async fn set_scale_down_taint(api: &Api<Node>, node: &str, on: bool) -> Result<bool> {
+    let Some(mut n) = api
+        .get_opt(node)
+        .await
+        .map_err(Error::api("read", "Node", "", node))?
+    else {
+        return Ok(false);
+    };
+    let spec = n.spec.get_or_insert_with(Default::default);
+    let current = spec.taints.clone().unwrap_or_default();
+    let Some(taints) = nodegroups::with_scale_down_taint(&current, on) else {
+        return Ok(true);
+    };
+    spec.taints = Some(taints);
+    // Replaced with its resourceVersion: a concurrent change (say, the node lifecycle
+    // controller's taints) is never overwritten.
+    match api.replace(node, &PostParams::default(), &n).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(false),
+        Err(e) => Err(Error::api("taint", "Node", "", node)(e)),
+    }
+}
+
 /// Removes an empty kwok node safely: taint it so nothing new lands on it, count its
 /// pods once more, then delete it, or lift the taint again when a pod got there first.
 async fn remove_kwok_node(ctx: &NodeGroupContext, group: &Group, node: &str) -> Result<()> {
     let api: Api<Node> = Api::all(ctx.base.client.clone());
-    let taints = |draining: bool| -> serde_json::Value {
-        let mut t: Vec<serde_json::Value> = group
-            .taints
-            .iter()
-            .map(|t| json!({"key": t.key, "value": t.value, "effect": t.effect}))
-            .collect();
-        if draining {
-            t.push(json!({"key": SCALE_DOWN_TAINT, "effect": "NoSchedule"}));
-        }
-        json!({"spec": {"taints": t}})
-    };
-    match api
-        .patch(node, &PatchParams::default(), &Patch::Merge(&taints(true)))
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
-        Err(e) => return Err(Error::api("taint", "Node", "", node)(e)),
+    if !set_scale_down_taint(&api, node, true).await? {
+        return Ok(());
     }
     let (ours, foreign) = live_pods(ctx, node).await?;
     if ours + foreign > 0 {
         info!(nodegroup = %group.name, %node, pods = ours + foreign, "node got a pod; kept");
-        return match api
-            .patch(node, &PatchParams::default(), &Patch::Merge(&taints(false)))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-            Err(e) => Err(Error::api("untaint", "Node", "", node)(e)),
-        };
+        set_scale_down_taint(&api, node, false).await?;
+        return Ok(());
     }
     match api.delete(node, &DeleteParams::default()).await {
         Ok(_) => info!(nodegroup = %group.name, %node, "kwok node deleted"),
@@ -445,14 +446,26 @@ async fn act(
                         Err(e) => return Err(Error::api("create", "Node", "", &name)(e)),
                     }
                 }
-            } else if decision.desired < current {
-                for node in decision
-                    .removable
-                    .iter()
-                    .take((current - decision.desired) as usize)
-                {
-                    remove_kwok_node(ctx, group, node).await?;
+            }
+            let remove: Vec<&String> = decision
+                .removable
+                .iter()
+                .take((current - decision.desired).max(0) as usize)
+                .collect();
+            // A node left tainted by a removal that did not finish (the operator
+            // stopped, or work came back) takes pods again.
+            for v in nodes.iter().filter(|v| !remove.contains(&&v.name)) {
+                let tainted = ctx
+                    .nodes
+                    .get(&ObjectRef::new(&v.name))
+                    .and_then(|n| n.spec.as_ref()?.taints.clone())
+                    .is_some_and(|t| nodegroups::with_scale_down_taint(&t, false).is_some());
+                if tainted {
+                    set_scale_down_taint(&api, &v.name, false).await?;
                 }
+            }
+            for node in remove {
+                remove_kwok_node(ctx, group, node).await?;
             }
             Ok(requeue)
         }
