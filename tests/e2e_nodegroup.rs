@@ -12,7 +12,7 @@ use common::operator::wait_for_sample;
 use common::plugin::plugin;
 use common::{Result, client, kwok, test_namespace, unique_name, wait_for, wait_for_object};
 use datajob::api::{DataJob, NodeGroup, RunState};
-use datajob::nodegroups::GROUP_LABEL;
+use datajob::nodegroups::{GROUP_LABEL, SCALE_DOWN_TAINT};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -216,6 +216,35 @@ async fn a_burst_scales_a_kwok_group_up_from_zero_and_back_to_zero() {
                 .contains("is a simulated (kwok) node, which keeps no container logs"),
         "{out}"
     );
+    // A removal cut short (the operator stopped between tainting a node and deleting
+    // it) leaves the scale-down taint behind: on a node with work, it is lifted.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let busy = node_of_run(&client, ns.name(), "part-0").await;
+    let taints = json!({"spec": {"taints": [
+        {"key": "datajob.dev/dedicated", "value": "batch", "effect": "NoSchedule"},
+        {"key": SCALE_DOWN_TAINT, "effect": "NoSchedule"},
+    ]}});
+    nodes
+        .patch(&busy, &PatchParams::default(), &Patch::Merge(&taints))
+        .await
+        .unwrap();
+    wait_for_object(
+        &nodes,
+        &busy,
+        "the scale-down taint lifted",
+        Duration::from_secs(20),
+        |n: &Node| {
+            let taints = n
+                .spec
+                .as_ref()
+                .and_then(|s| s.taints.clone())
+                .unwrap_or_default();
+            !taints.iter().any(|t| t.key == SCALE_DOWN_TAINT)
+                && taints.iter().any(|t| t.key == "datajob.dev/dedicated")
+        },
+    )
+    .await
+    .unwrap();
     for (name, api) in &apis {
         let dj = succeeded(api, name, Duration::from_secs(60)).await.unwrap();
         let status = dj.status.unwrap();

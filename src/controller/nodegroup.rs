@@ -303,7 +303,6 @@ fn scheduled_soon(
     nodegroups::warm_up(group, &scheduled, now)
 }
 
-/// Pods on `node` that are neither DataJob's nor a DaemonSet's.
 /// The active pods on `node`, read from the API: DataJob's, and everyone else's that
 /// is not a DaemonSet's.
 async fn live_pods(ctx: &NodeGroupContext, node: &str) -> Result<(usize, usize)> {
@@ -335,17 +334,33 @@ async fn set_scale_down_taint(api: &Api<Node>, node: &str, on: bool) -> Result<b
     else {
         return Ok(false);
     };
-    let spec = n.spec.get_or_insert_with(Default::default);
-    let current = spec.taints.clone().unwrap_or_default();
-    let Some(taints) = nodegroups::with_scale_down_taint(&current, on) else {
+    let current = n.spec.take().and_then(|s| s.taints);
+    let Some(taints) =
+        nodegroups::with_scale_down_taint(current.as_deref().unwrap_or_default(), on)
+    else {
         return Ok(true);
     };
-    spec.taints = Some(taints);
-    // Replaced with its resourceVersion: a concurrent change (say, the node lifecycle
-    // controller's taints) is never overwritten.
-    match api.replace(node, &PostParams::default(), &n).await {
+    // A JSON patch that first tests the taints are still those read: a concurrent change
+    // (say, the node lifecycle controller's taints) is never overwritten, and the
+    // kubelet's status updates do not get in the way as a resourceVersion would.
+    let patch: json_patch::Patch = serde_json::from_value(match &current {
+        Some(c) => json!([
+            {"op": "test", "path": "/spec/taints", "value": c},
+            {"op": "replace", "path": "/spec/taints", "value": taints},
+        ]),
+        None => json!([{"op": "add", "path": "/spec/taints", "value": taints}]),
+    })
+    .map_err(|source| Error::Encode {
+        what: "the scale-down taint patch",
+        source,
+    })?;
+    match api
+        .patch(node, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await
+    {
         Ok(_) => Ok(true),
-        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(false),
+        // Gone, or changed meanwhile (the test failed): the next pass tries again.
+        Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409 | 422) => Ok(false),
         Err(e) => Err(Error::api("taint", "Node", "", node)(e)),
     }
 }
