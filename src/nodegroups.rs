@@ -338,8 +338,18 @@ pub fn nodes_needed(
     bins.len() - first_new
 }
 
-/// Scale up for pending work, down to `minSize` after `scaleDownAfter` of idleness.
+/// Scale up for pending work, down to `minSize` after `scaleDownAfter` of idleness,
+/// and never below `minSize`. Every change of size carries a reason (the kwok provider's
+/// boot clock starts with it).
 pub fn decide(group: &Group, state: &GroupState, now: DateTime<Utc>) -> ScaleDecision {
+    let mut decision = decide_size(group, state, now);
+    if decision.reason.is_none() && decision.desired != state.desired {
+        decision.reason = Some(format!("minSize is {}", group.min_size));
+    }
+    decision
+}
+
+fn decide_size(group: &Group, state: &GroupState, now: DateTime<Utc>) -> ScaleDecision {
     let current = state.nodes.len() as i32;
     let desired = state.desired.max(group.min_size);
     let booting = (desired - current).max(0) as usize;
@@ -646,6 +656,40 @@ mod tests {
             now(),
         );
         assert_eq!((again.desired, again.reason), (3, None));
+    }
+
+    #[test]
+    fn a_group_is_raised_to_min_size_with_a_reason_and_kept_there_when_idle() {
+        let g = Group {
+            min_size: 1,
+            ..group("small", req(4, 16, 0), 0.2, 3)
+        };
+        let new = GroupState {
+            desired: 0,
+            nodes: vec![],
+            pending: vec![],
+            active: 0,
+            warm: vec![],
+            idle_since: None,
+        };
+        let d = decide(&g, &new, now());
+        assert_eq!(d.desired, 1);
+        assert_eq!(d.reason.as_deref(), Some("minSize is 1"));
+        // Once there, idle for long: it stays, and says nothing.
+        let idle = GroupState {
+            desired: 1,
+            nodes: vec![NodeView {
+                name: "a".into(),
+                ready: true,
+                free: req(4, 16, 0),
+                datajob_pods: 0,
+                foreign_pods: 0,
+            }],
+            idle_since: Some(now()),
+            ..new
+        };
+        let d = decide(&g, &idle, now() + chrono::Duration::hours(1));
+        assert_eq!((d.desired, d.reason), (1, None));
     }
 
     #[test]

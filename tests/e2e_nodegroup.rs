@@ -443,6 +443,57 @@ async fn gpu_work_lands_only_on_the_gpu_group() {
 }
 
 #[tokio::test]
+async fn a_group_with_min_size_has_a_warm_node_and_keeps_it_when_idle() {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let ns = test_namespace(&client, "warm").await;
+    let mut spec = kwok_group(4, "16Gi", 0, "0.50", 3);
+    spec["minSize"] = json!(1);
+    let (group, _g) = node_group(&client, "warm", spec).await;
+    // Made at once, with no work at all, and it says why.
+    let ng = group_size(&client, &group, 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let reason = ng.status.unwrap().last_scale_reason.unwrap_or_default();
+    assert!(reason.contains("minSize is 1"), "{reason}");
+    // A run that fits runs on the warm node; no scale-up.
+    let api = datajob(
+        &client,
+        ns.name(),
+        "fits",
+        json!({"image": "busybox", "resources": {"cpu": 3, "memory": "4Gi"}}),
+    )
+    .await;
+    succeeded(&api, "fits", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        node_of_run(&client, ns.name(), "fits").await,
+        format!("{group}-0")
+    );
+    // Idle for longer than scaleDownAfter (5 s): still one node.
+    let groups: Api<NodeGroup> = Api::all(client.clone());
+    let idle = wait_for_object(
+        &groups,
+        &group,
+        "idle for 8 s",
+        Duration::from_secs(60),
+        |g: &NodeGroup| {
+            g.status
+                .as_ref()
+                .and_then(|s| s.idle_since.as_deref())
+                .and_then(datajob::labels::parse_rfc3339)
+                .is_some_and(|t| chrono::Utc::now() - t > chrono::Duration::seconds(8))
+        },
+    )
+    .await
+    .unwrap();
+    let status = idle.status.unwrap();
+    assert_eq!((status.desired, status.current), (1, 1));
+    assert_eq!(group_nodes(&client, &group).await.len(), 1);
+}
+
+#[tokio::test]
 async fn a_datajob_too_big_for_every_group_is_refused_at_apply() {
     let _serial = SERIAL.lock().await;
     let client = client().await;

@@ -437,10 +437,18 @@ async fn act(
             let api: Api<Node> = Api::all(ctx.base.client.clone());
             let current = nodes.len() as i32;
             if decision.desired > current {
+                // Nodes boot `bootDelay` after the decision to make them (or after the
+                // group was made, when no decision is on record).
                 let since = status
                     .last_scale_time
                     .as_deref()
                     .and_then(labels::parse_rfc3339)
+                    .or_else(|| {
+                        ng.metadata
+                            .creation_timestamp
+                            .as_ref()
+                            .and_then(labels::from_k8s_time)
+                    })
                     .unwrap_or(now);
                 let boots_at = since + chrono::Duration::from_std(*boot_delay).unwrap_or_default();
                 if now < boots_at {
