@@ -69,6 +69,10 @@ e2e: ## end-to-end tests on a fresh local control plane (brought down afterwards
 	bash e2e/run-e2e.sh bash e2e/with-operator.sh \
 	  $(CARGO) test --features e2e --test 'e2e_*' --no-fail-fast -- --test-threads=$${E2E_TEST_THREADS:-4}
 
+.PHONY: bench
+bench: ## scaling benchmark: DataJob's scaler against a minSize-1, 10-minute-idle baseline (~20 min)
+	bash e2e/bench/scaling.sh
+
 .PHONY: test
 test: lint unit e2e ## everything CI checks: fmt, clippy, unit tests, end-to-end tests
 
