@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 use datajob::api::{DataJob, NodeGroup, RunState};
 use datajob::labels;
 use datajob::nodegroups::GROUP_LABEL;
+use datajob::resources::Request;
+use datajob::watchdog::unschedulable_condition;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -272,7 +274,7 @@ async fn drive(client: &Client, s: &Scaler, group: &str, ns: &str) -> Result<Rep
         for p in pods.list(&ListParams::default()).await?.items {
             let seen = r.pods.entry(p.name_any()).or_insert_with(|| PodSeen {
                 datajob: p.labels().get(labels::NAME).cloned().unwrap_or_default(),
-                cpu: pod_cpu(&p),
+                cpu: Request::of(&p).cpu_millis as f64 / 1000.0,
                 seconds: p
                     .annotations()
                     .get(DURATION_ANNOTATION)
@@ -285,7 +287,7 @@ async fn drive(client: &Client, s: &Scaler, group: &str, ns: &str) -> Result<Rep
                 .as_ref()
                 .and_then(|st| st.phase.clone())
                 .unwrap_or_default();
-            if seen.unschedulable.is_none() && unschedulable(&p) {
+            if seen.unschedulable.is_none() && unschedulable_condition(&p).is_some() {
                 seen.unschedulable = Some(now);
             }
             if seen.running.is_none() && (phase == "Running" || phase == "Succeeded") {
@@ -369,28 +371,6 @@ async fn create(api: &Api<DataJob>, name: &str, b: &Burst) -> Result<()> {
         }
     }
     Err(format!("DataJob {name} was refused for 10 s").into())
-}
-
-fn unschedulable(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|st| st.conditions.as_ref())
-        .is_some_and(|cs| {
-            cs.iter().any(|c| {
-                c.type_ == "PodScheduled"
-                    && c.status == "False"
-                    && c.reason.as_deref() == Some("Unschedulable")
-            })
-        })
-}
-
-fn pod_cpu(p: &Pod) -> f64 {
-    p.spec
-        .as_ref()
-        .and_then(|s| s.containers.first())
-        .and_then(|c| c.resources.as_ref()?.requests.as_ref()?.get("cpu").cloned())
-        .and_then(|q| datajob::units::parse_cpu_millis(&q.0).ok())
-        .map_or(0.0, |m| m as f64 / 1000.0)
 }
 
 /// The numbers of one replay.

@@ -291,7 +291,7 @@ pub fn new_node_names(group: &str, existing: &[&str], n: usize) -> Vec<String> {
 }
 
 /// What the scaler knows about a group now.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct GroupState {
     pub desired: i32,
     pub nodes: Vec<NodeView>,
@@ -342,16 +342,9 @@ pub fn nodes_needed(
 /// and never below `minSize`. Every change of size carries a reason (the kwok provider's
 /// boot clock starts with it).
 pub fn decide(group: &Group, state: &GroupState, now: DateTime<Utc>) -> ScaleDecision {
-    let mut decision = decide_size(group, state, now);
-    if decision.reason.is_none() && decision.desired != state.desired {
-        decision.reason = Some(format!("minSize is {}", group.min_size));
-    }
-    decision
-}
-
-fn decide_size(group: &Group, state: &GroupState, now: DateTime<Utc>) -> ScaleDecision {
     let current = state.nodes.len() as i32;
     let desired = state.desired.max(group.min_size);
+    let raised_to_min = (desired > state.desired).then(|| format!("minSize is {}", group.min_size));
     let booting = (desired - current).max(0) as usize;
     let free: Vec<Request> = state.nodes.iter().map(|n| n.free).collect();
     let removable: Vec<String> = {
@@ -380,7 +373,7 @@ fn decide_size(group: &Group, state: &GroupState, now: DateTime<Utc>) -> ScaleDe
             }
             Some(reason)
         } else {
-            None
+            raised_to_min
         };
         return ScaleDecision {
             desired: capped.max(desired),
@@ -392,7 +385,7 @@ fn decide_size(group: &Group, state: &GroupState, now: DateTime<Utc>) -> ScaleDe
     if state.active > 0 || !state.warm.is_empty() {
         return ScaleDecision {
             desired,
-            reason: None,
+            reason: raised_to_min,
             idle_since: None,
             removable,
         };
@@ -414,7 +407,7 @@ fn decide_size(group: &Group, state: &GroupState, now: DateTime<Utc>) -> ScaleDe
     }
     ScaleDecision {
         desired,
-        reason: None,
+        reason: raised_to_min,
         idle_since: Some(idle_since),
         removable,
     }
@@ -664,14 +657,7 @@ mod tests {
             min_size: 1,
             ..group("small", req(4, 16, 0), 0.2, 3)
         };
-        let new = GroupState {
-            desired: 0,
-            nodes: vec![],
-            pending: vec![],
-            active: 0,
-            warm: vec![],
-            idle_since: None,
-        };
+        let new = GroupState::default();
         let d = decide(&g, &new, now());
         assert_eq!(d.desired, 1);
         assert_eq!(d.reason.as_deref(), Some("minSize is 1"));

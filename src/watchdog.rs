@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, PodCondition};
 use kube::ResourceExt;
 
 use crate::api::NodeGroup;
@@ -57,6 +57,15 @@ pub const RUNS_AS_ROOT: &str = "RunsAsRoot";
 pub const UNSCHEDULABLE: &str = "Unschedulable";
 pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
 pub const OUT_OF_MEMORY: &str = "OutOfMemory";
+
+/// The scheduler's `PodScheduled=False/Unschedulable` condition of `pod`, if it has one.
+pub fn unschedulable_condition(pod: &Pod) -> Option<&PodCondition> {
+    pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| {
+        c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
+    })
+}
 
 fn finished(job: &Job) -> bool {
     job.status
@@ -240,18 +249,7 @@ pub fn assess(
     }
 
     for pod in &live {
-        let Some(cond) = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|cs| {
-                cs.iter().find(|c| {
-                    c.type_ == "PodScheduled"
-                        && c.status == "False"
-                        && c.reason.as_deref() == Some("Unschedulable")
-                })
-            })
-        else {
+        let Some(cond) = unschedulable_condition(pod) else {
             continue;
         };
         let request = Request::of(pod);
