@@ -92,6 +92,12 @@ pub struct Config {
     #[command(flatten)]
     pub webhook_secret: WebhookSecret,
 
+    #[command(flatten)]
+    pub certificate: CertificateSettings,
+
+    #[command(flatten)]
+    pub leader: LeaderElection,
+
     /// Log as JSON lines instead of text.
     #[arg(long, env = "DATAJOB_LOG_JSON")]
     pub log_json: bool,
@@ -112,6 +118,56 @@ impl Config {
         }
     }
 
+    /// The leader election settings, checked; `pod_name` names this replica.
+    pub fn election(&self, pod_name: Option<&str>) -> Result<crate::leader::Settings, String> {
+        let settings = crate::leader::Settings {
+            namespace: self.webhook_secret.namespace.clone(),
+            name: self.leader.lease_name.clone(),
+            identity: crate::leader::identity(pod_name),
+            lease_duration: self.leader.lease_duration,
+            renew_deadline: self.leader.lease_renew_deadline,
+            retry_period: self.leader.lease_retry_period,
+        };
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// How the webhook is served and registered; `None` when neither `--webhook-url`
+    /// nor `--webhook-service` is set.
+    pub fn webhook(&self) -> crate::Result<Option<crate::webhook::serve::Settings>> {
+        use crate::webhook::tls::{Endpoint, Policy, Source};
+        let endpoint = match (&self.webhook_url, &self.webhook_service) {
+            (Some(u), _) => Endpoint::Url(u.clone()),
+            (None, Some(s)) => Endpoint::parse_service(s)?,
+            (None, None) => return Ok(None),
+        };
+        let addr = self.webhook_addr.parse().map_err(|e| {
+            crate::Error::Config(format!("--webhook-addr {:?}: {e}", self.webhook_addr))
+        })?;
+        let c = &self.certificate;
+        if c.renew_before >= c.validity {
+            return Err(crate::Error::Config(format!(
+                "--webhook-cert-renew-before {:?} must be shorter than --webhook-cert-validity {:?}",
+                c.renew_before, c.validity
+            )));
+        }
+        Ok(Some(crate::webhook::serve::Settings {
+            policy: Policy {
+                hosts: endpoint.hosts(),
+                validity: c.validity,
+                renew_before: c.renew_before,
+            },
+            endpoint,
+            addr,
+            namespace: self.webhook_secret.namespace.clone(),
+            secret: self.webhook_secret.secret.clone(),
+            source: Source::parse(&c.source),
+            check_interval: c.check_interval,
+            configuration: c.configuration.clone(),
+            failure_policy: self.webhook_failure_policy.clone(),
+        }))
+    }
+
     pub fn guards(&self) -> Guards {
         Guards {
             ttl_after_finished: self.ttl_after_finished,
@@ -120,6 +176,58 @@ impl Config {
             scratch_storage_class: self.scratch_storage_class.clone(),
         }
     }
+}
+
+/// Leader election: which replica runs the controllers.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LeaderElection {
+    /// Elect one leader among replicas through a Lease in `--namespace`; only the leader
+    /// reconciles, ends runs, cleans up and scales node groups. Every replica serves the
+    /// webhook and the admin endpoints. `false` makes this process act at once, alone.
+    #[arg(long = "leader-elect", env = "DATAJOB_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub enabled: bool,
+    /// Name of the Lease (`coordination.k8s.io`) in `--namespace`.
+    #[arg(long, env = "DATAJOB_LEASE_NAME", default_value = "datajob-operator")]
+    pub lease_name: String,
+    /// How long a leader's Lease stays valid without renewal: a replica takes over at most
+    /// this long (plus one retry period) after the leader died.
+    #[arg(long, env = "DATAJOB_LEASE_DURATION", default_value = "15s", value_parser = duration)]
+    pub lease_duration: Duration,
+    /// How long the leader keeps acting without a successful renewal; below the lease duration.
+    #[arg(long, env = "DATAJOB_LEASE_RENEW_DEADLINE", default_value = "10s", value_parser = duration)]
+    pub lease_renew_deadline: Duration,
+    /// How often followers look at the Lease and the leader renews it: the hand-over time
+    /// after a leader released it on shutdown.
+    #[arg(long, env = "DATAJOB_LEASE_RETRY_PERIOD", default_value = "1s", value_parser = duration)]
+    pub lease_retry_period: Duration,
+}
+
+/// Where the webhook's certificate comes from, and when it is renewed.
+#[derive(clap::Args, Clone, Debug)]
+pub struct CertificateSettings {
+    /// `operator`: the operator makes a CA and a serving certificate, stores them in the
+    /// Secret and renews them. `external`: someone else (cert-manager) writes the Secret;
+    /// the operator only reads it and reloads it when it changes.
+    #[arg(long = "webhook-cert", env = "DATAJOB_WEBHOOK_CERT", default_value = "operator", value_parser = ["operator", "external"])]
+    pub source: String,
+    /// How long a serving certificate the operator makes is valid.
+    #[arg(long = "webhook-cert-validity", env = "DATAJOB_WEBHOOK_CERT_VALIDITY", default_value = "365d", value_parser = duration)]
+    pub validity: Duration,
+    /// A certificate that expires within this is replaced (by the operator) or reported
+    /// (when external).
+    #[arg(long = "webhook-cert-renew-before", env = "DATAJOB_WEBHOOK_CERT_RENEW_BEFORE", default_value = "30d", value_parser = duration)]
+    pub renew_before: Duration,
+    /// How often the Secret is read again, to renew the certificate or load a new one.
+    #[arg(long = "webhook-cert-check-interval", env = "DATAJOB_WEBHOOK_CERT_CHECK_INTERVAL", default_value = "1m", value_parser = duration)]
+    pub check_interval: Duration,
+    /// Name of the ValidatingWebhookConfiguration the operator writes (the Helm chart
+    /// creates it, so that `helm uninstall` removes it).
+    #[arg(
+        long = "webhook-configuration",
+        env = "DATAJOB_WEBHOOK_CONFIGURATION",
+        default_value = "datajob.dev"
+    )]
+    pub configuration: String,
 }
 
 /// Settings of the webhook that are not needed elsewhere.

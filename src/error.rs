@@ -39,6 +39,11 @@ pub enum Error {
 
     #[error("kubernetes client configuration: {0}")]
     Config(String),
+
+    #[error(
+        "lost the leader Lease: stopped acting and exiting, so that a restart rejoins as a follower"
+    )]
+    LostLease,
 }
 
 impl Error {
@@ -52,6 +57,7 @@ impl Error {
             Error::Tls(_) => "tls",
             Error::Bind { .. } => "bind",
             Error::Config(_) => "config",
+            Error::LostLease => "lost_lease",
         }
     }
 

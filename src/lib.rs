@@ -6,6 +6,7 @@ pub mod config;
 pub mod controller;
 pub mod error;
 pub mod labels;
+pub mod leader;
 pub mod metrics;
 pub mod runs;
 pub mod schedule;

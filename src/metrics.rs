@@ -52,6 +52,11 @@ pub struct AdmissionLabels {
     pub allowed: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Arc<Registry>,
@@ -70,6 +75,9 @@ pub struct Metrics {
     pub idle_node_seconds: Family<GroupLabels, Counter<f64, AtomicU64>>,
     pub idle_cost: Family<GroupLabels, Counter<f64, AtomicU64>>,
     pub run_cost: Family<CostLabels, Counter<f64, AtomicU64>>,
+    pub leader: Gauge,
+    pub build_info: Family<BuildLabels, Gauge>,
+    pub webhook_cert_expiry: Gauge,
 }
 
 /// Registers `metric` under `name` (prefixed `datajob_`; counters get `_total`) and
@@ -180,8 +188,34 @@ impl Default for Metrics {
             "Estimated cost of finished runs (their share of a node's price for their duration), by DataJob and node group",
             Family::default(),
         );
+        let leader = registered(
+            reg,
+            "leader",
+            "1 while this replica holds the leader Lease and runs the controllers, else 0",
+            Gauge::default(),
+        );
+        let build_info = registered(
+            reg,
+            "build_info",
+            "Always 1; the operator's version as a label",
+            Family::<BuildLabels, Gauge>::default(),
+        );
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").into(),
+            })
+            .set(1);
+        let webhook_cert_expiry = registered(
+            reg,
+            "webhook_certificate_expiry_timestamp_seconds",
+            "When the webhook's serving certificate in use expires (Unix seconds)",
+            Gauge::default(),
+        );
         Metrics {
             registry: Arc::new(r),
+            leader,
+            build_info,
+            webhook_cert_expiry,
             reconciliations,
             reconcile_errors,
             reconcile_duration,
@@ -311,7 +345,7 @@ mod tests {
         touch_all(&m);
         let names = exposed(&m);
         // One per field of `Metrics` but the registry.
-        assert_eq!(names.len(), 15, "{names:?}");
+        assert_eq!(names.len(), 18, "{names:?}");
         let docs = include_str!("../docs/operations.md");
         for name in &names {
             assert!(name.starts_with("datajob_"), "{name}");

@@ -1,18 +1,25 @@
-//! `datajob-operator`: wires configuration, client, controllers, the webhook and the
-//! admin server, and shuts down cleanly on SIGINT/SIGTERM.
+//! `datajob-operator`: wires configuration, client, the admin server, the webhook,
+//! leader election and the controllers, and shuts down cleanly on SIGINT/SIGTERM.
+//!
+//! Every replica serves `/healthz`, `/readyz`, `/metrics` and the webhook (with its
+//! NodeGroup cache). Only the replica holding the leader Lease runs the controllers; it
+//! releases the Lease after they stopped, and exits when it loses the Lease.
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use datajob::admin::{self, Readiness};
 use datajob::api::{DataJob, NodeGroup};
 use datajob::config::Config;
 use datajob::controller::{self, Context};
+use datajob::leader::Leadership;
 use datajob::metrics::Metrics;
-use datajob::webhook::{self, tls};
+use datajob::webhook;
 use datajob::{Error, Result};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Client;
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use tokio::sync::watch;
 use tracing::{error, info};
@@ -43,80 +50,59 @@ fn init_tracing(json: bool) {
     }
 }
 
+/// Resolves once `rx` says stop.
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
 async fn run(config: Config) -> Result<()> {
+    let pod_name = std::env::var("POD_NAME").ok();
+    let election = match config.leader.enabled {
+        true => Some(
+            config
+                .election(pod_name.as_deref())
+                .map_err(Error::Config)?,
+        ),
+        false => None,
+    };
+    let webhook_settings = config.webhook()?;
     let client = Client::try_default()
         .await
         .map_err(|e| Error::Config(format!("cannot reach the cluster: {e}")))?;
     let metrics = Metrics::default();
     let ready = Readiness::default();
+    // `stop` ends everything (a signal, or the controllers ended); `act` ends the
+    // controllers (a signal, or the Lease was lost).
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let signal_task = {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            info!("shutting down");
+            let _ = stop_tx.send(true);
+        })
+    };
+    let admin = serve_admin(&config, metrics.clone(), ready.clone(), stop_rx.clone()).await?;
 
-    let admin_listener = tokio::net::TcpListener::bind(&config.admin_addr)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: config.admin_addr.clone(),
-            source,
-        })?;
-    let admin_app = admin::router(metrics.clone(), ready.clone());
-    let mut admin_stop = stop_rx.clone();
-    let admin = tokio::spawn(async move {
-        axum::serve(admin_listener, admin_app)
-            .with_graceful_shutdown(async move {
-                let _ = admin_stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
-    info!(addr = %config.admin_addr, "admin server: /healthz /readyz /metrics");
-
-    // Caches the webhook and the controllers share. Node and NodeGroup events feed the
-    // NodeGroup controller and the DataJob controller (placement) respectively.
-    let (nodes, node_events) = controller::cache::<Node>(
-        client.clone(),
-        watcher::Config::default(),
-        controller::trim_node,
-    );
+    // Every replica: the NodeGroup cache (the webhook judges DataJobs against it) and
+    // the webhook itself.
     let (groups, group_stream) =
         controller::cache::<NodeGroup>(client.clone(), watcher::Config::default(), |_| {});
-    let (group_events, group_pump) = changed_specs(group_stream, groups.clone());
-
-    let endpoint = match (&config.webhook_url, &config.webhook_service) {
-        (Some(u), _) => Some(tls::Endpoint::Url(u.clone())),
-        (None, Some(s)) => Some(tls::Endpoint::parse_service(s)?),
-        (None, None) => None,
-    };
-    let webhook_handle = axum_server::Handle::new();
-    let webhook_task = match &endpoint {
-        Some(endpoint) => {
-            let ws = &config.webhook_secret;
-            let cert =
-                tls::load_or_create(client.clone(), &ws.namespace, &ws.secret, &endpoint.hosts())
-                    .await?;
-            let tls_config = axum_server::tls_rustls::RustlsConfig::from_pem(
-                cert.cert_pem.into_bytes(),
-                cert.key_pem.into_bytes(),
-            )
-            .await
-            .map_err(Error::Tls)?;
-            let addr: std::net::SocketAddr = config.webhook_addr.parse().map_err(|e| {
-                Error::Config(format!("--webhook-addr {:?}: {e}", config.webhook_addr))
-            })?;
+    let (group_changes, group_pump) = controller::spec_changes(group_stream, groups.clone());
+    let group_pump = tokio::spawn(group_pump);
+    let served = match webhook_settings {
+        Some(s) => {
             let app = webhook::router(
                 config.limits(),
                 config.guards(),
                 groups.clone(),
                 metrics.clone(),
             );
-            let server = axum_server::bind_rustls(addr, tls_config).handle(webhook_handle.clone());
-            let task = tokio::spawn(async move { server.serve(app.into_make_service()).await });
-            tls::register(
-                client.clone(),
-                endpoint,
-                &cert.ca_pem,
-                &config.webhook_failure_policy,
+            Some(
+                webhook::serve::start(client.clone(), s, app, metrics.clone(), stop_rx.clone())
+                    .await?,
             )
-            .await?;
-            info!(addr = %config.webhook_addr, "admission webhook serving");
-            Some(task)
         }
         None => {
             info!(
@@ -125,67 +111,142 @@ async fn run(config: Config) -> Result<()> {
             None
         }
     };
+    {
+        let (groups, ready) = (groups.clone(), ready.clone());
+        tokio::spawn(async move {
+            if groups.wait_until_ready().await.is_ok() {
+                info!("ready: serving");
+                ready.set_ready();
+            }
+        });
+    }
 
-    let ctx = Context::new(
-        client.clone(),
-        metrics.clone(),
-        config.limits(),
-        config.guards(),
-    );
-    let mut shutdown_rx = stop_rx.clone();
-    let shutdown = async move {
-        let _ = shutdown_rx.wait_for(|s| *s).await;
-    };
-    let signal_task = tokio::spawn(async move {
-        shutdown_signal().await;
-        info!("shutting down");
-        let _ = stop_tx.send(true);
+    // The leader alone runs the controllers.
+    let mut leadership = election.map(|s| {
+        let gauge = metrics.leader.clone();
+        Leadership::spawn(client.clone(), s, move |leading| {
+            gauge.set(i64::from(leading));
+        })
     });
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
+    let leads = match leadership.as_mut() {
+        Some(l) => {
+            info!("waiting for the leader Lease");
+            tokio::select! {
+                acquired = l.acquired() => acquired,
+                _ = stopped(stop_rx.clone()) => false,
+            }
+        }
+        None => {
+            metrics.leader.set(1);
+            true
+        }
     };
+    let mut lost_lease = false;
+    if leads {
+        let (act_tx, act_rx) = watch::channel(false);
+        let lost = leadership.as_ref().map(|l| l.lost());
+        let mut stop_watch = stop_rx.clone();
+        let act_guard = tokio::spawn(async move {
+            let lost_it = match lost {
+                Some(lost) => tokio::select! {
+                    _ = lost => true,
+                    _ = stop_watch.wait_for(|s| *s) => false,
+                },
+                None => {
+                    let _ = stop_watch.wait_for(|s| *s).await;
+                    false
+                }
+            };
+            let _ = act_tx.send(true);
+            lost_it
+        });
+        let ctx = Context::new(
+            client.clone(),
+            metrics.clone(),
+            config.limits(),
+            config.guards(),
+        );
+        run_controllers(ctx, &config, groups, group_changes, act_rx).await;
+        lost_lease = act_guard.await.unwrap_or(false);
+    }
+    // Controllers have stopped: only now may another replica act.
+    if let Some(l) = leadership {
+        l.release().await;
+    }
+    metrics.leader.set(0);
+    let _ = stop_tx.send(true);
+    if let Some(s) = served {
+        s.shutdown().await;
+    }
+    group_pump.abort();
+    let _ = admin.await;
+    signal_task.abort();
+    match lost_lease {
+        true => Err(Error::LostLease),
+        false => Ok(()),
+    }
+}
+
+async fn serve_admin(
+    config: &Config,
+    metrics: Metrics,
+    ready: Readiness,
+    stop: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let listener = tokio::net::TcpListener::bind(&config.admin_addr)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.admin_addr.clone(),
+            source,
+        })?;
+    let app = admin::router(metrics, ready);
+    info!(addr = %config.admin_addr, "admin server: /healthz /readyz /metrics");
+    Ok(tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stopped(stop))
+            .await
+    }))
+}
+
+/// The leader's work: the DataJob reconciler, the watchdog, the NodeGroup controller and
+/// the clean-up loop, with the caches they share, until `act` says stop.
+async fn run_controllers(
+    ctx: Context,
+    config: &Config,
+    groups: Store<NodeGroup>,
+    group_changes: watch::Receiver<u64>,
+    act: watch::Receiver<bool>,
+) {
+    let client = ctx.client.clone();
+    let (nodes, node_events) = controller::cache::<Node>(
+        client.clone(),
+        watcher::Config::default(),
+        controller::trim_node,
+    );
     let (jobs, job_events) = controller::managed_cache::<Job>(client.clone());
     let (pods, pod_events) = controller::managed_cache::<Pod>(client.clone());
     let (pods_for_watchdog, pods_for_groups, pod_pump) = controller::fan_out(pod_events);
-    let ready_flag = ready.clone();
-    let (pods_synced, nodes_synced, groups_synced) = (pods.clone(), nodes.clone(), groups.clone());
     let datajobs = controller::datajob::run(
         ctx.clone(),
         controller::datajob::DataJobCaches {
             jobs: jobs.clone(),
             job_events,
             groups: groups.clone(),
-            group_events,
+            group_events: controller::ticks(group_changes),
             pods: pods.clone(),
         },
-        shutdown,
-        move || {
-            // Ready once every cache is synced (the Job cache is, when this is called).
-            tokio::spawn(async move {
-                let synced = futures::future::join3(
-                    pods_synced.wait_until_ready(),
-                    nodes_synced.wait_until_ready(),
-                    groups_synced.wait_until_ready(),
-                )
-                .await;
-                if synced.0.is_ok() && synced.1.is_ok() && synced.2.is_ok() {
-                    info!("caches synced; ready");
-                    ready_flag.set_ready();
-                }
-            });
-        },
+        stopped(act.clone()),
     );
-    let caches = controller::watchdog::WatchdogCaches {
-        pods: pods.clone(),
-        nodes: nodes.clone(),
-        groups: groups.clone(),
-    };
     let watchdog = controller::watchdog::run(
         ctx.clone(),
         config.watchdog(),
-        caches,
+        controller::watchdog::WatchdogCaches {
+            pods: pods.clone(),
+            nodes: nodes.clone(),
+            groups,
+        },
         pods_for_watchdog,
-        stopped(stop_rx.clone()),
+        stopped(act.clone()),
     );
     let (datajob_cache, datajob_events) =
         controller::cache::<DataJob>(client.clone(), watcher::Config::default(), |_| {});
@@ -199,7 +260,7 @@ async fn run(config: Config) -> Result<()> {
             datajobs: datajob_cache,
             datajob_events,
         },
-        stopped(stop_rx.clone()),
+        stopped(act.clone()),
     );
     let cleanup = controller::cleanup::run(
         ctx,
@@ -207,56 +268,17 @@ async fn run(config: Config) -> Result<()> {
         jobs,
         config.pvc_grace,
         config.cleanup_interval,
-        stopped(stop_rx.clone()),
+        stopped(act.clone()),
     );
     let pumps = async move {
         tokio::select! {
             _ = pod_pump => {},
-            _ = group_pump => {},
-            _ = stopped(stop_rx.clone()) => {},
+            _ = stopped(act) => {},
         }
     };
+    info!("leading: controllers running");
     tokio::join!(datajobs, watchdog, nodegroups, cleanup, pumps);
-
-    webhook_handle.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
-    if let Some(t) = webhook_task {
-        let _ = t.await;
-    }
-    let _ = admin.await;
-    signal_task.abort();
-    Ok(())
-}
-
-/// NodeGroup events whose spec changed (generation) or that were deleted, so status
-/// updates do not re-place every DataJob; the returned pump keeps the cache filled.
-fn changed_specs(
-    stream: impl futures::Stream<Item = NodeGroup> + Send + 'static,
-    store: kube::runtime::reflector::Store<NodeGroup>,
-) -> (
-    impl futures::Stream<Item = NodeGroup> + Send + 'static,
-    impl std::future::Future<Output = ()> + Send + 'static,
-) {
-    let (tx, rx) = futures::channel::mpsc::unbounded();
-    let mut seen: std::collections::HashMap<String, Option<i64>> = std::collections::HashMap::new();
-    let pump = futures::StreamExt::for_each(stream, move |ng| {
-        let key = ng.metadata.uid.clone().unwrap_or_default();
-        // The reflector has applied the event before it is passed on: a group that is
-        // not in the store any more was deleted.
-        let deleted = store
-            .get(&kube::runtime::reflector::ObjectRef::from_obj(&ng))
-            .is_none_or(|current| current.metadata.uid != ng.metadata.uid);
-        let changed = if deleted {
-            seen.remove(&key);
-            true
-        } else {
-            seen.insert(key, ng.metadata.generation) != Some(ng.metadata.generation)
-        };
-        if changed {
-            let _ = tx.unbounded_send(ng);
-        }
-        async {}
-    });
-    (rx, pump)
+    info!("controllers stopped");
 }
 
 async fn shutdown_signal() {

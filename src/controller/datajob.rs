@@ -48,20 +48,20 @@ pub struct DataJobCaches<J, G> {
     pub jobs: Store<Job>,
     pub job_events: J,
     pub groups: Store<NodeGroup>,
+    /// Ticks when a NodeGroup was created, deleted or its spec changed.
     pub group_events: G,
     /// Filled by the watchdog's pod stream.
     pub pods: Store<Pod>,
 }
 
-/// Runs the controller until `shutdown` resolves. `ready` is called once caches are synced.
+/// Runs the controller until `shutdown` resolves.
 pub async fn run<J, G>(
     base: Context,
     caches: DataJobCaches<J, G>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-    ready: impl FnOnce(),
 ) where
     J: futures::Stream<Item = Job> + Send + 'static,
-    G: futures::Stream<Item = NodeGroup> + Send + 'static,
+    G: futures::Stream<Item = ()> + Send + 'static,
 {
     let DataJobCaches {
         jobs,
@@ -90,23 +90,17 @@ pub async fn run<J, G>(
         Some(ObjectRef::<DataJob>::new(&name).within(&ns))
     })
     // A NodeGroup change can move every DataJob: place them all again.
-    .reconcile_all_on(group_events.map(|_| ()))
+    .reconcile_all_on(group_events)
     .graceful_shutdown_on(shutdown);
-    let waiter = jobs.clone();
-    let ready_task = async move {
-        if waiter.wait_until_ready().await.is_ok() {
-            ready();
-        }
-    };
-    let run = controller
+    controller
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
             match res {
                 Ok((obj, _)) => tracing::debug!(datajob = %obj, "reconciled"),
                 Err(e) => tracing::debug!(error = %e, "reconcile failed"),
             }
-        });
-    futures::join!(run, ready_task);
+        })
+        .await;
 }
 
 fn error_policy(dj: Arc<DataJob>, error: &Error, ctx: Arc<DataJobContext>) -> Action {

@@ -158,3 +158,49 @@ pub fn fan_out<T: Clone + Send + 'static>(
     });
     (a_rx, b_rx, pump)
 }
+
+/// NodeGroup changes that can move DataJobs: created, deleted, or spec changed
+/// (generation), not status updates. Counted in a watch channel, so changes coalesce
+/// and nothing queues up while nobody listens (a replica that does not lead). The
+/// returned pump keeps the cache filled and must be polled.
+pub fn spec_changes<K>(
+    stream: impl Stream<Item = K> + Send + 'static,
+    store: Store<K>,
+) -> (
+    tokio::sync::watch::Receiver<u64>,
+    impl std::future::Future<Output = ()> + Send + 'static,
+)
+where
+    K: Cacheable,
+{
+    let (tx, rx) = tokio::sync::watch::channel(0u64);
+    let mut seen: std::collections::HashMap<String, Option<i64>> = std::collections::HashMap::new();
+    let pump = stream.for_each(move |obj| {
+        let key = obj.meta().uid.clone().unwrap_or_default();
+        // The reflector has applied the event before it is passed on: an object that
+        // is not in the store any more was deleted.
+        let deleted = store
+            .get(&reflector::ObjectRef::from_obj(&obj))
+            .is_none_or(|current| current.meta().uid != obj.meta().uid);
+        let changed = if deleted {
+            seen.remove(&key);
+            true
+        } else {
+            seen.insert(key, obj.meta().generation) != Some(obj.meta().generation)
+        };
+        if changed {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        async {}
+    });
+    (rx, pump)
+}
+
+/// A stream that yields once for every batch of changes announced on `rx` after now.
+pub fn ticks(mut rx: tokio::sync::watch::Receiver<u64>) -> impl Stream<Item = ()> + Send + 'static {
+    rx.mark_unchanged();
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.changed().await.ok()?;
+        Some(((), rx))
+    })
+}

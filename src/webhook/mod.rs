@@ -1,5 +1,6 @@
 //! The validating admission webhook: refuses a bad DataJob at `kubectl apply` with the
 //! same words `kubectl datajob plan` and the reconciler use ([`crate::validation`]).
+pub mod serve;
 pub mod tls;
 
 use std::sync::Arc;
