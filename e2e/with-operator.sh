@@ -50,7 +50,15 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 curl -sf "http://$ADMIN/readyz" >/dev/null || { echo "with-operator.sh: operator not ready after 30s" >&2; tail -30 "$LOG" >&2; exit 1; }
-echo "with-operator.sh: operator ready (pid $OP, log $LOG)" >&2
+# Serving is not leading: wait until it holds the Lease and runs the controllers (a
+# Lease left by an operator killed just before may take its duration, 15 s, to expire).
+for _ in $(seq 1 200); do
+  if curl -sf "http://$ADMIN/metrics" | grep -q '^datajob_leader 1$'; then break; fi
+  if ! kill -0 "$OP" 2>/dev/null; then echo "with-operator.sh: the operator exited; its log:" >&2; tail -30 "$LOG" >&2; exit 1; fi
+  sleep 0.2
+done
+curl -sf "http://$ADMIN/metrics" | grep -q '^datajob_leader 1$' || { echo "with-operator.sh: operator did not become the leader after 40s" >&2; tail -30 "$LOG" >&2; exit 1; }
+echo "with-operator.sh: operator ready and leading (pid $OP, log $LOG)" >&2
 export DATAJOB_OPERATOR_LOG=$LOG
 set +e
 "$@"

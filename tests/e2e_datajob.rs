@@ -442,8 +442,10 @@ async fn reconciling_twice_or_restarting_never_creates_a_second_job() {
     let client = client().await;
     let ns = test_namespace(&client, "idempotent").await;
     let api: Api<DataJob> = Api::namespaced(client.clone(), ns.name());
-    // A second operator races the first one over the same DataJobs from the start.
-    let mut second = common::operator::spawn(&[]).await;
+    // A second operator races the first one over the same DataJobs from the start:
+    // without leader election, so both act (idempotency must not rest on the Lease).
+    const ALONE: &[(&str, &str)] = &[("DATAJOB_LEADER_ELECT", "false")];
+    let mut second = common::operator::spawn(ALONE).await;
     create(&api, &datajob("once", json!({"image": "busybox"}))).await;
     create(
         &api,
@@ -458,7 +460,7 @@ async fn reconciling_twice_or_restarting_never_creates_a_second_job() {
         .unwrap();
     // Restart it mid-life and poke the DataJobs so both reconcile again and again.
     second.stop().await;
-    let mut second = common::operator::spawn(&[]).await;
+    let mut second = common::operator::spawn(ALONE).await;
     for i in 0..5 {
         for name in ["once", "every"] {
             let patch =

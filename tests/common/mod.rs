@@ -22,6 +22,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
+pub mod kubectl;
 pub mod operator;
 pub mod plugin;
 

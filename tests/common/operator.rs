@@ -13,6 +13,40 @@ pub struct Operator {
 }
 
 impl Operator {
+    /// Its process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Kills it with SIGKILL (no clean-up, no Lease release) and reaps it.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub async fn terminate(&self) {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status()
+                .await;
+        }
+    }
+
+    /// Its `/metrics` text, if it answers.
+    pub async fn metrics(&self) -> Option<String> {
+        http_get(&self.admin, "/metrics")
+            .await
+            .filter(|out| out.starts_with("HTTP/1.1 200"))
+    }
+
+    /// Whether it says it leads (`datajob_leader`), if it answers.
+    pub async fn leads(&self) -> Option<bool> {
+        let text = self.metrics().await?;
+        sample(&text, "datajob_leader", &[]).map(|v| v == 1.0)
+    }
+
     /// Stops it (SIGTERM, then SIGKILL after 10 s) and waits for it to exit.
     pub async fn stop(&mut self) {
         if let Some(pid) = self.child.id() {
@@ -37,7 +71,7 @@ impl Drop for Operator {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -111,7 +145,8 @@ pub async fn wait_for_sample(
 }
 
 /// Starts `datajob-operator` without a webhook, with `env` on top of a clean
-/// configuration, and waits until it is ready.
+/// configuration, and waits until it is ready (serving; with leader election on, it may
+/// still be a follower: see [`Operator::leads`]).
 pub async fn spawn(env: &[(&str, &str)]) -> Operator {
     let admin = format!("127.0.0.1:{}", free_port());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_datajob-operator"));
