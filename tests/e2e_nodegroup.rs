@@ -670,3 +670,81 @@ async fn install_machine_deployment_crd(client: &Client) {
     .await
     .unwrap();
 }
+
+/// Users type the singular (`kubectl get datajob NAME`); that must name DataJobs only,
+/// while both kinds stay listable together under their category. A NodeGroup exists
+/// during the test, so a category that swallowed the singular would show it.
+#[tokio::test]
+async fn kubectl_names_datajobs_as_users_type_them() {
+    use common::kubectl::kubectl;
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let ns = test_namespace(&client, "kubectl-names").await;
+    let (group, _guard) = node_group(
+        &client,
+        "kubectl-names",
+        json!({"node": {"cpu": 64, "memory": "256Gi"}, "maxSize": 1, "pricePerHour": "1", "provider": {"static": {}}}),
+    )
+    .await;
+    let manifest = format!(
+        "apiVersion: datajob.dev/v1alpha1\nkind: DataJob\nmetadata:\n  name: nightly\n  namespace: {ns}\nspec:\n  image: busybox\n  schedule: \"0 3 * * *\"\n"
+    );
+    let applied = kubectl(&["apply", "-f", "-"], Some(&manifest));
+    assert!(applied.ok, "{applied}");
+    for args in [
+        vec!["get", "datajob", "nightly"],
+        vec!["get", "datajobs", "nightly"],
+        vec!["get", "dj", "nightly"],
+        vec!["get", "datajob.datajob.dev", "nightly"],
+    ] {
+        let mut a = args.clone();
+        a.extend(["-n", ns.name()]);
+        let out = kubectl(&a, None);
+        assert!(out.ok, "kubectl {}: {out}", a.join(" "));
+        assert!(
+            out.stdout.contains("nightly") && out.stdout.contains("0 3 * * *"),
+            "{out}"
+        );
+    }
+    let described = kubectl(&["describe", "datajob", "nightly", "-n", ns.name()], None);
+    assert!(described.ok, "{described}");
+    assert!(
+        described.stdout.contains("Kind:         DataJob"),
+        "{described}"
+    );
+
+    // `get datajob` lists DataJobs only; the category lists both kinds.
+    let listed = kubectl(&["get", "datajob", "-A", "-o", "name"], None);
+    assert!(listed.ok, "{listed}");
+    assert!(
+        listed
+            .stdout
+            .lines()
+            .any(|l| l == "datajob.datajob.dev/nightly"),
+        "{listed}"
+    );
+    assert!(
+        listed
+            .stdout
+            .lines()
+            .all(|l| l.starts_with("datajob.datajob.dev/")),
+        "only DataJobs: {listed}"
+    );
+    let both = kubectl(&["get", "datajob-all", "-A", "-o", "name"], None);
+    assert!(both.ok, "{both}");
+    assert!(
+        both.stdout.contains("datajob.datajob.dev/nightly"),
+        "{both}"
+    );
+    assert!(
+        both.stdout
+            .contains(&format!("nodegroup.datajob.dev/{group}")),
+        "{both}"
+    );
+
+    let deleted = kubectl(&["delete", "datajob", "nightly", "-n", ns.name()], None);
+    assert!(deleted.ok, "{deleted}");
+    assert!(deleted.stdout.contains("deleted"), "{deleted}");
+    let gone = kubectl(&["get", "datajob", "nightly", "-n", ns.name()], None);
+    assert!(!gone.ok && gone.stderr.contains("NotFound"), "{gone}");
+}

@@ -20,7 +20,7 @@ pub const MAX_NAME_LEN: usize = 52;
     kind = "DataJob",
     plural = "datajobs",
     shortname = "dj",
-    category = "datajob",
+    category = "datajob-all",
     namespaced,
     status = "DataJobStatus",
     doc = "A batch data job: an image run once or on a schedule, with a deadline, bounded retries and resources (not VMs).",

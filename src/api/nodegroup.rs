@@ -19,7 +19,7 @@ use super::quantity::Quantity;
     kind = "NodeGroup",
     plural = "nodegroups",
     shortname = "ng",
-    category = "datajob",
+    category = "datajob-all",
     status = "NodeGroupStatus",
     doc = "A pool of identical nodes that DataJob places runs on, scales up from zero when work is pending and back down when idle.",
     printcolumn(name = "CPU", type_ = "string", json_path = ".spec.node.cpu"),
