@@ -20,9 +20,20 @@ impl std::fmt::Display for Out {
     }
 }
 
+/// A discovery cache of this test process's own: kubectl keeps discovery (and so CRD
+/// names and categories) for hours, and a cache from an older CRD hides what a user
+/// with the current one sees.
+fn cache_dir() -> String {
+    std::env::temp_dir()
+        .join(format!("datajob-e2e-kubectl-cache-{}", std::process::id()))
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// `kubectl ARGS`, with `stdin` fed to it when given.
 pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Out {
     let mut child = Command::new(std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into()))
+        .arg(format!("--cache-dir={}", cache_dir()))
         .args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
