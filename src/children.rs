@@ -89,7 +89,7 @@ pub fn cronjob(dj: &DataJob, r: &Resolved, guards: &Guards) -> Option<CronJob> {
     Some(CronJob {
         metadata: owner_meta(dj, r.name.clone(), labels.clone(), BTreeMap::new()),
         spec: CronJobSpec {
-            schedule: schedule.expression.clone(),
+            schedule: schedule.cronjob.clone(),
             time_zone: Some(r.time_zone.name().to_string()),
             concurrency_policy: Some("Forbid".into()),
             // Always set: without it a CronJob that missed 100 schedules stops for good
@@ -400,6 +400,102 @@ fn env(r: &Resolved) -> Vec<EnvVar> {
     ];
     env.extend(r.env.iter().cloned());
     env
+}
+
+/// The DataJob field a field of its CronJob or Job comes from, so that a refusal of the
+/// child by the apiserver can say what the user must fix.
+pub fn datajob_field(child_field: &str) -> Option<String> {
+    let f = child_field
+        .trim_start_matches("spec.jobTemplate.")
+        .trim_start_matches("spec.template.");
+    let container = ["spec.containers[0].", "containers[0]."]
+        .iter()
+        .find_map(|p| f.strip_prefix(p));
+    let mapped = match (f, container) {
+        ("spec.schedule", _) => "spec.schedule".to_string(),
+        ("spec.timeZone", _) => "spec.timeZone".to_string(),
+        ("metadata.name", _) => "metadata.name".to_string(),
+        (_, Some(c)) if c.starts_with("image") => "spec.image".to_string(),
+        (_, Some(c)) if c.starts_with("command") => "spec.command".to_string(),
+        (_, Some(c)) if c.starts_with("args") => "spec.args".to_string(),
+        (_, Some(c)) if c.starts_with("resources") => "spec.resources".to_string(),
+        (_, Some(c)) if c.starts_with("env") => {
+            // env[i] of the container: the user's variables come after the operator's.
+            return Some("spec.env".to_string());
+        }
+        (f, _)
+            if f.starts_with("metadata.annotations")
+                || f.starts_with("spec.metadata.annotations") =>
+        {
+            "spec.podAnnotations".to_string()
+        }
+        (f, _) if f.starts_with("spec.serviceAccountName") => "spec.serviceAccountName".to_string(),
+        _ => return None,
+    };
+    Some(mapped)
+}
+
+/// What the DataJob says when the apiserver refused its `kind` child: the apiserver's
+/// own words, and the DataJob fields to fix.
+pub fn rejection(kind: &str, status: &kube::core::Status) -> String {
+    let mut fields: Vec<String> = status
+        .details
+        .iter()
+        .flat_map(|d| d.causes.iter())
+        .filter_map(|c| datajob_field(&c.field))
+        .collect();
+    fields.dedup();
+    let words = status.message.trim();
+    match fields.is_empty() {
+        true => format!("the apiserver refused the {kind}: {words}"),
+        false => format!(
+            "the apiserver refused the {kind}: {words}; fix {}",
+            fields.join(", ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod rejection_tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_child_names_the_datajob_field_to_fix() {
+        assert_eq!(
+            datajob_field("spec.schedule").as_deref(),
+            Some("spec.schedule")
+        );
+        assert_eq!(
+            datajob_field("spec.jobTemplate.spec.template.spec.containers[0].image").as_deref(),
+            Some("spec.image")
+        );
+        assert_eq!(
+            datajob_field("spec.template.spec.containers[0].env[7].value").as_deref(),
+            Some("spec.env")
+        );
+        assert_eq!(
+            datajob_field("spec.jobTemplate.spec.template.metadata.annotations").as_deref(),
+            Some("spec.podAnnotations")
+        );
+        assert_eq!(datajob_field("spec.parallelism"), None);
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "code": 422, "reason": "Invalid",
+            "message": "CronJob.batch \"weekly\" is invalid: spec.schedule: Invalid value: \"0 12 * * 7\": end of range (7) above maximum (6)",
+            "details": {"name": "weekly", "kind": "CronJob", "causes": [
+                {"reason": "FieldValueInvalid", "message": "Invalid value", "field": "spec.schedule"}
+            ]}
+        }))
+        .unwrap();
+        let said = rejection("CronJob", &status);
+        assert!(
+            said.starts_with("the apiserver refused the CronJob: CronJob.batch"),
+            "{said}"
+        );
+        assert!(
+            said.contains("end of range (7)") && said.ends_with("; fix spec.schedule"),
+            "{said}"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -8,8 +8,11 @@ use chrono_tz::Tz;
 /// A parsed schedule in its time zone.
 #[derive(Clone, Debug)]
 pub struct Schedule {
-    /// The expression as the user wrote it (what the CronJob gets).
+    /// The expression as the user wrote it.
     pub expression: String,
+    /// The same schedule as the CronJob controller reads it (`7` for Sunday is written
+    /// `0`, which is what Kubernetes accepts): what the CronJob gets.
+    pub cronjob: String,
     pub time_zone: Tz,
     inner: cron::Schedule,
 }
@@ -57,15 +60,32 @@ impl Schedule {
         {
             check_numbers(fields[i], name, lo, hi)?;
         }
-        let dow = day_of_week(fields[4])?;
+        let days = weekdays(fields[4])?;
         let six = format!(
             "0 {} {} {} {} {}",
-            fields[0], fields[1], fields[2], fields[3], dow
+            fields[0],
+            fields[1],
+            fields[2],
+            fields[3],
+            crate_days(fields[4], &days)
         );
+        // Kubernetes' cron parser counts weekdays 0-6 only: spell a 7 (Sunday) as 0.
+        let cronjob = match has_seven(fields[4]) {
+            false => expr.to_string(),
+            true => format!(
+                "{} {} {} {} {}",
+                fields[0],
+                fields[1],
+                fields[2],
+                fields[3],
+                kubernetes_days(&days)
+            ),
+        };
         let inner = cron::Schedule::from_str(&six)
             .map_err(|e| format!("is not a valid cron expression ({e})"))?;
         let schedule = Schedule {
             expression: expr.to_string(),
+            cronjob,
             time_zone,
             inner,
         };
@@ -125,11 +145,40 @@ fn check_numbers(field: &str, name: &str, lo: u32, hi: u32) -> Result<(), String
     Ok(())
 }
 
-/// Standard cron counts weekdays 0-7 with 0 and 7 both Sunday; the `cron` crate counts
-/// 1-7 from Sunday. Expand the field to the days it means and write them the crate's way.
-fn day_of_week(field: &str) -> Result<String, String> {
+/// Whether a day-of-week field names day 7 (Sunday, in standard cron) as a number.
+fn has_seven(field: &str) -> bool {
+    field
+        .split([',', '-'])
+        .map(|part| part.split('/').next().unwrap_or(part))
+        .any(|n| n == "7")
+}
+
+/// The days as the `cron` crate counts them (1-7 from Sunday), `*` for every day.
+fn crate_days(field: &str, days: &[bool; 7]) -> String {
     if field == "*" || field == "?" {
-        return Ok("*".into());
+        return "*".into();
+    }
+    let list: Vec<String> = (0..7)
+        .filter(|d| days[*d])
+        .map(|d| (d + 1).to_string())
+        .collect();
+    list.join(",")
+}
+
+/// The days as Kubernetes' cron parser counts them (0-6 from Sunday).
+fn kubernetes_days(days: &[bool; 7]) -> String {
+    if days.iter().all(|d| *d) {
+        return "*".into();
+    }
+    let list: Vec<String> = (0..7).filter(|d| days[*d]).map(|d| d.to_string()).collect();
+    list.join(",")
+}
+
+/// Standard cron counts weekdays 0-7 with 0 and 7 both Sunday; expand the field to the
+/// days it means (index 0 = Sunday).
+fn weekdays(field: &str) -> Result<[bool; 7], String> {
+    if field == "*" || field == "?" {
+        return Ok([true; 7]);
     }
     let day = |s: &str| -> Result<u32, String> {
         if let Ok(n) = s.parse::<u32>() {
@@ -186,11 +235,7 @@ fn day_of_week(field: &str) -> Result<String, String> {
             d += step;
         }
     }
-    let list: Vec<String> = (0..7)
-        .filter(|d| days[*d as usize])
-        .map(|d| (d + 1).to_string())
-        .collect();
-    Ok(list.join(","))
+    Ok(days)
 }
 
 #[cfg(test)]
@@ -243,6 +288,25 @@ mod tests {
             fri_to_sun.next_after(at("2026-11-25T00:00:00Z")),
             Some(at("2026-11-27T00:00:00Z"))
         );
+    }
+
+    #[test]
+    fn a_cronjob_gets_sunday_as_kubernetes_spells_it() {
+        let cj = |e: &str| Schedule::parse(e, Tz::UTC).unwrap().cronjob;
+        assert_eq!(cj("0 12 * * 7"), "0 12 * * 0");
+        assert_eq!(cj("0 12 * * 5-7"), "0 12 * * 0,5,6");
+        assert_eq!(cj("0 12 * * 1,7"), "0 12 * * 0,1");
+        assert_eq!(cj("0 12 * * 0-7"), "0 12 * * *");
+        // Spellings Kubernetes reads as they are stay as written.
+        for e in [
+            "0 12 * * 0",
+            "0 12 * * MON-FRI",
+            "30 6 * * 1-5",
+            "@weekly",
+            "*/17 * * * *",
+        ] {
+            assert_eq!(cj(e), e);
+        }
     }
 
     #[test]

@@ -28,6 +28,16 @@ const MAX_DISK: u64 = 256 << 40;
 const MAX_GPU: i32 = 16;
 /// Environment variables the operator sets itself.
 pub const RESERVED_ENV_PREFIX: &str = "DATAJOB_";
+/// The largest `spec.env[].value`: configuration beyond this belongs in a ConfigMap or
+/// Secret (`valueFrom`).
+pub const MAX_ENV_VALUE_BYTES: usize = 32 << 10;
+/// The largest spec, as JSON. The DataJob, its CronJob, its Jobs and their pods each
+/// carry it, and Kubernetes refuses objects past etcd's request limit (1.5 MiB) with an
+/// HTTP 500 that names no field.
+pub const MAX_SPEC_BYTES: usize = 256 << 10;
+/// The largest `spec.podAnnotations`, keys and values together (Kubernetes allows 256 KiB
+/// of annotations on a pod, and the operator adds its own).
+pub const MAX_POD_ANNOTATIONS_BYTES: usize = 64 << 10;
 
 /// Limits a platform engineer sets in the operator's configuration.
 #[derive(Clone, Debug)]
@@ -313,6 +323,8 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
         }
     }
 
+    check_sizes(spec, &mut p);
+
     for key in spec.pod_annotations.keys() {
         let field = format!("spec.podAnnotations[{key}]");
         let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key));
@@ -410,6 +422,57 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
     })
 }
 
+fn kib(n: usize) -> String {
+    format!("{} KiB", n.div_ceil(1024))
+}
+
+/// Sizes that would pass the schema but make Kubernetes refuse the DataJob or its
+/// children with an error that names no field.
+fn check_sizes(spec: &crate::api::DataJobSpec, p: &mut Vec<Problem>) {
+    for (i, e) in spec.env.iter().enumerate() {
+        if let Some(v) = &e.value
+            && v.len() > MAX_ENV_VALUE_BYTES
+        {
+            p.push(Problem::new(
+                format!("spec.env[{i}].value"),
+                format!("<{} of text>", kib(v.len())),
+                format!("is longer than the limit of {}", kib(MAX_ENV_VALUE_BYTES)),
+                format!(
+                    "put large configuration in a ConfigMap or Secret and read it with spec.env[{i}].valueFrom"
+                ),
+            ));
+        }
+    }
+    let annotations: usize = spec
+        .pod_annotations
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    if annotations > MAX_POD_ANNOTATIONS_BYTES {
+        p.push(Problem::new(
+            "spec.podAnnotations",
+            format!("<{} of annotations>", kib(annotations)),
+            format!(
+                "is larger than the limit of {}",
+                kib(MAX_POD_ANNOTATIONS_BYTES)
+            ),
+            "keep annotations short; put data in a ConfigMap",
+        ));
+    }
+    let total = serde_json::to_vec(spec).map(|v| v.len()).unwrap_or(0);
+    if total > MAX_SPEC_BYTES {
+        p.push(Problem::new(
+            "spec",
+            format!("<{} in all>", kib(total)),
+            format!(
+                "is larger than the limit of {}: the DataJob, its CronJob, Jobs and pods each carry it",
+                kib(MAX_SPEC_BYTES)
+            ),
+            "move large values (env, args, annotations) into a ConfigMap or Secret",
+        ));
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn quantity(
     p: &mut Vec<Problem>,
@@ -481,6 +544,56 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect()
+    }
+
+    #[test]
+    fn oversized_values_are_refused_with_the_field_and_the_limit() {
+        let mut s = spec();
+        s.env = vec![EnvVar {
+            name: "BLOB".into(),
+            value: Some("x".repeat(2 << 20)),
+            value_from: None,
+        }];
+        let found = problems(dj("big", s));
+        assert!(
+            found.iter().any(|p| p.starts_with("spec.env[0].value")
+                && p.contains("32 KiB")
+                && p.contains("valueFrom")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("spec ") && p.contains("256 KiB")),
+            "{found:?}"
+        );
+        let mut s = spec();
+        s.env = (0..20)
+            .map(|i| EnvVar {
+                name: format!("V{i}"),
+                value: Some("y".repeat(20 << 10)),
+                value_from: None,
+            })
+            .collect();
+        let found = problems(dj("many", s));
+        assert_eq!(
+            found.len(),
+            1,
+            "each value fits, the whole does not: {found:?}"
+        );
+        let mut s = spec();
+        s.pod_annotations = (0..5)
+            .map(|i| (format!("example.com/a{i}"), "z".repeat(20 << 10)))
+            .collect();
+        assert!(problems(dj("notes", s))[0].starts_with("spec.podAnnotations"));
+        // Just under every limit is fine.
+        let mut s = spec();
+        s.env = vec![EnvVar {
+            name: "OK".into(),
+            value: Some("x".repeat(MAX_ENV_VALUE_BYTES)),
+            value_from: None,
+        }];
+        assert!(resolve(&dj("fits", s), &Limits::default()).is_ok());
     }
 
     #[test]

@@ -18,6 +18,8 @@ use crate::nodegroups::{Group, resolve_and_place, usable_groups};
 use crate::validation::Limits;
 
 pub const PATH: &str = "/validate-datajob";
+/// The largest admission review read: twice the apiserver's 3 MiB request limit, with room.
+const MAX_REVIEW_BYTES: usize = 8 << 20;
 
 #[derive(Clone)]
 struct WebhookState {
@@ -41,7 +43,14 @@ pub fn router(
         groups,
         metrics,
     };
-    Router::new().route(PATH, post(validate)).with_state(state)
+    Router::new()
+        .route(PATH, post(validate))
+        // A review carries the object (and, on update, the old one). axum's default 2 MiB
+        // would answer an oversized DataJob with 413, which the apiserver's `Ignore`
+        // policy lets through to fail in etcd without a field; read it and refuse it
+        // with the field and the limit instead.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_REVIEW_BYTES))
+        .with_state(state)
 }
 
 /// How long a review waits for the NodeGroup cache after the operator started.
