@@ -233,7 +233,12 @@ pub struct Observed<'a> {
     /// Runs read from the DataJob's Jobs now.
     pub runs: Vec<RunRecord>,
     pub now: DateTime<Utc>,
+    /// The apiserver refused a child the valid spec made: its words, and what to fix.
+    pub rejected: Option<&'a str>,
 }
+
+/// The reason on a DataJob whose CronJob or Job the apiserver refused.
+pub const CHILD_REJECTED: &str = "ChildRejected";
 
 /// The status the DataJob should have. Condition transition times are kept from the
 /// previous status when nothing changed, so an unchanged status compares equal.
@@ -272,12 +277,15 @@ pub fn desired_status(o: Observed<'_>) -> DataJobStatus {
         Ok(r) => {
             conditions.push(("Invalid", false, "Valid", "the spec is valid".into()));
             s.node_group = r.placement.as_ref().map(|g| g.name.clone());
-            conditions.push((
-                "Ready",
-                true,
-                "Reconciled",
-                "the DataJob's CronJob or Job is up to date".into(),
-            ));
+            conditions.push(match o.rejected {
+                None => (
+                    "Ready",
+                    true,
+                    "Reconciled",
+                    "the DataJob's CronJob or Job is up to date".into(),
+                ),
+                Some(why) => ("Ready", false, CHILD_REJECTED, why.to_string()),
+            });
             if !r.suspend {
                 s.next_run = r
                     .schedule
@@ -294,6 +302,11 @@ pub fn desired_status(o: Observed<'_>) -> DataJobStatus {
             s.state = Some(state);
             s.reason = reason;
             s.message = message;
+            if let Some(why) = o.rejected {
+                s.state = Some(RunState::Invalid);
+                s.reason = Some(CHILD_REJECTED.into());
+                s.message = Some(why.to_string());
+            }
         }
     }
     let running = !s.active_runs.is_empty();

@@ -295,3 +295,26 @@ fn help_and_completions() {
     let out = plugin(&["logs"]);
     assert_eq!(out.status.code(), Some(2), "missing NAME is a usage error");
 }
+
+/// A 2 MB env value passes the schema; Kubernetes would then fail the DataJob with an
+/// HTTP 500 that names no field. `plan` refuses it with the field and the limit.
+#[test]
+fn plan_refuses_an_oversized_env_value_with_the_field_and_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.yaml");
+    let yaml = format!(
+        "apiVersion: datajob.dev/v1alpha1\nkind: DataJob\nmetadata:\n  name: big\nspec:\n  image: busybox\n  env:\n  - name: BLOB\n    value: \"{}\"\n",
+        "x".repeat(2_000_000)
+    );
+    std::fs::write(&path, yaml).unwrap();
+    let out = plugin(&["plan", "-f", path.to_str().unwrap(), "--offline"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("spec.env[0].value")
+            && stdout.contains("is longer than the limit of 32 KiB")
+            && stdout.contains("valueFrom"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("spec \"<1954 KiB in all>\""), "{stdout}");
+}

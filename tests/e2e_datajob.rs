@@ -556,3 +556,197 @@ async fn deleting_a_datajob_removes_its_cronjob_jobs_and_pods() {
     .await
     .unwrap();
 }
+
+/// DataJob's docs allow 7 for Sunday, as standard cron does; Kubernetes' CronJob
+/// validation does not. The CronJob gets 0, and the DataJob is scheduled.
+#[tokio::test]
+async fn a_sunday_written_as_seven_is_scheduled() {
+    let client = client().await;
+    let ns = test_namespace(&client, "sunday").await;
+    let api: Api<DataJob> = Api::namespaced(client.clone(), ns.name());
+    create(
+        &api,
+        &datajob(
+            "weekly",
+            json!({"image": "busybox", "schedule": "0 12 * * 7"}),
+        ),
+    )
+    .await;
+    let dj = state_is(&api, "weekly", RunState::Scheduled, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let next = dj.status.unwrap().next_run.unwrap();
+    let next = labels::parse_rfc3339(&next).unwrap();
+    assert_eq!(next.format("%a %H:%M").to_string(), "Sun 12:00");
+    let cronjobs: Api<CronJob> = Api::namespaced(client.clone(), ns.name());
+    let cj = cronjobs.get("weekly").await.unwrap();
+    assert_eq!(cj.spec.schedule, "0 12 * * 0");
+}
+
+/// A child the apiserver refuses (here an admission policy of the cluster, as a platform
+/// team would write one) shows on the DataJob with the apiserver's words, in
+/// `kubectl get datajobs` and as a Warning event; once allowed, the run goes.
+#[tokio::test]
+async fn a_child_the_apiserver_refuses_shows_on_the_datajob() {
+    use common::kubectl::kubectl;
+    let client = client().await;
+    let ns = test_namespace(&client, "refused").await;
+    let policy = common::unique_name("e2e-freeze-batch");
+    let policies = Api::<DynamicObject>::all_with(
+        client.clone(),
+        &ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingAdmissionPolicy",
+        )),
+    );
+    let bindings = Api::<DynamicObject>::all_with(
+        client.clone(),
+        &ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingAdmissionPolicyBinding",
+        )),
+    );
+    let p: DynamicObject = common::from_json(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": policy},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["jobs", "cronjobs"]}]},
+            "validations": [{"expression": "false", "message": "batch work is frozen in this namespace"}]
+        }
+    }));
+    policies.create(&PostParams::default(), &p).await.unwrap();
+    let b: DynamicObject = common::from_json(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": policy},
+        "spec": {
+            "policyName": policy, "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns.name()}}}
+        }
+    }));
+    bindings.create(&PostParams::default(), &b).await.unwrap();
+    // The apiserver starts enforcing a new policy within a second or so.
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns.name());
+    wait_for("the policy is enforced", Duration::from_secs(30), || async {
+        let probe: Job = common::from_json(json!({
+            "metadata": {"name": "probe"},
+            "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}
+        }));
+        let dry = PostParams { dry_run: true, ..Default::default() };
+        Ok(jobs.create(&dry, &probe).await.is_err().then_some(()))
+    })
+    .await
+    .unwrap();
+
+    create(
+        &api_in(&client, ns.name()),
+        &datajob("report", json!({"image": "busybox"})),
+    )
+    .await;
+    let api = api_in(&client, ns.name());
+    let dj = wait_for_object(
+        &api,
+        "report",
+        "ChildRejected",
+        Duration::from_secs(60),
+        |d: &DataJob| d.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("ChildRejected"),
+    )
+    .await
+    .unwrap();
+    let status = dj.status.unwrap();
+    assert_eq!(status.state, Some(RunState::Invalid));
+    let message = status.message.unwrap_or_default();
+    assert!(
+        message.starts_with("the apiserver refused the Job")
+            && message.contains("batch work is frozen in this namespace"),
+        "{message}"
+    );
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "ChildRejected")
+    );
+    wait_for_event(
+        &client,
+        ns.name(),
+        "report",
+        "ChildRejected",
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    let listed = kubectl(&["get", "datajobs", "-n", ns.name()], None);
+    assert!(
+        listed.ok && listed.stdout.contains("ChildRejected"),
+        "{listed}"
+    );
+
+    // The platform team lifts the policy; the next reconcile (here: a change) runs it.
+    bindings
+        .delete(&policy, &DeleteParams::default())
+        .await
+        .unwrap();
+    policies
+        .delete(&policy, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("the policy is lifted", Duration::from_secs(30), || async {
+        let probe: Job = common::from_json(json!({
+            "metadata": {"name": "probe"},
+            "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}
+        }));
+        let dry = PostParams { dry_run: true, ..Default::default() };
+        Ok(jobs.create(&dry, &probe).await.is_ok().then_some(()))
+    })
+    .await
+    .unwrap();
+    let poke = json!({"metadata": {"annotations": {"e2e.datajob.dev/poke": "1"}}});
+    api.patch("report", &PatchParams::default(), &Patch::Merge(&poke))
+        .await
+        .unwrap();
+    state_is(&api, "report", RunState::Succeeded, Duration::from_secs(60))
+        .await
+        .unwrap();
+}
+
+fn api_in(client: &kube::Client, ns: &str) -> Api<DataJob> {
+    Api::namespaced(client.clone(), ns)
+}
+
+/// The same 2 MB env value at `kubectl apply`: refused by the webhook with the field and
+/// the limit, not by etcd with an HTTP 500 (the review is larger than axum's default
+/// body limit, so the webhook must read it).
+#[tokio::test]
+async fn an_oversized_datajob_is_refused_at_apply_with_the_field_and_the_limit() {
+    let client = client().await;
+    let ns = test_namespace(&client, "oversized").await;
+    let api: Api<DataJob> = Api::namespaced(client.clone(), ns.name());
+    let dj = datajob(
+        "big",
+        json!({"image": "busybox", "env": [{"name": "BLOB", "value": "x".repeat(2_000_000)}]}),
+    );
+    let err = api
+        .create(&PostParams::default(), &dj)
+        .await
+        .expect_err("refused");
+    let kube::Error::Api(status) = err else {
+        panic!("not an API refusal: {err}")
+    };
+    assert!(
+        status.code == 400 || status.code == 403 || status.code == 422,
+        "a refusal, not a server error: {status:?}"
+    );
+    assert!(
+        status.message.contains("spec.env[0].value")
+            && status.message.contains("32 KiB")
+            && status.message.contains("valueFrom"),
+        "{}",
+        status.message
+    );
+}

@@ -122,8 +122,24 @@ async fn reconcile(dj: Arc<DataJob>, ctx: Arc<DataJobContext>) -> Result<Action>
         }
         let groups = usable_groups(ctx.groups.state().iter().map(|g| g.as_ref()));
         let resolved = resolve_and_place(&dj, &ctx.base.limits, &ctx.base.guards, &groups);
+        // A child the apiserver refuses is not retried every 15 s in silence: the
+        // DataJob says so (ChildRejected) until its spec or the cluster changes.
+        let mut rejected = None;
         if let Ok(r) = &resolved {
-            apply_children(&dj, r, &ctx, &ns).await?;
+            match apply_children(&dj, r, &ctx, &ns).await {
+                Ok(()) => {}
+                // Invalid (422), or refused by an admission policy or a quota (403), or a
+                // request the apiserver cannot take (400).
+                Err(Error::Api { kind, source, .. })
+                    if matches!(source.as_ref(), kube::Error::Api(s) if matches!(s.code, 400 | 403 | 422)) =>
+                {
+                    if let kube::Error::Api(s) = source.as_ref() {
+                        warn!(%kind, error = %s.message, "the apiserver refused a child");
+                        rejected = Some(children::rejection(kind, s));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
         let name = dj.name_any();
         let jobs: Vec<Arc<Job>> = ctx
@@ -163,6 +179,7 @@ async fn reconcile(dj: Arc<DataJob>, ctx: Arc<DataJobContext>) -> Result<Action>
             previous: dj.status.as_ref(),
             runs: current,
             now,
+            rejected: rejected.as_deref(),
         });
         let mut new_cost = None;
         if let Ok(r) = &resolved
@@ -409,13 +426,22 @@ async fn write_status(
         }
     }
     let became_invalid = status.state == Some(crate::api::RunState::Invalid)
-        && (previous.state != status.state || previous.message != status.message);
+        && (previous.state != status.state
+            || previous.reason != status.reason
+            || previous.message != status.message);
     if became_invalid {
+        let rejected = status.reason.as_deref() == Some(runs::CHILD_REJECTED);
         events.push(Event {
             type_: EventType::Warning,
-            reason: "Invalid".into(),
+            reason: match rejected {
+                true => runs::CHILD_REJECTED.into(),
+                false => "Invalid".into(),
+            },
             note: status.message.as_deref().map(|m| truncate(m, 1000)),
-            action: "Validate".into(),
+            action: match rejected {
+                true => "Apply".into(),
+                false => "Validate".into(),
+            },
             secondary: None,
         });
     }
