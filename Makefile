@@ -31,8 +31,9 @@ unit: ## unit tests, CRD drift check (no cluster)
 	$(CARGO) test
 
 .PHONY: crds
-crds: ## regenerate crds/ and docs/api.md from the Rust types
+crds: ## regenerate crds/, the chart's copy and docs/api.md from the Rust types
 	$(CARGO) run -q --bin crdgen -- --write crds
+	cp crds/*.yaml charts/datajob/crds/
 	$(CARGO) run -q --bin crdgen -- --api-doc > docs/api.md
 
 .PHONY: k8s-build
@@ -66,8 +67,7 @@ run: build ## run the operator in the foreground against the current KUBECONFIG 
 .PHONY: e2e
 e2e: ## end-to-end tests on a fresh local control plane (brought down afterwards)
 	$(CARGO) test --features e2e --test 'e2e_*' --no-run
-	bash e2e/run-e2e.sh bash e2e/with-operator.sh \
-	  $(CARGO) test --features e2e --test 'e2e_*' --no-fail-fast -- --test-threads=$${E2E_TEST_THREADS:-4}
+	bash e2e/run-e2e.sh bash e2e/suites.sh
 
 .PHONY: bench
 bench: ## scaling benchmark: DataJob's scaler against a minSize-1, 10-minute-idle baseline (~20 min)
@@ -75,6 +75,10 @@ bench: ## scaling benchmark: DataJob's scaler against a minSize-1, 10-minute-idl
 
 .PHONY: test
 test: lint unit e2e ## everything CI checks: fmt, clippy, unit tests, end-to-end tests
+
+.PHONY: image
+image: ## the operator's image as an OCI archive, no container daemon (target/image/datajob-operator.tar)
+	bash e2e/operator-image.sh
 
 .PHONY: demo
 demo: build ## start the local cluster and the operator, apply the examples, show their status

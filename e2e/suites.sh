@@ -22,6 +22,11 @@ for f in tests/e2e_*.rs; do
     *) shared+=(--test "$t");;
   esac
 done
+# Every operator the suites start runs as the Helm chart's ServiceAccount (the tests
+# that need other rights start theirs with the admin kubeconfig).
+export DATAJOB_WEBHOOK_URL=${DATAJOB_WEBHOOK_URL:-https://${DATAJOB_WEBHOOK_ADDR:-127.0.0.1:9443}}
+DATAJOB_OPERATOR_KUBECONFIG=$(bash "$HERE/chart-identity.sh" | tail -n 1) || exit 1
+export DATAJOB_OPERATOR_KUBECONFIG
 rc=0
 echo "suites.sh: phase 1, one shared operator: ${shared[*]}" >&2
 bash "$HERE/with-operator.sh" cargo test --features e2e "${shared[@]}" --no-fail-fast \

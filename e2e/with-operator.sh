@@ -31,8 +31,17 @@ cargo build --bin datajob-operator
 "$KUBECTL" create namespace "$POD_NAMESPACE" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
 "$KUBECTL" wait --for condition=established --timeout=30s crd/datajobs.datajob.dev >/dev/null
 
+# The operator runs as the Helm chart's ServiceAccount, with exactly the chart's RBAC
+# (e2e/chart-identity.sh), unless DATAJOB_OPERATOR_KUBECONFIG names another identity.
+# The tests themselves keep the admin KUBECONFIG.
+if [ -z "${DATAJOB_OPERATOR_KUBECONFIG:-}" ]; then
+  DATAJOB_OPERATOR_KUBECONFIG=$(bash "$HERE/chart-identity.sh" | tail -n 1)
+fi
+export DATAJOB_OPERATOR_KUBECONFIG
+echo "with-operator.sh: the operator's identity: $DATAJOB_OPERATOR_KUBECONFIG" >&2
+
 mkdir -p "$(dirname "$LOG")"
-target/debug/datajob-operator >"$LOG" 2>&1 &
+KUBECONFIG=$DATAJOB_OPERATOR_KUBECONFIG target/debug/datajob-operator >"$LOG" 2>&1 &
 OP=$!
 stop() {
   kill -TERM "$OP" 2>/dev/null || true

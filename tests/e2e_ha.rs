@@ -24,13 +24,18 @@ const LEASE_NS: &str = "datajob-system";
 const ONE_OFF: usize = 50;
 const EVERY_MINUTE: usize = 20;
 
+/// A replica's settings; with the Helm chart's identity when `e2e/suites.sh` made one.
 fn replica(name: &'static str) -> Vec<(&'static str, &'static str)> {
-    vec![
+    let mut env = vec![
         ("POD_NAME", name),
         ("POD_NAMESPACE", LEASE_NS),
         // Long enough that a run stuck before the kill is ended after it.
         ("DATAJOB_IMAGE_PULL_GRACE", "30s"),
-    ]
+    ];
+    if let Ok(k) = std::env::var("DATAJOB_OPERATOR_KUBECONFIG") {
+        env.push(("KUBECONFIG", Box::leak(k.into_boxed_str())));
+    }
+    env
 }
 
 async fn ensure_namespace(client: &Client, name: &str) {

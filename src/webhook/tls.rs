@@ -545,13 +545,11 @@ pub fn configuration(
             }),
         },
     };
+    // No labels: the Helm chart owns the object's labels (`managed-by: Helm`); the
+    // operator applying its own would flip them back and forth with every upgrade.
     ValidatingWebhookConfiguration {
         metadata: ObjectMeta {
             name: Some(name.into()),
-            labels: Some(BTreeMap::from([(
-                MANAGED_BY.to_string(),
-                MANAGED_BY_VALUE.to_string(),
-            )])),
             ..Default::default()
         },
         webhooks: Some(vec![ValidatingWebhook {
