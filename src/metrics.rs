@@ -65,6 +65,7 @@ pub struct Metrics {
     pub reconcile_duration: Family<ControllerLabels, Histogram>,
     pub runs_finished: Family<RunLabels, Counter>,
     pub admission_reviews: Family<AdmissionLabels, Counter>,
+    pub admission_duration: Histogram,
     pub runs_ended: Family<ReasonLabels, Counter>,
     pub attempts_failed: Family<ReasonLabels, Counter>,
     pub pvcs_deleted: Counter,
@@ -127,6 +128,12 @@ impl Default for Metrics {
             "admission_reviews",
             "DataJob admission reviews, by outcome",
             Family::default(),
+        );
+        let admission_duration = registered(
+            reg,
+            "admission_review_duration_seconds",
+            "Time the webhook took to answer one admission review",
+            Histogram::new(exponential_buckets(0.001, 2.0, 14)),
         );
         let runs_ended = registered(
             reg,
@@ -221,6 +228,7 @@ impl Default for Metrics {
             reconcile_duration,
             runs_finished,
             admission_reviews,
+            admission_duration,
             runs_ended,
             attempts_failed,
             pvcs_deleted,
@@ -317,6 +325,7 @@ mod tests {
                 allowed: "true".into(),
             })
             .inc();
+        m.admission_duration.observe(0.01);
         let r = ReasonLabels {
             reason: "OutOfMemory".into(),
         };
@@ -345,7 +354,7 @@ mod tests {
         touch_all(&m);
         let names = exposed(&m);
         // One per field of `Metrics` but the registry.
-        assert_eq!(names.len(), 18, "{names:?}");
+        assert_eq!(names.len(), 19, "{names:?}");
         let docs = include_str!("../docs/operations.md");
         for name in &names {
             assert!(name.starts_with("datajob_"), "{name}");

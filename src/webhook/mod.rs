@@ -60,6 +60,7 @@ async fn validate(
     State(s): State<WebhookState>,
     Json(review): Json<AdmissionReview<DataJob>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
+    let started = std::time::Instant::now();
     let req: AdmissionRequest<DataJob> = match review.try_into() {
         Ok(r) => r,
         Err(e) => {
@@ -85,6 +86,9 @@ async fn validate(
             allowed: response.allowed.to_string(),
         })
         .inc();
+    s.metrics
+        .admission_duration
+        .observe(started.elapsed().as_secs_f64());
     Json(response.into_review())
 }
 
