@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Local real Kubernetes control plane for end-to-end tests and the demo:
 # etcd + kube-apiserver + kube-controller-manager + kube-scheduler + kwok (fake kubelets)
-# on 127.0.0.1, all state in one directory.
+# on 127.0.0.1, plus one real node (kubelet + containerd + runc + CNI bridge, node
+# `real-0`, labelled and tainted datajob.dev/real-node=true) and a local OCI registry
+# holding two busybox images; all state in one directory (see e2e/realnode/realnode.sh).
 #
 #   e2e/cluster.sh up       build (once, cached) and start; waits until usable
 #   e2e/cluster.sh down     stop exactly the processes `up` started, remove the state dir
@@ -16,18 +18,28 @@
 #   DATAJOB_KCM_PORT       kcm healthz port     (default 10257)
 #   DATAJOB_SCHEDULER_PORT scheduler port       (default 10259)
 #   DATAJOB_UP_TIMEOUT     seconds `up` waits for readiness (default 120)
+#   DATAJOB_REAL_NODE      auto|1|0: the real node and registry (default auto: on when
+#                          root with containerd, runc and CNI plugins, else skipped)
+#   DATAJOB_KUBELET_PORT, DATAJOB_KUBELET_HEALTHZ_PORT, DATAJOB_REGISTRY_PORT,
+#   DATAJOB_CNI_BRIDGE, DATAJOB_POD_SUBNET, DATAJOB_REAL_NODE_NAME: see
+#                          e2e/realnode/realnode.sh (defaults 10250, 10248, 5000, dj-cni0,
+#                          10.245.0.0/24, real-0; the ports, bridge and subnet shift with
+#                          DATAJOB_APISERVER_PORT - 6443 when that is set)
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 DIR=${DATAJOB_CLUSTER_DIR:-$HOME/.cache/datajob/cluster}
 DIR=${DIR%/}
 MARKER="$DIR/.datajob-cluster"
-COMPONENTS="etcd kube-apiserver kube-controller-manager kube-scheduler kwok"
+CONTROL_PLANE="etcd kube-apiserver kube-controller-manager kube-scheduler kwok"
+COMPONENTS=$CONTROL_PLANE
 SERVICE_CIDR=10.96.0.0/16
 POD_CIDR=10.244.0.0/16
 
 log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+# shellcheck source=realnode/realnode.sh
+. "$HERE/realnode/realnode.sh"
 
 # --- safety: never operate on a directory that is not ours -------------------
 case "$DIR" in
@@ -50,6 +62,9 @@ load_env() {
   ETCD_PEER_PORT=${ETCD_PEER_PORT:-$((ETCD_PORT + 1))}
   KCM_PORT=${KCM_PORT:-${DATAJOB_KCM_PORT:-10257}}
   SCHEDULER_PORT=${SCHEDULER_PORT:-${DATAJOB_SCHEDULER_PORT:-10259}}
+  realnode_load_env
+  COMPONENTS=$CONTROL_PLANE
+  if [ "${REAL_NODE:-0}" = 1 ]; then COMPONENTS="$COMPONENTS $REAL_NODE_COMPONENTS"; fi
 }
 
 # --- process bookkeeping --------------------------------------------------------
@@ -117,6 +132,9 @@ subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,
   sign_cert kube-scheduler "/CN=system:kube-scheduler" "$client"
   # kwok plays every kubelet (patches node and pod status, deletes pods): give it admin rights.
   sign_cert kwok "/O=system:masters/CN=kwok-controller" "$client"
+  # the apiserver's identity towards kubelets (logs, exec): authorized on the kubelet
+  # through its webhook authorizer (a SubjectAccessReview; system:masters may do all)
+  sign_cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client"
   # service-account token signing key pair
   gen_key "$DIR/pki/sa.key"
   openssl ec -in "$DIR/pki/sa.key" -pubout -out "$DIR/pki/sa.pub" 2>/dev/null
@@ -182,6 +200,12 @@ Cluster is up (state in $DIR).
   kubectl get nodes
 Logs: $DIR/logs/   Stop: bash $HERE/cluster.sh down
 EOF
+  if [ "${REAL_NODE:-0}" = 1 ]; then
+    cat <<EOF
+Real node $REAL_NODE_NAME (kubelet :$KUBELET_PORT, containerd $CONTAINERD_SOCK), registry http://$REGISTRY:
+  $IMAGE_NONROOT   $IMAGE_ROOT
+EOF
+  fi
 }
 
 # --- commands ---------------------------------------------------------------------
@@ -213,14 +237,28 @@ stop_pids() {
 do_down() {
   check_ours
   [ -d "$DIR" ] || { log "not running (no $DIR)"; return 0; }
+  load_env
   local c pid first=() last=()
-  # clients first (with the apiserver), etcd last so the apiserver can shut down cleanly
-  for c in kwok kube-scheduler kube-controller-manager kube-apiserver; do
+  # the real node: the kubelet first (so it restarts nothing), then every pod's
+  # processes (through containerd, then whatever is left in its cgroups)
+  if [ "${REAL_NODE:-0}" = 1 ]; then
+    if pid=$(live_pid kubelet); then stop_pids 5 "$pid"; fi
+    realnode_kill_pods
+  fi
+  # clients first (with the apiserver, containerd and the registry), etcd last so the
+  # apiserver can shut down cleanly
+  for c in kwok kube-scheduler kube-controller-manager kube-apiserver containerd registry; do
     if pid=$(live_pid "$c"); then first+=("$pid"); fi
   done
   if pid=$(live_pid etcd); then last+=("$pid"); fi
-  stop_pids 5 "${first[@]}"
-  stop_pids 5 "${last[@]}"
+  stop_pids 5 ${first[@]+"${first[@]}"}
+  stop_pids 5 ${last[@]+"${last[@]}"}
+  # shims, mounts (pod volumes, rootfs, shm, netns), the bridge and veths, cgroups
+  if [ "${REAL_NODE:-0}" = 1 ]; then
+    realnode_sweep
+  else
+    realnode_unmount_all
+  fi
   rm -rf "$DIR"
   log "stopped; removed $DIR"
 }
@@ -250,12 +288,19 @@ do_up() {
     fi
     do_down
   fi
-  unset APISERVER_PORT ETCD_PORT ETCD_PEER_PORT KCM_PORT SCHEDULER_PORT
+  unset APISERVER_PORT ETCD_PORT ETCD_PEER_PORT KCM_PORT SCHEDULER_PORT REAL_NODE REAL_NODE_NAME \
+    KUBELET_PORT KUBELET_HEALTHZ_PORT REGISTRY_PORT CNI_BRIDGE REAL_POD_SUBNET CGROUP_ROOT CNI_BIN_DIR
   load_env
   local p
   for p in "$APISERVER_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT" "$KCM_PORT" "$SCHEDULER_PORT"; do
     port_busy "$p" && die "port $p is already in use by another process (set DATAJOB_*_PORT, see the header of $0)"
   done
+  realnode_preflight
+  if [ "$REAL_NODE" = 1 ]; then
+    realnode_check_free
+    realnode_build
+    COMPONENTS="$CONTROL_PLANE $REAL_NODE_COMPONENTS"
+  fi
 
   mkdir -p "$DIR/run" "$DIR/logs" "$DIR/home" && mkdir -m 700 "$DIR/etcd"
   touch "$MARKER"
@@ -269,11 +314,13 @@ BIN=$BIN
 KUBECTL=$KUBECTL
 KUBECONFIG=$DIR/kubeconfig
 EOF
+  realnode_env_lines >>"$DIR/cluster.env"
   make_pki
   write_kubeconfig "$DIR/kubeconfig" admin
   write_kubeconfig "$DIR/kube-controller-manager.kubeconfig" kube-controller-manager
   write_kubeconfig "$DIR/kube-scheduler.kubeconfig" kube-scheduler
   write_kubeconfig "$DIR/kwok.kubeconfig" kwok
+  if [ "$REAL_NODE" = 1 ]; then realnode_configure; fi
   export KUBECONFIG="$DIR/kubeconfig"
   DEADLINE=$(( $(date +%s) + ${DATAJOB_UP_TIMEOUT:-120} ))
   trap 'log "up failed; logs kept in $DIR/logs (run: bash $0 down)"' ERR
@@ -285,6 +332,8 @@ EOF
     --initial-cluster="node0=$peer_url" --initial-cluster-state=new \
     --unsafe-no-fsync=true --auto-compaction-retention=1 --quota-backend-bytes=2147483648 \
     --log-level=warn
+  # the real node's registry and containerd need nothing from the control plane
+  if [ "$REAL_NODE" = 1 ]; then realnode_start_early; fi
 
   launch kube-apiserver "$BIN/kube-apiserver" \
     --etcd-servers="$etcd_url" \
@@ -292,7 +341,11 @@ EOF
     --tls-cert-file="$DIR/pki/apiserver.crt" --tls-private-key-file="$DIR/pki/apiserver.key" \
     --client-ca-file="$DIR/pki/ca.crt" \
     --authorization-mode=Node,RBAC \
-    --enable-admission-plugins=NodeRestriction \
+    --enable-admission-plugins=NodeRestriction,PodNodeSelector,PodTolerationRestriction \
+    --kubelet-client-certificate="$DIR/pki/apiserver-kubelet-client.crt" \
+    --kubelet-client-key="$DIR/pki/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority="$DIR/pki/ca.crt" \
+    --kubelet-preferred-address-types=InternalIP,Hostname \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$DIR/pki/sa.pub" \
     --service-account-signing-key-file="$DIR/pki/sa.key" \
@@ -302,8 +355,10 @@ EOF
     --cert-dir="$DIR/pki/apiserver-generated" \
     --profiling=false
 
+  if [ "$REAL_NODE" = 1 ]; then realnode_load_images; fi
   wait_until "etcd health" curl -sf --max-time 2 "$etcd_url/health"
   wait_until "kube-apiserver /readyz" api_get /readyz
+  if [ "$REAL_NODE" = 1 ]; then realnode_start_kubelet; fi
 
   launch kube-controller-manager "$BIN/kube-controller-manager" \
     --kubeconfig="$DIR/kube-controller-manager.kubeconfig" \
@@ -346,6 +401,9 @@ EOF
   wait_until "namespace default" "$KUBECTL" get namespace default
   wait_until "service account default/default" "$KUBECTL" -n default get serviceaccount default
   wait_until "kwok nodes Ready and untainted" nodes_ready
+  if [ "$REAL_NODE" = 1 ]; then
+    wait_until "real node $REAL_NODE_NAME Ready (only its own taint)" real_node_ready
+  fi
   trap - ERR
   local took; took=$(awk -v s="$start_ts" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f", e-s}')
   log "ready in ${took}s"

@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 pub mod kubectl;
 pub mod operator;
 pub mod plugin;
+pub mod realnode;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
