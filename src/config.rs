@@ -89,6 +89,13 @@ pub struct Config {
     #[arg(long, env = "DATAJOB_SCRATCH_STORAGE_CLASS")]
     pub scratch_storage_class: Option<String>,
 
+    /// Check at admission that a DataJob's image is in its registry and that the
+    /// Secrets, ConfigMaps and service account it names exist: warnings, not refusals.
+    /// Look-ups fail open within 2 s; Secrets are checked only when the operator may read
+    /// them (the chart's `preflight.secrets`).
+    #[arg(long, env = "DATAJOB_PREFLIGHT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub preflight: bool,
+
     #[command(flatten)]
     pub webhook_secret: WebhookSecret,
 

@@ -18,6 +18,7 @@ pub mod cleanup;
 pub mod cli;
 pub mod crds;
 pub mod nodegroups;
+pub mod preflight;
 pub mod resources;
 pub mod watchdog;
 pub mod webhook;

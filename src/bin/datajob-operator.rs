@@ -26,6 +26,8 @@ use tracing::{error, info};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // The registry client of the preflight takes the process's TLS crypto: ring, as kube.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let config = Config::parse();
     init_tracing(config.log_json);
     match run(config).await {
@@ -93,11 +95,15 @@ async fn run(config: Config) -> Result<()> {
     let group_pump = tokio::spawn(group_pump);
     let served = match webhook_settings {
         Some(s) => {
+            let preflight = config
+                .preflight
+                .then(|| datajob::preflight::Preflight::new(client.clone()));
             let app = webhook::router(
                 config.limits(),
                 config.guards(),
                 groups.clone(),
                 metrics.clone(),
+                preflight,
             );
             Some(
                 webhook::serve::start(client.clone(), s, app, metrics.clone(), stop_rx.clone())

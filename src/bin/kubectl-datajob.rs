@@ -5,6 +5,8 @@ use clap::Parser;
 use datajob::cli::{Cli, error::EXIT_ERROR, run};
 
 fn main() -> ExitCode {
+    // The registry client of `plan`'s preflight takes the process's TLS crypto: ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     // One thread is plenty for a command-line tool and starts fastest.
     match tokio::runtime::Builder::new_current_thread()

@@ -15,6 +15,7 @@ use crate::api::{DataJob, NodeGroup};
 use crate::children::Guards;
 use crate::metrics::{AdmissionLabels, Metrics};
 use crate::nodegroups::{Group, resolve_and_place, usable_groups};
+use crate::preflight::Preflight;
 use crate::validation::Limits;
 
 pub const PATH: &str = "/validate-datajob";
@@ -27,21 +28,27 @@ struct WebhookState {
     guards: Arc<Guards>,
     groups: Store<NodeGroup>,
     metrics: Metrics,
+    /// Looks up what an admitted spec refers to, for warnings; `None` when off.
+    preflight: Option<Arc<Preflight>>,
 }
 
 /// The webhook's routes. `groups` is the NodeGroup cache: a DataJob no group could ever
-/// fit is refused (with no groups at all, admission does not guess).
+/// fit is refused (with no groups at all, admission does not guess). With `preflight`, an
+/// admitted DataJob whose image, Secrets, ConfigMaps or service account are missing gets
+/// warnings (kubectl prints them).
 pub fn router(
     limits: Limits,
     guards: Guards,
     groups: Store<NodeGroup>,
     metrics: Metrics,
+    preflight: Option<Preflight>,
 ) -> Router {
     let state = WebhookState {
         limits: Arc::new(limits),
         guards: Arc::new(guards),
         groups,
         metrics,
+        preflight: preflight.map(Arc::new),
     };
     Router::new()
         .route(PATH, post(validate))
@@ -79,7 +86,19 @@ async fn validate(
         true => usable_groups(s.groups.state().iter().map(|g| g.as_ref())),
         false => Vec::new(),
     };
-    let response = review_datajob(&req, &s.limits, &s.guards, &groups);
+    let mut response = review_datajob(&req, &s.limits, &s.guards, &groups);
+    if let (true, Some(pf), Some(dj)) = (response.allowed, &s.preflight, &req.object)
+        && spec_changed(&req)
+    {
+        let ns = req.namespace.clone().unwrap_or_else(|| "default".into());
+        // Bounded, whatever a look-up does: a review never waits past the limit.
+        let limit = crate::preflight::TIME_LIMIT + std::time::Duration::from_millis(500);
+        if let Ok(warnings) = tokio::time::timeout(limit, pf.warnings(&ns, &dj.spec)).await
+            && !warnings.is_empty()
+        {
+            response.warnings = Some(warnings);
+        }
+    }
     s.metrics
         .admission_reviews
         .get_or_create(&AdmissionLabels {
@@ -90,6 +109,16 @@ async fn validate(
         .admission_duration
         .observe(started.elapsed().as_secs_f64());
     Json(response.into_review())
+}
+
+/// A create, or an update that changed the spec (not only its annotations or labels).
+fn spec_changed(req: &AdmissionRequest<DataJob>) -> bool {
+    match (&req.object, &req.old_object) {
+        (Some(new), Some(old)) => {
+            serde_json::to_value(&new.spec).ok() != serde_json::to_value(&old.spec).ok()
+        }
+        _ => true,
+    }
 }
 
 /// The decision for one request, without HTTP.

@@ -186,6 +186,10 @@ pub struct Plan {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_group: Option<Placement>,
     pub server_dry_run: DryRun,
+    /// What the preflight found (the image, Secrets, ConfigMaps, the service account):
+    /// warnings, not refusals, as `kubectl apply` shows them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The plan for one DataJob, checked as admission checks it: against `groups`, the
@@ -212,6 +216,7 @@ pub fn plan(
         next_runs: Vec::new(),
         objects: Vec::new(),
         node_group: None,
+        warnings: Vec::new(),
         server_dry_run: DryRun::Skipped {
             reason: "not tried".into(),
         },
@@ -262,6 +267,7 @@ pub fn malformed(name: &str, namespace: &str, problem: &Problem) -> Plan {
         next_runs: Vec::new(),
         objects: Vec::new(),
         node_group: None,
+        warnings: Vec::new(),
         server_dry_run: DryRun::Skipped {
             reason: "the file does not parse as a DataJob".into(),
         },

@@ -124,6 +124,9 @@ pub async fn run(args: &PlanArgs, conn: &ClusterArgs, format: Format) -> Result<
                     .replace('\n', " ")
             }),
     };
+    let preflight = cluster
+        .as_ref()
+        .map(|c| crate::preflight::Preflight::new(c.client.clone()));
     let mut plans = Vec::new();
     for doc in docs {
         match doc {
@@ -132,7 +135,7 @@ pub async fn run(args: &PlanArgs, conn: &ClusterArgs, format: Format) -> Result<
                 if p.valid {
                     p.server_dry_run = match &cluster {
                         Some(c) => {
-                            let mut dj = *dj;
+                            let mut dj = (*dj).clone();
                             dj.metadata.namespace = Some(p.namespace.clone());
                             server_dry_run(c, &dj).await
                         }
@@ -142,6 +145,9 @@ pub async fn run(args: &PlanArgs, conn: &ClusterArgs, format: Format) -> Result<
                     };
                     if matches!(p.server_dry_run, DryRun::Refused { .. }) {
                         p.valid = false;
+                    }
+                    if let Some(pf) = &preflight {
+                        p.warnings = pf.warnings(&p.namespace, &dj.spec).await;
                     }
                 }
                 plans.push(p);

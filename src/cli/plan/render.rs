@@ -225,6 +225,15 @@ pub fn render(plan: &Plan, style: Style, now: DateTime<Utc>) -> String {
         }
         None => {}
     }
+    if !plan.warnings.is_empty() {
+        out.push_str(&format!(
+            "\n{} (the DataJob is accepted; these would stop its runs):\n",
+            style.paint("Warnings", Color::Yellow)
+        ));
+        for w in &plan.warnings {
+            out.push_str(&format!("  - {w}\n"));
+        }
+    }
     match &plan.server_dry_run {
         DryRun::Skipped { reason } => {
             out.push_str(&format!("Server-side dry run: skipped ({reason}).\n"));
