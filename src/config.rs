@@ -108,6 +108,12 @@ pub struct Config {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "DATAJOB_LOG_JSON")]
     pub log_json: bool,
+
+    /// Label run metrics with the DataJob's name (`datajob`). `false`: that label is
+    /// empty everywhere, so the run series are per namespace only (for clusters with
+    /// very many DataJobs).
+    #[arg(long, env = "DATAJOB_METRICS_PER_DATAJOB", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics_per_datajob: bool,
 }
 
 impl Config {

@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 use regex::Regex;
@@ -14,6 +15,7 @@ use crate::labels::{
     self, CRONJOB_SCHEDULED, END_MESSAGE, END_REASON, LAST_FAILURE_MESSAGE, LAST_FAILURE_REASON,
     LOGICAL_TIME,
 };
+use crate::schedule::Schedule;
 use crate::validation::{Problems, Resolved};
 
 /// How many runs `status.recentRuns` keeps.
@@ -68,7 +70,14 @@ pub fn run_of(job: &Job, datajob: &str) -> Option<RunRecord> {
         let (reason, message) = failure_reason(
             c.reason.as_deref().unwrap_or_default(),
             c.message.as_deref().unwrap_or_default(),
-            status.failed.unwrap_or(0),
+            // Failed pods the Job controller has not counted yet are failures too.
+            status.failed.unwrap_or(0).saturating_add(
+                status
+                    .uncounted_terminated_pods
+                    .as_ref()
+                    .and_then(|u| u.failed.as_ref())
+                    .map_or(0, |f| i32::try_from(f.len()).unwrap_or(i32::MAX)),
+            ),
         );
         record.reason = Some(reason);
         record.message = Some(message);
@@ -430,6 +439,172 @@ pub fn run_events(previous: &[RunRecord], current: &[RunRecord]) -> Vec<RunEvent
     events
 }
 
+/// How a run started, as the reconciler sees it: whether its CronJob made it (a
+/// scheduled run), and when its first container started (read from its pods).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Start {
+    pub scheduled: bool,
+    pub container_started: Option<DateTime<Utc>>,
+}
+
+/// A run that finished, for the metrics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finished {
+    pub state: RunState,
+    /// Empty on success.
+    pub reason: String,
+    /// From the Job's start to its end, when both are known.
+    pub seconds: Option<f64>,
+}
+
+/// What a status change says happened to runs, for the metrics. Computed from the status
+/// written before and the one written now, so a retried reconcile (whose write failed)
+/// or a new leader (which reads what the old one wrote) counts nothing twice.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunChanges {
+    /// Runs the status lists for the first time.
+    pub appeared: u64,
+    pub finished: Vec<Finished>,
+    /// Seconds from the logical time to the first container start, of each scheduled run
+    /// that started.
+    pub lags: Vec<f64>,
+}
+
+fn started(state: RunState) -> bool {
+    matches!(
+        state,
+        RunState::Running | RunState::Succeeded | RunState::Failed
+    )
+}
+
+/// The runs that appeared, started and finished between two statuses. `start_of` says
+/// how a run started; it is asked only about runs that started now. A run is started
+/// once the status shows it running or finished; its lag is counted only when it is a
+/// scheduled run and its container start is known (a run whose container never started,
+/// e.g. its image could not be pulled, has no lag), or it is running (its container has
+/// started by `now`).
+pub fn run_changes(
+    previous: &[RunRecord],
+    current: &[RunRecord],
+    start_of: impl Fn(&str) -> Start,
+    now: DateTime<Utc>,
+) -> RunChanges {
+    let mut changes = RunChanges::default();
+    for run in current {
+        let before = previous.iter().find(|p| p.name == run.name);
+        if before.is_none() {
+            changes.appeared += 1;
+        }
+        if started(run.state) && !before.is_some_and(|p| started(p.state)) {
+            let start = start_of(&run.name);
+            let at = match (start.container_started, run.state) {
+                (Some(t), _) => Some(t),
+                (None, RunState::Running) => Some(now),
+                (None, _) => None,
+            };
+            let logical = labels::parse_rfc3339(&run.logical_time);
+            if let (true, Some(at), Some(logical)) = (start.scheduled, at, logical) {
+                let lag = (at - logical).num_milliseconds().max(0) as f64 / 1000.0;
+                changes.lags.push(lag);
+            }
+        }
+        if run.state.is_finished() && !before.is_some_and(|p| p.state.is_finished()) {
+            let time = |t: &Option<String>| t.as_deref().and_then(labels::parse_rfc3339);
+            let seconds = match (time(&run.start_time), time(&run.finish_time)) {
+                (Some(s), Some(f)) => Some((f - s).num_milliseconds().max(0) as f64 / 1000.0),
+                _ => None,
+            };
+            changes.finished.push(Finished {
+                state: run.state,
+                reason: run.reason.clone().unwrap_or_default(),
+                seconds,
+            });
+        }
+    }
+    changes
+}
+
+/// When the first container of a run's pods started (running now, or finished).
+pub fn container_started(pods: &[&Pod]) -> Option<DateTime<Utc>> {
+    pods.iter()
+        .filter_map(|p| p.status.as_ref()?.container_statuses.as_ref())
+        .flatten()
+        .flat_map(|c| {
+            let state = |s: Option<&k8s_openapi::api::core::v1::ContainerState>| {
+                let s = s?;
+                s.running
+                    .as_ref()
+                    .and_then(|r| r.started_at.as_ref())
+                    .or_else(|| s.terminated.as_ref().and_then(|t| t.started_at.as_ref()))
+                    .and_then(labels::from_k8s_time)
+            };
+            [state(c.state.as_ref()), state(c.last_state.as_ref())]
+        })
+        .flatten()
+        .min()
+}
+
+/// `startingDeadlineSeconds` of a DataJob's CronJob, as `children::cronjob` sets it (a
+/// test holds them equal): the shortest gap between two runs, clamped to 60 s – 1 h.
+pub fn starting_deadline(schedule: &Schedule, now: DateTime<Utc>) -> chrono::Duration {
+    let gap = schedule.min_interval(now).map_or(3600, |d| d.num_seconds());
+    chrono::Duration::seconds(gap.clamp(60, 3600))
+}
+
+/// Added to the starting deadline before a slot counts as missed: the Job the CronJob
+/// controller made at the last moment needs a moment to reach the operator's cache.
+pub const MISS_MARGIN: chrono::Duration = chrono::Duration::seconds(10);
+
+/// Scheduled times that got no run, and when to look again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Missed {
+    /// Slots whose starting deadline (plus [`MISS_MARGIN`]) ran out in `(from, now]`
+    /// without a run of their logical time.
+    pub slots: Vec<DateTime<Utc>>,
+    /// When the next slot without a run so far runs out of time.
+    pub next_check: Option<DateTime<Utc>>,
+}
+
+/// The most slots one call looks at (a schedule every minute, over a week).
+const MAX_SLOTS: usize = 10_080;
+
+/// Which scheduled slots were missed in `(from, now]`: a slot `t` is missed when no run
+/// has logical time `t` (`ran`) once `t + deadline + MISS_MARGIN` has passed, which is
+/// when the CronJob controller gives up on it (`startingDeadlineSeconds`; it skips a
+/// slot while the previous run is still active, `concurrencyPolicy: Forbid`). Each slot
+/// runs out of time at one moment, so consecutive windows count it once. Only slots
+/// after `since` count: the CronJob controller never runs a time before its CronJob
+/// existed (or had this schedule).
+pub fn missed_slots(
+    schedule: &Schedule,
+    deadline: chrono::Duration,
+    ran: &std::collections::BTreeSet<DateTime<Utc>>,
+    since: DateTime<Utc>,
+    from: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Missed {
+    let window = deadline + MISS_MARGIN;
+    let mut missed = Missed::default();
+    let mut t = (from - window).max(since);
+    for _ in 0..MAX_SLOTS {
+        let Some(slot) = schedule.next_after(t) else {
+            break;
+        };
+        if slot > now {
+            break;
+        }
+        if !ran.contains(&slot) {
+            if slot + window <= now {
+                missed.slots.push(slot);
+            } else if missed.next_check.is_none() {
+                missed.next_check = Some(slot + window);
+            }
+        }
+        t = slot;
+    }
+    missed
+}
+
 #[cfg(test)]
 mod tests {
     fn history(times: &[&str]) -> DataJobStatus {
@@ -640,5 +815,273 @@ mod tests {
             "RunSucceeded"
         );
         assert!(run_events(std::slice::from_ref(&done), std::slice::from_ref(&done)).is_empty());
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        labels::parse_rfc3339(s).unwrap()
+    }
+
+    fn record(name: &str, logical: &str, state: RunState) -> RunRecord {
+        RunRecord {
+            name: name.into(),
+            logical_time: logical.into(),
+            state,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn run_changes_count_each_run_once() {
+        let now = t("2026-11-25T03:00:40Z");
+        let scheduled = |_: &str| Start {
+            scheduled: true,
+            container_started: Some(t("2026-11-25T03:00:12Z")),
+        };
+        let pending = record("a", "2026-11-25T03:00:00Z", RunState::Pending);
+        let c = run_changes(&[], std::slice::from_ref(&pending), scheduled, now);
+        assert_eq!((c.appeared, c.finished.len(), c.lags.len()), (1, 0, 0));
+        // Started: its lag is from the logical time to the container's start.
+        let running = record("a", "2026-11-25T03:00:00Z", RunState::Running);
+        let c = run_changes(
+            std::slice::from_ref(&pending),
+            std::slice::from_ref(&running),
+            scheduled,
+            now,
+        );
+        assert_eq!((c.appeared, c.lags.clone()), (0, vec![12.0]));
+        // Written again (a retried reconcile, a new leader): nothing more.
+        assert_eq!(
+            run_changes(
+                std::slice::from_ref(&running),
+                std::slice::from_ref(&running),
+                scheduled,
+                now
+            ),
+            RunChanges::default()
+        );
+        let mut done = record("a", "2026-11-25T03:00:00Z", RunState::Failed);
+        done.reason = Some("OutOfMemory".into());
+        done.start_time = Some("2026-11-25T03:00:01Z".into());
+        done.finish_time = Some("2026-11-25T03:01:31Z".into());
+        let c = run_changes(&[running], std::slice::from_ref(&done), scheduled, now);
+        assert_eq!(
+            c.finished,
+            vec![Finished {
+                state: RunState::Failed,
+                reason: "OutOfMemory".into(),
+                seconds: Some(90.0)
+            }]
+        );
+        assert!(c.lags.is_empty(), "its start was counted already");
+        assert_eq!(
+            run_changes(
+                std::slice::from_ref(&done),
+                std::slice::from_ref(&done),
+                scheduled,
+                now
+            ),
+            RunChanges::default()
+        );
+        // A run seen for the first time finished counts as started and finished at once.
+        let c = run_changes(&[], std::slice::from_ref(&done), scheduled, now);
+        assert_eq!((c.appeared, c.lags.len(), c.finished.len()), (1, 1, 1));
+    }
+
+    #[test]
+    fn only_scheduled_runs_that_really_started_have_a_lag() {
+        let now = t("2026-11-25T03:00:40Z");
+        let running = record("a", "2026-11-25T03:00:00Z", RunState::Running);
+        let one_off = |_: &str| Start {
+            scheduled: false,
+            container_started: Some(now),
+        };
+        assert!(
+            run_changes(&[], std::slice::from_ref(&running), one_off, now)
+                .lags
+                .is_empty()
+        );
+        // Running, and the pod cache has not seen the container start yet: by now it has.
+        let unknown = |_: &str| Start {
+            scheduled: true,
+            container_started: None,
+        };
+        assert_eq!(run_changes(&[], &[running], unknown, now).lags, vec![40.0]);
+        // Failed before any container started (the image could not be pulled): no lag.
+        let mut ended = record("a", "2026-11-25T03:00:00Z", RunState::Failed);
+        ended.reason = Some("ImageNotFound".into());
+        let c = run_changes(&[], &[ended], unknown, now);
+        assert!(c.lags.is_empty());
+        assert_eq!(c.finished[0].seconds, None, "no start and end times");
+        // A run that started early (a trigger with a future time) has no negative lag.
+        let early = |_: &str| Start {
+            scheduled: true,
+            container_started: Some(t("2026-11-25T02:59:00Z")),
+        };
+        let running = record("a", "2026-11-25T03:00:00Z", RunState::Running);
+        assert_eq!(run_changes(&[], &[running], early, now).lags, vec![0.0]);
+    }
+
+    #[test]
+    fn the_first_container_start_of_a_runs_pods() {
+        let pod = |state: serde_json::Value, last: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "p"},
+                "status": {"containerStatuses": [{"name": "main", "image": "x", "imageID": "",
+                    "ready": false, "restartCount": 1, "state": state, "lastState": last}]},
+            }))
+            .unwrap()
+        };
+        let waiting = pod(
+            serde_json::json!({"waiting": {"reason": "ImagePullBackOff"}}),
+            serde_json::json!({}),
+        );
+        assert_eq!(container_started(&[&waiting]), None);
+        let retried = pod(
+            serde_json::json!({"running": {"startedAt": "2026-11-25T03:00:30Z"}}),
+            serde_json::json!({"terminated": {"exitCode": 137, "startedAt": "2026-11-25T03:00:05Z"}}),
+        );
+        let second = pod(
+            serde_json::json!({"terminated": {"exitCode": 0, "startedAt": "2026-11-25T03:00:50Z"}}),
+            serde_json::json!({}),
+        );
+        assert_eq!(
+            container_started(&[&waiting, &second, &retried]),
+            Some(t("2026-11-25T03:00:05Z"))
+        );
+    }
+
+    fn schedule(expr: &str) -> Schedule {
+        Schedule::parse(expr, chrono_tz::UTC).unwrap()
+    }
+
+    #[test]
+    fn the_starting_deadline_is_the_cronjobs() {
+        use crate::api::DataJobSpec;
+        use crate::children::{Guards, cronjob};
+        use crate::validation::{Limits, resolve};
+        for expr in [
+            "* * * * *",
+            "*/5 * * * *",
+            "0 3 * * *",
+            "0 */2 * * *",
+            "@weekly",
+        ] {
+            let mut d = crate::api::DataJob::new(
+                "dj",
+                DataJobSpec {
+                    image: "busybox".into(),
+                    schedule: Some(expr.into()),
+                    ..Default::default()
+                },
+            );
+            d.metadata.namespace = Some("ns".into());
+            let r = resolve(&d, &Limits::default()).unwrap();
+            let cj = cronjob(&d, &r, &Guards::default()).unwrap();
+            let ours = starting_deadline(r.schedule.as_ref().unwrap(), Utc::now());
+            assert_eq!(
+                cj.spec.starting_deadline_seconds,
+                Some(ours.num_seconds()),
+                "{expr}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_slot_without_a_run_is_missed_once_its_deadline_passed() {
+        let every_minute = schedule("* * * * *");
+        let deadline = chrono::Duration::seconds(60);
+        let mut ran = std::collections::BTreeSet::new();
+        ran.insert(t("2026-11-25T03:00:00Z"));
+        ran.insert(t("2026-11-25T03:02:00Z"));
+        // 03:01 got no run (the 03:00 run was still active): missed at 03:02:10.
+        let from = t("2026-11-25T03:00:30Z");
+        let since = t("2026-11-25T02:59:50Z");
+        let early = missed_slots(
+            &every_minute,
+            deadline,
+            &ran,
+            since,
+            from,
+            t("2026-11-25T03:02:05Z"),
+        );
+        assert!(early.slots.is_empty());
+        assert_eq!(early.next_check, Some(t("2026-11-25T03:02:10Z")));
+        let m = missed_slots(
+            &every_minute,
+            deadline,
+            &ran,
+            since,
+            from,
+            t("2026-11-25T03:02:10Z"),
+        );
+        assert_eq!(m.slots, vec![t("2026-11-25T03:01:00Z")]);
+        // The next window does not count it again; 03:03 has time until 03:04:10.
+        let next = missed_slots(
+            &every_minute,
+            deadline,
+            &ran,
+            since,
+            t("2026-11-25T03:02:10Z"),
+            t("2026-11-25T03:03:30Z"),
+        );
+        assert!(next.slots.is_empty());
+        assert_eq!(next.next_check, Some(t("2026-11-25T03:04:10Z")));
+        // Two windows that split the same span count the same slots as one.
+        let whole = missed_slots(
+            &every_minute,
+            deadline,
+            &ran,
+            since,
+            from,
+            t("2026-11-25T03:10:00Z"),
+        );
+        let a = missed_slots(
+            &every_minute,
+            deadline,
+            &ran,
+            since,
+            from,
+            t("2026-11-25T03:05:07Z"),
+        );
+        let b = missed_slots(
+            &every_minute,
+            deadline,
+            &ran,
+            since,
+            t("2026-11-25T03:05:07Z"),
+            t("2026-11-25T03:10:00Z"),
+        );
+        assert_eq!([a.slots, b.slots].concat(), whole.slots);
+        assert_eq!(whole.slots.len(), 7, "03:01 and 03:03 to 03:08");
+        // A daily schedule: one slot a day; its run arrived late but within the hour.
+        let daily = schedule("0 3 * * *");
+        let mut late = std::collections::BTreeSet::new();
+        late.insert(t("2026-11-25T03:00:00Z"));
+        let m = missed_slots(
+            &daily,
+            chrono::Duration::seconds(3600),
+            &late,
+            t("2026-11-25T02:00:00Z"),
+            t("2026-11-25T02:00:00Z"),
+            t("2026-11-27T12:00:00Z"),
+        );
+        assert_eq!(
+            m.slots,
+            vec![t("2026-11-26T03:00:00Z"), t("2026-11-27T03:00:00Z")]
+        );
+        assert_eq!(m.next_check, None);
+        // A slot before the schedule was followed (the DataJob did not exist yet, or had
+        // another schedule) is never missed, though its deadline runs out in the window.
+        let created = t("2026-11-25T03:00:20Z");
+        let m = missed_slots(
+            &every_minute,
+            deadline,
+            &std::collections::BTreeSet::new(),
+            created,
+            created,
+            t("2026-11-25T03:01:30Z"),
+        );
+        assert!(m.slots.is_empty(), "03:00 was before it existed: {m:?}");
+        assert_eq!(m.next_check, Some(t("2026-11-25T03:02:10Z")));
     }
 }

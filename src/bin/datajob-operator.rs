@@ -71,7 +71,7 @@ async fn run(config: Config) -> Result<()> {
     let client = Client::try_default()
         .await
         .map_err(|e| Error::Config(format!("cannot reach the cluster: {e}")))?;
-    let metrics = Metrics::default();
+    let metrics = Metrics::new(config.metrics_per_datajob);
     let ready = Readiness::default();
     // `stop` ends everything (a signal, or the controllers ended); `act` ends the
     // controllers (a signal, or the Lease was lost).

@@ -1,9 +1,10 @@
 //! The DataJob reconciler: validates, writes the guarded CronJob or Job, admits runs
 //! the CronJob created, and writes the status from what the Jobs say.
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
@@ -17,8 +18,9 @@ use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::Context;
-use crate::api::{DataJob, DataJobStatus, NodeGroup};
+use crate::api::{DataJob, DataJobStatus, NodeGroup, RunState};
 use crate::labels::{self, FIELD_MANAGER, JOB_NAME, LOGICAL_TIME, NAME, RUN_ID, TRIGGER};
+use crate::metrics::{RunLabels, StateLabels};
 use crate::nodegroups::{resolve_and_place, usable_groups};
 use crate::runs::{self, Observed};
 use crate::validation::Resolved;
@@ -33,12 +35,65 @@ pub struct DataJobController {
 
 pub struct DataJobContext {
     pub base: Context,
+    /// How far each DataJob's missed schedules were counted.
+    pub missed_counted: Mutex<MissedCounted>,
     /// Every NodeGroup, for placement.
     pub groups: Store<NodeGroup>,
     /// Every Job DataJob manages, trimmed of managed fields.
     pub jobs: Store<Job>,
     /// Every pod of a run, to say why a failed run's last attempt died.
     pub pods: Store<Pod>,
+}
+
+/// Per DataJob, which generation of its spec this process follows, since when, and up to
+/// when its missed schedules were counted. A spec change (a new schedule, `suspend`)
+/// starts afresh. In memory: a new leader counts the slots due after it started
+/// following them that run out of time while it leads.
+#[derive(Default)]
+pub struct MissedCounted {
+    followed: HashMap<(String, String), Followed>,
+    pruned: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Copy)]
+struct Followed {
+    generation: Option<i64>,
+    since: DateTime<Utc>,
+    counted_to: DateTime<Utc>,
+}
+
+impl MissedCounted {
+    /// Records that `key` is counted up to `now`; returns (since, counted up to before),
+    /// or `None` when this generation is seen for the first time.
+    fn advance(
+        &mut self,
+        key: (String, String),
+        generation: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        // Every DataJob is reconciled at least every 5 minutes: entries older than an
+        // hour belong to deleted DataJobs.
+        let hour = chrono::Duration::hours(1);
+        if self.pruned.is_none_or(|t| now - t > hour) {
+            self.followed.retain(|_, f| now - f.counted_to < hour);
+            self.pruned = Some(now);
+        }
+        let previous = self
+            .followed
+            .get(&key)
+            .copied()
+            .filter(|f| f.generation == generation);
+        let since = previous.map_or(now, |f| f.since);
+        self.followed.insert(
+            key,
+            Followed {
+                generation,
+                since,
+                counted_to: now,
+            },
+        );
+        previous.map(|f| (f.since, f.counted_to))
+    }
 }
 
 /// The caches the DataJob controller reads, and the change streams that fill the ones
@@ -73,8 +128,10 @@ pub async fn run<J, G>(
     let client = base.client.clone();
     let managed = watcher::Config::default().labels(&labels::managed_selector());
     let job_stream = job_events.map(Ok::<_, watcher::Error>);
+    let metrics = base.metrics.clone();
     let ctx = Arc::new(DataJobContext {
         base,
+        missed_counted: Mutex::new(MissedCounted::default()),
         jobs: jobs.clone(),
         groups,
         pods,
@@ -92,6 +149,8 @@ pub async fn run<J, G>(
     // A NodeGroup change can move every DataJob: place them all again.
     .reconcile_all_on(group_events)
     .graceful_shutdown_on(shutdown);
+    // The gauges of active runs and last outcomes read this cache while we lead.
+    let _served = metrics.caches.datajobs.serve(controller.store());
     controller
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
@@ -156,6 +215,19 @@ async fn reconcile(dj: Arc<DataJob>, ctx: Arc<DataJobContext>) -> Result<Action>
         }
         let now = Utc::now();
         let mut current: Vec<_> = jobs.iter().filter_map(|j| runs::run_of(j, &name)).collect();
+        // Runs the CronJob made: only their start is measured against the schedule.
+        let scheduled: HashSet<String> = jobs
+            .iter()
+            .filter(|j| j.owner_references().iter().any(|o| o.kind == "CronJob"))
+            .map(|j| j.name_any())
+            .collect();
+        let schedule = resolved
+            .as_ref()
+            .ok()
+            .filter(|r| !r.suspend)
+            .and_then(|r| r.schedule.as_ref());
+        init_series(&ctx, &ns, &name, schedule.is_some());
+        let next_check = count_missed(&dj, schedule, &current, &ctx, &ns, now);
         for run in current.iter_mut() {
             // The Job controller may fail a Job before the watchdog has recorded why its
             // last attempt died: read it from the pods, so the status and the RunFailed
@@ -200,13 +272,13 @@ async fn reconcile(dj: Arc<DataJob>, ctx: Arc<DataJobContext>) -> Result<Action>
         } else {
             status.last_trigger = dj.status.as_ref().and_then(|s| s.last_trigger.clone());
         }
-        write_status(&dj, status, &ctx, &ns).await?;
+        write_status(&dj, status, &ctx, &ns, &scheduled).await?;
         // Counted once the estimates are on the status, so a failed write that is
         // retried does not count them twice.
         if let Some((nodegroup, cost)) = new_cost.filter(|(_, c)| *c > 0.0) {
             let labels = crate::metrics::CostLabels {
                 namespace: ns.clone(),
-                datajob: name.clone(),
+                datajob: ctx.base.metrics.datajob(&name),
                 nodegroup,
             };
             ctx.base
@@ -215,12 +287,16 @@ async fn reconcile(dj: Arc<DataJob>, ctx: Arc<DataJobContext>) -> Result<Action>
                 .get_or_create(&labels)
                 .inc_by(cost);
         }
-        // Refresh nextRun after the next scheduled time has passed.
+        // Refresh nextRun after the next scheduled time has passed, and look for a missed
+        // schedule when the slot without a run runs out of time.
         let next = resolved
             .as_ref()
             .ok()
             .and_then(|r| r.schedule.as_ref())
             .and_then(|s| s.next_after(now))
+            .into_iter()
+            .chain(next_check)
+            .min()
             .map(|t| (t - now).to_std().unwrap_or_default() + Duration::from_secs(1));
         Ok(Action::requeue(
             next.unwrap_or(Duration::from_secs(300))
@@ -229,6 +305,95 @@ async fn reconcile(dj: Arc<DataJob>, ctx: Arc<DataJobContext>) -> Result<Action>
     }
     .instrument(span)
     .await
+}
+
+/// Creates the series of a DataJob at zero, so that its first run, failure or missed
+/// schedule shows as an increase (a series that first appears with 1 shows none).
+fn init_series(ctx: &DataJobContext, ns: &str, name: &str, scheduled: bool) {
+    let m = &ctx.base.metrics;
+    let labels = m.datajob_labels(ns, name);
+    drop(m.runs_started.get_or_create(&labels));
+    // Durations of failed runs get their series with the first failure: a DataJob that
+    // never fails costs 19 series fewer.
+    drop(m.run_duration.get_or_create(&StateLabels {
+        namespace: ns.into(),
+        datajob: labels.datajob.clone(),
+        state: RunState::Succeeded.to_string(),
+    }));
+    if scheduled {
+        drop(m.schedule_lag.get_or_create(&labels));
+        drop(m.schedule_missed.get_or_create(&labels));
+    }
+}
+
+/// Counts the DataJob's scheduled times that got no run ([`runs::missed_slots`]) since
+/// the last reconcile; returns when to look again. `schedule` is `None` for a DataJob
+/// without a schedule, suspended or invalid: nothing is missed then.
+fn count_missed(
+    dj: &DataJob,
+    schedule: Option<&crate::schedule::Schedule>,
+    current: &[crate::api::RunRecord],
+    ctx: &DataJobContext,
+    ns: &str,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let name = dj.name_any();
+    let generation = dj.metadata.generation;
+    let Ok(mut counted) = ctx.missed_counted.lock() else {
+        return None;
+    };
+    let followed = counted.advance((ns.to_string(), name.clone()), generation, now);
+    let schedule = schedule?;
+    // First seen, or its spec changed: slots due from now on count.
+    let (since, from) = followed.unwrap_or((now, now));
+    let ran: BTreeSet<DateTime<Utc>> = current
+        .iter()
+        .chain(dj.status.iter().flat_map(|s| s.recent_runs.iter()))
+        .filter_map(|r| labels::parse_rfc3339(&r.logical_time))
+        .collect();
+    let deadline = runs::starting_deadline(schedule, now);
+    let missed = runs::missed_slots(schedule, deadline, &ran, since, from, now);
+    if !missed.slots.is_empty() {
+        for slot in &missed.slots {
+            info!(logical_time = %labels::rfc3339(*slot), deadline_seconds = deadline.num_seconds(), "scheduled run missed: no run before the starting deadline");
+        }
+        let m = &ctx.base.metrics;
+        m.schedule_missed
+            .get_or_create(&m.datajob_labels(ns, &name))
+            .inc_by(missed.slots.len() as u64);
+    }
+    missed.next_check
+}
+
+/// The metrics of what a status write says happened to runs.
+fn count_runs(ctx: &DataJobContext, ns: &str, name: &str, changes: &runs::RunChanges) {
+    let m = &ctx.base.metrics;
+    let labels = m.datajob_labels(ns, name);
+    m.runs_started
+        .get_or_create(&labels)
+        .inc_by(changes.appeared);
+    for f in &changes.finished {
+        m.runs_finished
+            .get_or_create(&RunLabels {
+                namespace: ns.into(),
+                datajob: labels.datajob.clone(),
+                state: f.state.to_string(),
+                reason: f.reason.clone(),
+            })
+            .inc();
+        if let Some(seconds) = f.seconds {
+            m.run_duration
+                .get_or_create(&StateLabels {
+                    namespace: ns.into(),
+                    datajob: labels.datajob.clone(),
+                    state: f.state.to_string(),
+                })
+                .observe(seconds);
+        }
+    }
+    for lag in &changes.lags {
+        m.schedule_lag.get_or_create(&labels).observe(*lag);
+    }
 }
 
 fn apply_params() -> PatchParams {
@@ -373,6 +538,7 @@ async fn write_status(
     status: DataJobStatus,
     ctx: &DataJobContext,
     ns: &str,
+    scheduled: &HashSet<String>,
 ) -> Result<()> {
     let previous = dj.status.clone().unwrap_or_default();
     if previous == status {
@@ -407,23 +573,32 @@ async fn write_status(
             secondary: None,
         })
         .collect();
-    for run in status.recent_runs.iter().filter(|r| r.state.is_finished()) {
-        if !previous
-            .recent_runs
+    // Counted from the change between the status read and the one written, so a
+    // retried reconcile (whose write failed) or a new leader counts nothing twice.
+    let start_of = |run: &str| {
+        let pods = ctx.pods.state();
+        let pods: Vec<&Pod> = pods
             .iter()
-            .any(|p| p.name == run.name && p.state.is_finished())
-        {
-            ctx.base
-                .metrics
-                .runs_finished
-                .get_or_create(&crate::metrics::RunLabels {
-                    namespace: ns.into(),
-                    datajob: name.clone(),
-                    state: run.state.to_string(),
-                    reason: run.reason.clone().unwrap_or_default(),
-                })
-                .inc();
+            .map(|p| p.as_ref())
+            .filter(|p| {
+                p.namespace().as_deref() == Some(ns)
+                    && p.labels().get(JOB_NAME).map(String::as_str) == Some(run)
+            })
+            .collect();
+        runs::Start {
+            scheduled: scheduled.contains(run),
+            container_started: runs::container_started(&pods),
         }
+    };
+    let changes = runs::run_changes(
+        &previous.recent_runs,
+        &status.recent_runs,
+        start_of,
+        Utc::now(),
+    );
+    count_runs(ctx, ns, &name, &changes);
+    if dj.metadata.generation.is_some() && dj.metadata.generation != previous.observed_generation {
+        ctx.base.metrics.spec_changes.inc();
     }
     let became_invalid = status.state == Some(crate::api::RunState::Invalid)
         && (previous.state != status.state

@@ -66,6 +66,7 @@ pub async fn run<P, N, D>(
         datajobs,
         datajob_events,
     } = caches;
+    let metrics = base.metrics.clone();
     let ctx = Arc::new(NodeGroupContext {
         base,
         pods,
@@ -73,7 +74,7 @@ pub async fn run<P, N, D>(
         datajobs,
         counted_at: Mutex::new(HashMap::new()),
     });
-    Controller::new(Api::<NodeGroup>::all(client), watcher::Config::default())
+    let controller = Controller::new(Api::<NodeGroup>::all(client), watcher::Config::default())
         .watches_stream(pod_events.map(Ok::<_, watcher::Error>), |pod| {
             let group = pod
                 .spec
@@ -97,7 +98,11 @@ pub async fn run<P, N, D>(
                 .as_deref()
                 .map(ObjectRef::<NodeGroup>::new)
         })
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown);
+    // The node-group gauges (desired, current, ready, pending pods, max) read this cache
+    // while we lead: a deleted group leaves no series behind.
+    let _served = metrics.caches.nodegroups.serve(controller.store());
+    controller
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
@@ -540,24 +545,19 @@ fn count_node_seconds(
         nodegroup: group.name.clone(),
     };
     let m = &ctx.base.metrics;
-    m.nodegroup_desired
-        .get_or_create(&labels)
-        .set(i64::from(status.desired));
-    m.nodegroup_current
-        .get_or_create(&labels)
-        .set(i64::from(status.current));
     let Ok(mut counted) = ctx.counted_at.lock() else {
         return;
     };
     let last = counted.insert(group.name.clone(), now).unwrap_or(now);
     let secs = (now - last).num_milliseconds().max(0) as f64 / 1000.0 * f64::from(status.current);
     m.node_seconds.get_or_create(&labels).inc_by(secs);
-    if status.active_pods == 0 {
-        m.idle_node_seconds.get_or_create(&labels).inc_by(secs);
-        m.idle_cost
-            .get_or_create(&labels)
-            .inc_by(secs / 3600.0 * group.price_per_hour);
-    }
+    // Every series exists from the group's first reconcile (at 0 while busy), so the
+    // first idle seconds show as an increase.
+    let idle = if status.active_pods == 0 { secs } else { 0.0 };
+    m.idle_node_seconds.get_or_create(&labels).inc_by(idle);
+    m.idle_cost
+        .get_or_create(&labels)
+        .inc_by(idle / 3600.0 * group.price_per_hour);
 }
 
 fn condition(

@@ -188,6 +188,8 @@ impl Act<'_> {
         info!(run = %self.id, datajob = %self.datajob, namespace = %self.ns, %reason, %note, "{action}");
         counter
             .get_or_create(&ReasonLabels {
+                namespace: self.ns.into(),
+                datajob: ctx.base.metrics.datajob(self.datajob),
                 reason: reason.into(),
             })
             .inc();
