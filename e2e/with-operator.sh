@@ -21,7 +21,9 @@ export POD_NAMESPACE=${POD_NAMESPACE:-datajob-system}
 export RUST_LOG=${RUST_LOG:-info,kube=warn}
 # The tests shorten the watchdog's grace periods instead of sleeping for minutes.
 export DATAJOB_IMAGE_PULL_GRACE=${DATAJOB_IMAGE_PULL_GRACE:-5s}
-export DATAJOB_CONFIG_GRACE=${DATAJOB_CONFIG_GRACE:-5s}
+# Long enough that a Secret created after a real kubelet reported it missing is still in
+# time (the kubelet retries a container it could not configure after ~10 s).
+export DATAJOB_CONFIG_GRACE=${DATAJOB_CONFIG_GRACE:-25s}
 export DATAJOB_UNSCHEDULABLE_GRACE=${DATAJOB_UNSCHEDULABLE_GRACE:-60s}
 export DATAJOB_PVC_GRACE=${DATAJOB_PVC_GRACE:-5s}
 export DATAJOB_CLEANUP_INTERVAL=${DATAJOB_CLEANUP_INTERVAL:-2s}

@@ -234,8 +234,13 @@ fn pod_template(
             tolerations: r.placement.as_ref().map(tolerations),
             // A run only gets an API token when it asked for an identity.
             automount_service_account_token: Some(r.service_account.is_some()),
+            // Never root, whatever the image says (most public images run as root):
+            // an explicit user and group, and volumes writable by that group.
             security_context: Some(PodSecurityContext {
                 run_as_non_root: Some(true),
+                run_as_user: Some(r.run_as_user),
+                run_as_group: Some(r.run_as_user),
+                fs_group: Some(r.run_as_user),
                 seccomp_profile: Some(SeccompProfile {
                     type_: "RuntimeDefault".into(),
                     ..Default::default()
@@ -243,7 +248,7 @@ fn pod_template(
                 ..Default::default()
             }),
             containers: vec![container(r, guards)],
-            volumes: Some(vec![scratch_volume(r, guards)]),
+            volumes: Some(vec![scratch_volume(r, guards), home_volume()]),
             ..Default::default()
         }),
     }
@@ -279,6 +284,18 @@ pub fn run_request(r: &Resolved, guards: &Guards) -> crate::resources::Request {
 /// Where a run's scratch space is mounted.
 pub const SCRATCH_PATH: &str = "/scratch";
 const SCRATCH_VOLUME: &str = "scratch";
+/// A writable home for the run's user (`HOME`): an image's own home belongs to its
+/// user, and tools write there (caches, configuration).
+pub const HOME_PATH: &str = "/home/datajob";
+const HOME_VOLUME: &str = "home";
+
+fn home_volume() -> Volume {
+    Volume {
+        name: HOME_VOLUME.into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    }
+}
 
 fn needs_scratch_pvc(r: &Resolved, guards: &Guards) -> bool {
     r.disk_bytes
@@ -358,11 +375,18 @@ fn container(r: &Resolved, guards: &Guards) -> Container {
             ..Default::default()
         }),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
-        volume_mounts: Some(vec![VolumeMount {
-            name: SCRATCH_VOLUME.into(),
-            mount_path: SCRATCH_PATH.into(),
-            ..Default::default()
-        }]),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: SCRATCH_VOLUME.into(),
+                mount_path: SCRATCH_PATH.into(),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: HOME_VOLUME.into(),
+                mount_path: HOME_PATH.into(),
+                ..Default::default()
+            },
+        ]),
         ..Default::default()
     }
 }
@@ -386,6 +410,9 @@ fn env(r: &Resolved) -> Vec<EnvVar> {
         }),
     };
     let mut env = vec![
+        // Before the user's variables, so a HOME of theirs wins.
+        literal("HOME", HOME_PATH),
+        literal("DATAJOB_SCRATCH", SCRATCH_PATH),
         literal("DATAJOB_NAME", &r.name),
         literal("DATAJOB_NAMESPACE", &r.namespace),
         field("DATAJOB_RUN_ID", format!("metadata.labels['{JOB_NAME}']")),

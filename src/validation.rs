@@ -19,6 +19,9 @@ pub const MAX_RETRIES: i32 = 10;
 pub const DEFAULT_CPU_MILLIS: u64 = 1000;
 pub const DEFAULT_MEMORY: u64 = 2 << 30;
 pub const DEFAULT_HISTORY: i32 = 5;
+/// The user and group a run runs as unless `spec.runAsUser` says otherwise (the
+/// `nonroot` user of distroless images).
+pub const DEFAULT_RUN_AS_USER: i64 = 65532;
 pub const MAX_HISTORY: i32 = 50;
 const MAX_CPU_MILLIS: u64 = 512_000;
 const MIN_CPU_MILLIS: u64 = 10;
@@ -122,6 +125,8 @@ pub struct Resolved {
     pub retries: i32,
     pub suspend: bool,
     pub service_account: Option<String>,
+    /// The user and group the container runs as (never 0).
+    pub run_as_user: i64,
     pub pod_annotations: std::collections::BTreeMap<String, String>,
     pub history: i32,
     pub inputs: Vec<String>,
@@ -348,6 +353,19 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
         }
     }
 
+    let run_as_user = spec.run_as_user.unwrap_or(DEFAULT_RUN_AS_USER);
+    if !(1..=i64::from(i32::MAX)).contains(&run_as_user) {
+        p.push(Problem::new(
+            "spec.runAsUser",
+            run_as_user,
+            "is not a non-root user id",
+            format!(
+                "use a user id from 1 to {}, or leave it out for {DEFAULT_RUN_AS_USER}",
+                i32::MAX
+            ),
+        ));
+    }
+
     if let Some(sa) = &spec.service_account_name
         && (sa.len() > 253 || !DNS_SUBDOMAIN_RE.is_match(sa))
     {
@@ -414,6 +432,7 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
         retries,
         suspend: spec.suspend.unwrap_or(false),
         service_account: spec.service_account_name.clone(),
+        run_as_user,
         pod_annotations: spec.pod_annotations.clone(),
         history,
         inputs: spec.inputs.clone(),

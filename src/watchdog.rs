@@ -57,6 +57,7 @@ pub const RUNS_AS_ROOT: &str = "RunsAsRoot";
 pub const UNSCHEDULABLE: &str = "Unschedulable";
 pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
 pub const OUT_OF_MEMORY: &str = "OutOfMemory";
+pub const COMMAND_NOT_RUNNABLE: &str = "CommandNotRunnable";
 
 /// The scheduler's `PodScheduled=False/Unschedulable` condition of `pod`, if it has one.
 pub fn unschedulable_condition(pod: &Pod) -> Option<&PodCondition> {
@@ -186,6 +187,12 @@ pub fn assess(
         .copied()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect();
+
+    // The runtime could not start the command (a binary missing from the image, no
+    // execute bit): every retry fails the same way, so the run ends now.
+    if let Some((reason, message)) = start_error(&live) {
+        return Verdict::End { reason, message };
+    }
 
     for pod in &live {
         let scheduled = scheduled_at(pod);
@@ -339,20 +346,56 @@ pub fn assess(
 
 /// A `Record` of an attempt killed for memory, once per run.
 fn out_of_memory(job: &Job, pods: &[&Pod]) -> Option<Verdict> {
+    let (reason, message) = attempt_failure(pods)?;
     let recorded = job
         .annotations()
         .get(LAST_FAILURE_REASON)
         .map(String::as_str)
-        == Some(OUT_OF_MEMORY);
-    if recorded {
-        return None;
-    }
-    attempt_failure(pods).map(|(reason, message)| Verdict::Record { reason, message })
+        == Some(reason);
+    (!recorded).then_some(Verdict::Record { reason, message })
 }
 
-/// Why an attempt among `pods` died, when it says more than its exit code: killed for
-/// memory (`OutOfMemory`), with the limit it hit and what to do.
+/// A container the runtime could not start (`StartError`, exit code 128: the command is
+/// not in the image or cannot be executed), as a reason and what to do.
+fn start_error(pods: &[&Pod]) -> Option<(&'static str, String)> {
+    let t = pods
+        .iter()
+        .flat_map(|p| p.status.iter())
+        .flat_map(|s| s.container_statuses.iter().flatten())
+        .filter_map(|cs| {
+            let state = cs.state.as_ref()?.terminated.as_ref();
+            let last = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+            state
+                .into_iter()
+                .chain(last)
+                .find(|t| t.reason.as_deref() == Some("StartError"))
+        })
+        .next()?;
+    let why = t
+        .message
+        .as_deref()
+        .and_then(|m| {
+            m.rsplit_once("unable to start container process: ")
+                .map(|(_, w)| w)
+        })
+        .or(t.message.as_deref())
+        .unwrap_or("StartError")
+        .trim_end_matches(": unknown");
+    Some((
+        COMMAND_NOT_RUNNABLE,
+        format!(
+            "the command could not be started ({why}); check spec.command: the program must exist in the image and be executable"
+        ),
+    ))
+}
+
+/// Why an attempt among `pods` died, when it says more than its exit code: its command
+/// could not be started (`CommandNotRunnable`), or it was killed for memory
+/// (`OutOfMemory`), with the limit it hit; and what to do.
 pub fn attempt_failure(pods: &[&Pod]) -> Option<(&'static str, String)> {
+    if let Some(found) = start_error(pods) {
+        return Some(found);
+    }
     let oom = pods.iter().any(|p| {
         p.status
             .iter()
@@ -439,6 +482,56 @@ mod tests {
     }
     fn waiting(reason: &str, msg: &str) -> serde_json::Value {
         json!({"waiting": {"reason": reason, "message": msg}})
+    }
+
+    #[test]
+    fn a_command_the_runtime_cannot_start_ends_the_run_at_once() {
+        // What a real containerd and runc say for `command: [/no/such/binary]`.
+        let message = "failed to create containerd task: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: \"/no/such/binary\": stat /no/such/binary: no such file or directory: unknown";
+        let p = pod(
+            Some(1),
+            json!({"terminated": {"exitCode": 128, "reason": "StartError", "message": message}}),
+            "1",
+        );
+        let v = assess(
+            &job(json!({})),
+            &[&p],
+            &[],
+            &[],
+            &Settings::default(),
+            now(),
+        );
+        match v {
+            Verdict::End { reason, message } => {
+                assert_eq!(reason, COMMAND_NOT_RUNNABLE);
+                assert!(
+                    message.starts_with("the command could not be started (exec: \"/no/such/binary\": stat /no/such/binary: no such file or directory)"),
+                    "{message}"
+                );
+            }
+            v => panic!("{v:?}"),
+        }
+        // A Job the Job controller already failed still gets the reason, recorded once.
+        let done: Job = serde_json::from_value(json!({"metadata": {"name": "dj-1", "annotations": {}}, "status": {"conditions": [{"type": "Failed", "status": "True"}]}})).unwrap();
+        assert!(matches!(
+            assess(&done, &[&p], &[], &[], &Settings::default(), now()),
+            Verdict::Record {
+                reason: COMMAND_NOT_RUNNABLE,
+                ..
+            }
+        ));
+        let recorded: Job = serde_json::from_value(json!({"metadata": {"name": "dj-1", "annotations": {LAST_FAILURE_REASON: COMMAND_NOT_RUNNABLE}}, "status": {"conditions": [{"type": "Failed", "status": "True"}]}})).unwrap();
+        assert!(matches!(
+            assess(&recorded, &[&p], &[], &[], &Settings::default(), now()),
+            Verdict::Fine { .. }
+        ));
+        // An ordinary failure is not a start error.
+        let exit = pod(
+            Some(1),
+            json!({"terminated": {"exitCode": 1, "reason": "Error"}}),
+            "1",
+        );
+        assert!(start_error(&[&exit]).is_none());
     }
 
     #[test]

@@ -18,7 +18,11 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
+/// The image pull grace e2e/with-operator.sh sets.
 const GRACE: Duration = Duration::from_secs(5);
+/// The config grace e2e/with-operator.sh sets (longer: a real kubelet retries a container
+/// it could not configure only every ~10 s).
+const CONFIG_GRACE: Duration = Duration::from_secs(25);
 
 async fn create(client: &Client, ns: &str, name: &str, spec: serde_json::Value) -> Api<DataJob> {
     let api: Api<DataJob> = Api::namespaced(client.clone(), ns);
@@ -139,7 +143,7 @@ async fn missing_secret_ends_the_run_as_missing_config_naming_the_secret() {
         json!({"image": "busybox", "env": env}),
     )
     .await;
-    let (reason, message) = failed(&api, "needs-secret", GRACE + Duration::from_secs(30))
+    let (reason, message) = failed(&api, "needs-secret", CONFIG_GRACE + Duration::from_secs(30))
         .await
         .unwrap();
     assert_eq!(reason, "MissingConfig");

@@ -100,6 +100,13 @@ pub struct DataJobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
 
+    /// The numeric user (and group) a run's container runs as, never root. Default: 65532,
+    /// whatever the image says: most public images run as root, and a run never does.
+    /// Set it to the image's own non-root user when its files need that user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 2147483647))]
+    pub run_as_user: Option<i64>,
+
     /// How many finished runs keep their Job (and pods, for logs). Default: 5; at most 50.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 50))]

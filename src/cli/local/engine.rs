@@ -49,8 +49,6 @@ pub struct Probe {
     /// Why it does not work, in the engine's words.
     pub detail: String,
     pub image_present: bool,
-    /// The image's configured user (`Config.User`), when present.
-    pub image_user: Option<String>,
 }
 
 /// Where the run goes, and why, in words.
@@ -169,10 +167,13 @@ pub async fn probe(engine: Engine, image: &str) -> Probe {
         working: false,
         detail: String::new(),
         image_present: false,
-        image_user: None,
     };
-    let Some((ok, _, err)) = quiet(program, &["info", "--format", "{{.ServerVersion}}"]).await
-    else {
+    // Each engine names its version field its own way.
+    let version = match engine {
+        Engine::Docker => "{{.ServerVersion}}",
+        Engine::Podman => "{{.Version.Version}}",
+    };
+    let Some((ok, _, err)) = quiet(program, &["info", "--format", version]).await else {
         p.detail = "not installed".into();
         return p;
     };
@@ -186,29 +187,48 @@ pub async fn probe(engine: Engine, image: &str) -> Probe {
         return p;
     }
     p.working = true;
-    if let Some((true, user, _)) = quiet(
-        program,
-        &["image", "inspect", "--format", "{{.Config.User}}", image],
-    )
-    .await
+    if let Some((true, _, _)) =
+        quiet(program, &["image", "inspect", "--format", "{{.Id}}", image]).await
     {
         p.image_present = true;
-        p.image_user = Some(user);
     }
     p
-}
-
-/// Whether an image user means root (`""`, `root`, `0`, `0:0`).
-pub fn runs_as_root(user: &str) -> bool {
-    let u = user.split(':').next().unwrap_or("");
-    u.is_empty() || u == "root" || u == "0"
 }
 
 /// Where a container sees the staging directory.
 pub const CONTAINER_STAGING: &str = "/datajob/staging";
 
-/// The `<engine> run` arguments for one attempt: the same resources, security and
-/// command rules as the run's pod (command replaces the entrypoint, args the CMD).
+/// Limits on open files and processes a container may be given here: this process's
+/// hard limits (`/proc/self/limits`), and no more processes than the kernel has ids
+/// (`kernel.pid_max`). An engine's own defaults may be above what the machine allows,
+/// and runc then fails (`error setting rlimit type 7: operation not permitted`).
+pub fn hard_limits() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let hard = |name: &str| -> Option<u64> {
+        let line = text.lines().find(|l| l.starts_with(name))?;
+        match line[name.len()..].split_whitespace().nth(1)? {
+            "unlimited" => Some(u64::MAX),
+            n => n.parse().ok(),
+        }
+    };
+    let read =
+        |path: &str| -> Option<u64> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
+    let files = hard("Max open files")?.min(read("/proc/sys/fs/nr_open").unwrap_or(u64::MAX));
+    let procs = hard("Max processes")?.min(read("/proc/sys/kernel/pid_max").unwrap_or(u64::MAX));
+    Some((files, procs))
+}
+
+/// The host directories a container run mounts: the run's scratch and home.
+#[derive(Clone, Copy, Debug)]
+pub struct Mounts<'a> {
+    pub scratch: &'a Path,
+    pub home: &'a Path,
+}
+
+/// The `<engine> run` arguments for one attempt: the same resources, user, volumes,
+/// security and command rules as the run's pod (command replaces the entrypoint, args
+/// the CMD).
+#[allow(clippy::too_many_arguments)]
 pub fn run_args(
     engine: Engine,
     container_name: &str,
@@ -217,6 +237,7 @@ pub fn run_args(
     command: &[String],
     args: &[String],
     staging: Option<&Path>,
+    mounts: Mounts<'_>,
 ) -> Vec<String> {
     let mut a: Vec<String> = vec![
         "run".into(),
@@ -232,13 +253,29 @@ pub fn run_args(
         "ALL".into(),
         "--security-opt".into(),
         "no-new-privileges".into(),
+        // Never root, whatever the image says: the pod's runAsUser/runAsGroup.
+        "--user".into(),
+        format!("{}:{}", r.run_as_user, r.run_as_user),
     ];
+    if let Some((files, procs)) = hard_limits() {
+        a.push("--ulimit".into());
+        a.push(format!("nofile={files}:{files}"));
+        a.push("--ulimit".into());
+        a.push(format!("nproc={procs}:{procs}"));
+    }
+    let relabel = if engine == Engine::Podman { ":Z" } else { "" };
+    for (dir, at) in [
+        (mounts.scratch, crate::children::SCRATCH_PATH),
+        (mounts.home, crate::children::HOME_PATH),
+    ] {
+        a.push("--volume".into());
+        a.push(format!("{}:{at}{relabel}", dir.display()));
+    }
     for (k, v) in env {
         a.push("--env".into());
         a.push(format!("{k}={v}"));
     }
     if let Some(dir) = staging {
-        let relabel = if engine == Engine::Podman { ":Z" } else { "" };
         a.push("--volume".into());
         a.push(format!("{}:{CONTAINER_STAGING}{relabel}", dir.display()));
     }
@@ -267,7 +304,6 @@ mod tests {
             working,
             detail: "Cannot connect to the Docker daemon".into(),
             image_present: image,
-            image_user: None,
         }
     }
 
@@ -349,6 +385,10 @@ mod tests {
             &["sh".into(), "-c".into()],
             &["echo hi".into()],
             Some(Path::new("/tmp/s")),
+            Mounts {
+                scratch: Path::new("/tmp/run/scratch"),
+                home: Path::new("/tmp/run/home"),
+            },
         );
         let s = a.join(" ");
         assert!(
@@ -357,10 +397,19 @@ mod tests {
         );
         assert!(s.contains("--env DATAJOB_NAME=a"));
         assert!(s.contains("--volume /tmp/s:/datajob/staging"));
+        // As the pod: never root, a writable scratch and home.
+        assert!(s.contains("--user 65532:65532"), "{s}");
+        assert!(s.contains("--volume /tmp/run/scratch:/scratch"), "{s}");
+        assert!(s.contains("--volume /tmp/run/home:/home/datajob"), "{s}");
+        if let Some((files, _)) = hard_limits() {
+            assert!(
+                s.contains(&format!("--ulimit nofile={files}:{files}")),
+                "{s}"
+            );
+        }
         assert!(
             s.ends_with("--entrypoint sh busybox:1.36 -c echo hi"),
             "{s}"
         );
-        assert!(runs_as_root("") && runs_as_root("0:0") && !runs_as_root("1000"));
     }
 }

@@ -9,7 +9,7 @@ pub mod process;
 mod setup;
 pub mod staging;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +25,6 @@ use super::error::{CliError, Result};
 use super::output::{self, Color, Format, Progress, Style};
 use crate::api::RunState;
 use crate::labels;
-use crate::validation::Resolved;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -127,19 +126,24 @@ pub fn final_line(
 }
 
 /// The program and arguments of an attempt on the host or in `engine`.
-fn command_line(
-    choice: &Choice,
-    container: &str,
-    r: &Resolved,
-    vars: &[(String, String)],
-    cmd: &[String],
-    args: &[String],
-    staging: Option<&Path>,
-) -> (String, Vec<String>) {
-    match choice {
+fn command_line(s: &Setup, container: &str) -> (String, Vec<String>) {
+    let (cmd, args) = (&s.command, &s.args);
+    match &s.choice {
         Choice::Container { engine, .. } => (
             engine.program().to_string(),
-            engine::run_args(*engine, container, r, vars, cmd, args, staging),
+            engine::run_args(
+                *engine,
+                container,
+                &s.r,
+                &s.env.vars,
+                cmd,
+                args,
+                s.stage.as_ref().map(|st| st.dir.as_path()),
+                engine::Mounts {
+                    scratch: &s.scratch,
+                    home: &s.home,
+                },
+            ),
         ),
         Choice::Host { .. } => {
             let mut words: Vec<String> = cmd.to_vec();
@@ -169,20 +173,17 @@ fn announce(s: &Setup, progress: &Progress) {
         crate::units::format_duration(r.deadline),
         r.retries + 1
     ));
-    if let Choice::Host { .. } = s.choice {
-        say("on the host the command runs as you, with your files and tools; cpu and memory are not limited".into());
-    }
-    let user = s
-        .probes
-        .iter()
-        .find(|p| matches!(&s.choice, Choice::Container { engine, .. } if *engine == p.engine))
-        .and_then(|p| p.image_user.as_deref())
-        .filter(|u| engine::runs_as_root(u));
-    if let Some(user) = user {
-        say(format!(
-            "warning: {} runs as root ({user:?}); on the cluster runs must not, and this run would end as RunsAsRoot",
-            r.image
-        ));
+    match s.choice {
+        Choice::Host { .. } => say(format!(
+            "on the host the command runs as you, with your files and tools; cpu and memory are not limited; HOME and DATAJOB_SCRATCH are {} and {}",
+            s.home.display(),
+            s.scratch.display()
+        )),
+        Choice::Container { .. } => say(format!(
+            "as user {} (never root, as on the cluster), with /scratch and HOME=/home/datajob from {}",
+            r.run_as_user,
+            s.scratch.parent().unwrap_or(&s.scratch).display()
+        )),
     }
     if r.gpu > 0 {
         say(format!(
@@ -228,15 +229,7 @@ async fn attempts(
             )))?;
         }
         let container = format!("datajob-{}-{attempt}", s.run_id);
-        let (program, argv) = command_line(
-            &s.choice,
-            &container,
-            r,
-            &s.env.vars,
-            &s.command,
-            &s.args,
-            s.stage.as_ref().map(|st| st.dir.as_path()),
-        );
+        let (program, argv) = command_line(s, &container);
         let mut command = Command::new(&program);
         command.args(&argv);
         let runner = match &s.choice {
@@ -245,6 +238,15 @@ async fn attempts(
                 name: container,
             },
             Choice::Host { .. } => {
+                // The caller's own environment stays (tools, PATH), except the names the
+                // operator reserves: a run sees only its own DATAJOB_ variables, as a pod.
+                for (k, _) in std::env::vars_os() {
+                    if k.to_string_lossy()
+                        .starts_with(crate::validation::RESERVED_ENV_PREFIX)
+                    {
+                        command.env_remove(k);
+                    }
+                }
                 command.envs(s.env.vars.iter().map(|(k, v)| (k, v)));
                 Runner::Host
             }

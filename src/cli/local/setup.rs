@@ -79,11 +79,23 @@ pub(super) struct Setup {
     pub(super) run_id: String,
     pub(super) logical_time: DateTime<Utc>,
     pub(super) choice: Choice,
-    pub(super) probes: Vec<Probe>,
     pub(super) env: env::Env,
     pub(super) command: Vec<String>,
     pub(super) args: Vec<String>,
     pub(super) stage: Option<Stage>,
+    /// The run's scratch and home directories on this machine: mounted at `/scratch` and
+    /// `/home/datajob` in a container, named by `DATAJOB_SCRATCH` and `HOME` on the host.
+    pub(super) scratch: PathBuf,
+    pub(super) home: PathBuf,
+}
+
+/// An empty directory anyone may write to (the container's user is not this user).
+fn writable_dir(dir: &std::path::Path) -> Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(CliError::io(format!("creating {}", dir.display())))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777))
+        .map_err(CliError::io(format!("making {} writable", dir.display())))
 }
 
 pub(super) async fn prepare(
@@ -161,6 +173,15 @@ pub(super) async fn prepare(
         };
         env.set("DATAJOB_STAGING", seen);
     }
+    // Scratch and home, as the pod has them: empty and writable by the run's user.
+    let run_dir = state_dir.join("runs").join(&run_id);
+    let (scratch, home) = (run_dir.join("scratch"), run_dir.join("home"));
+    writable_dir(&scratch)?;
+    writable_dir(&home)?;
+    if let Choice::Host { .. } = choice {
+        env.set("HOME", home.display().to_string());
+        env.set("DATAJOB_SCRATCH", scratch.display().to_string());
+    }
     for (k, v) in &overrides {
         env.set(k, v.clone());
         let unset = format!("{k} is not set");
@@ -173,9 +194,10 @@ pub(super) async fn prepare(
         run_id,
         logical_time,
         choice,
-        probes,
         env,
         stage,
+        scratch,
+        home,
     })
 }
 
