@@ -74,7 +74,7 @@ bench: ## scaling benchmark: DataJob's scaler against a minSize-1, 10-minute-idl
 	bash e2e/bench/scaling.sh
 
 .PHONY: test
-test: lint unit e2e ## everything CI checks: fmt, clippy, unit tests, end-to-end tests
+test: lint unit image e2e ## everything CI checks: fmt, clippy, unit tests, the image, end-to-end tests
 
 .PHONY: image
 image: ## the operator's image as an OCI archive, no container daemon (target/image/datajob-operator.tar)

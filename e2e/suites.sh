@@ -13,7 +13,7 @@
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$(dirname "$HERE")"
-OWN="e2e_ha e2e_chart e2e_observability"
+OWN="e2e_ha e2e_chart e2e_observability e2e_incluster"
 shared=()
 own=()
 for f in tests/e2e_*.rs; do
