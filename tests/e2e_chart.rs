@@ -863,7 +863,12 @@ async fn service_account_has_the_operators_permissions_and_no_more() {
         (vec!["watch", "secrets", "-A"], false),
         (vec!["list", "secrets", "-n", n], false),
         (vec!["get", "secrets/another", "-n", n], false),
-        (vec!["get", "configmaps", "-A"], false),
+        // Preflight (on by default): ConfigMaps and service accounts by name only.
+        (vec!["get", "configmaps", "-A"], true),
+        (vec!["list", "configmaps", "-A"], false),
+        (vec!["watch", "configmaps", "-A"], false),
+        (vec!["get", "serviceaccounts", "-A"], true),
+        (vec!["list", "serviceaccounts", "-A"], false),
         // Its own certificate Secret and Lease, by name.
         (vec!["get", &secret, "-n", n], true),
         (vec!["update", &secret, "-n", n], true),
@@ -1062,14 +1067,46 @@ fn rbac_has_no_wildcards_and_reads_no_secret_beyond_its_own() {
             .as_array()
             .is_some_and(|r| r.iter().any(|v| v == resource))
     };
+    // Cluster-wide: no Secret at all by default; ConfigMaps only `get` (preflight).
+    let rules = cluster_role["rules"].as_array().expect("rules");
     assert!(
-        !cluster_role["rules"]
-            .as_array()
-            .expect("rules")
-            .iter()
-            .any(|r| touches(r, "secrets") || touches(r, "configmaps")),
-        "the ClusterRole grants Secrets or ConfigMaps: {cluster_role}"
+        !rules.iter().any(|r| touches(r, "secrets")),
+        "the ClusterRole grants Secrets: {cluster_role}"
     );
+    for r in rules.iter().filter(|r| touches(r, "configmaps")) {
+        assert_eq!(
+            r["verbs"],
+            json!(["get"]),
+            "ConfigMaps are only read by name: {r}"
+        );
+    }
+    // `preflight.secrets` adds `get` on Secrets, and nothing more; `preflight.enabled:
+    // false` takes the ConfigMap rule away too.
+    for (flags, secrets, configmaps) in [
+        (
+            vec!["--set", "preflight.secrets=true"],
+            Some(json!(["get"])),
+            true,
+        ),
+        (vec!["--set", "preflight.enabled=false"], None, false),
+    ] {
+        let docs = documents(&must(
+            template(release, "datajob-system", &flags),
+            "helm template",
+        ));
+        let role = find(&docs, "ClusterRole", "datajob").expect("a ClusterRole");
+        let rules = role["rules"].as_array().expect("rules");
+        let secret_verbs = rules
+            .iter()
+            .find(|r| touches(r, "secrets"))
+            .map(|r| r["verbs"].clone());
+        assert_eq!(secret_verbs, secrets, "{flags:?}: {role}");
+        assert_eq!(
+            rules.iter().any(|r| touches(r, "configmaps")),
+            configmaps,
+            "{flags:?}: {role}"
+        );
+    }
     for rule in role["rules"].as_array().expect("rules") {
         let reads = rule["verbs"]
             .as_array()

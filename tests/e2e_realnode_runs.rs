@@ -16,6 +16,7 @@ use common::realnode::{self, RealNode};
 use common::{TestNamespace, client, wait_for, wait_for_object};
 use datajob::api::{DataJob, RunState};
 use datajob::labels::NAME;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -305,11 +306,23 @@ async fn a_binary_missing_from_the_image_is_command_not_runnable_and_retried_nev
     )
     .await;
     assert!(m.contains("127"), "{m}");
+    // Each ran once: the Job counts one failed pod (its pods may be gone already).
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns.name());
     for name in ["no-binary", "no-command"] {
-        let attempts = pods_of(&client, ns.name(), name).await.len();
-        assert_eq!(
-            attempts, 1,
-            "{name}: retrying cannot fix it, so it ran once"
+        let list = jobs
+            .list(&ListParams::default().labels(&format!("{NAME}={name}")))
+            .await
+            .unwrap();
+        assert_eq!(list.items.len(), 1, "{name}: one run");
+        let status = list.items[0].status.clone().unwrap_or_default();
+        let failed = status.failed.unwrap_or(0)
+            + status
+                .uncounted_terminated_pods
+                .and_then(|u| u.failed)
+                .map_or(0, |f| f.len() as i32);
+        assert!(
+            failed <= 1,
+            "{name}: retrying cannot fix it, so it ran once: {failed} failed pods"
         );
     }
 }
