@@ -150,6 +150,47 @@ done
 [ "$ready" = 1 ] || die "the operator was not ready after 60s; see $LOG"
 log "operator ready (http://$ADMIN/readyz)"
 
+# --- a run on the real node: a real container, its real log lines ---------------------
+# Before the NodeGroups exist: with them, runs are placed on a group, and the real node is
+# in none.
+REAL_ENV="$DIR/cluster.env"
+if grep -qx 'REAL_NODE=1' "$REAL_ENV" 2>/dev/null; then
+  IMAGE_ROOT=$(sed -n 's/^IMAGE_ROOT=//p' "$REAL_ENV")
+  REAL_NS=$NS-real
+  say "A run on the real node (containerd, a real kubelet, image $IMAGE_ROOT from the local registry)"
+  # Pods of this namespace go to the real node (see docs/testing.md, "The real node").
+  k apply -f - >/dev/null <<EOF_NS
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: $REAL_NS
+  annotations:
+    scheduler.alpha.kubernetes.io/node-selector: datajob.dev/real-node=true
+    scheduler.alpha.kubernetes.io/defaultTolerations: '[{"key":"datajob.dev/real-node","operator":"Equal","value":"true","effect":"NoSchedule"}]'
+EOF_NS
+  for _ in $(seq 1 100); do
+    k -n "$REAL_NS" get serviceaccount default >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  k -n "$REAL_NS" apply -f - <<EOF_DJ 2>&1 | indent
+apiVersion: datajob.dev/v1alpha1
+kind: DataJob
+metadata:
+  name: hello-real
+spec:
+  image: $IMAGE_ROOT
+  command: [sh, -c, 'echo "hello from \$(hostname), user \$(id -u) (the image runs as root; the run never does)"; echo "run \$DATAJOB_RUN_ID, logical time \$DATAJOB_LOGICAL_TIME"; echo scratch > /scratch/x && echo "wrote /scratch/x"']
+  resources: {cpu: 100m, memory: 64Mi}
+EOF_DJ
+  for _ in $(seq 1 120); do
+    state=$(k -n "$REAL_NS" get datajob hello-real -o 'jsonpath={.status.state}' 2>/dev/null || true)
+    case "$state" in Succeeded|Failed) break;; esac
+    sleep 1
+  done
+  echo "  \$ kubectl datajob -n $REAL_NS logs hello-real" >&2
+  target/debug/kubectl-datajob -n "$REAL_NS" logs hello-real 2>&1 | indent || true
+fi
+
 # --- 3. node groups and the example DataJobs ------------------------------------------
 say "NodeGroups (examples/platform/): simulated nodes, made when runs wait and removed when idle"
 k apply -f examples/platform/nodegroups.yaml
@@ -227,6 +268,7 @@ The demo is running (set up in ${elapsed}s). Explore it:
   export PATH=$BIN:\$PATH
   kubectl get datajobs -A
   kubectl get nodegroups
+  target/debug/kubectl-datajob -n $NS-real logs hello-real   # real log lines, from the real node
   kubectl -n $NS describe datajobs heartbeat
   kubectl -n $NS get jobs,pods
   target/debug/kubectl-datajob -n $NS status          # the plugin, see docs/cli.md
