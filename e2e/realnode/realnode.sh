@@ -466,11 +466,12 @@ realnode_iptables_cleanup() {
     command -v "$ipt" >/dev/null 2>&1 || continue
     while "$ipt" -w -D INPUT -j KUBE-FIREWALL 2>/dev/null; do :; done
     while "$ipt" -w -D OUTPUT -j KUBE-FIREWALL 2>/dev/null; do :; done
-    "$ipt" -w -F KUBE-FIREWALL 2>/dev/null && "$ipt" -w -X KUBE-FIREWALL 2>/dev/null
+    # each chain may be gone already (set -e: a failed removal is not an error here)
+    { "$ipt" -w -F KUBE-FIREWALL && "$ipt" -w -X KUBE-FIREWALL; } 2>/dev/null || true
     for t in mangle filter nat; do
-      "$ipt" -w -t "$t" -F KUBE-KUBELET-CANARY 2>/dev/null && "$ipt" -w -t "$t" -X KUBE-KUBELET-CANARY 2>/dev/null
+      { "$ipt" -w -t "$t" -F KUBE-KUBELET-CANARY && "$ipt" -w -t "$t" -X KUBE-KUBELET-CANARY; } 2>/dev/null || true
     done
-    "$ipt" -w -t mangle -X KUBE-IPTABLES-HINT 2>/dev/null
+    "$ipt" -w -t mangle -X KUBE-IPTABLES-HINT 2>/dev/null || true
   done
   # the kubelet's (hard-wired) /var/log/containers, when empty: no kubelet needs it now
   rmdir /var/log/containers 2>/dev/null
