@@ -54,7 +54,7 @@ cluster-env: ## print `export KUBECONFIG=…` for the local control plane
 
 .PHONY: install
 install: ## apply the CRDs and the operator namespace to the current KUBECONFIG
-	$(KUBECTL) apply --server-side -f crds/
+	$(KUBECTL) apply --server-side --force-conflicts -f crds/
 	$(KUBECTL) create namespace datajob-system --dry-run=client -o yaml | $(KUBECTL) apply -f -
 	$(KUBECTL) wait --for condition=established --timeout=30s crd/datajobs.datajob.dev
 
@@ -70,8 +70,22 @@ e2e: ## end-to-end tests on a fresh local control plane (brought down afterwards
 	bash e2e/run-e2e.sh bash e2e/suites.sh
 
 .PHONY: bench
-bench: ## scaling benchmark: DataJob's scaler against a minSize-1, 10-minute-idle baseline (~20 min)
+bench: ## scaling benchmark: schedule-aware, fixed-wait, Karpenter-like and Cluster-Autoscaler-like scalers on one trace (~17 min; BENCH_HOURS=1 ~11 min)
 	bash e2e/bench/scaling.sh
+
+.PHONY: bench-scale
+bench-scale: ## N DataJobs beside N CronJobs: creation and status lag, misses, operator memory and CPU (long; not in make test)
+	bash e2e/bench/scale.sh
+
+.PHONY: chaos
+chaos: ## operator kills, apiserver and etcd restarts, webhook outage mid-burst: the long run (~10 min; make test runs a 2-minute one)
+	$(CARGO) test --features e2e --test e2e_chaos --no-run
+	DATAJOB_CHAOS_SECONDS=$${DATAJOB_CHAOS_SECONDS:-480} bash e2e/run-e2e.sh bash -c \
+	  'export DATAJOB_OPERATOR_KUBECONFIG=$$(bash e2e/chart-identity.sh | tail -n 1) && cargo test --features e2e --test e2e_chaos -- --test-threads=1 --nocapture'
+
+.PHONY: fuzz
+fuzz: ## the property tests of every parser and of the whole validation, long (PROPTEST_CASES, default 50000)
+	PROPTEST_CASES=$${PROPTEST_CASES:-50000} $(CARGO) test --release --test prop_parsers --test prop_validation
 
 .PHONY: test
 test: lint unit image e2e ## everything CI checks: fmt, clippy, unit tests, the image, end-to-end tests

@@ -9,6 +9,11 @@
 #   e2e/cluster.sh down     stop exactly the processes `up` started, remove the state dir
 #   e2e/cluster.sh env      print `export KUBECONFIG=...`
 #   e2e/cluster.sh status   say whether it runs (exit 0 = running, 1 = not)
+#   e2e/cluster.sh restart COMPONENT [--kill]
+#                           stop one of etcd, kube-apiserver, kube-controller-manager,
+#                           kube-scheduler (TERM, KILL after 5 s; --kill: KILL at once)
+#                           and start it again with the same command line; returns once
+#                           it (and, after etcd, the apiserver) is ready again
 #
 # Environment (all optional):
 #   DATAJOB_CLUSTER_DIR    state dir            (default $HOME/.cache/datajob/cluster)
@@ -426,6 +431,45 @@ do_status() {
   return 1
 }
 
+# restart COMPONENT [--kill]: one component down and up again, with the command line it
+# was started with (read from /proc), its log kept as <component>.log.<time>.
+do_restart() {
+  local c=${1:-} how=${2:-} pid t0 took args=()
+  case "$c" in
+    etcd|kube-apiserver|kube-controller-manager|kube-scheduler) ;;
+    *) die "restart: give one of etcd, kube-apiserver, kube-controller-manager, kube-scheduler (got '$c')";;
+  esac
+  case "$how" in ""|--kill) ;; *) die "restart: unknown option $how (only --kill)";; esac
+  check_ours
+  [ -d "$DIR" ] || die "restart: the cluster is not running (no $DIR)"
+  load_env
+  pid=$(live_pid "$c") || die "restart: $c is not running"
+  mapfile -d '' args <"/proc/$pid/cmdline"
+  [ ${#args[@]} -gt 0 ] || die "restart: cannot read the command line of $c (pid $pid)"
+  t0=$(date +%s.%N)
+  if [ "$how" = --kill ]; then
+    kill -KILL "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
+  else
+    stop_pids 5 "$pid"
+  fi
+  alive "$pid" && die "restart: $c (pid $pid) did not stop"
+  log "$c stopped (pid $pid); starting it again"
+  mv "$DIR/logs/$c.log" "$DIR/logs/$c.log.$(date +%s)" 2>/dev/null || true
+  launch "$c" "${args[@]}"
+  DEADLINE=$(( $(date +%s) + ${DATAJOB_UP_TIMEOUT:-120} ))
+  case "$c" in
+    etcd)
+      wait_until "etcd health" curl -sf --max-time 2 "http://127.0.0.1:$ETCD_PORT/health"
+      wait_until "kube-apiserver /readyz" api_get /readyz;;
+    kube-apiserver) wait_until "kube-apiserver /readyz" api_get /readyz;;
+    kube-controller-manager) wait_until "kube-controller-manager /healthz" healthz "$KCM_PORT";;
+    kube-scheduler) wait_until "kube-scheduler /healthz" healthz "$SCHEDULER_PORT";;
+  esac
+  took=$(awk -v s="$t0" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f", e-s}')
+  log "restarted $c: ready again ${took}s after it was stopped"
+}
+
 cmd=${1:-}
 case "$cmd" in
   up|down)
@@ -439,5 +483,11 @@ case "$cmd" in
   env) echo "export KUBECONFIG=$DIR/kubeconfig"
        [ -f "$DIR/kubeconfig" ] || log "warning: cluster is not up (no $DIR/kubeconfig)";;
   status) do_status;;
-  *) echo "usage: $0 up|down|env|status" >&2; exit 2;;
+  restart)
+    # the same lock as up/down: a restart never interleaves with them
+    mkdir -p "$(dirname "$DIR")"
+    exec 9<"$(dirname "$DIR")"
+    flock -w 600 9 || die "could not take the lock on $(dirname "$DIR")"
+    do_restart "${2:-}" "${3:-}";;
+  *) echo "usage: $0 up|down|env|status|restart COMPONENT [--kill]" >&2; exit 2;;
 esac

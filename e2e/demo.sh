@@ -95,7 +95,7 @@ k() { kubectl "$@"; }
 
 # --- 2. CRDs, the operator's namespace, the operator ---------------------------------
 say "CRDs and the operator"
-k apply --server-side -f crds/ >/dev/null
+k apply --server-side --force-conflicts -f crds/ >/dev/null
 k create namespace datajob-system --dry-run=client -o yaml | k apply -f - >/dev/null
 k wait --for condition=established --timeout=30s crd/datajobs.datajob.dev crd/nodegroups.datajob.dev >/dev/null
 

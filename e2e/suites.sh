@@ -7,13 +7,15 @@
 #   2. the suites that start operators of their own or install the chart, one after the
 #      other, with no shared operator running: e2e_ha (two replicas and a leader kill),
 #      e2e_chart (helm install and uninstall; its webhook would slow everyone else),
-#      e2e_observability (its own operator and Prometheus; its NodeGroups move every DataJob).
+#      e2e_observability (its own operator and Prometheus; its NodeGroups move every DataJob),
+#      e2e_chaos (its own replicas killed, the apiserver and etcd restarted; the short run,
+#      DATAJOB_CHAOS_SECONDS for a longer one: `make chaos`).
 #
 # Every suite runs even when one before it failed; the exit status says whether all passed.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$(dirname "$HERE")"
-OWN="e2e_ha e2e_chart e2e_observability e2e_incluster"
+OWN="e2e_ha e2e_chart e2e_observability e2e_incluster e2e_chaos"
 shared=()
 own=()
 for f in tests/e2e_*.rs; do

@@ -29,7 +29,7 @@ export DATAJOB_PVC_GRACE=${DATAJOB_PVC_GRACE:-5s}
 export DATAJOB_CLEANUP_INTERVAL=${DATAJOB_CLEANUP_INTERVAL:-2s}
 
 cargo build --bin datajob-operator
-"$KUBECTL" apply --server-side -f crds/ >/dev/null
+"$KUBECTL" apply --server-side --force-conflicts -f crds/ >/dev/null
 "$KUBECTL" create namespace "$POD_NAMESPACE" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
 "$KUBECTL" wait --for condition=established --timeout=30s crd/datajobs.datajob.dev >/dev/null
 
@@ -41,6 +41,28 @@ if [ -z "${DATAJOB_OPERATOR_KUBECONFIG:-}" ]; then
 fi
 export DATAJOB_OPERATOR_KUBECONFIG
 echo "with-operator.sh: the operator's identity: $DATAJOB_OPERATOR_KUBECONFIG" >&2
+
+# Outputs on volumes are staged and published by the operator's own image (`make image`,
+# which `make test` runs first): push it to the cluster's registry, where the real node
+# pulls it, and tell the operator (DATAJOB_PUBLISHER_IMAGE, unless set already).
+IMAGE_TAR=$ROOT/target/image/datajob-operator.tar
+CLUSTER_ENV=${DATAJOB_CLUSTER_DIR:-$HOME/.cache/datajob/cluster}/cluster.env
+REGISTRY=$(sed -n 's/^REGISTRY=//p' "$CLUSTER_ENV" 2>/dev/null | tr -d '"' | head -n 1)
+# A kwok-only cluster (REAL_NODE=0) has no registry: nothing pulls the image there.
+if [ "$(sed -n 's/^REAL_NODE=//p' "$CLUSTER_ENV" 2>/dev/null | head -n 1)" != 1 ]; then
+  REGISTRY=
+fi
+if [ -z "${DATAJOB_PUBLISHER_IMAGE:-}" ] && [ -f "$IMAGE_TAR" ] && [ -n "$REGISTRY" ]; then
+  CRANE="$(bash "$HERE/tools.sh" | tail -n 1)/crane"
+  LAYOUT=$(mktemp -d)
+  tar -xf "$IMAGE_TAR" -C "$LAYOUT"
+  DATAJOB_PUBLISHER_IMAGE="$REGISTRY/datajob/datajob-operator:e2e-$(sha256sum "$IMAGE_TAR" | cut -c1-12)"
+  "$CRANE" push --insecure "$LAYOUT" "$DATAJOB_PUBLISHER_IMAGE" >/dev/null 2>"$LAYOUT.log" || { cat "$LAYOUT.log" >&2; exit 1; }
+  rm -f "$LAYOUT.log"
+  rm -rf "$LAYOUT"
+  export DATAJOB_PUBLISHER_IMAGE
+  echo "with-operator.sh: publisher image $DATAJOB_PUBLISHER_IMAGE" >&2
+fi
 
 mkdir -p "$(dirname "$LOG")"
 KUBECONFIG=$DATAJOB_OPERATOR_KUBECONFIG target/debug/datajob-operator >"$LOG" 2>&1 &

@@ -1,10 +1,11 @@
 //! The operator's configuration: flags, each with an environment variable, so the
 //! Helm chart and `make run` set the same things.
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 
-use crate::children::Guards;
+use crate::decide::children::Guards;
 use crate::units::parse_duration;
 use crate::validation::Limits;
 
@@ -89,6 +90,13 @@ pub struct Config {
     #[arg(long, env = "DATAJOB_SCRATCH_STORAGE_CLASS")]
     pub scratch_storage_class: Option<String>,
 
+    /// The operator's own image (e.g. `registry.example.com/datajob-operator:0.1.0`): the
+    /// Jobs that publish runs' output on volumes (`pvc://` outputs) run it, and so does a
+    /// step before each attempt of such a run that empties its staging directory. The
+    /// chart sets it to the image it runs. Empty: `pvc://` outputs are refused.
+    #[arg(long, env = "DATAJOB_PUBLISHER_IMAGE")]
+    pub publisher_image: Option<String>,
+
     /// Check at admission that a DataJob's image is in its registry and that the
     /// Secrets, ConfigMaps and service account it names exist: warnings, not refusals.
     /// Look-ups fail open within 2 s; Secrets are checked only when the operator may read
@@ -114,17 +122,70 @@ pub struct Config {
     /// very many DataJobs).
     #[arg(long, env = "DATAJOB_METRICS_PER_DATAJOB", default_value_t = true, action = clap::ArgAction::Set)]
     pub metrics_per_datajob: bool,
+
+    /// Without a command: run the operator. The commands are the steps its image runs in
+    /// users' namespaces for outputs on volumes.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The steps the operator's image runs next to runs whose output is on a volume.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum Command {
+    /// Empty a run's staging directory before an attempt (in the run's pod), and remove
+    /// what finished runs left.
+    Stage(StageArgs),
+    /// Publish a run's staging directory as the partition of its logical time (in the
+    /// Job the operator starts once the run succeeded).
+    Publish(PublishArgs),
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct StageArgs {
+    /// The output root as this pod sees it, e.g. `/datajob/pvc/lake/events`.
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+    /// The run id, e.g. `raw-29926260`.
+    #[arg(long)]
+    pub run_id: String,
+    /// Staging directories and replaced versions older than this are removed: the
+    /// longest a run can live.
+    #[arg(long, default_value = "24h15m", value_parser = duration)]
+    pub grace: Duration,
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// The run's logical time, RFC 3339 UTC.
+    #[arg(long)]
+    pub logical_time: String,
+    /// The version directory to publish as, under `<root>/_versions/`.
+    #[arg(long)]
+    pub version: String,
+    /// The DataJob, for the manifest.
+    #[arg(long)]
+    pub datajob: Option<String>,
+    /// Its namespace, for the manifest.
+    #[arg(long = "datajob-namespace")]
+    pub datajob_namespace: Option<String>,
 }
 
 impl Config {
     pub fn limits(&self) -> Limits {
         Limits {
             max_deadline: self.max_deadline,
+            volume_outputs: self
+                .publisher_image
+                .as_deref()
+                .is_some_and(|i| !i.is_empty()),
+            local_paths: false,
         }
     }
 
-    pub fn watchdog(&self) -> crate::watchdog::Settings {
-        crate::watchdog::Settings {
+    pub fn watchdog(&self) -> crate::decide::watchdog::Settings {
+        crate::decide::watchdog::Settings {
             image_pull_grace: self.image_pull_grace,
             config_grace: self.config_grace,
             unschedulable_grace: self.unschedulable_grace,
@@ -187,6 +248,8 @@ impl Config {
             startup_allowance: self.startup_allowance,
             scratch_volume_above: self.scratch_volume_above,
             scratch_storage_class: self.scratch_storage_class.clone(),
+            publisher_image: self.publisher_image.clone().filter(|i| !i.is_empty()),
+            sweep_grace: self.max_deadline + self.startup_allowance,
         }
     }
 }

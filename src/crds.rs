@@ -4,13 +4,14 @@ use std::path::{Path, PathBuf};
 
 use kube::CustomResourceExt;
 
-use crate::api::{DataJob, NodeGroup};
+use crate::api::{Backfill, DataJob, NodeGroup};
 
 /// `(file name, yaml)` for every CRD.
 pub fn files() -> Vec<(&'static str, String)> {
     vec![
         ("datajob.dev_datajobs.yaml", to_yaml(&DataJob::crd())),
         ("datajob.dev_nodegroups.yaml", to_yaml(&NodeGroup::crd())),
+        ("datajob.dev_backfills.yaml", to_yaml(&Backfill::crd())),
     ]
 }
 
@@ -25,7 +26,7 @@ pub fn api_markdown() -> String {
     let mut out = String::from(
         "# API reference\n\nGenerated from the Rust types by `make crds` (`crdgen --api-doc`); a test fails when it is out of date.\n",
     );
-    for crd in [DataJob::crd(), NodeGroup::crd()] {
+    for crd in [DataJob::crd(), NodeGroup::crd(), Backfill::crd()] {
         let names = &crd.spec.names;
         for v in &crd.spec.versions {
             out.push_str(&format!(

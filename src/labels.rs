@@ -25,6 +25,15 @@ pub const DEADLINE_SECONDS: &str = "datajob.dev/deadline-seconds";
 pub const PENDING_TIMEOUT_SECONDS: &str = "datajob.dev/pending-timeout-seconds";
 /// On a DataJob: ask for a run now (`kubectl datajob trigger`), value RFC 3339.
 pub const TRIGGER: &str = "datajob.dev/trigger";
+/// On the Job that publishes a run's output (and its pod): the run id.
+pub const PUBLISH_OF: &str = "datajob.dev/publish-of";
+/// On the runs a Backfill started: its name.
+pub const BACKFILL: &str = "datajob.dev/backfill";
+/// On a run that replays a missed scheduled time (`catchUp: all`).
+pub const CATCH_UP: &str = "datajob.dev/catch-up";
+/// On a run's Job that waits to start: why (e.g. `WaitingForInput`), and in words.
+pub const WAITING_REASON: &str = "datajob.dev/waiting-reason";
+pub const WAITING_MESSAGE: &str = "datajob.dev/waiting-message";
 /// Set by the CronJob controller on the Jobs it creates.
 pub const CRONJOB_SCHEDULED: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
 /// Set by the Job controller on its pods.

@@ -112,6 +112,45 @@ impl Schedule {
             .collect()
     }
 
+    /// The latest run time at or before `t`.
+    pub fn at_or_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let after = t + chrono::Duration::seconds(1);
+        self.inner
+            .after(&after.with_timezone(&self.time_zone))
+            .next_back()
+            .map(|d| d.with_timezone(&Utc))
+            .filter(|d| *d <= t)
+    }
+
+    /// The run times in `[from, to]`, oldest first; at most `limit` of them (ask for one
+    /// more than you allow to tell "too many").
+    pub fn between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Vec<DateTime<Utc>> {
+        let start = from - chrono::Duration::seconds(1);
+        self.inner
+            .after(&start.with_timezone(&self.time_zone))
+            .map(|d| d.with_timezone(&Utc))
+            .take_while(|d| *d <= to)
+            .take(limit)
+            .collect()
+    }
+
+    /// The latest run times at or before `t`, newest first, at most `limit`.
+    pub fn recent(&self, t: DateTime<Utc>, limit: usize) -> Vec<DateTime<Utc>> {
+        let after = t + chrono::Duration::seconds(1);
+        self.inner
+            .after(&after.with_timezone(&self.time_zone))
+            .rev()
+            .map(|d| d.with_timezone(&Utc))
+            .filter(|d| *d <= t)
+            .take(limit)
+            .collect()
+    }
+
     /// The smallest gap between two consecutive runs over the next few runs.
     pub fn min_interval(&self, t: DateTime<Utc>) -> Option<chrono::Duration> {
         let runs = self.upcoming(t, 8);
@@ -320,6 +359,42 @@ mod tests {
         assert_eq!(
             s.min_interval(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()),
             Some(chrono::Duration::minutes(15))
+        );
+    }
+
+    #[test]
+    fn slots_before_and_between() {
+        let s = Schedule::parse("0 * * * *", Tz::UTC).unwrap();
+        assert_eq!(
+            s.at_or_before(at("2026-11-25T03:00:00Z")),
+            Some(at("2026-11-25T03:00:00Z"))
+        );
+        assert_eq!(
+            s.at_or_before(at("2026-11-25T03:59:59Z")),
+            Some(at("2026-11-25T03:00:00Z"))
+        );
+        let daily = Schedule::parse("0 3 * * *", chrono_tz::Europe::London).unwrap();
+        assert_eq!(
+            daily.at_or_before(at("2026-07-02T01:00:00Z")),
+            Some(at("2026-07-01T02:00:00Z")),
+            "03:00 London in summer is 02:00 UTC"
+        );
+        let six = s.between(at("2026-11-25T00:00:00Z"), at("2026-11-25T05:00:00Z"), 100);
+        assert_eq!(six.len(), 6);
+        assert_eq!(six[0], at("2026-11-25T00:00:00Z"));
+        assert_eq!(six[5], at("2026-11-25T05:00:00Z"));
+        assert!(
+            s.between(at("2026-11-25T00:30:00Z"), at("2026-11-25T00:40:00Z"), 9)
+                .is_empty()
+        );
+        assert_eq!(
+            s.between(at("2026-11-25T00:00:00Z"), at("2026-11-26T00:00:00Z"), 3)
+                .len(),
+            3
+        );
+        assert_eq!(
+            s.recent(at("2026-11-25T05:30:00Z"), 2),
+            vec![at("2026-11-25T05:00:00Z"), at("2026-11-25T04:00:00Z")]
         );
     }
 

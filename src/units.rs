@@ -129,22 +129,28 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
-/// Bytes as the largest binary unit that divides them (`17179869184` -> `16Gi`).
+/// Bytes, exactly, in the largest unit that divides them (`17179869184` -> `16Gi`,
+/// `1500000000` -> `1500M`), else as plain bytes.
+/// It is what the pod asks for, so it is never rounded (a property test reads it back).
 pub fn format_bytes(b: u64) -> String {
-    for (unit, size) in [
+    // The largest unit that divides it says it shortest (`1T`, not `976562500Ki`).
+    let units = [
         ("Ti", 1u64 << 40),
+        ("T", 1_000_000_000_000),
         ("Gi", 1 << 30),
+        ("G", 1_000_000_000),
         ("Mi", 1 << 20),
+        ("M", 1_000_000),
         ("Ki", 1 << 10),
-    ] {
-        if b >= size && b.is_multiple_of(size) {
-            return format!("{}{unit}", b / size);
-        }
+        ("k", 1_000),
+    ];
+    match units
+        .iter()
+        .find(|(_, size)| b >= *size && b.is_multiple_of(*size))
+    {
+        Some((unit, size)) => format!("{}{unit}", b / size),
+        None => b.to_string(),
     }
-    if b >= 1 << 30 {
-        return format!("{:.1}Gi", b as f64 / (1u64 << 30) as f64);
-    }
-    b.to_string()
 }
 
 /// Millicores as Kubernetes writes them (`4000` -> `4`, `500` -> `500m`).
@@ -205,6 +211,9 @@ mod tests {
     #[test]
     fn formatting() {
         assert_eq!(format_bytes(16 << 30), "16Gi");
+        assert_eq!(format_bytes(1_500_000_000), "1500M");
+        assert_eq!(format_bytes(1024), "1Ki");
+        assert_eq!(format_bytes(1_610_612_737), "1610612737");
         assert_eq!(format_cpu(500), "500m");
         assert_eq!(format_cpu(4000), "4");
     }

@@ -1,14 +1,16 @@
 //! One validation for every door: the admission webhook, the reconciler and
 //! `kubectl datajob plan` call [`resolve`], so a user sees the same words everywhere.
 //! A valid spec comes back as [`Resolved`]: defaults applied, strings parsed into types.
-use std::{fmt, sync::LazyLock, time::Duration};
+use std::{sync::LazyLock, time::Duration};
 
 use chrono_tz::Tz;
 use k8s_openapi::api::core::v1::EnvVar;
 use regex::Regex;
 
+pub use crate::problem::{Problem, Problems};
 use crate::{
-    api::{DataJob, datajob::MAX_NAME_LEN},
+    api::{CatchUp, DataJob, datajob::MAX_NAME_LEN},
+    output::Output,
     schedule::{self, Schedule},
     units,
 };
@@ -42,67 +44,26 @@ pub const MAX_SPEC_BYTES: usize = 256 << 10;
 /// of annotations on a pod, and the operator adds its own).
 pub const MAX_POD_ANNOTATIONS_BYTES: usize = 64 << 10;
 
-/// Limits a platform engineer sets in the operator's configuration.
+/// Limits a platform engineer sets in the operator's configuration, and what the place
+/// a DataJob runs in can do.
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub max_deadline: Duration,
+    /// Outputs on volumes (`pvc://`) can be published: the operator has a publisher image.
+    pub volume_outputs: bool,
+    /// `file://` and absolute-path outputs are allowed: only `run --local` can reach them.
+    pub local_paths: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_deadline: Duration::from_secs(24 * 3600),
+            volume_outputs: true,
+            local_paths: false,
         }
     }
 }
-
-/// One thing wrong with a DataJob: the field, the value, what is wrong and the fix.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    pub field: String,
-    pub value: String,
-    pub problem: String,
-    pub fix: String,
-}
-
-impl Problem {
-    fn new(
-        field: impl Into<String>,
-        value: impl fmt::Display,
-        problem: impl Into<String>,
-        fix: impl Into<String>,
-    ) -> Self {
-        Problem {
-            field: field.into(),
-            value: value.to_string(),
-            problem: problem.into(),
-            fix: fix.into(),
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {:?} {}", self.field, self.value, self.problem)?;
-        if !self.fix.is_empty() {
-            write!(f, "; {}", self.fix)?;
-        }
-        Ok(())
-    }
-}
-
-/// All problems of one DataJob.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problems(pub Vec<Problem>);
-
-impl fmt::Display for Problems {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
-        f.write_str(&lines.join("\n"))
-    }
-}
-
-impl std::error::Error for Problems {}
 
 /// A valid DataJob spec with every default applied and every string parsed.
 #[derive(Clone, Debug)]
@@ -130,9 +91,13 @@ pub struct Resolved {
     pub pod_annotations: std::collections::BTreeMap<String, String>,
     pub history: i32,
     pub inputs: Vec<String>,
-    pub output: Option<String>,
-    /// The node group runs go to; set by [`crate::nodegroups::resolve_and_place`].
-    pub placement: Option<crate::nodegroups::Group>,
+    pub output: Option<Output>,
+    pub catch_up: CatchUp,
+    /// The claims of the inputs' volume outputs, which the run's pod mounts (read-only
+    /// unless it is the output's own claim); set by the reconciler from its DataJob cache.
+    pub input_claims: Vec<String>,
+    /// The node group runs go to; set by [`crate::admission::resolve_and_place`].
+    pub placement: Option<crate::decide::nodegroups::Group>,
 }
 
 static IMAGE_RE: LazyLock<Regex> = LazyLock::new(|| {
@@ -334,8 +299,10 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
         let field = format!("spec.podAnnotations[{key}]");
         let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key));
         let valid_name = !name.is_empty() && name.len() <= 63 && QUALIFIED_NAME_RE.is_match(name);
+        // A key with a '/' needs a prefix before it: Kubernetes refuses "/a" (found by
+        // tests/e2e_generated_specs.rs).
         let valid_prefix =
-            prefix.is_empty() || (prefix.len() <= 253 && DNS_SUBDOMAIN_RE.is_match(prefix));
+            !key.contains('/') || (prefix.len() <= 253 && DNS_SUBDOMAIN_RE.is_match(prefix));
         if !valid_name || !valid_prefix {
             p.push(Problem::new(
                 &field,
@@ -402,14 +369,25 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
             ));
         }
     }
-    if let Some(out) = &spec.output {
-        let ok_scheme = ["s3://", "gs://", "abfs://", "abfss://", "file://"]
-            .iter()
-            .any(|s| out.starts_with(s) && out.len() > s.len());
-        if !(ok_scheme || out.starts_with('/')) {
-            p.push(Problem::new("spec.output", out, "is not a location DataJob can stage and publish", "use s3://bucket/path, gs://bucket/path, abfs://…, file:///path or an absolute path"));
-        }
-    }
+    let output = spec
+        .output
+        .as_deref()
+        .and_then(|out| match Output::parse(out, limits.local_paths) {
+            Ok(Output::Volume { .. }) if !limits.volume_outputs => {
+                p.push(Problem::new(
+                    "spec.output",
+                    out,
+                    "is a volume, and this cluster's operator has no publisher image to publish to volumes",
+                    "ask your platform team to set the operator's --publisher-image (the chart does), or publish to an object store",
+                ));
+                None
+            }
+            Ok(o) => Some(o),
+            Err((problem, fix)) => {
+                p.push(Problem::new("spec.output", out, problem, fix));
+                None
+            }
+        });
 
     if !p.is_empty() {
         return Err(Problems(p));
@@ -436,7 +414,9 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
         pod_annotations: spec.pod_annotations.clone(),
         history,
         inputs: spec.inputs.clone(),
-        output: spec.output.clone(),
+        output,
+        catch_up: spec.catch_up.unwrap_or_default(),
+        input_claims: Vec::new(),
         placement: None,
     })
 }
@@ -719,6 +699,7 @@ mod tests {
             &d,
             &Limits {
                 max_deadline: Duration::from_secs(7200),
+                ..Limits::default()
             },
         )
         .unwrap_err();
@@ -748,6 +729,35 @@ mod tests {
         assert!(msgs[1].contains("not a DataJob name"));
         assert!(msgs[2].contains("twice"));
         assert!(msgs[3].starts_with("spec.output"));
+    }
+
+    #[test]
+    fn outputs_the_cluster_can_publish_to() {
+        let with = |out: &str| DataJobSpec {
+            output: Some(out.into()),
+            ..spec()
+        };
+        let r = resolve(&dj("a", with("pvc://lake/events")), &Limits::default()).unwrap();
+        assert_eq!(r.output.unwrap().url(), "pvc://lake/events");
+        // A path on one machine is for run --local only.
+        let msgs = problems(dj("a", with("/data/out")));
+        assert!(
+            msgs[0].starts_with("spec.output \"/data/out\" is a path on one machine"),
+            "{msgs:?}"
+        );
+        let local = Limits {
+            local_paths: true,
+            ..Limits::default()
+        };
+        assert!(resolve(&dj("a", with("file:///data/out")), &local).is_ok());
+        // Volumes need the operator's publisher image.
+        let no_publisher = Limits {
+            volume_outputs: false,
+            ..Limits::default()
+        };
+        let err = resolve(&dj("a", with("pvc://lake/x")), &no_publisher).unwrap_err();
+        assert!(err.to_string().contains("--publisher-image"), "{err}");
+        assert!(resolve(&dj("a", with("s3://b/x")), &no_publisher).is_ok());
     }
 
     #[test]

@@ -233,6 +233,7 @@ fn staged_output_is_published_only_on_success() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("lake/features");
     let output = format!("  output: file://{}\n", target.display());
+    let partition = target.join("logical_time=2026-11-25T03:00:00Z");
 
     // Failure: nothing is published, the staged output stays for inspection.
     let file = datajob(
@@ -247,48 +248,65 @@ fn staged_output_is_published_only_on_success() {
         &["--engine", "host", "--logical-time", "2026-11-25T03:00:00Z"],
     );
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(!target.exists(), "a failed run publishes nothing");
-    let staged = dir.path().join(".datajob/staging/fails-29926260/part-0");
+    assert!(!partition.exists(), "a failed run publishes nothing");
+    let staged = target.join("_runs/fails-29926260/part-0");
     assert_eq!(std::fs::read_to_string(&staged).unwrap(), "half\n");
     assert!(stderr.contains("not published"), "{stderr}");
 
-    // Success: the staged directory becomes the published location, replacing the old one.
-    std::fs::create_dir_all(&target).unwrap();
-    std::fs::write(target.join("stale"), "old").unwrap();
+    // Success: the staged directory becomes the partition of its logical time, with a
+    // manifest; DATAJOB_OUTPUT names that partition.
     let file = datajob(
         dir.path(),
         "works",
-        "test \"$DATAJOB_OUTPUT\" = \"file://$TARGET\" || exit 9; echo done > \"$DATAJOB_STAGING/part-0\"",
+        "test \"$DATAJOB_OUTPUT\" = \"$TARGET/logical_time=$DATAJOB_LOGICAL_TIME\" || exit 9; echo done > \"$DATAJOB_STAGING/$PART\"",
         &output,
     );
-    let (out, _, stderr) = run_local(
-        dir.path(),
-        &file,
-        &[
-            "--engine",
-            "host",
-            "--logical-time",
-            "2026-11-25T03:00:00Z",
-            "-e",
-            &format!("TARGET={}", target.display()),
-        ],
-    );
+    let run = |part: &str| {
+        run_local(
+            dir.path(),
+            &file,
+            &[
+                "--engine",
+                "host",
+                "--logical-time",
+                "2026-11-25T03:00:00Z",
+                "-e",
+                &format!("TARGET={}", target.display()),
+                "-e",
+                &format!("PART={part}"),
+            ],
+        )
+    };
+    let (out, _, stderr) = run("part-0");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(
-        std::fs::read_to_string(target.join("part-0")).unwrap(),
+        std::fs::read_to_string(partition.join("part-0")).unwrap(),
         "done\n"
     );
-    assert!(
-        !target.join("stale").exists(),
-        "published output replaces the old whole"
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(partition.join("_DATAJOB.json")).unwrap()).unwrap();
+    assert_eq!(manifest["runId"], "works-29926260");
+    assert_eq!(manifest["logicalTime"], "2026-11-25T03:00:00Z");
+    assert_eq!(
+        manifest["files"],
+        serde_json::json!([{"path": "part-0", "size": 5}])
     );
-    assert!(!dir.path().join(".datajob/staging/works-29926260").exists());
+    assert!(!target.join("_runs/works-29926260").exists());
     assert!(
         stderr.contains(&format!(
-            "published the staged output to {}",
-            target.display()
+            "published the staged output as {}",
+            partition.display()
         )),
         "{stderr}"
+    );
+
+    // A re-run of the same logical time replaces the partition as a whole.
+    let (out, _, stderr) = run("part-1");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(partition.join("part-1").exists());
+    assert!(
+        !partition.join("part-0").exists(),
+        "the published output replaces the old one whole"
     );
 }
 
@@ -307,11 +325,75 @@ fn output_that_is_not_a_local_path_is_published_under_the_state_dir() {
         &["--engine", "host", "--logical-time", "2026-11-25T03:00:00Z"],
     );
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let published = dir.path().join(".datajob/published/tolake-29926260/a");
+    let published = dir
+        .path()
+        .join(".datajob/s3/acme-lake/x/logical_time=2026-11-25T03:00:00Z/a");
     assert!(published.exists(), "{stderr}");
     assert!(
         stderr.contains("output s3://acme-lake/x is not a local path"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn a_run_reads_the_publication_of_its_input_and_waits_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("chain.yaml");
+    std::fs::write(
+        &file,
+        r#"apiVersion: datajob.dev/v1alpha1
+kind: DataJob
+metadata: {name: raw}
+spec:
+  image: busybox:1.36
+  schedule: "0 * * * *"
+  output: pvc://lake/raw
+  command: [sh, -c, 'echo "$DATAJOB_LOGICAL_TIME" > "$DATAJOB_STAGING/events.txt"']
+---
+apiVersion: datajob.dev/v1alpha1
+kind: DataJob
+metadata: {name: clean}
+spec:
+  image: busybox:1.36
+  schedule: "0 * * * *"
+  inputs: [raw]
+  output: pvc://lake/clean
+  command: [sh, -c, 'grep -q "\"runId\": \"raw-" "$DATAJOB_INPUT_RAW/_DATAJOB.json" && tr 0-9 a-j < "$DATAJOB_INPUT_RAW/events.txt" > "$DATAJOB_STAGING/clean.txt"']
+"#,
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let at = ["--engine", "host", "--logical-time", "2026-11-25T03:00:00Z"];
+    fn with<'a>(name: &'a str, at: &[&'a str]) -> Vec<&'a str> {
+        [&["--name", name][..], at].concat()
+    }
+    // Its input has not published that time: the run does not start.
+    let (out, _, stderr) = run_local(dir.path(), file, &with("clean", &at));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "✗ not started: WaitingForInput: input raw has not published 2026-11-25T03:00:00Z"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--name raw --logical-time 2026-11-25T03:00:00Z"),
+        "{stderr}"
+    );
+    let (out, _, stderr) = run_local(dir.path(), file, &with("raw", &at));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (out, _, stderr) = run_local(dir.path(), file, &with("clean", &at));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("input raw: its publication of 2026-11-25T03:00:00Z"),
+        "{stderr}"
+    );
+    let clean = dir
+        .path()
+        .join(".datajob/pvc/lake/clean/logical_time=2026-11-25T03:00:00Z/clean.txt");
+    assert_eq!(
+        std::fs::read_to_string(clean).unwrap(),
+        "cacg-bb-cfTad:aa:aaZ\n"
     );
 }
 

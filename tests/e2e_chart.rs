@@ -901,6 +901,21 @@ async fn service_account_has_the_operators_permissions_and_no_more() {
         ),
         (vec!["patch", "datajobs.datajob.dev", "-A"], false),
         (vec!["delete", "datajobs.datajob.dev", "-A"], false),
+        // Backfills: read from a watch, status written; never changed, created or deleted.
+        (vec!["list", "backfills.datajob.dev", "-A"], true),
+        (vec!["watch", "backfills.datajob.dev", "-A"], true),
+        (
+            vec![
+                "patch",
+                "backfills.datajob.dev",
+                "--subresource=status",
+                "-A",
+            ],
+            true,
+        ),
+        (vec!["patch", "backfills.datajob.dev", "-A"], false),
+        (vec!["create", "backfills.datajob.dev", "-A"], false),
+        (vec!["delete", "backfills.datajob.dev", "-A"], false),
         (
             vec!["patch", "nodegroups.datajob.dev", "--subresource=status"],
             true,
@@ -1261,6 +1276,12 @@ fn every_operator_setting_is_passed_as_its_environment_variable() {
     for (name, value) in expect {
         assert_eq!(env.get(name), Some(&json!(value)), "env {name}");
     }
+    // Outputs on volumes are staged and published by the operator's own image.
+    assert_eq!(
+        env.get("DATAJOB_PUBLISHER_IMAGE"),
+        Some(&container["image"]),
+        "the publisher image is the operator's"
+    );
     assert_eq!(env["POD_NAME"]["fieldRef"]["fieldPath"], "metadata.name");
     assert_eq!(
         env["POD_NAMESPACE"]["fieldRef"]["fieldPath"],

@@ -12,12 +12,25 @@ use std::time::Duration;
 
 use common::{
     client, container_status, from_json, job_has_condition, kwok, pod_condition, pod_phase,
-    terminated, test_namespace, unique_name, wait_for, wait_for_object, waiting_reason,
+    terminated, unique_name, wait_for, wait_for_object, waiting_reason,
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
+
+/// This suite checks the harness itself (kwok's fake kubelet, the scheduler, the Job and
+/// CronJob controllers) with bare pods, Jobs and CronJobs as anyone writes them, not
+/// DataJob's pods: its namespaces do not enforce the `restricted` Pod Security profile
+/// that every other suite's namespaces enforce.
+async fn harness_namespace(client: &kube::Client, prefix: &str) -> common::TestNamespace {
+    common::unrestricted_namespace(
+        client,
+        prefix,
+        "the harness is checked with bare pods, not DataJob's",
+    )
+    .await
+}
 
 fn pod(name: &str, image: &str, restart_policy: &str, annotations: serde_json::Value) -> Pod {
     from_json(json!({
@@ -36,7 +49,7 @@ fn pod(name: &str, image: &str, restart_policy: &str, annotations: serde_json::V
 #[tokio::test]
 async fn job_pod_is_scheduled_on_a_kwok_node_and_the_job_succeeds() {
     let client = client().await;
-    let ns = test_namespace(&client, "e2e-job").await;
+    let ns = harness_namespace(&client, "e2e-job").await;
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns.name());
     let job: Job = from_json(json!({
         "metadata": { "name": "hello" },
@@ -106,7 +119,7 @@ async fn job_pod_is_scheduled_on_a_kwok_node_and_the_job_succeeds() {
 #[tokio::test]
 async fn pod_larger_than_any_node_is_unschedulable() {
     let client = client().await;
-    let ns = test_namespace(&client, "e2e-unsched").await;
+    let ns = harness_namespace(&client, "e2e-unsched").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
     let mut p = pod("huge", "busybox:1.36", "Never", json!({}));
     p.spec.as_mut().unwrap().containers[0].resources = Some(from_json(json!({
@@ -130,7 +143,7 @@ async fn pod_larger_than_any_node_is_unschedulable() {
 #[tokio::test]
 async fn image_that_does_not_exist_shows_err_image_pull_then_image_pull_backoff() {
     let client = client().await;
-    let ns = test_namespace(&client, "e2e-image").await;
+    let ns = harness_namespace(&client, "e2e-image").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
     let image = "registry.example.com/team/does-not-exist:1.0";
     pods.create(
@@ -194,7 +207,7 @@ async fn image_that_does_not_exist_shows_err_image_pull_then_image_pull_backoff(
 #[tokio::test]
 async fn pod_referencing_a_missing_secret_or_configmap_shows_create_container_config_error() {
     let client = client().await;
-    let ns = test_namespace(&client, "e2e-config").await;
+    let ns = harness_namespace(&client, "e2e-config").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
 
     let mut with_secret = pod("needs-secret", "busybox:1.36", "Never", json!({}));
@@ -256,7 +269,7 @@ async fn pod_referencing_a_missing_secret_or_configmap_shows_create_container_co
 #[tokio::test]
 async fn exit_code_and_oom_annotations_fail_the_pod() {
     let client = client().await;
-    let ns = test_namespace(&client, "e2e-exit").await;
+    let ns = harness_namespace(&client, "e2e-exit").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
     pods.create(
         &PostParams::default(),
@@ -338,7 +351,7 @@ async fn exit_code_and_oom_annotations_fail_the_pod() {
 #[tokio::test]
 async fn on_failure_pod_restarts_through_crash_loop_back_off() {
     let client = client().await;
-    let ns = test_namespace(&client, "e2e-restart").await;
+    let ns = harness_namespace(&client, "e2e-restart").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
     let annotations =
         json!({ kwok::EXIT_CODE: "2", kwok::DURATION: "1s", kwok::RESTART_DELAY: "1s" });
@@ -376,7 +389,7 @@ async fn on_failure_pod_restarts_through_crash_loop_back_off() {
 #[tokio::test]
 async fn cronjob_every_minute_creates_a_job() {
     let client = client().await;
-    let ns = test_namespace(&client, "e2e-cron").await;
+    let ns = harness_namespace(&client, "e2e-cron").await;
     let cronjobs: Api<CronJob> = Api::namespaced(client.clone(), ns.name());
     let cj: CronJob = from_json(json!({
         "metadata": { "name": "tick" },

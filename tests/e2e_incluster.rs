@@ -160,7 +160,16 @@ async fn the_charts_deployment_runs_the_image_on_the_real_node() {
     assert!(ok, "crane push: {out}");
 
     // A namespace whose pods land on the real node.
-    let (ns, node) = realnode::namespace(&client, "incluster").await.unwrap();
+    // Not labelled for Pod Security: the operator's pod needs hostNetwork to reach the
+    // apiserver on 127.0.0.1 (no Service routing on the real node), which even the
+    // `baseline` profile forbids. DataJob's own pods run in `work` below, restricted.
+    let (ns, node) = realnode::privileged_namespace(
+        &client,
+        "incluster",
+        "the operator's pod uses hostNetwork to reach the apiserver on 127.0.0.1",
+    )
+    .await
+    .unwrap();
     let env = realnode::cluster_env();
     let apiserver_port = env
         .get("APISERVER_PORT")

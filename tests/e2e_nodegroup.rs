@@ -1,7 +1,9 @@
 //! End-to-end: resources, not VMs. NodeGroups scale from zero when runs are pending and
-//! back to zero when idle (kwok and Cluster API providers), GPU work lands on GPU nodes,
-//! and what no group can fit is refused at apply. NodeGroups are cluster-wide and move
-//! every DataJob, so these tests run one at a time.
+//! back to zero when idle (kwok and Cluster API providers), keep an empty node for a
+//! scheduled run due soon and remove it at once when nothing is due, place a run where a
+//! node already has room, GPU work lands on GPU nodes, and what no group can fit is
+//! refused at apply. NodeGroups are cluster-wide and move every DataJob, so these tests
+//! run one at a time.
 #![cfg(feature = "e2e")]
 
 mod common;
@@ -12,7 +14,7 @@ use common::operator::wait_for_sample;
 use common::plugin::plugin;
 use common::{Result, client, kwok, test_namespace, unique_name, wait_for, wait_for_object};
 use datajob::api::{DataJob, NodeGroup, RunState};
-use datajob::nodegroups::{GROUP_LABEL, SCALE_DOWN_TAINT};
+use datajob::decide::nodegroups::{GROUP_LABEL, SCALE_DOWN_TAINT};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -352,6 +354,8 @@ async fn a_scheduled_run_finds_its_node_warm() {
     let ns = test_namespace(&client, "warm").await;
     let mut spec = kwok_group(4, "16Gi", 0, "0.30", 2);
     spec["warmUpBefore"] = json!("30s");
+    // The scaler before the Schedule policy, still on offer: it warms up the same way.
+    spec["scaleDownPolicy"] = json!("Idle");
     let (group, _g) = node_group(&client, "warm", spec).await;
     // Due at a whole minute 40 to 100 s away, so the 30 s warm-up window is ahead.
     let due = (Utc::now() + chrono::Duration::seconds(100))
@@ -392,6 +396,276 @@ async fn a_scheduled_run_finds_its_node_warm() {
     group_size(&client, &group, 0, Duration::from_secs(40))
         .await
         .unwrap();
+}
+
+/// The `Schedule` policy: an empty node stays for a scheduled run due soon that will fit
+/// on it (keeping it until then costs less than booting another and making the run wait
+/// for it), the run lands on that very node, and once nothing is due the node goes at
+/// once, not after `scaleDownAfter`.
+#[tokio::test]
+async fn an_empty_node_is_kept_for_a_run_due_soon_and_removed_at_once_when_nothing_is_due() {
+    use chrono::{Timelike, Utc};
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let ns = test_namespace(&client, "keep").await;
+    let mut spec = kwok_group(4, "16Gi", 0, "0.30", 2);
+    spec["scaleDownPolicy"] = json!("Schedule");
+    // No warm-up: an empty node is worth keeping for a run due within twice the boot
+    // time (3 minutes), at most scaleDownAfter (5 minutes).
+    spec["bootTime"] = json!("90s");
+    spec["scaleDownAfter"] = json!("5m");
+    // Only this test's DataJobs: other suites' runs do not land on its node.
+    spec["namespaces"] = json!([ns.name()]);
+    let (group, _g) = node_group(&client, "keep", spec).await;
+    let groups: Api<NodeGroup> = Api::all(client.clone());
+    // A daily run due at a whole minute 60 to 120 s away.
+    let due = (Utc::now() + chrono::Duration::seconds(120))
+        .with_second(0)
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap();
+    let schedule = format!("{} {} * * *", due.minute(), due.hour());
+    let daily = datajob(
+        &client,
+        ns.name(),
+        "daily",
+        json!({"image": "busybox", "schedule": schedule, "timeZone": "UTC",
+            "resources": {"cpu": 2, "memory": "4Gi"}, "podAnnotations": {kwok::DURATION: "8s"}}),
+    )
+    .await;
+    wait_for_object(
+        &daily,
+        "daily",
+        "placed on the group",
+        Duration::from_secs(20),
+        |d: &DataJob| {
+            d.status.as_ref().and_then(|s| s.node_group.as_deref()) == Some(group.as_str())
+        },
+    )
+    .await
+    .unwrap();
+    // A one-off run now makes a node, and ends long before the daily run is due.
+    let now = datajob(
+        &client,
+        ns.name(),
+        "now",
+        json!({"image": "busybox", "resources": {"cpu": 2, "memory": "4Gi"}, "podAnnotations": {kwok::DURATION: "3s"}}),
+    )
+    .await;
+    succeeded(&now, "now", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let nodes = group_nodes(&client, &group).await;
+    assert_eq!(nodes.len(), 1, "one node for the one-off run");
+    let (node, uid) = (nodes[0].name_any(), nodes[0].uid().unwrap());
+    assert_eq!(node_of_run(&client, ns.name(), "now").await, node);
+    // Empty now, and kept: the group says for which run and what each choice costs.
+    let kept = wait_for_object(
+        &groups,
+        &group,
+        "the empty node kept for the daily run",
+        Duration::from_secs(20),
+        |g: &NodeGroup| {
+            g.status.as_ref().is_some_and(|s| {
+                s.active_pods == 0
+                    && s.desired == 1
+                    && s.kept_for.iter().any(|k| k.contains("/daily due in"))
+            })
+        },
+    )
+    .await
+    .unwrap();
+    let kept = kept.status.unwrap();
+    let why = kept.kept_for.join("; ");
+    assert!(
+        why.contains(&format!("{}/daily due in", ns.name()))
+            && why.contains(&format!("keeping {node} costs"))
+            && why.contains("booting another"),
+        "{why}"
+    );
+    assert!(Utc::now() < due, "kept before the run is due");
+    // It did not go while idle (a fixed wait is not what holds it: 5 minutes is longer
+    // than this whole test).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let still = group_nodes(&client, &group).await;
+    assert_eq!(still.len(), 1);
+    assert_eq!(
+        still[0].uid().as_deref(),
+        Some(uid.as_str()),
+        "the same node"
+    );
+    // The run takes that very node: no node was booted for it.
+    let until_due = (due - Utc::now()).to_std().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
+    let on = wait_for(
+        "the daily run's pod on a node",
+        until_due + Duration::from_secs(60),
+        || {
+            let pods = pods.clone();
+            async move {
+                let list = pods
+                    .list(&ListParams::default().labels("datajob.dev/name=daily"))
+                    .await?;
+                Ok(list
+                    .items
+                    .iter()
+                    .find_map(|p| p.spec.as_ref()?.node_name.clone()))
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(on, node);
+    let found = Api::<Node>::all(client.clone()).get(&node).await.unwrap();
+    assert_eq!(
+        found.uid().as_deref(),
+        Some(uid.as_str()),
+        "the node the run found is the one kept"
+    );
+    let ran = succeeded(&daily, "daily", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let since = groups.get(&group).await.unwrap().status.unwrap();
+    assert!(
+        since.last_scale_time == kept.last_scale_time
+            || since
+                .last_scale_reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("1 -> 0")),
+        "no scale-up for the run: {:?}",
+        since.last_scale_reason
+    );
+    assert_eq!(
+        ran.status.and_then(|s| s.last_run).map(|r| r.logical_time),
+        Some(datajob::labels::rfc3339(due))
+    );
+    // Nothing is due now (the next run is tomorrow): the node goes at once, far sooner
+    // than scaleDownAfter.
+    let done = std::time::Instant::now();
+    let empty = group_size(&client, &group, 0, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let status = empty.status.unwrap();
+    assert!(status.kept_for.is_empty(), "{:?}", status.kept_for);
+    assert!(
+        status
+            .last_scale_reason
+            .unwrap_or_default()
+            .contains("1 -> 0: 1 node(s) not needed"),
+        "says why"
+    );
+    wait_for("the node deleted", Duration::from_secs(20), || {
+        let client = client.clone();
+        let group = group.clone();
+        async move { Ok(group_nodes(&client, &group).await.is_empty().then_some(())) }
+    })
+    .await
+    .unwrap();
+    eprintln!(
+        "removed {:.1} s after the last run succeeded",
+        done.elapsed().as_secs_f64()
+    );
+}
+
+/// Placement reads the groups' room: a run that fits beside a long run on a
+/// high-memory node goes there, instead of booting a node of the cheaper group (the
+/// trace where the cheapest group per node leaves two half-empty nodes).
+#[tokio::test]
+async fn a_run_goes_where_a_node_already_has_room_before_a_cheaper_group() {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let ns = test_namespace(&client, "pack").await;
+    // Only this test's DataJobs: other suites' runs take none of the room.
+    let mine = |mut spec: serde_json::Value| {
+        spec["namespaces"] = json!([ns.name()]);
+        spec
+    };
+    let (general, _a) = node_group(
+        &client,
+        "general",
+        mine(kwok_group(8, "32Gi", 0, "0.34", 2)),
+    )
+    .await;
+    let (highmem, _b) = node_group(
+        &client,
+        "highmem",
+        mine(kwok_group(8, "64Gi", 0, "0.50", 2)),
+    )
+    .await;
+    // Only the high-memory group fits it; it runs for a while.
+    let big = datajob(
+        &client,
+        ns.name(),
+        "big",
+        json!({"image": "busybox", "resources": {"cpu": 4, "memory": "40Gi"}, "podAnnotations": {kwok::DURATION: "40s"}}),
+    )
+    .await;
+    wait_for_object(
+        &big,
+        "big",
+        "big Running",
+        Duration::from_secs(60),
+        |d: &DataJob| d.status.as_ref().and_then(|s| s.state) == Some(RunState::Running),
+    )
+    .await
+    .unwrap();
+    // The group publishes the room left beside it.
+    wait_for_object(
+        &Api::<NodeGroup>::all(client.clone()),
+        &highmem,
+        "room on the high-memory node",
+        Duration::from_secs(20),
+        |g: &NodeGroup| {
+            g.status
+                .as_ref()
+                .is_some_and(|s| s.room.iter().any(|r| r.ready && r.cpu.as_str() == "4"))
+        },
+    )
+    .await
+    .unwrap();
+    // The cheapest group per node would be general; the room says highmem.
+    let small = datajob(
+        &client,
+        ns.name(),
+        "small",
+        json!({"image": "busybox", "resources": {"cpu": 4, "memory": "8Gi"}, "podAnnotations": {kwok::DURATION: "3s"}}),
+    )
+    .await;
+    let placed = succeeded(&small, "small", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        placed.status.unwrap().node_group.as_deref(),
+        Some(highmem.as_str())
+    );
+    assert_eq!(
+        node_of_run(&client, ns.name(), "small").await,
+        node_of_run(&client, ns.name(), "big").await,
+        "beside the big run"
+    );
+    assert!(
+        group_nodes(&client, &general).await.is_empty(),
+        "no general node booted"
+    );
+    // A scheduled DataJob of the same size still goes to the cheapest group per node:
+    // its runs start later, when that room may be gone.
+    let nightly = datajob(
+        &client,
+        ns.name(),
+        "nightly",
+        json!({"image": "busybox", "schedule": "0 3 1 1 *", "resources": {"cpu": 4, "memory": "8Gi"}}),
+    )
+    .await;
+    wait_for_object(
+        &nightly,
+        "nightly",
+        "placed by price",
+        Duration::from_secs(20),
+        |d: &DataJob| {
+            d.status.as_ref().and_then(|s| s.node_group.as_deref()) == Some(general.as_str())
+        },
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]

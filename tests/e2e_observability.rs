@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use common::operator::{Operator, free_port, sample, spawn};
 use common::{Result, client, kwok, test_namespace, unique_name, wait_for, wait_for_object};
 use datajob::api::{DataJob, NodeGroup, RunState};
-use datajob::nodegroups::GROUP_LABEL;
+use datajob::decide::nodegroups::GROUP_LABEL;
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -243,7 +243,11 @@ async fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
 /// The CRDs, as `e2e/with-operator.sh` applies them (this suite may run alone).
 async fn ensure_crds(client: &Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for file in ["datajob.dev_datajobs.yaml", "datajob.dev_nodegroups.yaml"] {
+    for file in [
+        "datajob.dev_datajobs.yaml",
+        "datajob.dev_nodegroups.yaml",
+        "datajob.dev_backfills.yaml",
+    ] {
         let text = std::fs::read_to_string(format!("{ROOT}/crds/{file}")).unwrap();
         let crd: CustomResourceDefinition = serde_yaml::from_str(&text).unwrap();
         api.patch(

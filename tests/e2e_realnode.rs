@@ -333,9 +333,15 @@ async fn run_as_non_root_with_a_root_image_is_refused() {
         return;
     };
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
-    let mut p = pod("rootimg", &node.image_root, &["id", "-u"]);
-    p.spec.as_mut().unwrap().containers[0].security_context =
-        Some(from_json(json!({ "runAsNonRoot": true })));
+    let p = pod("rootimg", &node.image_root, &["id", "-u"]);
+    // The pod builder's restricted security context says runAsNonRoot already.
+    assert_eq!(
+        p.spec.as_ref().unwrap().containers[0]
+            .security_context
+            .as_ref()
+            .and_then(|s| s.run_as_non_root),
+        Some(true)
+    );
     pods.create(&PostParams::default(), &p).await.unwrap();
     let p = wait_for_object(&pods, "rootimg", "CreateContainerConfigError", START, |p| {
         waiting_in(p, &["CreateContainerConfigError"])
@@ -364,9 +370,9 @@ async fn run_as_user_65532_with_a_root_image_runs() {
         &node.image_root,
         &["sh", "-c", "echo uid=$(id -u) gid=$(id -g)"],
     );
-    p.spec.as_mut().unwrap().containers[0].security_context = Some(from_json(
-        json!({ "runAsUser": 65532, "runAsNonRoot": true }),
-    ));
+    let mut security = realnode::restricted_container_security();
+    security["runAsUser"] = json!(65532);
+    p.spec.as_mut().unwrap().containers[0].security_context = Some(from_json(security));
     pods.create(&PostParams::default(), &p).await.unwrap();
     let p = wait_for_object(&pods, "asuser", "pod asuser finished", START, finished)
         .await

@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 use common::{client, test_namespace};
+use datajob::admission::resolve_and_place;
 use datajob::api::DataJob;
-use datajob::children::{self, Guards};
-use datajob::nodegroups::resolve_and_place;
+use datajob::decide::children::{self, Guards};
 use datajob::validation::Limits;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::api::{Api, PostParams};

@@ -297,8 +297,10 @@ async fn leftover_pvcs_are_deleted_and_others_left_alone() {
     }
     // A pod that still exists and uses "in-use".
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
+    // It meets the `restricted` Pod Security profile its namespace enforces.
     let pod: Pod = common::from_json(json!({"metadata": {"name": "user"}, "spec": {
-        "containers": [{"name": "c", "image": "busybox", "volumeMounts": [{"name": "v", "mountPath": "/data"}]}],
+        "containers": [{"name": "c", "image": "busybox", "volumeMounts": [{"name": "v", "mountPath": "/data"}],
+                        "securityContext": common::restricted_container_security()}],
         "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "in-use"}}]}}));
     pods.create(&PostParams::default(), &pod).await.unwrap();
 

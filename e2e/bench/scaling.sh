@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
-# Benchmark: DataJob's node-group scaler against a baseline with minSize 1 and a
-# 10-minute idle delay (Cluster Autoscaler's defaults), on the local control plane.
-# Starts the cluster and the operator, replays one bursty trace per scaler, prints a
-# table, and stops everything. Takes about 20 minutes (the baseline's idle delay).
+# Benchmark: four node-group scalers on one trace of scheduled DataJobs and ad-hoc runs
+# (schedule-aware, fixed 2-minute wait, Karpenter-like, Cluster-Autoscaler-like), on
+# the local control plane with kwok nodes. Starts the cluster and the operator, replays
+# the trace into the four groups at once (time compressed ×10), prints the table, and
+# stops everything. Takes about 17 minutes with the default 2 simulated hours.
 #
 #   bash e2e/bench/scaling.sh
-#   BENCH_BASELINE_IDLE=2m bash e2e/bench/scaling.sh    # a quicker, less faithful baseline
+#   BENCH_HOURS=1 BENCH_ONLY=schedule-aware,karpenter-like bash e2e/bench/scaling.sh   # ~11 min
 #
-# Settings (see benches/scaling.rs): BENCH_BASELINE_IDLE, BENCH_SCALE_DOWN_AFTER,
-# BENCH_BOOT_DELAY, BENCH_ONLY. The cluster's ports and directory follow
-# e2e/cluster.sh's DATAJOB_* variables; the operator's log goes to
+# Settings (see benches/scaling.rs): BENCH_HOURS, BENCH_BOOT, BENCH_ONLY, BENCH_VERBOSE.
+# The cluster's ports and directory follow e2e/cluster.sh's DATAJOB_* variables
+# (DATAJOB_CLUSTER_DIR, DATAJOB_APISERVER_PORT, …), the operator's addresses
+# DATAJOB_ADMIN_ADDR and DATAJOB_WEBHOOK_ADDR; the operator's log goes to
 # target/bench-operator.log. Results are recorded in docs/benchmarks.md.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 cargo bench --profile dev --features e2e --bench scaling --no-run
 export DATAJOB_OPERATOR_LOG=${DATAJOB_OPERATOR_LOG:-$ROOT/target/bench-operator.log}
+if [ -n "${DATAJOB_WEBHOOK_ADDR:-}" ]; then
+  export DATAJOB_WEBHOOK_URL=${DATAJOB_WEBHOOK_URL:-https://$DATAJOB_WEBHOOK_ADDR}
+fi
+# No run of the trace publishes outputs on volumes: the operator needs no publisher image,
+# and with DATAJOB_REAL_NODE=0 there is no registry to push one to.
+export DATAJOB_PUBLISHER_IMAGE=${DATAJOB_PUBLISHER_IMAGE:-busybox}
 exec bash e2e/run-e2e.sh bash e2e/with-operator.sh \
   cargo bench --profile dev --features e2e --bench scaling

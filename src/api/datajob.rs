@@ -51,7 +51,9 @@ pub struct DataJobSpec {
 
     /// Extra environment variables, as in a Kubernetes container (`value` or `valueFrom`).
     /// The operator also injects `DATAJOB_NAME`, `DATAJOB_NAMESPACE`, `DATAJOB_RUN_ID`,
-    /// `DATAJOB_LOGICAL_TIME` and `DATAJOB_DEADLINE_SECONDS`.
+    /// `DATAJOB_LOGICAL_TIME`, `DATAJOB_DEADLINE_SECONDS`, `DATAJOB_SCRATCH`, with `output`
+    /// `DATAJOB_STAGING` and `DATAJOB_OUTPUT`, and with `inputs` one `DATAJOB_INPUT_<NAME>`
+    /// per input.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
 
@@ -112,15 +114,56 @@ pub struct DataJobSpec {
     #[schemars(range(min = 0, max = 50))]
     pub history: Option<i32>,
 
-    /// Names of DataJobs in the same namespace whose output of the same logical time this
-    /// job waits for. Default: none.
+    /// Names of DataJobs in the same namespace whose published output this job waits for:
+    /// a run for logical time T starts once each input has published its latest logical
+    /// time at or before T, and gets its location as `DATAJOB_INPUT_<NAME>`. A failed
+    /// input ends the run `UpstreamFailed`. Unknown inputs and cycles are refused.
+    /// Default: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<String>,
 
-    /// Where a successful run publishes its output (`s3://`, `gs://`, `abfs://`, `file://` or a
-    /// path). Runs write to a per-run staging location first. Default: none.
+    /// Where a successful run publishes its output: `pvc://<claim>/<path>` (a volume: the
+    /// operator moves the run's staging directory into the partition of its logical time),
+    /// or `s3://`, `gs://`, `abfs://`, `abfss://` (an object store: each run writes under a
+    /// prefix of its own, and the status records the published prefix). `kubectl datajob
+    /// run --local` also takes `file://` and absolute paths. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+
+    /// What runs after the operator or the cluster was down and scheduled times passed
+    /// without a run: `latest` (the most recent missed time runs, if still within its
+    /// starting deadline; older ones are skipped), `all` (every missed time runs, oldest
+    /// first, one at a time, at most the last 100) or `none` (a run that could not start
+    /// within a minute of its time is skipped). Default: `latest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<CatchUp>,
+}
+
+/// What runs after the operator or the cluster was down and scheduled times passed
+/// without a run: `latest` (the most recent missed time runs, if still within its
+/// starting deadline; older ones are skipped), `all` (every missed time runs, oldest
+/// first, one at a time, at most the last 100) or `none` (a run that could not start
+/// within a minute of its time is skipped). Default: `latest`.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CatchUp {
+    /// The most recent missed time runs (within its starting deadline); older ones are skipped.
+    #[default]
+    Latest,
+    /// Every missed time runs, oldest first, one at a time (at most the last 100).
+    All,
+    /// Missed times are skipped: a run starts within a minute of its time or not at all.
+    None,
+}
+
+impl CatchUp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CatchUp::Latest => "latest",
+            CatchUp::All => "all",
+            CatchUp::None => "none",
+        }
+    }
 }
 
 /// Resources, not VMs: what one run needs. Requests equal limits.
@@ -150,6 +193,8 @@ pub enum RunState {
     /// Waiting for its first run (scheduled DataJobs).
     #[default]
     Scheduled,
+    /// A run waits for its inputs to publish (`reason` WaitingForInput names the input).
+    Waiting,
     /// A run exists but its container has not started.
     Pending,
     /// A run's container is running.
@@ -168,6 +213,7 @@ impl RunState {
     pub fn as_str(self) -> &'static str {
         match self {
             RunState::Scheduled => "Scheduled",
+            RunState::Waiting => "Waiting",
             RunState::Pending => "Pending",
             RunState::Running => "Running",
             RunState::Succeeded => "Succeeded",
@@ -196,7 +242,7 @@ pub struct RunRecord {
     pub name: String,
     /// The logical time this run processes (RFC 3339, UTC).
     pub logical_time: String,
-    /// Pending, Running, Succeeded or Failed.
+    /// Waiting, Pending, Running, Succeeded or Failed.
     pub state: RunState,
     /// When the run's Job started (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -253,4 +299,40 @@ pub struct DataJobStatus {
     /// Run ids of runs not yet finished.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub active_runs: Vec<String>,
+    /// What is published, newest logical time first (the last 50): for each logical time,
+    /// the run whose output readers and downstream DataJobs get, and where it is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<Publication>,
+    /// With `catchUp: all`: up to which scheduled time every slot has a run or was given up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<CatchUpStatus>,
+}
+
+/// A published logical time: the pointer readers follow.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Publication {
+    /// The logical time (RFC 3339, UTC).
+    pub logical_time: String,
+    /// The run whose output is published for it.
+    pub run_id: String,
+    /// Where readers find it: `pvc://<claim>/<path>/logical_time=<time>` (a directory with
+    /// the `_DATAJOB.json` manifest), or the run's own prefix in an object store.
+    pub location: String,
+    /// On a volume: the directory under `<root>/_versions/` the partition points to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// When it was published (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_at: Option<String>,
+}
+
+/// How far `catchUp: all` has accounted for scheduled times.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CatchUpStatus {
+    /// Every scheduled time up to this one (RFC 3339) has a run or was given up.
+    pub through: String,
+    /// The schedule and time zone this applies to; another schedule starts afresh.
+    pub schedule: String,
 }

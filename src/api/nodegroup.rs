@@ -58,22 +58,58 @@ pub struct NodeGroupSpec {
     /// cheapest group that fits and to estimate cost. Default: `"0"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_per_hour: Option<String>,
-    /// How long the group must have no DataJob pods before it shrinks to `minSize`, e.g.
-    /// `2m`. Default: `2m`.
+    /// The longest an idle node waits, e.g. `2m`. With the `Schedule` policy: the longest
+    /// an empty node is kept for a scheduled run due soon (`0s`: never kept, every empty
+    /// node goes at once). With the `Idle` policy: how long the group must have no
+    /// DataJob pods before it shrinks to `minSize`. Default: `2m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_down_after: Option<String>,
+    /// When nodes go. `Schedule` (default): an empty node goes at once, unless a
+    /// scheduled run placed on this group is due soon, will fit on it, and keeping the
+    /// node until then costs less than booting another for the run (price × idle time
+    /// against price × boot time plus the lateness a boot would cause); then it stays
+    /// for that run, at most `scaleDownAfter`. `Idle`: the whole group shrinks to
+    /// `minSize` once it has had no DataJob pod for `scaleDownAfter` (the behaviour
+    /// before `Schedule`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_policy: Option<ScaleDownPolicy>,
+    /// How long a new node takes from the decision to make it until it is Ready, e.g.
+    /// `90s`: what the `Schedule` policy weighs keeping an idle node against. Default:
+    /// the kwok provider's `bootDelay`; otherwise `warmUpBefore`; otherwise `2m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_time: Option<String>,
+    /// Only DataJobs in these namespaces are placed on this group (a team's own nodes).
+    /// Default: DataJobs in every namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
     /// How long new nodes may take to become Ready; a run waiting on them is not ended as
     /// Unschedulable before this passes. Default: `10m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning_timeout: Option<String>,
     /// Start nodes this long before a scheduled DataJob placed on this group is due, so
     /// its run finds a node that has already booted, e.g. `3m` (about the nodes' boot
-    /// time). The nodes stay until the run has started, then the usual idle rule
+    /// time). The nodes stay until the run has started, then the scale-down policy
     /// applies. Default: none (nodes start when a run is pending).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warm_up_before: Option<String>,
     /// Who makes the nodes.
     pub provider: Provider,
+}
+
+/// When nodes go. `Schedule` (default): an empty node goes at once, unless a scheduled
+/// run placed on this group is due soon, will fit on it, and keeping the node until then
+/// costs less than booting another for the run (price × idle time against price × boot
+/// time plus the lateness a boot would cause); then it stays for that run, at most
+/// `scaleDownAfter`. `Idle`: the whole group shrinks to `minSize` once it has had no
+/// DataJob pod for `scaleDownAfter` (the behaviour before `Schedule`).
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum ScaleDownPolicy {
+    /// An empty node goes at once unless a scheduled run due soon makes keeping it
+    /// cheaper than booting again; `scaleDownAfter` is the longest it waits.
+    #[default]
+    Schedule,
+    /// The group shrinks to `minSize` after `scaleDownAfter` without DataJob pods.
+    Idle,
 }
 
 /// What one node offers to pods.
@@ -174,7 +210,38 @@ pub struct NodeGroupStatus {
     /// Why the size last changed, in plain words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_scale_reason: Option<String>,
+    /// Room left for more runs on the nodes that stay, once the pending pods are placed:
+    /// per node, up (`ready`) or on its way, what is still free. Placement reads it to
+    /// put a one-off run where a node is already paid for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub room: Vec<NodeRoom>,
+    /// Why empty nodes are kept (`Schedule` policy): each scheduled run due soon that
+    /// will use one, with what keeping the node costs against booting another.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept_for: Vec<String>,
     /// `Ready` (the spec is valid and the provider answers) with a reason and message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// Free room on one node of a group.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRoom {
+    /// The node; none for a node still on its way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Whether the node is up and Ready (else: booting).
+    #[serde(default)]
+    pub ready: bool,
+    /// Free CPU, e.g. `1500m`.
+    pub cpu: Quantity,
+    /// Free memory, e.g. `6Gi`.
+    pub memory: Quantity,
+    /// Free ephemeral storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral_storage: Option<Quantity>,
+    /// Free GPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<i64>,
 }

@@ -2,20 +2,24 @@
 //! leader election and the controllers, and shuts down cleanly on SIGINT/SIGTERM.
 //!
 //! Every replica serves `/healthz`, `/readyz`, `/metrics` and the webhook (with its
-//! NodeGroup cache). Only the replica holding the leader Lease runs the controllers; it
-//! releases the Lease after they stopped, and exits when it loses the Lease.
+//! NodeGroup and DataJob caches). Only the replica holding the leader Lease runs the
+//! controllers; it releases the Lease after they stopped, and exits when it loses the Lease.
+//!
+//! `datajob-operator stage|publish` are the steps the operator's image runs next to runs
+//! whose output is on a volume (see `datajob::publish`).
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
 use datajob::admin::{self, Readiness};
 use datajob::api::{DataJob, NodeGroup};
-use datajob::config::Config;
+use datajob::config::{Command, Config};
 use datajob::controller::{self, Context};
 use datajob::leader::Leadership;
 use datajob::metrics::Metrics;
 use datajob::webhook;
 use datajob::{Error, Result};
+use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Client;
@@ -29,11 +33,52 @@ async fn main() -> ExitCode {
     // The registry client of the preflight takes the process's TLS crypto: ring, as kube.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = Config::parse();
+    if let Some(command) = &config.command {
+        return step(command);
+    }
     init_tracing(config.log_json);
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(error = %e, "datajob-operator stopped");
+            eprintln!("datajob-operator: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `stage` or `publish`: a step next to a run, on its volume; says what it did.
+fn step(command: &Command) -> ExitCode {
+    let now = std::time::SystemTime::now();
+    let result = match command {
+        Command::Stage(a) => datajob::publish::stage(&a.root, &a.run_id, a.grace, now)
+            .map(|dir| format!("staging directory {} is ready and empty", dir.display())),
+        Command::Publish(a) => {
+            let origin = datajob::publish::Origin {
+                data_job: a.datajob.clone(),
+                namespace: a.datajob_namespace.clone(),
+            };
+            let s = &a.stage;
+            datajob::publish::publish(&s.root, &s.run_id, &a.logical_time, &a.version, &origin, now)
+                .and_then(|m| {
+                    let swept = datajob::publish::sweep(&s.root, s.grace, now, None)?;
+                    Ok(format!(
+                        "published run {} as logical_time={} (version {}, {} file(s)); removed {} leftover(s) of finished runs",
+                        m.run_id,
+                        m.logical_time,
+                        a.version,
+                        m.files.len(),
+                        swept.len()
+                    ))
+                })
+        }
+    };
+    match result {
+        Ok(said) => {
+            println!("{said}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
             eprintln!("datajob-operator: {e}");
             ExitCode::FAILURE
         }
@@ -91,8 +136,33 @@ async fn run(config: Config) -> Result<()> {
     // the webhook itself.
     let (groups, group_stream) =
         controller::cache::<NodeGroup>(client.clone(), watcher::Config::default(), |_| {});
+    // The only NodeGroup watch: its changes also go to the leader's NodeGroup controller
+    // through a bounded broadcast (`controller::all_then_changes`).
+    let (group_broadcast, _) =
+        tokio::sync::broadcast::channel::<Arc<NodeGroup>>(controller::CHANGES_BUFFER);
+    let group_stream = {
+        let tx = group_broadcast.clone();
+        group_stream.inspect(move |g| {
+            let _ = tx.send(Arc::new(g.clone()));
+        })
+    };
     let (group_changes, group_pump) = controller::spec_changes(group_stream, groups.clone());
     let group_pump = tokio::spawn(group_pump);
+    // Every replica: the DataJob cache (the webhook checks inputs against it); its changes
+    // are broadcast, so the leader reconciles the readers of a DataJob that changed.
+    let (datajobs, datajob_stream) =
+        controller::cache::<DataJob>(client.clone(), watcher::Config::default(), |_| {});
+    // The only DataJob watch: the leader's controllers read this cache and follow its
+    // changes through a bounded broadcast (`controller::all_then_changes`).
+    let (datajob_changes, _) =
+        tokio::sync::broadcast::channel::<Arc<DataJob>>(controller::CHANGES_BUFFER);
+    let datajob_pump = {
+        let tx = datajob_changes.clone();
+        tokio::spawn(datajob_stream.for_each(move |dj| {
+            let _ = tx.send(Arc::new(dj));
+            async {}
+        }))
+    };
     let served = match webhook_settings {
         Some(s) => {
             let preflight = config
@@ -102,6 +172,8 @@ async fn run(config: Config) -> Result<()> {
                 config.limits(),
                 config.guards(),
                 groups.clone(),
+                datajobs.clone(),
+                Some(client.clone()),
                 metrics.clone(),
                 preflight,
             );
@@ -172,7 +244,14 @@ async fn run(config: Config) -> Result<()> {
             config.limits(),
             config.guards(),
         );
-        run_controllers(ctx, &config, groups, group_changes, act_rx).await;
+        let shared = Shared {
+            groups,
+            group_changes,
+            group_broadcast: group_broadcast.clone(),
+            datajobs,
+            datajob_changes: datajob_changes.clone(),
+        };
+        run_controllers(ctx, &config, shared, act_rx).await;
         lost_lease = act_guard.await.unwrap_or(false);
     }
     // Controllers have stopped: only now may another replica act.
@@ -185,6 +264,7 @@ async fn run(config: Config) -> Result<()> {
         s.shutdown().await;
     }
     group_pump.abort();
+    datajob_pump.abort();
     let _ = admin.await;
     signal_task.abort();
     match lost_lease {
@@ -214,15 +294,52 @@ async fn serve_admin(
     }))
 }
 
-/// The leader's work: the DataJob reconciler, the watchdog, the NodeGroup controller and
-/// the clean-up loop, with the caches they share, until `act` says stop.
+/// The caches every replica keeps, and their changes.
+struct Shared {
+    groups: Store<NodeGroup>,
+    group_changes: watch::Receiver<u64>,
+    group_broadcast: tokio::sync::broadcast::Sender<Arc<NodeGroup>>,
+    datajobs: Store<DataJob>,
+    datajob_changes: tokio::sync::broadcast::Sender<Arc<DataJob>>,
+}
+
+/// The DataJobs that read one that changed, as long as changes are announced.
+fn input_changes(
+    datajobs: Store<DataJob>,
+    changes: tokio::sync::broadcast::Receiver<Arc<DataJob>>,
+) -> impl futures::Stream<Item = kube::runtime::reflector::ObjectRef<DataJob>> + Send + 'static {
+    futures::stream::unfold(changes, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(dj) => return Some((dj, rx)),
+                // Fell behind: the periodic requeue catches up.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .flat_map(move |dj| {
+        let refs = controller::lifecycle::downstream_refs(&dj, &datajobs.state());
+        futures::stream::iter(refs)
+    })
+}
+
+/// The leader's work: the DataJob reconciler, the watchdog, the NodeGroup controller,
+/// the Backfill reconciler and the clean-up loop, with the caches they share, until
+/// `act` says stop.
 async fn run_controllers(
     ctx: Context,
     config: &Config,
-    groups: Store<NodeGroup>,
-    group_changes: watch::Receiver<u64>,
+    shared: Shared,
     act: watch::Receiver<bool>,
 ) {
+    let Shared {
+        groups,
+        group_changes,
+        group_broadcast,
+        datajobs: datajob_store,
+        datajob_changes,
+    } = shared;
     let client = ctx.client.clone();
     let (nodes, node_events) = controller::cache::<Node>(
         client.clone(),
@@ -232,39 +349,58 @@ async fn run_controllers(
     let (jobs, job_events) = controller::managed_cache::<Job>(client.clone());
     let (pods, pod_events) = controller::managed_cache::<Pod>(client.clone());
     let (pods_for_watchdog, pods_for_groups, pod_pump) = controller::fan_out(pod_events);
+    let (jobs_for_datajobs, jobs_for_watchdog, job_pump) = controller::fan_out(job_events);
     let datajobs = controller::datajob::run(
         ctx.clone(),
         controller::datajob::DataJobCaches {
             jobs: jobs.clone(),
-            job_events,
+            job_events: jobs_for_datajobs,
             groups: groups.clone(),
             group_events: controller::ticks(group_changes),
             pods: pods.clone(),
+            datajobs: datajob_store.clone(),
+            datajob_events: controller::all_then_changes(
+                datajob_store.clone(),
+                datajob_changes.subscribe(),
+            ),
+            input_changes: input_changes(datajob_store.clone(), datajob_changes.subscribe()),
         },
+        stopped(act.clone()),
+    );
+    let backfills = controller::backfill::run(
+        ctx.clone(),
+        jobs.clone(),
+        datajob_store.clone(),
+        groups.clone(),
         stopped(act.clone()),
     );
     let watchdog = controller::watchdog::run(
         ctx.clone(),
         config.watchdog(),
         controller::watchdog::WatchdogCaches {
+            jobs: jobs.clone(),
             pods: pods.clone(),
             nodes: nodes.clone(),
-            groups,
+            groups: groups.clone(),
         },
+        jobs_for_watchdog,
         pods_for_watchdog,
         stopped(act.clone()),
     );
-    let (datajob_cache, datajob_events) =
-        controller::cache::<DataJob>(client.clone(), watcher::Config::default(), |_| {});
     let nodegroups = controller::nodegroup::run(
         ctx.clone(),
         controller::nodegroup::NodeGroupCaches {
+            group_events: controller::all_then_changes(groups.clone(), group_broadcast.subscribe()),
+            groups: groups.clone(),
             pods: pods.clone(),
             pod_events: pods_for_groups,
             nodes,
             node_events,
-            datajobs: datajob_cache,
-            datajob_events,
+            datajobs: datajob_store.clone(),
+            datajob_events: controller::changes_of(
+                datajob_store.clone(),
+                datajob_changes.subscribe(),
+            ),
         },
         stopped(act.clone()),
     );
@@ -278,12 +414,12 @@ async fn run_controllers(
     );
     let pumps = async move {
         tokio::select! {
-            _ = pod_pump => {},
+            _ = futures::future::join(pod_pump, job_pump) => {},
             _ = stopped(act) => {},
         }
     };
     info!("leading: controllers running");
-    tokio::join!(datajobs, watchdog, nodegroups, cleanup, pumps);
+    tokio::join!(datajobs, watchdog, nodegroups, backfills, cleanup, pumps);
     info!("controllers stopped");
 }
 

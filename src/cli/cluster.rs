@@ -172,7 +172,10 @@ pub fn classify(e: kube::Error, url: &str, namespace: &str, action: String) -> C
             }
             _ => CliError::Api {
                 action,
-                message: s.message.clone(),
+                message: match webhook_unreachable_hint(&s.message) {
+                    Some(hint) => format!("{}\n  {hint}", s.message),
+                    None => s.message.clone(),
+                },
             },
         },
         other => CliError::Unreachable {
@@ -181,6 +184,20 @@ pub fn classify(e: kube::Error, url: &str, namespace: &str, action: String) -> C
             reason: std::error::Error::source(&other).map_or_else(|| chain(&other), chain),
         },
     }
+}
+
+/// What to do when the apiserver could not call DataJob's admission webhook and its
+/// `failurePolicy` is `Fail` (the apiserver's message names the webhook and the network
+/// error only: it has no field for a message of ours).
+pub fn webhook_unreachable_hint(message: &str) -> Option<String> {
+    let name = crate::webhook::tls::WEBHOOK_NAME;
+    message
+        .contains(&format!("failed calling webhook \"{name}\""))
+        .then(|| {
+            format!(
+                "DataJob's admission webhook ({name}) did not answer: the datajob-operator is down or the apiserver cannot reach it, and its failurePolicy is Fail, so no DataJob can be created or changed until it answers again (your DataJob was not checked). Try again in a minute; if it lasts, tell your platform team: `kubectl get validatingwebhookconfiguration datajob.dev` and the operator's pods (`kubectl -n datajob-system get pods`), see docs/operations.md#the-admission-webhook"
+            )
+        })
 }
 
 /// An error and its causes, each once: `client error (Connect): tcp connect error: Connection refused`.
@@ -203,6 +220,32 @@ mod tests {
 
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn an_unreachable_webhook_says_what_to_do() {
+        let apiserver = r#"Internal error occurred: failed calling webhook "validate.datajob.dev": failed to call webhook: Post "https://127.0.0.1:9443/validate-datajob?timeout=5s": dial tcp 127.0.0.1:9443: connect: connection refused"#;
+        let hint = webhook_unreachable_hint(apiserver).unwrap();
+        assert!(hint.contains("datajob-operator is down"), "{hint}");
+        assert!(hint.contains("failurePolicy is Fail"), "{hint}");
+        assert!(webhook_unreachable_hint("Internal error occurred: etcd is down").is_none());
+        let said = classify(
+            kube::Error::Api(Box::new(kube::core::Status {
+                code: 500,
+                message: apiserver.into(),
+                reason: "InternalError".into(),
+                ..Default::default()
+            })),
+            "https://127.0.0.1:6443",
+            "default",
+            "annotate DataJob x".into(),
+        )
+        .to_string();
+        assert!(
+            said.starts_with("cannot annotate DataJob x: Internal error"),
+            "{said}"
+        );
+        assert!(said.contains("Try again in a minute"), "{said}");
     }
 
     #[test]

@@ -10,11 +10,11 @@ use kube::api::{Api, ListParams};
 
 use super::cluster::Cluster;
 use super::error::Result;
+use super::output::zone_of;
 use super::output::{self, Format, Style, Table, state_color};
-use super::status::zone_of;
 use crate::api::{DataJob, RunRecord};
+use crate::decide::runs;
 use crate::labels::{self, NAME};
-use crate::runs;
 
 #[derive(clap::Args, Debug)]
 pub struct RunsArgs {
@@ -40,10 +40,31 @@ pub fn runs_from(dj: &DataJob, jobs: &[Job]) -> Vec<RunRecord> {
         .as_ref()
         .map(|s| s.recent_runs.clone())
         .unwrap_or_default();
-    runs::merge_runs(
-        &previous,
-        jobs.iter().filter_map(|j| runs::run_of(j, &name)).collect(),
-    )
+    // A Job that succeeded is not yet a published run: the status says whether its output
+    // is still being published, or could not be.
+    let current = jobs
+        .iter()
+        .filter_map(|j| runs::run_of(j, &name))
+        .map(|run| {
+            previous
+                .iter()
+                .find(|p| {
+                    p.name == run.name
+                        && p.start_time == run.start_time
+                        && run.state == crate::api::RunState::Succeeded
+                        && matches!(
+                            p.reason.as_deref(),
+                            Some(
+                                crate::decide::dataflow::PUBLISHING
+                                    | crate::decide::dataflow::PUBLISH_FAILED
+                            )
+                        )
+                })
+                .cloned()
+                .unwrap_or(run)
+        })
+        .collect();
+    runs::merge_runs(&previous, current)
 }
 
 /// The runs of `dj`, newest first.
@@ -169,6 +190,37 @@ pub async fn run(args: &RunsArgs, cluster: &Cluster, format: Format) -> Result<(
 mod tests {
     use super::*;
     use crate::api::RunState;
+
+    #[test]
+    fn a_succeeded_job_still_publishing_shows_as_the_status_says() {
+        let mut dj: DataJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "datajob.dev/v1alpha1", "kind": "DataJob",
+            "metadata": {"name": "raw"}, "spec": {"image": "busybox"},
+        }))
+        .unwrap();
+        let job: Job = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "raw-29926260"},
+            "status": {"startTime": "2026-11-25T03:00:01Z",
+                "conditions": [{"type": "Complete", "status": "True"}]},
+        }))
+        .unwrap();
+        dj.status = Some(crate::api::DataJobStatus {
+            recent_runs: vec![RunRecord {
+                name: "raw-29926260".into(),
+                logical_time: "2026-11-25T03:00:00Z".into(),
+                state: RunState::Failed,
+                start_time: Some("2026-11-25T03:00:01Z".into()),
+                reason: Some(crate::decide::dataflow::PUBLISH_FAILED.into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let runs = runs_from(&dj, std::slice::from_ref(&job));
+        assert_eq!(runs[0].state, RunState::Failed);
+        // A run of the same time started again is what its Job says.
+        dj.status.as_mut().unwrap().recent_runs[0].start_time = Some("2026-11-25T02:00:00Z".into());
+        assert_eq!(runs_from(&dj, &[job])[0].state, RunState::Succeeded);
+    }
 
     #[test]
     fn history_table() {

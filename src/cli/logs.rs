@@ -11,8 +11,8 @@ use kube::api::{Api, ListParams, LogParams};
 use super::cluster::Cluster;
 use super::error::{CliError, Result};
 use super::history;
+use super::output::zone_of;
 use super::output::{self, Progress};
-use super::status::zone_of;
 use crate::api::RunRecord;
 use crate::labels::{self, CONTAINER, JOB_NAME};
 

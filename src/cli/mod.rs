@@ -1,6 +1,7 @@
 //! `kubectl datajob`: the kubectl plugin for DataJobs (see docs/cli.md). This module
 //! holds the command line; each command lives in its own module, with its decisions
 //! and formatting as pure functions and the API calls at the edge.
+pub mod backfill;
 pub mod cluster;
 pub mod describe;
 pub mod error;
@@ -30,6 +31,7 @@ Examples:
   kubectl datajob runs churn-features           # its run history
   kubectl datajob logs churn-features -f        # the latest run's logs, live
   kubectl datajob trigger churn-features --wait # run it now and wait for the outcome
+  kubectl datajob backfill churn-features --from 2026-11-01 --to 2026-11-07  # every time in a range
   kubectl datajob describe churn-features       # why it is in its state
 
 Exit codes: 0 ok; 1 the DataJob is invalid or its run failed; 2 wrong usage;
@@ -100,6 +102,17 @@ directly on the host. No cluster is needed.",
     /// Start a run of a DataJob now (its logical time: this minute).
     Trigger(trigger::TriggerArgs),
 
+    /// Run every scheduled time of a DataJob in a range, oldest first; downstream DataJobs follow.
+    #[command(
+        long_about = "Run every scheduled time of a DataJob in [--from, --to] once, oldest first, at most \
+--parallel at a time, by applying a Backfill (the operator works through it and carries on \
+after a restart). Times that already succeeded are skipped; times that failed before run \
+again only with --rerun-failed. DataJobs that read this one follow, each time once its \
+inputs published. Shows a progress bar and a closing summary; exits 1 when a time failed.",
+        after_help = "Examples:\n  kubectl datajob backfill churn-features --from 2026-11-01 --to 2026-11-07\n  kubectl datajob backfill raw-events --from 2026-11-25T00:00:00Z --to 2026-11-25T05:00:00Z --parallel 2 --rerun-failed"
+    )]
+    Backfill(backfill::BackfillArgs),
+
     /// Explain a DataJob: what it is, what it created, and why it is in its state.
     Describe(describe::DescribeArgs),
 
@@ -156,6 +169,9 @@ async fn dispatch(cli: &Cli) -> Result<()> {
         Command::Logs(args) => logs::run(args, &Cluster::connect(&cli.cluster).await?).await,
         Command::Trigger(args) => {
             trigger::run(args, &Cluster::connect(&cli.cluster).await?, format).await
+        }
+        Command::Backfill(args) => {
+            backfill::run(args, &Cluster::connect(&cli.cluster).await?, format).await
         }
         Command::Describe(args) => {
             describe::run(args, &Cluster::connect(&cli.cluster).await?, format).await

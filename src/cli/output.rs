@@ -9,6 +9,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use super::error::{CliError, Result};
+use crate::api::DataJob;
 
 /// `-o`: human text (default) or a machine format.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -90,7 +91,7 @@ pub fn state_color(state: &str) -> Option<Color> {
     match state {
         "Succeeded" => Some(Color::Green),
         "Failed" | "Invalid" => Some(Color::Red),
-        "Running" | "Pending" => Some(Color::Yellow),
+        "Running" | "Pending" | "Waiting" => Some(Color::Yellow),
         "Suspended" => Some(Color::Dim),
         _ => None,
     }
@@ -352,6 +353,15 @@ impl Default for Progress {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The DataJob's time zone (UTC when unset or unknown).
+pub fn zone_of(dj: &DataJob) -> Tz {
+    dj.spec
+        .time_zone
+        .as_deref()
+        .and_then(|z| z.parse().ok())
+        .unwrap_or(Tz::UTC)
 }
 
 #[cfg(test)]

@@ -1,13 +1,12 @@
 //! `kubectl datajob status [NAME]`: the state of one DataJob, or a table of them.
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
 use super::cluster::Cluster;
 use super::error::Result;
 use super::history;
-use super::output::{self, Color, Format, Style, Table, state_color};
+use super::output::{self, Color, Format, Style, Table, state_color, zone_of};
 use crate::api::{DataJob, RunRecord};
 use crate::labels;
 
@@ -19,15 +18,6 @@ pub struct StatusArgs {
     /// Every namespace (with no NAME).
     #[arg(short = 'A', long, conflicts_with = "name")]
     pub all_namespaces: bool,
-}
-
-/// The DataJob's time zone (UTC when unset or unknown).
-pub fn zone_of(dj: &DataJob) -> Tz {
-    dj.spec
-        .time_zone
-        .as_deref()
-        .and_then(|z| z.parse().ok())
-        .unwrap_or(Tz::UTC)
 }
 
 /// The state word, `Unknown` before the operator wrote any status.

@@ -1,5 +1,5 @@
 //! The clean-up loop: every interval, deletes PVCs that outlived their runs
-//! ([`crate::cleanup::orphaned_pvcs`]), with an event on the DataJob.
+//! ([`crate::decide::cleanup::orphaned_pvcs`]), with an event on the DataJob.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,12 +9,12 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
 use tracing::{info, warn};
 
 use super::Context;
-use crate::cleanup::orphaned_pvcs;
+use crate::decide::cleanup::orphaned_pvcs;
 use crate::labels;
 
 pub async fn run(
@@ -26,17 +26,23 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let (pvcs, writer) = reflector::store::<PartialObjectMeta<PersistentVolumeClaim>>();
-    let managed = watcher::Config::default().labels(&labels::managed_selector());
+    let managed = super::watch_config().labels(&labels::managed_selector());
     let watch = reflector::reflector(
         writer,
-        watcher(
-            Api::<PartialObjectMeta<PersistentVolumeClaim>>::all(base.client.clone()),
+        super::relisting_watcher::<PartialObjectMeta<PersistentVolumeClaim>>(
+            base.client.clone(),
             managed,
         ),
     )
     .default_backoff()
     .touched_objects()
-    .for_each(|_| async {});
+    .for_each({
+        let mut health = super::WatchHealth::new("PersistentVolumeClaim");
+        move |r| {
+            health.observe(r.as_ref().err());
+            async {}
+        }
+    });
     let sweep = async move {
         loop {
             tokio::time::sleep(interval).await;

@@ -1,6 +1,6 @@
 //! The DataJob reconciler: validates, writes the guarded CronJob or Job, admits runs
 //! the CronJob created, and writes the status from what the Jobs say.
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,87 +18,23 @@ use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::Context;
+use super::datajob_context::{DataJobContext, MissedCounted};
+use super::lifecycle::{self, Flow};
+use crate::admission::resolve_and_place;
 use crate::api::{DataJob, DataJobStatus, NodeGroup, RunState};
-use crate::labels::{self, FIELD_MANAGER, JOB_NAME, LOGICAL_TIME, NAME, RUN_ID, TRIGGER};
+use crate::decide::nodegroups::usable_groups;
+use crate::decide::runs::{self, Observed};
+use crate::decide::{children, dataflow};
+use crate::labels::{self, FIELD_MANAGER, JOB_NAME, NAME, TRIGGER};
 use crate::metrics::{RunLabels, StateLabels};
-use crate::nodegroups::{resolve_and_place, usable_groups};
-use crate::runs::{self, Observed};
-use crate::validation::Resolved;
-use crate::{Error, Result, children};
+use crate::validation::{Problems, Resolved};
+use crate::{Error, Result};
 
 const CONTROLLER: &str = "datajob";
 
-/// The DataJob controller with its shared Job cache.
-pub struct DataJobController {
-    pub ctx: Arc<DataJobContext>,
-}
-
-pub struct DataJobContext {
-    pub base: Context,
-    /// How far each DataJob's missed schedules were counted.
-    pub missed_counted: Mutex<MissedCounted>,
-    /// Every NodeGroup, for placement.
-    pub groups: Store<NodeGroup>,
-    /// Every Job DataJob manages, trimmed of managed fields.
-    pub jobs: Store<Job>,
-    /// Every pod of a run, to say why a failed run's last attempt died.
-    pub pods: Store<Pod>,
-}
-
-/// Per DataJob, which generation of its spec this process follows, since when, and up to
-/// when its missed schedules were counted. A spec change (a new schedule, `suspend`)
-/// starts afresh. In memory: a new leader counts the slots due after it started
-/// following them that run out of time while it leads.
-#[derive(Default)]
-pub struct MissedCounted {
-    followed: HashMap<(String, String), Followed>,
-    pruned: Option<DateTime<Utc>>,
-}
-
-#[derive(Clone, Copy)]
-struct Followed {
-    generation: Option<i64>,
-    since: DateTime<Utc>,
-    counted_to: DateTime<Utc>,
-}
-
-impl MissedCounted {
-    /// Records that `key` is counted up to `now`; returns (since, counted up to before),
-    /// or `None` when this generation is seen for the first time.
-    fn advance(
-        &mut self,
-        key: (String, String),
-        generation: Option<i64>,
-        now: DateTime<Utc>,
-    ) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
-        // Every DataJob is reconciled at least every 5 minutes: entries older than an
-        // hour belong to deleted DataJobs.
-        let hour = chrono::Duration::hours(1);
-        if self.pruned.is_none_or(|t| now - t > hour) {
-            self.followed.retain(|_, f| now - f.counted_to < hour);
-            self.pruned = Some(now);
-        }
-        let previous = self
-            .followed
-            .get(&key)
-            .copied()
-            .filter(|f| f.generation == generation);
-        let since = previous.map_or(now, |f| f.since);
-        self.followed.insert(
-            key,
-            Followed {
-                generation,
-                since,
-                counted_to: now,
-            },
-        );
-        previous.map(|f| (f.since, f.counted_to))
-    }
-}
-
 /// The caches the DataJob controller reads, and the change streams that fill the ones
 /// it alone follows.
-pub struct DataJobCaches<J, G> {
+pub struct DataJobCaches<D, J, G, U> {
     /// The managed-Job cache that `job_events` fills.
     pub jobs: Store<Job>,
     pub job_events: J,
@@ -107,16 +43,26 @@ pub struct DataJobCaches<J, G> {
     pub group_events: G,
     /// Filled by the watchdog's pod stream.
     pub pods: Store<Pod>,
+    /// Every DataJob, kept by every replica: the controller's own store, with no watch
+    /// of its own.
+    pub datajobs: Store<DataJob>,
+    /// Every DataJob of `datajobs` once, then each one that changed
+    /// (`controller::all_then_changes`).
+    pub datajob_events: D,
+    /// DataJobs whose inputs changed (an input published, failed, was created).
+    pub input_changes: U,
 }
 
 /// Runs the controller until `shutdown` resolves.
-pub async fn run<J, G>(
+pub async fn run<D, J, G, U>(
     base: Context,
-    caches: DataJobCaches<J, G>,
+    caches: DataJobCaches<D, J, G, U>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) where
     J: futures::Stream<Item = Job> + Send + 'static,
     G: futures::Stream<Item = ()> + Send + 'static,
+    U: futures::Stream<Item = ObjectRef<DataJob>> + Send + 'static,
+    D: futures::Stream<Item = Arc<DataJob>> + Send + 'static,
 {
     let DataJobCaches {
         jobs,
@@ -124,9 +70,12 @@ pub async fn run<J, G>(
         groups,
         group_events,
         pods,
+        datajobs,
+        datajob_events,
+        input_changes,
     } = caches;
     let client = base.client.clone();
-    let managed = watcher::Config::default().labels(&labels::managed_selector());
+    let managed = super::watch_config().labels(&labels::managed_selector());
     let job_stream = job_events.map(Ok::<_, watcher::Error>);
     let metrics = base.metrics.clone();
     let ctx = Arc::new(DataJobContext {
@@ -135,37 +84,41 @@ pub async fn run<J, G>(
         jobs: jobs.clone(),
         groups,
         pods,
+        datajobs: datajobs.clone(),
     });
-    let controller = Controller::new(
-        Api::<DataJob>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(Api::<CronJob>::all(client.clone()), managed)
-    .watches_stream(job_stream, |job| {
-        let ns = job.namespace()?;
-        let name = job.labels().get(NAME)?.clone();
-        Some(ObjectRef::<DataJob>::new(&name).within(&ns))
-    })
-    // A NodeGroup change can move every DataJob: place them all again.
-    .reconcile_all_on(group_events)
-    .graceful_shutdown_on(shutdown);
+    // A watch that lists afresh after losing the apiserver (see `relisting_watcher`), of
+    // the CronJobs' metadata only: their owner is all the controller reads of them.
+    let cronjobs = kube::runtime::WatchStreamExt::touched_objects(super::relisting_watcher::<
+        kube::core::PartialObjectMeta<CronJob>,
+    >(client.clone(), managed));
+    let controller = Controller::for_shared_stream(datajob_events, datajobs)
+        .owns_stream(cronjobs)
+        .watches_stream(job_stream, |job| {
+            let ns = job.namespace()?;
+            let name = job.labels().get(NAME)?.clone();
+            Some(ObjectRef::<DataJob>::new(&name).within(&ns))
+        })
+        // A NodeGroup change can move every DataJob: place them all again.
+        .reconcile_all_on(group_events)
+        // An input that published (or failed) lets its readers' waiting runs go (or end).
+        .reconcile_on(input_changes)
+        .graceful_shutdown_on(shutdown);
     // The gauges of active runs and last outcomes read this cache while we lead.
     let _served = metrics.caches.datajobs.serve(controller.store());
     controller
         .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            match res {
-                Ok((obj, _)) => tracing::debug!(datajob = %obj, "reconciled"),
-                Err(e) => tracing::debug!(error = %e, "reconcile failed"),
-            }
-        })
+        .for_each(|result| super::report(CONTROLLER, result))
         .await;
 }
 
 fn error_policy(dj: Arc<DataJob>, error: &Error, ctx: Arc<DataJobContext>) -> Action {
+    let retry = Duration::from_secs(15);
     warn!(datajob = %dj.name_any(), namespace = dj.namespace().unwrap_or_default(), %error, "reconcile failed; retrying in 15s");
     ctx.base.metrics.reconcile_failure(CONTROLLER, error);
-    Action::requeue(Duration::from_secs(15))
+    // A Warning event on the DataJob (rate-limited), so the user sees it without logs.
+    ctx.base
+        .error_event(dj.object_ref(&()), CONTROLLER, error, retry);
+    Action::requeue(retry)
 }
 
 async fn reconcile(dj: Arc<DataJob>, ctx: Arc<DataJobContext>) -> Result<Action> {
@@ -180,7 +133,27 @@ async fn reconcile(dj: Arc<DataJob>, ctx: Arc<DataJobContext>) -> Result<Action>
             return Ok(Action::await_change());
         }
         let groups = usable_groups(ctx.groups.state().iter().map(|g| g.as_ref()));
-        let resolved = resolve_and_place(&dj, &ctx.base.limits, &ctx.base.guards, &groups);
+        let mut resolved = resolve_and_place(&dj, &ctx.base.limits, &ctx.base.guards, &groups);
+        // Dataflow: its inputs exist and make no cycle (admission's words), and what they
+        // published decides when its runs start.
+        let name = dj.name_any();
+        let namespace = lifecycle::namespace_datajobs(&ctx.datajobs, &ns, &name);
+        let mut upstreams = BTreeMap::new();
+        if let Ok(r) = &mut resolved
+            && !r.inputs.is_empty()
+        {
+            let Some(all) = &namespace else {
+                // The DataJob cache is still filling: decide with it, not without.
+                return Ok(Action::requeue(Duration::from_secs(2)));
+            };
+            let problems = lifecycle::graph_problems(&dj, &ns, all);
+            if problems.is_empty() {
+                upstreams = lifecycle::upstreams(&ctx.jobs, &ns, &r.inputs, all);
+                r.input_claims = dataflow::input_claims(&r.inputs, &upstreams);
+            } else {
+                resolved = Err(Problems(problems));
+            }
+        }
         // A child the apiserver refuses is not retried every 15 s in silence: the
         // DataJob says so (ChildRejected) until its spec or the cluster changes.
         let mut rejected = None;
@@ -200,7 +173,6 @@ async fn reconcile(dj: Arc<DataJob>, ctx: Arc<DataJobContext>) -> Result<Action>
                 Err(e) => return Err(e),
             }
         }
-        let name = dj.name_any();
         let jobs: Vec<Arc<Job>> = ctx
             .jobs
             .state()
@@ -209,12 +181,38 @@ async fn reconcile(dj: Arc<DataJob>, ctx: Arc<DataJobContext>) -> Result<Action>
                 j.namespace().as_deref() == Some(ns.as_str()) && j.labels().get(NAME) == Some(&name)
             })
             .collect();
-        if let Ok(r) = &resolved {
-            admit_runs(r, &jobs, &ctx, &ns).await?;
-            prune_history(r, &jobs, &ctx, &ns).await?;
-        }
         let now = Utc::now();
-        let mut current: Vec<_> = jobs.iter().filter_map(|j| runs::run_of(j, &name)).collect();
+        let history = dj
+            .status
+            .as_ref()
+            .map(|s| s.recent_runs.clone())
+            .unwrap_or_default();
+        // Runs that could not start in time after downtime are deleted: no run, and no
+        // record of one.
+        let mut skipped = Vec::new();
+        if let Ok(r) = &resolved {
+            let flow = Flow {
+                ctx: &ctx,
+                dj: &dj,
+                r,
+                ns: &ns,
+                jobs: &jobs,
+                upstreams: &upstreams,
+                now,
+            };
+            skipped = lifecycle::admit(&flow).await?;
+            lifecycle::revive(&flow, &history).await?;
+        }
+        let run_jobs: Vec<Arc<Job>> = jobs
+            .iter()
+            .filter(|j| !lifecycle::is_publish_job(j))
+            .cloned()
+            .collect();
+        let mut current: Vec<_> = run_jobs
+            .iter()
+            .filter_map(|j| runs::run_of(j, &name))
+            .filter(|r| !skipped.contains(&r.name))
+            .collect();
         // Runs the CronJob made: only their start is measured against the schedule.
         let scheduled: HashSet<String> = jobs
             .iter()
@@ -242,13 +240,47 @@ async fn reconcile(dj: Arc<DataJob>, ctx: Arc<DataJobContext>) -> Result<Action>
                             && p.labels().get(JOB_NAME) == Some(&run.name)
                     })
                     .collect();
-                runs::set_attempt_reason(run, crate::watchdog::attempt_failure(&pods));
+                runs::set_attempt_reason(run, crate::decide::watchdog::attempt_failure(&pods));
             }
         }
+        let mut previous = dj.status.clone().unwrap_or_default();
+        previous.recent_runs.retain(|r| !skipped.contains(&r.name));
+        let (mut published, mut catch_up) =
+            (previous.published.clone(), previous.catch_up.clone());
+        if let Ok(r) = &resolved {
+            let flow = Flow {
+                ctx: &ctx,
+                dj: &dj,
+                r,
+                ns: &ns,
+                jobs: &jobs,
+                upstreams: &upstreams,
+                now,
+            };
+            // A succeeded run counts once its output is published.
+            let new = lifecycle::publish(&flow, &mut current).await?;
+            published = dataflow::merge_publications(&published, new);
+            catch_up = lifecycle::catch_up(&flow, &current, catch_up.as_ref()).await?;
+            // Runs still being published are not pruned (their publish Job goes with them).
+            let busy: HashSet<&str> = current
+                .iter()
+                .filter(|r| !r.state.is_finished())
+                .map(|r| r.name.as_str())
+                .collect();
+            let prunable: Vec<Arc<Job>> = run_jobs
+                .iter()
+                .filter(|j| !busy.contains(j.name_any().as_str()))
+                .cloned()
+                .collect();
+            prune_history(r, &prunable, &ctx, &ns).await?;
+        }
+        let waiting = current.iter().any(|r| {
+            r.state == RunState::Waiting || r.reason.as_deref() == Some(dataflow::PUBLISHING)
+        });
         let mut status = runs::desired_status(Observed {
             generation: dj.metadata.generation,
             spec: resolved.as_ref(),
-            previous: dj.status.as_ref(),
+            previous: Some(&previous),
             runs: current,
             now,
             rejected: rejected.as_deref(),
@@ -272,6 +304,8 @@ async fn reconcile(dj: Arc<DataJob>, ctx: Arc<DataJobContext>) -> Result<Action>
         } else {
             status.last_trigger = dj.status.as_ref().and_then(|s| s.last_trigger.clone());
         }
+        status.published = published;
+        status.catch_up = catch_up;
         write_status(&dj, status, &ctx, &ns, &scheduled).await?;
         // Counted once the estimates are on the status, so a failed write that is
         // retried does not count them twice.
@@ -298,10 +332,13 @@ async fn reconcile(dj: Arc<DataJob>, ctx: Arc<DataJobContext>) -> Result<Action>
             .chain(next_check)
             .min()
             .map(|t| (t - now).to_std().unwrap_or_default() + Duration::from_secs(1));
-        Ok(Action::requeue(
-            next.unwrap_or(Duration::from_secs(300))
-                .min(Duration::from_secs(300)),
-        ))
+        // Runs waiting for inputs or being published are looked at again soon, whatever
+        // wakes them (an input's change, a Job's) was missed.
+        let most = match waiting {
+            true => Duration::from_secs(30),
+            false => Duration::from_secs(300),
+        };
+        Ok(Action::requeue(next.unwrap_or(most).min(most)))
     }
     .instrument(span)
     .await
@@ -406,8 +443,9 @@ async fn apply_children(dj: &DataJob, r: &Resolved, ctx: &DataJobContext, ns: &s
     let jobs: Api<Job> = Api::namespaced(ctx.base.client.clone(), ns);
     let name = dj.name_any();
     let job_exists = |id: &str| ctx.jobs.get(&ObjectRef::new(id).within(ns)).is_some();
-    let mut wanted = Vec::new();
-    match children::cronjob(dj, r, &ctx.base.guards) {
+    let cronjob = children::cronjob(dj, r, &ctx.base.guards);
+    let wanted = runs::runs_to_create(dj, cronjob.is_none(), &job_exists, Utc::now());
+    match cronjob {
         Some(cj) => {
             cronjobs
                 .patch(&name, &apply_params(), &Patch::Apply(&cj))
@@ -415,18 +453,6 @@ async fn apply_children(dj: &DataJob, r: &Resolved, ctx: &DataJobContext, ns: &s
                 .map_err(Error::api("apply", "CronJob", ns, &name))?;
         }
         None => {
-            // One run, now: its logical time is when the DataJob was created.
-            let created = dj
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .and_then(labels::from_k8s_time)
-                .unwrap_or_else(Utc::now);
-            let t = labels::truncate_to_minute(created);
-            let id = labels::run_id(&name, t);
-            if !job_exists(&id) && !runs::already_ran(dj.status.as_ref(), &id, t) {
-                wanted.push(t);
-            }
             // A DataJob that lost its schedule loses its CronJob.
             let existing = cronjobs
                 .get_opt(&name)
@@ -444,66 +470,14 @@ async fn apply_children(dj: &DataJob, r: &Resolved, ctx: &DataJobContext, ns: &s
             }
         }
     }
-    let trigger = dj.annotations().get(TRIGGER).map(String::as_str);
-    if let Some(t) = runs::pending_trigger(trigger, dj.status.as_ref()) {
-        // Acted on once; a time that has a Job or is in the history has run.
-        let id = labels::run_id(&name, t);
-        let recorded = dj
-            .status
-            .as_ref()
-            .is_some_and(|s| s.recent_runs.iter().any(|r| r.name == id));
-        if !job_exists(&id) && !recorded && !wanted.contains(&t) {
-            wanted.push(t);
-        }
-    }
     for t in wanted {
         let id = labels::run_id(&name, t);
-        let job = children::job(dj, r, &ctx.base.guards, t, false);
+        // A run with inputs waits (suspended) until they published: admission starts it.
+        let job = children::job(dj, r, &ctx.base.guards, t, !r.inputs.is_empty());
         jobs.patch(&id, &apply_params(), &Patch::Apply(&job))
             .await
             .map_err(Error::api("create", "Job", ns, &id))?;
         info!(run = %id, logical_time = %labels::rfc3339(t), "run created");
-    }
-    Ok(())
-}
-
-/// Starts the suspended Jobs the CronJob created: stamps run id and logical time on the
-/// Job and its pod template (so the container reads them), then unsuspends it.
-async fn admit_runs(r: &Resolved, jobs: &[Arc<Job>], ctx: &DataJobContext, ns: &str) -> Result<()> {
-    let api: Api<Job> = Api::namespaced(ctx.base.client.clone(), ns);
-    for job in jobs {
-        let suspended = job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
-        let from_cronjob = job
-            .owner_references()
-            .iter()
-            .any(|o| o.kind == "CronJob" && o.name == r.name);
-        if !suspended || !from_cronjob || job.labels().contains_key(RUN_ID) {
-            continue;
-        }
-        let id = job.name_any();
-        let Some(run) = runs::run_of(job, &r.name) else {
-            continue;
-        };
-        let patch = json!({
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {
-                "name": id,
-                "labels": { RUN_ID: id },
-                "annotations": { LOGICAL_TIME: run.logical_time },
-            },
-            "spec": {
-                "suspend": false,
-                "template": { "metadata": {
-                    "labels": { RUN_ID: id },
-                    "annotations": { LOGICAL_TIME: run.logical_time },
-                }},
-            },
-        });
-        api.patch(&id, &apply_params(), &Patch::Apply(&patch))
-            .await
-            .map_err(Error::api("start", "Job", ns, &id))?;
-        info!(run = %id, logical_time = %run.logical_time, "scheduled run started");
     }
     Ok(())
 }
@@ -518,7 +492,7 @@ async fn prune_history(
 ) -> Result<()> {
     let refs: Vec<&Job> = jobs.iter().map(Arc::as_ref).collect();
     let api: Api<Job> = Api::namespaced(ctx.base.client.clone(), ns);
-    for job in crate::cleanup::jobs_beyond_history(&r.name, &refs, r.history as usize) {
+    for job in crate::decide::cleanup::jobs_beyond_history(&r.name, &refs, r.history as usize) {
         let id = job.name_any();
         match api.delete(&id, &DeleteParams::background()).await {
             Ok(_) => {
@@ -637,4 +611,137 @@ fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
+}
+
+/// The exact calls one reconcile makes, against kube's mocked client: no cluster, every
+/// request recorded and answered as the apiserver would.
+#[cfg(test)]
+mod api_calls {
+    use super::*;
+    use crate::api::{DataJobResources, DataJobSpec};
+    use crate::metrics::Metrics;
+    use http::{Request, Response};
+    use kube::client::Body;
+    use kube::runtime::reflector;
+
+    /// Serves every request of `client` until the test ends; records "METHOD path".
+    fn mocked(answer_for_status: DataJob) -> (kube::Client, Arc<Mutex<Vec<String>>>) {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let seen = calls.clone();
+        tokio::spawn(async move {
+            while let Some((request, send)) = handle.next_request().await {
+                let (method, path) = (request.method().clone(), request.uri().path().to_string());
+                if let Ok(mut c) = seen.lock() {
+                    c.push(format!("{method} {path}"));
+                }
+                let body = request
+                    .into_body()
+                    .collect_bytes()
+                    .await
+                    .unwrap_or_default();
+                let (code, answer) = if method == http::Method::GET {
+                    let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                        "reason": "NotFound", "code": 404, "message": "not found"});
+                    (404, serde_json::to_vec(&status).unwrap_or_default())
+                } else if path.ends_with("/status") {
+                    (
+                        200,
+                        serde_json::to_vec(&answer_for_status).unwrap_or_default(),
+                    )
+                } else {
+                    // An apply or a create answers with the object it was sent.
+                    (200, body.to_vec())
+                };
+                let response = Response::builder()
+                    .status(code)
+                    .body(Body::from(answer))
+                    .expect("a response");
+                send.send_response(response);
+            }
+        });
+        (kube::Client::new(service, "data"), calls)
+    }
+
+    fn datajob(schedule: Option<&str>, cpu: &str) -> DataJob {
+        let mut d = DataJob::new(
+            "nightly",
+            DataJobSpec {
+                image: "registry.example/acme/etl:1.0".into(),
+                schedule: schedule.map(Into::into),
+                resources: DataJobResources {
+                    cpu: Some(cpu.into()),
+                    memory: Some("1Gi".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        );
+        d.metadata.namespace = Some("data".into());
+        d.metadata.uid = Some("uid-1".into());
+        d.metadata.generation = Some(1);
+        d.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-12-01T02:00:30Z".parse().expect("a time"),
+        ));
+        d
+    }
+
+    async fn calls_of_one_reconcile(dj: DataJob) -> Vec<String> {
+        let (client, calls) = mocked(dj.clone());
+        let ctx = Arc::new(DataJobContext {
+            base: Context::new(
+                client,
+                Metrics::new(true),
+                crate::validation::Limits::default(),
+                crate::decide::children::Guards::default(),
+            ),
+            missed_counted: Mutex::new(MissedCounted::default()),
+            groups: reflector::store().0,
+            jobs: reflector::store().0,
+            pods: reflector::store().0,
+            datajobs: reflector::store().0,
+        });
+        let action = reconcile(Arc::new(dj), ctx).await;
+        assert!(action.is_ok(), "the reconcile failed: {:?}", action.err());
+        calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_new_one_off_datajob_gets_one_job_for_its_creation_minute_and_a_status() {
+        let calls = calls_of_one_reconcile(datajob(None, "1")).await;
+        assert_eq!(
+            calls,
+            [
+                // A DataJob that lost its schedule loses its CronJob: is there one?
+                "GET /apis/batch/v1/namespaces/data/cronjobs/nightly",
+                // Its one run, named for the minute it was created (02:00 UTC).
+                "PATCH /apis/batch/v1/namespaces/data/jobs/nightly-29934840",
+                "PATCH /apis/datajob.dev/v1alpha1/namespaces/data/datajobs/nightly/status",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_scheduled_datajob_gets_its_cronjob_and_a_status_and_no_job() {
+        let calls = calls_of_one_reconcile(datajob(Some("0 2 * * *"), "1")).await;
+        assert_eq!(
+            calls,
+            [
+                "PATCH /apis/batch/v1/namespaces/data/cronjobs/nightly",
+                "PATCH /apis/datajob.dev/v1alpha1/namespaces/data/datajobs/nightly/status",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_invalid_datajob_gets_no_child_only_its_status_and_a_warning_event() {
+        let calls = calls_of_one_reconcile(datajob(Some("0 2 * * *"), "lots")).await;
+        assert_eq!(
+            calls,
+            [
+                "PATCH /apis/datajob.dev/v1alpha1/namespaces/data/datajobs/nightly/status",
+                "POST /apis/events.k8s.io/v1/namespaces/data/events",
+            ]
+        );
+    }
 }

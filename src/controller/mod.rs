@@ -1,8 +1,15 @@
 //! Controllers: one per resource. Each gathers state, calls a pure decision, applies it.
+pub mod backfill;
 pub mod cleanup;
 pub mod datajob;
+pub mod datajob_context;
+pub mod lifecycle;
 pub mod nodegroup;
 pub mod watchdog;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use kube::api::Api;
@@ -11,7 +18,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 
-use crate::children::Guards;
+use crate::decide::children::Guards;
 use crate::metrics::Metrics;
 use crate::validation::Limits;
 
@@ -23,6 +30,43 @@ pub struct Context {
     pub metrics: Metrics,
     pub limits: Limits,
     pub guards: Guards,
+    /// Which reconcile errors were published as events, and when.
+    pub error_events: Arc<Mutex<EventLimiter>>,
+}
+
+/// How often the same object's reconcile errors become events: a retry loop (every
+/// 15 s) must not flood the namespace's events, yet a new error is told within a minute.
+pub const ERROR_EVENT_MIN_GAP: Duration = Duration::from_secs(60);
+/// The same error again is told at most this often (the event's series counts it).
+pub const ERROR_EVENT_REPEAT_AFTER: Duration = Duration::from_secs(600);
+
+/// Decides which error events to publish: per object, at most one every
+/// [`ERROR_EVENT_MIN_GAP`], and the same message again only after
+/// [`ERROR_EVENT_REPEAT_AFTER`]. Pure, so the rule is unit-tested.
+#[derive(Debug, Default)]
+pub struct EventLimiter {
+    last: HashMap<String, (Instant, String)>,
+}
+
+impl EventLimiter {
+    /// Whether an event about `key` saying `note` may be published at `now`; if so, it
+    /// is recorded as published.
+    pub fn allow(&mut self, key: &str, note: &str, now: Instant) -> bool {
+        let quiet = match self.last.get(key) {
+            Some((t, n)) if n == note => now.duration_since(*t) < ERROR_EVENT_REPEAT_AFTER,
+            Some((t, _)) => now.duration_since(*t) < ERROR_EVENT_MIN_GAP,
+            None => false,
+        };
+        if quiet {
+            return false;
+        }
+        if self.last.len() >= 10_000 {
+            self.last
+                .retain(|_, (t, _)| now.duration_since(*t) < ERROR_EVENT_REPEAT_AFTER);
+        }
+        self.last.insert(key.to_string(), (now, note.to_string()));
+        true
+    }
 }
 
 impl Context {
@@ -61,6 +105,54 @@ impl Context {
             tracing::warn!(error = %e, %reason, "could not publish event");
         }
     }
+
+    /// Publishes a failed reconcile as a Warning event `ReconcileFailed` on `reference`
+    /// (in the background: error policies are not async), unless [`EventLimiter`] says
+    /// the object was told recently. `retry` says when the controller tries again.
+    pub fn error_event(
+        &self,
+        reference: k8s_openapi::api::core::v1::ObjectReference,
+        controller: &str,
+        error: &crate::Error,
+        retry: Duration,
+    ) {
+        let key = format!(
+            "{controller}/{}/{}",
+            reference.namespace.as_deref().unwrap_or_default(),
+            reference.name.as_deref().unwrap_or_default()
+        );
+        let note = truncate(
+            &format!(
+                "{controller} failed, retrying in {}s: {error}",
+                retry.as_secs()
+            ),
+            1000,
+        );
+        let allowed = match self.error_events.lock() {
+            Ok(mut limiter) => limiter.allow(&key, &note, Instant::now()),
+            Err(_) => false,
+        };
+        if !allowed {
+            return;
+        }
+        let ctx = self.clone();
+        tokio::spawn(async move {
+            ctx.event(&reference, true, "ReconcileFailed", "Reconcile", note)
+                .await;
+        });
+    }
+}
+
+/// `s` cut to at most `max` bytes (on a character boundary), with an ellipsis when cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
 }
 
 impl Context {
@@ -75,6 +167,7 @@ impl Context {
             metrics,
             limits,
             guards,
+            error_events: Arc::default(),
         }
     }
 }
@@ -101,13 +194,65 @@ impl<K> Cacheable for K where
 {
 }
 
+/// How every watch of the operator lists: from the apiserver's watch cache
+/// (`resourceVersion=0`, what client-go's informers do), not by a quorum read from etcd.
+/// Why: right after an apiserver restart, a quorum list can return a resource version
+/// older than the new apiserver's watch cache begins; the watch started from it then
+/// hangs until the apiserver answers `410 Expired` (measured here: 20–35 s), while a list
+/// from the cache waits until the cache is ready and returns a version it can watch
+/// from. Nothing is lost either way: the watch goes on from the list's version. The
+/// e2e chaos test measures how long the watches take to come back.
+pub fn watch_config() -> watcher::Config {
+    watcher::Config::default().any_semantic()
+}
+
+/// Whether, after this watch error, the watch should start over with a fresh list
+/// instead of resuming from the last resource version it saw: when the watch could not
+/// be (re)started or broke (a connection refused or cut, a 403 while a restarted
+/// apiserver's authorizer warms up, ...). A `410 Expired` makes kube's watcher list
+/// again by itself.
+pub fn must_relist(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::WatchStartFailed(_) | watcher::Error::WatchFailed(_) => true,
+        watcher::Error::WatchError(status) => status.code != 410,
+        watcher::Error::InitialListFailed(_) | watcher::Error::NoResourceVersion => false,
+    }
+}
+
+/// A watch of every `K` that `config` selects (listing from the watch cache, see
+/// [`watch_config`]) that starts over with a fresh list after an error that
+/// [`must_relist`]. kube's watcher resumes from the last resource version it saw; after
+/// an apiserver restart that version is older than the new apiserver's watch cache, and
+/// the resumed watch was measured to hang 18–35 s under load before the apiserver
+/// answered `410 Expired` (tests/e2e_chaos.rs). A fresh list does not wait for that.
+/// Back off with `default_backoff` (or the controller's) around it: each error is
+/// yielded.
+pub fn relisting_watcher<K: Cacheable>(
+    client: Client,
+    config: watcher::Config,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static {
+    let config = config.any_semantic();
+    futures::stream::unfold(None, move |current| {
+        let (client, config) = (client.clone(), config.clone());
+        async move {
+            let mut inner = match current {
+                Some(inner) => inner,
+                None => watcher(Api::<K>::all(client), config).boxed(),
+            };
+            let item = inner.next().await?;
+            let restart = item.as_ref().err().is_some_and(must_relist);
+            Some((item, (!restart).then_some(inner)))
+        }
+    })
+}
+
 /// A cache of everything of kind `K` that DataJob manages (by label), trimmed of managed
 /// fields, and the stream of changes that keeps it filled (poll it, or the cache stays empty).
 pub fn managed_cache<K>(client: Client) -> (Store<K>, impl Stream<Item = K> + Send + 'static)
 where
     K: Cacheable,
 {
-    let config = watcher::Config::default().labels(&crate::labels::managed_selector());
+    let config = watch_config().labels(&crate::labels::managed_selector());
     cache(client, config, |_| {})
 }
 
@@ -122,15 +267,93 @@ where
     K: Cacheable,
 {
     let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(Api::<K>::all(client), config))
+    let mut health = WatchHealth::new(K::kind(&()).into_owned());
+    let stream = reflector::reflector(writer, relisting_watcher::<K>(client, config))
         .modify(move |o| {
             o.managed_fields_mut().clear();
             trim(o);
         })
         .default_backoff()
         .touched_objects()
-        .filter_map(|r| async move { r.ok() });
+        .filter_map(move |r| {
+            // A failed watch is retried with backoff by `default_backoff`; it is said in
+            // the log, never dropped in silence, and so is its return.
+            health.observe(r.as_ref().err());
+            std::future::ready(r.ok())
+        });
     (store, stream)
+}
+
+/// What a watch says about itself in the log: every failure (the watcher retries with
+/// backoff), and, once it delivers again, that it is back and after how long.
+pub struct WatchHealth {
+    kind: String,
+    failing_since: Option<std::time::Instant>,
+    failures: u32,
+}
+
+impl WatchHealth {
+    pub fn new(kind: impl Into<String>) -> Self {
+        WatchHealth {
+            kind: kind.into(),
+            failing_since: None,
+            failures: 0,
+        }
+    }
+
+    /// Takes one item of a watch stream (its error, if it is one); true for a good one.
+    pub fn observe(&mut self, error: Option<&watcher::Error>) -> bool {
+        match error {
+            Some(e) => {
+                self.failures += 1;
+                let since = *self
+                    .failing_since
+                    .get_or_insert_with(std::time::Instant::now);
+                tracing::warn!(kind = %self.kind, error = %e, failures = self.failures, failing_for = ?since.elapsed(), "watch failed; retrying with backoff");
+                false
+            }
+            None => {
+                if let Some(since) = self.failing_since.take() {
+                    tracing::info!(kind = %self.kind, after = ?since.elapsed(), failures = self.failures, "watch is back");
+                    self.failures = 0;
+                }
+                true
+            }
+        }
+    }
+}
+
+/// Says what a controller's stream reports: watch failures of its own watches (retried
+/// with backoff) and anything the runner could not do. A reconcile error was already
+/// told by the controller's `error_policy`; an object gone before its turn is normal.
+pub fn report<K, E>(
+    controller: &'static str,
+    result: Result<
+        (reflector::ObjectRef<K>, kube::runtime::controller::Action),
+        kube::runtime::controller::Error<E, watcher::Error>,
+    >,
+) -> std::future::Ready<()>
+where
+    K: Resource,
+    E: std::error::Error + 'static,
+{
+    use kube::runtime::controller::Error as Failed;
+    match result {
+        Ok((obj, _)) => tracing::debug!(%controller, object = %obj, "reconciled"),
+        Err(Failed::ObjectNotFound(obj)) => {
+            tracing::debug!(%controller, object = %obj, "gone before its reconcile")
+        }
+        Err(Failed::ReconcilerFailed(e, obj)) => {
+            tracing::debug!(%controller, object = %obj, error = %e, "reconcile failed")
+        }
+        Err(Failed::QueueError(e)) => {
+            tracing::warn!(%controller, error = %e, "watch failed; retrying with backoff")
+        }
+        Err(Failed::RunnerError(e)) => {
+            tracing::error!(%controller, error = %e, "controller runner failed")
+        }
+    }
+    std::future::ready(())
 }
 
 /// Nodes carry their image list: the operator never needs it.
@@ -140,8 +363,15 @@ pub fn trim_node(node: &mut k8s_openapi::api::core::v1::Node) {
     }
 }
 
-/// Copies one stream of changes to two consumers (a stream can be polled only once).
-/// The returned task must be polled for either copy to receive anything.
+/// How many changes a consumer of [`fan_out`] may be behind before the watch waits
+/// for it. Bounded: a slow consumer slows the watch down (back-pressure); no queue grows
+/// with the size of the cluster.
+pub const FAN_OUT_BUFFER: usize = 256;
+
+/// Copies one stream of changes to two consumers (a stream can be polled only once),
+/// through bounded channels of [`FAN_OUT_BUFFER`]. The returned task must be polled for
+/// either copy to receive anything; it ends when the input ends or both consumers are
+/// gone.
 pub fn fan_out<T: Clone + Send + 'static>(
     input: impl Stream<Item = T> + Send + 'static,
 ) -> (
@@ -149,14 +379,74 @@ pub fn fan_out<T: Clone + Send + 'static>(
     impl Stream<Item = T> + Send + 'static,
     impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    let (a_tx, a_rx) = futures::channel::mpsc::unbounded();
-    let (b_tx, b_rx) = futures::channel::mpsc::unbounded();
-    let pump = input.for_each(move |item| {
-        let _ = a_tx.unbounded_send(item.clone());
-        let _ = b_tx.unbounded_send(item);
-        async {}
-    });
+    use futures::SinkExt;
+    let (mut a_tx, a_rx) = futures::channel::mpsc::channel(FAN_OUT_BUFFER);
+    let (mut b_tx, b_rx) = futures::channel::mpsc::channel(FAN_OUT_BUFFER);
+    let pump = async move {
+        let mut input = std::pin::pin!(input);
+        while let Some(item) = input.next().await {
+            let a = a_tx.send(item.clone()).await;
+            let b = b_tx.send(item).await;
+            if a.is_err() && b.is_err() {
+                break;
+            }
+        }
+    };
     (a_rx, b_rx, pump)
+}
+
+/// How many changes of DataJobs a listener may be behind before it falls back to
+/// going over every DataJob in the cache again.
+pub const CHANGES_BUFFER: usize = 256;
+
+/// Every object of `store` once it is ready, then each one announced on `changes`
+/// (subscribe before calling, so that nothing falls between the two); after falling
+/// behind, every object of the store again. A consumer that reconciles (idempotently)
+/// what it gets sees every change and nothing queues up for it: the trigger of a
+/// controller that reads a cache that another part keeps, with no watch of its own.
+pub fn all_then_changes<K: Cacheable>(
+    store: Store<K>,
+    changes: tokio::sync::broadcast::Receiver<Arc<K>>,
+) -> impl Stream<Item = Arc<K>> + Send + 'static {
+    use tokio::sync::broadcast::error::RecvError;
+    futures::stream::unfold(
+        (store, changes, true),
+        |(store, mut changes, first)| async move {
+            if first {
+                store.wait_until_ready().await.ok()?;
+                let all = store.state();
+                return Some((all, (store, changes, false)));
+            }
+            let batch = match changes.recv().await {
+                Ok(obj) => vec![obj],
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::debug!(kind = %K::kind(&()), missed, "fell behind the changes; going over the whole cache");
+                    store.state()
+                }
+                Err(RecvError::Closed) => return None,
+            };
+            Some((batch, (store, changes, false)))
+        },
+    )
+    .flat_map(futures::stream::iter)
+}
+
+/// Each object announced on `changes` from now on (after falling behind, every object
+/// of `store`), as an owned copy.
+pub fn changes_of<K: Cacheable>(
+    store: Store<K>,
+    changes: tokio::sync::broadcast::Receiver<Arc<K>>,
+) -> impl Stream<Item = K> + Send + 'static {
+    use tokio::sync::broadcast::error::RecvError;
+    futures::stream::unfold((store, changes), |(store, mut changes)| async move {
+        let batch = match changes.recv().await {
+            Ok(obj) => vec![obj],
+            Err(RecvError::Lagged(_)) => store.state(),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((batch, (store, changes)))
+    })
+    .flat_map(|batch| futures::stream::iter(batch.into_iter().map(Arc::unwrap_or_clone)))
 }
 
 /// NodeGroup changes that can move DataJobs: created, deleted, or spec changed
@@ -203,4 +493,58 @@ pub fn ticks(mut rx: tokio::sync::watch::Receiver<u64>) -> impl Stream<Item = ()
         rx.changed().await.ok()?;
         Some(((), rx))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_events_are_rate_limited_per_object() {
+        let mut l = EventLimiter::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(l.allow("a", "boom", at(0)), "the first error is told");
+        assert!(
+            !l.allow("a", "boom", at(15)),
+            "a retry loop tells nothing new"
+        );
+        assert!(
+            l.allow("b", "boom", at(15)),
+            "another object has its own budget"
+        );
+        assert!(
+            !l.allow("a", "other", at(30)),
+            "a new error waits for the gap"
+        );
+        assert!(l.allow("a", "other", at(61)), "and is told after it");
+        assert!(!l.allow("a", "other", at(400)));
+        assert!(
+            l.allow("a", "other", at(61 + 600)),
+            "the same error, now and then"
+        );
+    }
+
+    #[test]
+    fn a_broken_watch_lists_again_instead_of_resuming() {
+        let status = |code: u16| {
+            Box::new(kube::core::Status {
+                code,
+                ..Default::default()
+            })
+        };
+        let refused = || kube::Error::Api(status(403));
+        assert!(must_relist(&watcher::Error::WatchStartFailed(refused())));
+        assert!(must_relist(&watcher::Error::WatchFailed(refused())));
+        assert!(must_relist(&watcher::Error::WatchError(status(500))));
+        // kube's watcher lists again after these by itself.
+        assert!(!must_relist(&watcher::Error::WatchError(status(410))));
+        assert!(!must_relist(&watcher::Error::InitialListFailed(refused())));
+    }
+
+    #[test]
+    fn notes_are_cut_on_a_character_boundary() {
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate("ééé", 3), "é…");
+    }
 }

@@ -1,6 +1,9 @@
 //! The NodeGroup reconciler: counts the group's nodes and the DataJob pods placed on it,
-//! asks [`crate::nodegroups::decide`] for a size, and makes the provider follow: kwok
-//! Node objects, a Cluster API `scale` subresource, or nothing (static).
+//! reads when the scheduled DataJobs placed on it run next, asks
+//! [`crate::decide::nodegroups::decide`] for a size, and makes the provider follow: kwok Node
+//! objects, a Cluster API `scale` subresource, or nothing (static). Every API call's
+//! failure is returned (the error policy logs it and retries) or logged where it is
+//! expected and handled (a node gone or changed meanwhile).
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,13 +18,13 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::Context;
-use crate::api::{DataJob, NodeGroup, NodeGroupStatus};
+use crate::api::{DataJob, NodeGroup, NodeGroupStatus, RunState};
+use crate::decide::nodegroups::{self, GROUP_LABEL, Group, GroupState, NodeView, ProviderKind};
 use crate::labels::{self, FIELD_MANAGER, MANAGED_BY, MANAGED_BY_VALUE, NAME};
 use crate::metrics::GroupLabels;
-use crate::nodegroups::{self, GROUP_LABEL, Group, GroupState, NodeView, ProviderKind};
 use crate::resources::Request;
 use crate::{Error, Result};
 
@@ -35,10 +38,19 @@ pub struct NodeGroupContext {
     pub datajobs: Store<DataJob>,
     /// When each group's node-seconds were last counted.
     pub counted_at: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Per kwok group, when each node on its way started to boot ([`nodegroups::boots`]).
+    pub boots: Mutex<HashMap<String, Vec<DateTime<Utc>>>>,
 }
 
-/// The caches the NodeGroup controller reads, with their change streams.
-pub struct NodeGroupCaches<P, N, D> {
+/// The caches the NodeGroup controller reads, with their change streams. None is
+/// watched here: every replica keeps the NodeGroups and DataJobs, the leader the pods
+/// and nodes.
+pub struct NodeGroupCaches<G, P, N, D> {
+    /// Every NodeGroup (the cache every replica keeps for admission): the controller's
+    /// own store.
+    pub groups: Store<NodeGroup>,
+    /// Every group of `groups` once, then each one that changed.
+    pub group_events: G,
     pub pods: Store<Pod>,
     pub pod_events: P,
     pub nodes: Store<Node>,
@@ -48,17 +60,19 @@ pub struct NodeGroupCaches<P, N, D> {
 }
 
 /// Runs the NodeGroup controller until `shutdown` resolves.
-pub async fn run<P, N, D>(
+pub async fn run<G, P, N, D>(
     base: Context,
-    caches: NodeGroupCaches<P, N, D>,
+    caches: NodeGroupCaches<G, P, N, D>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) where
+    G: futures::Stream<Item = Arc<NodeGroup>> + Send + 'static,
     P: futures::Stream<Item = Pod> + Send + 'static,
     N: futures::Stream<Item = Node> + Send + 'static,
     D: futures::Stream<Item = DataJob> + Send + 'static,
 {
-    let client = base.client.clone();
     let NodeGroupCaches {
+        groups,
+        group_events,
         pods,
         pod_events,
         nodes,
@@ -73,8 +87,9 @@ pub async fn run<P, N, D>(
         nodes,
         datajobs,
         counted_at: Mutex::new(HashMap::new()),
+        boots: Mutex::new(HashMap::new()),
     });
-    let controller = Controller::new(Api::<NodeGroup>::all(client), watcher::Config::default())
+    let controller = Controller::for_shared_stream(group_events, groups)
         .watches_stream(pod_events.map(Ok::<_, watcher::Error>), |pod| {
             let group = pod
                 .spec
@@ -104,7 +119,20 @@ pub async fn run<P, N, D>(
     let _served = metrics.caches.nodegroups.serve(controller.store());
     controller
         .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
+        .for_each(|res| async move {
+            match res {
+                Ok((group, _)) => debug!(nodegroup = %group.name, "reconciled"),
+                // The error policy has logged it with the group.
+                Err(kube::runtime::controller::Error::ReconcilerFailed(error, group)) => {
+                    debug!(nodegroup = %group.name, %error, "reconcile failed")
+                }
+                // A wake-up for a group deleted meanwhile: nothing to do.
+                Err(kube::runtime::controller::Error::ObjectNotFound(group)) => {
+                    debug!(nodegroup = %group.name, "reconcile of a deleted node group skipped")
+                }
+                Err(error) => warn!(%error, "node group controller: watch or queue error"),
+            }
+        })
         .await;
 }
 
@@ -189,6 +217,7 @@ async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Act
                 free: Request::allocatable(n).minus(&used),
                 datajob_pods: on_node.len(),
                 foreign_pods: 0,
+                frees_at: frees_at(&ctx, &on_node),
             }
         })
         .collect();
@@ -201,13 +230,12 @@ async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Act
         .idle_since
         .as_deref()
         .and_then(labels::parse_rfc3339);
-    let (warm, next_warm_up) = scheduled_soon(&ctx, &group, &pods, now);
     let mut state = GroupState {
         desired: previous.desired,
         nodes: views.clone(),
         pending: pending.clone(),
         active: pods.len(),
-        warm,
+        due: due_runs(&ctx, &group, now),
         idle_since,
     };
     let mut decision = nodegroups::decide(&group, &state, now);
@@ -224,6 +252,7 @@ async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Act
     if matches!(group.provider, ProviderKind::Static) {
         decision.desired = views.len() as i32;
         decision.reason = None;
+        decision.kept_for.clear();
     }
 
     let mut status = NodeGroupStatus {
@@ -235,6 +264,8 @@ async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Act
         idle_since: decision.idle_since.map(labels::rfc3339),
         last_scale_time: previous.last_scale_time.clone(),
         last_scale_reason: previous.last_scale_reason.clone(),
+        room: nodegroups::room_status(&decision.room),
+        kept_for: decision.kept_for.clone(),
         conditions: vec![condition(
             &previous,
             true,
@@ -252,30 +283,40 @@ async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Act
         ));
     }
     let mut requeue = act(&ctx, &ng, &group, &decision, &views, &status, now).await?;
-    if let Some(t) = next_warm_up {
-        // Wake up when the next warm-up begins (a second late, so it has begun).
-        requeue = requeue.min((t - now).to_std().unwrap_or_default() + Duration::from_secs(1));
+    if let Some(t) = decision.recheck_at {
+        // Wake up when a warm-up begins, a kept node's run is overdue or the idle wait
+        // ends (a moment late, so that it has happened).
+        requeue = requeue.min((t - now).to_std().unwrap_or_default() + Duration::from_millis(200));
     }
     count_node_seconds(&ctx, &group, &status, now);
     write_status(&ctx, &name, &previous, status).await?;
     Ok(Action::requeue(requeue))
 }
 
-/// The requests of scheduled runs placed on the group that are due soon, and when the
-/// next warm-up begins ([`nodegroups::warm_up`]). DataJobs with a pod on the group
-/// already are left out: their pods count as they are.
-fn scheduled_soon(
-    ctx: &NodeGroupContext,
-    group: &Group,
-    pods: &[Arc<Pod>],
-    now: DateTime<Utc>,
-) -> (Vec<Request>, Option<DateTime<Utc>>) {
-    if group.warm_up_before.is_none() {
-        return (Vec::new(), None);
+/// The next run of each scheduled, unsuspended DataJob placed on the group
+/// ([`nodegroups::next_runs`]). DataJobs with an active pod (on any group) are left
+/// out: their pods count as they are. Only the `Idle` policy without `warmUpBefore`
+/// has no use for them.
+fn due_runs(ctx: &NodeGroupContext, group: &Group, now: DateTime<Utc>) -> Vec<nodegroups::DueRun> {
+    if group.warm_up_before.is_none()
+        && group.scale_down_policy == nodegroups::ScaleDownPolicy::Idle
+    {
+        return Vec::new();
     }
-    let with_pods: std::collections::HashSet<(String, String)> = pods
+    let all_pods = ctx.pods.state();
+    let with_pods: std::collections::HashSet<(String, String)> = all_pods
         .iter()
+        .filter(|p| active(p))
         .filter_map(|p| Some((p.namespace()?, p.labels().get(NAME)?.clone())))
+        .collect();
+    // Runs whose pod came (and may have ended already, before the DataJob's status says
+    // so): not on their way any more.
+    let came: std::collections::HashSet<(String, String, DateTime<Utc>)> = all_pods
+        .iter()
+        .filter_map(|p| {
+            let t = labels::parse_rfc3339(p.annotations().get(labels::LOGICAL_TIME)?)?;
+            Some((p.namespace()?, p.labels().get(NAME)?.clone(), t))
+        })
         .collect();
     let resolved: Vec<_> = ctx
         .datajobs
@@ -286,26 +327,61 @@ fn scheduled_soon(
         })
         .filter(|dj| !with_pods.contains(&(dj.namespace().unwrap_or_default(), dj.name_any())))
         .filter_map(|dj| {
-            let last_run = dj
-                .status
+            let last = dj.status.as_ref().and_then(|s| s.last_run.as_ref());
+            let last_run = last.and_then(|r| labels::parse_rfc3339(&r.logical_time));
+            let key = |t| (dj.namespace().unwrap_or_default(), dj.name_any(), t);
+            let in_flight = last.is_some_and(|r| {
+                matches!(r.state, RunState::Pending | RunState::Running)
+                    && last_run.is_none_or(|t| !came.contains(&key(t)))
+            });
+            let since = dj
+                .metadata
+                .creation_timestamp
                 .as_ref()
-                .and_then(|s| s.last_run.as_ref())
-                .and_then(|r| labels::parse_rfc3339(&r.logical_time));
+                .and_then(labels::from_k8s_time);
+            // A DataJob that does not validate has no runs to wait for.
             let r = crate::validation::resolve(dj, &ctx.base.limits).ok()?;
-            (!r.suspend).then_some((r, last_run))
+            (!r.suspend).then_some((r, last_run, in_flight, since))
         })
         .collect();
     let scheduled: Vec<nodegroups::Scheduled<'_>> = resolved
         .iter()
-        .filter_map(|(r, last_run)| {
+        .filter_map(|(r, last_run, in_flight, since)| {
             Some(nodegroups::Scheduled {
-                request: crate::children::run_request(r, &ctx.base.guards),
+                datajob: format!("{}/{}", r.namespace, r.name),
+                request: crate::decide::children::run_request(r, &ctx.base.guards),
                 schedule: r.schedule.as_ref()?,
                 last_run: *last_run,
+                last_run_in_flight: *in_flight,
+                since: *since,
             })
         })
         .collect();
-    nodegroups::warm_up(group, &scheduled, now)
+    nodegroups::next_runs(&scheduled, now)
+}
+
+/// When the runs of `pods` (on one node) are expected to have ended: each started at its
+/// pod's start and takes as long as the longest recent successful run of its DataJob
+/// ([`nodegroups::expected_end`]). `None` when any of them has no such history.
+fn frees_at(ctx: &NodeGroupContext, pods: &[&Pod]) -> Option<DateTime<Utc>> {
+    let ends = pods.iter().map(|p| {
+        let started = p
+            .status
+            .as_ref()?
+            .start_time
+            .as_ref()
+            .and_then(labels::from_k8s_time)?;
+        let dj = ctx
+            .datajobs
+            .get(&ObjectRef::new(p.labels().get(NAME)?).within(&p.namespace()?))?;
+        let took = dj.status.as_ref()?.recent_runs.iter().filter_map(|r| {
+            let start = labels::parse_rfc3339(r.start_time.as_deref()?)?;
+            let finish = labels::parse_rfc3339(r.finish_time.as_deref()?)?;
+            (r.state == RunState::Succeeded).then(|| (finish - start).to_std().ok())?
+        });
+        nodegroups::expected_end(started, took)
+    });
+    ends.collect::<Option<Vec<_>>>()?.into_iter().max()
 }
 
 /// The active pods on `node`, read from the API: DataJob's, and everyone else's that
@@ -337,6 +413,7 @@ async fn set_scale_down_taint(api: &Api<Node>, node: &str, on: bool) -> Result<b
         .await
         .map_err(Error::api("read", "Node", "", node))?
     else {
+        info!(%node, "node gone before its scale-down taint could be set; nothing to do");
         return Ok(false);
     };
     let current = n.spec.take().and_then(|s| s.taints);
@@ -365,7 +442,10 @@ async fn set_scale_down_taint(api: &Api<Node>, node: &str, on: bool) -> Result<b
     {
         Ok(_) => Ok(true),
         // Gone, or changed meanwhile (the test failed): the next pass tries again.
-        Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409 | 422) => Ok(false),
+        Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409 | 422) => {
+            warn!(%node, on, error = %e, "the scale-down taint did not change: the node is gone or changed meanwhile; the next pass tries again");
+            Ok(false)
+        }
         Err(e) => Err(Error::api("taint", "Node", "", node)(e)),
     }
 }
@@ -380,12 +460,16 @@ async fn remove_kwok_node(ctx: &NodeGroupContext, group: &Group, node: &str) -> 
     let (ours, foreign) = live_pods(ctx, node).await?;
     if ours + foreign > 0 {
         info!(nodegroup = %group.name, %node, pods = ours + foreign, "node got a pod; kept");
-        set_scale_down_taint(&api, node, false).await?;
+        if !set_scale_down_taint(&api, node, false).await? {
+            warn!(nodegroup = %group.name, %node, "the scale-down taint could not be lifted yet; the next pass lifts it");
+        }
         return Ok(());
     }
     match api.delete(node, &DeleteParams::default()).await {
         Ok(_) => info!(nodegroup = %group.name, %node, "kwok node deleted"),
-        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            info!(nodegroup = %group.name, %node, error = %e, "kwok node already gone")
+        }
         Err(e) => return Err(Error::api("delete", "Node", "", node)(e)),
     }
     Ok(())
@@ -441,37 +525,56 @@ async fn act(
         ProviderKind::Kwok { boot_delay } => {
             let api: Api<Node> = Api::all(ctx.base.client.clone());
             let current = nodes.len() as i32;
-            if decision.desired > current {
-                // Nodes boot `bootDelay` after the decision to make them (or after the
-                // group was made, when no decision is on record).
-                let since = status
-                    .last_scale_time
-                    .as_deref()
-                    .and_then(labels::parse_rfc3339)
-                    .or_else(|| {
-                        ng.metadata
-                            .creation_timestamp
-                            .as_ref()
-                            .and_then(labels::from_k8s_time)
-                    })
-                    .unwrap_or(now);
-                let boots_at = since + chrono::Duration::from_std(*boot_delay).unwrap_or_default();
-                if now < boots_at {
-                    return Ok((boots_at - now).to_std().unwrap_or_default().min(requeue));
-                }
+            // Each node boots `bootDelay` after the decision to make it; the clocks live
+            // in memory (after a restart they start at the last decision on record, or
+            // when the group was made).
+            let wanted = (decision.desired - current).max(0) as usize;
+            let (booted, next_boot) = {
+                // A panic elsewhere while holding it leaves the clocks as they were.
+                let mut boots = ctx.boots.lock().unwrap_or_else(|e| e.into_inner());
+                let first = !boots.contains_key(&group.name);
+                let queue = boots.entry(group.name.clone()).or_default();
+                let start = if first {
+                    status
+                        .last_scale_time
+                        .as_deref()
+                        .and_then(labels::parse_rfc3339)
+                        .or_else(|| {
+                            ng.metadata
+                                .creation_timestamp
+                                .as_ref()
+                                .and_then(labels::from_k8s_time)
+                        })
+                        .map_or(now, |t| t.min(now))
+                } else {
+                    now
+                };
+                nodegroups::boots(queue, wanted, start, *boot_delay, now)
+            };
+            let mut requeue = requeue;
+            if let Some(t) = next_boot {
+                requeue = requeue.min((t - now).to_std().unwrap_or_default());
+            }
+            if booted > 0 {
                 // Names are the lowest free `<group>-<i>` among all nodes: when the node
                 // cache is behind, a node made again collides on its name instead of
                 // being made twice.
                 let all = ctx.nodes.state();
                 let existing: Vec<String> = all.iter().map(|n| n.name_any()).collect();
                 let existing: Vec<&str> = existing.iter().map(String::as_str).collect();
-                let wanted = (decision.desired - current) as usize;
-                for name in nodegroups::new_node_names(&group.name, &existing, wanted) {
-                    let node = kwok_node(ng, group, &name);
+                for name in nodegroups::new_node_names(&group.name, &existing, booted) {
+                    let node = kwok_node(ng, group, &name)?;
                     match api.create(&PostParams::default(), &node).await {
                         Ok(_) => info!(nodegroup = %group.name, node = %name, "kwok node created"),
-                        Err(kube::Error::Api(e)) if e.code == 409 => {}
+                        Err(kube::Error::Api(e)) if e.code == 409 => {
+                            info!(nodegroup = %group.name, node = %name, error = %e, "kwok node exists already (the node cache is behind); not made twice")
+                        }
                         Err(e) => return Err(Error::api("create", "Node", "", &name)(e)),
+                    }
+                    // Booted: its clock is done.
+                    let mut boots = ctx.boots.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(q) = boots.get_mut(&group.name).filter(|q| !q.is_empty()) {
+                        q.remove(0);
                     }
                 }
             }
@@ -488,8 +591,8 @@ async fn act(
                     .get(&ObjectRef::new(&v.name))
                     .and_then(|n| n.spec.as_ref()?.taints.clone())
                     .is_some_and(|t| nodegroups::with_scale_down_taint(&t, false).is_some());
-                if tainted {
-                    set_scale_down_taint(&api, &v.name, false).await?;
+                if tainted && !set_scale_down_taint(&api, &v.name, false).await? {
+                    warn!(nodegroup = %group.name, node = %v.name, "a leftover scale-down taint could not be lifted yet; the next pass lifts it");
                 }
             }
             for node in remove {
@@ -502,7 +605,7 @@ async fn act(
 
 /// A simulated node of the group's shape, managed by kwok and owned by the group (it goes
 /// when the group goes).
-fn kwok_node(ng: &NodeGroup, group: &Group, name: &str) -> Node {
+fn kwok_node(ng: &NodeGroup, group: &Group, name: &str) -> Result<Node> {
     let mut labels = group.labels.clone();
     labels.insert("type".into(), "kwok".into());
     labels.insert("kubernetes.io/hostname".into(), name.to_string());
@@ -532,7 +635,10 @@ fn kwok_node(ng: &NodeGroup, group: &Group, name: &str) -> Node {
         "spec": {"taints": taints},
         "status": {"allocatable": resources, "capacity": resources},
     }))
-    .unwrap_or_default()
+    .map_err(|source| Error::Encode {
+        what: "a kwok Node",
+        source,
+    })
 }
 
 fn count_node_seconds(
@@ -546,6 +652,7 @@ fn count_node_seconds(
     };
     let m = &ctx.base.metrics;
     let Ok(mut counted) = ctx.counted_at.lock() else {
+        warn!(nodegroup = %group.name, "node-seconds not counted: their clock's lock is poisoned");
         return;
     };
     let last = counted.insert(group.name.clone(), now).unwrap_or(now);
@@ -603,7 +710,10 @@ async fn write_status(
         .await
     {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            info!(nodegroup = %name, error = %e, "status not written: the NodeGroup is gone");
+            Ok(())
+        }
         Err(e) => Err(Error::api("update status of", "NodeGroup", "", name)(e)),
     }
 }

@@ -1,5 +1,5 @@
 //! The watchdog controller: for every run's Job, reads its pods and the nodes, asks
-//! [`crate::watchdog::assess`] what to do, and does it: ends the run (the Job fails,
+//! [`crate::decide::watchdog::assess`] what to do, and does it: ends the run (the Job fails,
 //! its pods go, no retry) or records what happened to an attempt.
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +18,11 @@ use tracing::{info, warn};
 
 use super::Context;
 use crate::api::NodeGroup;
+use crate::decide::watchdog::{self, GroupView, Settings, Verdict};
 use crate::labels::{
     self, END_MESSAGE, END_REASON, JOB_NAME, LAST_FAILURE_MESSAGE, LAST_FAILURE_REASON, NAME,
 };
 use crate::metrics::ReasonLabels;
-use crate::watchdog::{self, GroupView, Settings, Verdict};
 use crate::{Error, Result};
 
 const CONTROLLER: &str = "watchdog";
@@ -35,16 +35,17 @@ pub struct WatchdogContext {
     pub groups: Store<NodeGroup>,
 }
 
-/// Runs the watchdog until `shutdown` resolves. The pod store is shared with the clean-up.
+/// Runs the watchdog until `shutdown` resolves. The pod store is shared with the clean-up,
+/// the Job store with the DataJob controller: the watchdog has no watch of its own.
 pub async fn run(
     base: Context,
     settings: Settings,
     caches: WatchdogCaches,
+    job_events: impl futures::Stream<Item = Job> + Send + 'static,
     pod_events: impl futures::Stream<Item = Pod> + Send + 'static,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let client = base.client.clone();
-    let managed = watcher::Config::default().labels(&labels::managed_selector());
+    let jobs = caches.jobs;
     let ctx = Arc::new(WatchdogContext {
         base,
         settings,
@@ -52,7 +53,7 @@ pub async fn run(
         nodes: caches.nodes,
         groups: caches.groups,
     });
-    Controller::new(Api::<Job>::all(client), managed)
+    Controller::for_stream(job_events.map(Ok::<_, watcher::Error>), jobs)
         .with_config(kube::runtime::controller::Config::default().concurrency(4))
         .watches_stream(pod_events.map(Ok::<_, watcher::Error>), |pod| {
             let ns = pod.namespace()?;
@@ -61,21 +62,31 @@ pub async fn run(
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
+        .for_each(|result| super::report(CONTROLLER, result))
         .await;
 }
 
 /// The caches the watchdog reads (filled by streams polled elsewhere).
 pub struct WatchdogCaches {
+    /// The managed-Job cache that the Job events passed to [`run`] fill.
+    pub jobs: Store<Job>,
     pub pods: Store<Pod>,
     pub nodes: Store<Node>,
     pub groups: Store<NodeGroup>,
 }
 
+const RETRY: Duration = Duration::from_secs(10);
+
 fn error_policy(job: Arc<Job>, error: &Error, ctx: Arc<WatchdogContext>) -> Action {
-    warn!(run = %job.name_any(), %error, "watchdog failed; retrying in 10s");
+    let ns = job.namespace().unwrap_or_default();
+    warn!(run = %job.name_any(), namespace = %ns, %error, "watchdog failed; retrying in 10s");
     ctx.base.metrics.reconcile_failure(CONTROLLER, error);
-    Action::requeue(Duration::from_secs(10))
+    // Told on the run's DataJob, where its user looks.
+    if let Some(datajob) = job.labels().get(NAME) {
+        let reference = Context::datajob_ref(&ns, datajob);
+        ctx.base.error_event(reference, CONTROLLER, error, RETRY);
+    }
+    Action::requeue(RETRY)
 }
 
 async fn reconcile(job: Arc<Job>, ctx: Arc<WatchdogContext>) -> Result<Action> {

@@ -1,5 +1,6 @@
 //! The validating admission webhook: refuses a bad DataJob at `kubectl apply` with the
-//! same words `kubectl datajob plan` and the reconciler use ([`crate::validation`]).
+//! same words `kubectl datajob plan` and the reconciler use ([`crate::validation`], and
+//! [`crate::decide::dataflow::check_graph`] for inputs that do not exist or make a cycle).
 pub mod serve;
 pub mod tls;
 
@@ -11,10 +12,11 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 
 use kube::runtime::reflector::Store;
 
+use crate::admission::resolve_and_place;
 use crate::api::{DataJob, NodeGroup};
-use crate::children::Guards;
+use crate::decide::children::Guards;
+use crate::decide::nodegroups::{Group, usable_groups};
 use crate::metrics::{AdmissionLabels, Metrics};
-use crate::nodegroups::{Group, resolve_and_place, usable_groups};
 use crate::preflight::Preflight;
 use crate::validation::Limits;
 
@@ -27,6 +29,11 @@ struct WebhookState {
     limits: Arc<Limits>,
     guards: Arc<Guards>,
     groups: Store<NodeGroup>,
+    /// Every DataJob: a DataJob's inputs must exist in its namespace and make no cycle.
+    datajobs: Store<DataJob>,
+    /// Asks the apiserver about an input the cache does not hold (yet): DataJobs applied
+    /// together reach the webhook faster than its watch.
+    client: Option<kube::Client>,
     metrics: Metrics,
     /// Looks up what an admitted spec refers to, for warnings; `None` when off.
     preflight: Option<Arc<Preflight>>,
@@ -40,6 +47,8 @@ pub fn router(
     limits: Limits,
     guards: Guards,
     groups: Store<NodeGroup>,
+    datajobs: Store<DataJob>,
+    client: Option<kube::Client>,
     metrics: Metrics,
     preflight: Option<Preflight>,
 ) -> Router {
@@ -47,6 +56,8 @@ pub fn router(
         limits: Arc::new(limits),
         guards: Arc::new(guards),
         groups,
+        datajobs,
+        client,
         metrics,
         preflight: preflight.map(Arc::new),
     };
@@ -87,6 +98,32 @@ async fn validate(
         false => Vec::new(),
     };
     let mut response = review_datajob(&req, &s.limits, &s.guards, &groups);
+    // Inputs against the namespace's DataJobs; a cache still filling judges nothing
+    // (the reconciler marks a DataJob with a missing input Invalid with the same words).
+    let datajobs_synced = tokio::time::timeout(GROUPS_SYNC_WAIT, s.datajobs.wait_until_ready())
+        .await
+        .is_ok();
+    if let (true, Some(dj)) = (datajobs_synced, &req.object) {
+        let ns = req.namespace.clone().unwrap_or_else(|| "default".into());
+        let mut others = namespace_graph(&ns, &s.datajobs);
+        if let Some(client) = &s.client {
+            others.extend(missing_inputs(client, dj, &ns, &others).await);
+        }
+        let name = dj.metadata.name.clone().unwrap_or_default();
+        let problems = crate::decide::dataflow::check_graph(&name, &ns, &dj.spec.inputs, &others);
+        if !problems.is_empty() {
+            let words = problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n");
+            let message = match response.allowed {
+                true => words,
+                false => format!("{}\n{words}", response.result.message),
+            };
+            response = AdmissionResponse::from(&req).deny(message);
+        }
+    }
     if let (true, Some(pf), Some(dj)) = (response.allowed, &s.preflight, &req.object)
         && spec_changed(&req)
     {
@@ -119,6 +156,50 @@ fn spec_changed(req: &AdmissionRequest<DataJob>) -> bool {
         }
         _ => true,
     }
+}
+
+/// The DataJobs of `ns` in the cache: (name, inputs).
+fn namespace_graph(ns: &str, datajobs: &Store<DataJob>) -> Vec<(String, Vec<String>)> {
+    datajobs
+        .state()
+        .iter()
+        .filter(|d| d.metadata.namespace.as_deref() == Some(ns))
+        .map(|d| {
+            (
+                d.metadata.name.clone().unwrap_or_default(),
+                d.spec.inputs.clone(),
+            )
+        })
+        .collect()
+}
+
+/// The inputs of `dj` the cache does not hold, as the apiserver has them: a DataJob
+/// created a moment ago (`kubectl apply` of a file with its inputs first) may not have
+/// reached the cache yet. Bounded in time; what cannot be read counts as missing.
+async fn missing_inputs(
+    client: &kube::Client,
+    dj: &DataJob,
+    ns: &str,
+    known: &[(String, Vec<String>)],
+) -> Vec<(String, Vec<String>)> {
+    let api: kube::Api<DataJob> = kube::Api::namespaced(client.clone(), ns);
+    let mut found = Vec::new();
+    for input in &dj.spec.inputs {
+        if known.iter().any(|(n, _)| n == input) || dj.metadata.name.as_ref() == Some(input) {
+            continue;
+        }
+        let params = kube::api::ListParams::default().fields(&format!("metadata.name={input}"));
+        let listed =
+            tokio::time::timeout(std::time::Duration::from_secs(2), api.list(&params)).await;
+        if let Ok(Ok(list)) = listed {
+            found.extend(
+                list.items
+                    .into_iter()
+                    .map(|d| (input.clone(), d.spec.inputs)),
+            );
+        }
+    }
+    found
 }
 
 /// The decision for one request, without HTTP.

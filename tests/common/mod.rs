@@ -215,15 +215,61 @@ impl Drop for TestNamespace {
     }
 }
 
+/// The Pod Security Admission label every test namespace carries: the apiserver refuses
+/// any pod in it that does not meet the `restricted` profile (PodSecurity is a default
+/// admission plugin of kube-apiserver 1.36), so every pod DataJob creates in a test is
+/// proven to meet it.
+pub const POD_SECURITY_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
+/// The profile the test namespaces enforce.
+pub const POD_SECURITY_LEVEL: &str = "restricted";
+
+/// The container security context the `restricted` Pod Security profile asks for: for a
+/// test's own pods in a test namespace.
+pub fn restricted_container_security() -> serde_json::Value {
+    serde_json::json!({
+        "runAsNonRoot": true,
+        "allowPrivilegeEscalation": false,
+        "capabilities": { "drop": ["ALL"] },
+        "seccompProfile": { "type": "RuntimeDefault" },
+    })
+}
+
+/// The labels of a test namespace: `datajob.dev/e2e=true` and, unless `enforce` is
+/// `None`, `pod-security.kubernetes.io/enforce: <enforce>`.
+pub fn namespace_labels(enforce: Option<&str>) -> serde_json::Value {
+    let mut labels = serde_json::json!({ "datajob.dev/e2e": "true" });
+    if let Some(level) = enforce {
+        labels[POD_SECURITY_ENFORCE] = level.into();
+    }
+    labels
+}
+
 /// Create a namespace named `<prefix>-<unique suffix>` for one test, labelled
-/// `datajob.dev/e2e=true`, and wait until its `default` ServiceAccount exists
-/// (the ServiceAccount admission plugin rejects pods before that).
+/// `datajob.dev/e2e=true` and `pod-security.kubernetes.io/enforce: restricted`, and wait
+/// until its `default` ServiceAccount exists (the ServiceAccount admission plugin rejects
+/// pods before that).
 pub async fn test_namespace(client: &Client, prefix: &str) -> TestNamespace {
+    namespace_enforcing(client, prefix, Some(POD_SECURITY_LEVEL)).await
+}
+
+/// Like [`test_namespace`], without the Pod Security label, for a test whose own pods
+/// (not DataJob's) cannot meet `restricted`; `why` says why, for the reader of the
+/// test (e.g. "the harness checks kwok with bare pods").
+pub async fn unrestricted_namespace(client: &Client, prefix: &str, why: &str) -> TestNamespace {
+    let _ = why;
+    namespace_enforcing(client, prefix, None).await
+}
+
+async fn namespace_enforcing(
+    client: &Client,
+    prefix: &str,
+    enforce: Option<&str>,
+) -> TestNamespace {
     let api: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = from_json(serde_json::json!({
         "metadata": {
             "generateName": format!("{}-", sanitize(prefix)),
-            "labels": { "datajob.dev/e2e": "true" },
+            "labels": namespace_labels(enforce),
         }
     }));
     let created = api

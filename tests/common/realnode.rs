@@ -112,7 +112,29 @@ pub fn real_node() -> Option<RealNode> {
 /// `scheduler.alpha.kubernetes.io/defaultTolerations: [{"key":"datajob.dev/real-node",...}]`,
 /// which the apiserver's admission plugins merge into every pod created in it.
 /// Returns `None` when the cluster has no real node (see [`real_node`]).
+/// Like every test namespace it enforces the `restricted` Pod Security profile
+/// (`pod-security.kubernetes.io/enforce: restricted`); see [`privileged_namespace`].
 pub async fn namespace(client: &Client, prefix: &str) -> Option<(TestNamespace, RealNode)> {
+    namespace_enforcing(client, prefix, Some(super::POD_SECURITY_LEVEL)).await
+}
+
+/// Like [`namespace`], without the Pod Security label: for pods of the harness that need
+/// more than `restricted` allows on the real node (`hostNetwork`, the only way a pod there
+/// reaches the apiserver on 127.0.0.1); `why` says which, for the reader of the test.
+pub async fn privileged_namespace(
+    client: &Client,
+    prefix: &str,
+    why: &str,
+) -> Option<(TestNamespace, RealNode)> {
+    let _ = why;
+    namespace_enforcing(client, prefix, None).await
+}
+
+async fn namespace_enforcing(
+    client: &Client,
+    prefix: &str,
+    enforce: Option<&str>,
+) -> Option<(TestNamespace, RealNode)> {
     let node = real_node()?;
     let tolerations = serde_json::json!([{
         "key": LABEL, "operator": "Equal", "value": "true", "effect": "NoSchedule"
@@ -123,7 +145,7 @@ pub async fn namespace(client: &Client, prefix: &str) -> Option<(TestNamespace, 
     let ns: Namespace = from_json(serde_json::json!({
         "metadata": {
             "generateName": format!("{}-", super::sanitize(prefix)),
-            "labels": { "datajob.dev/e2e": "true" },
+            "labels": super::namespace_labels(enforce),
             "annotations": {
                 NODE_SELECTOR_ANNOTATION: format!("{LABEL}=true"),
                 DEFAULT_TOLERATIONS_ANNOTATION: tolerations.to_string(),
@@ -147,7 +169,11 @@ pub async fn namespace(client: &Client, prefix: &str) -> Option<(TestNamespace, 
 }
 
 /// A `restartPolicy: Never` pod with one container `main` running `command`
-/// (exec form; use `["sh", "-c", "..."]` for a shell), small requests, no limits.
+/// (exec form; use `["sh", "-c", "..."]` for a shell), small requests, no limits. It
+/// meets the `restricted` Pod Security profile that [`namespace`] enforces: its
+/// container's security context ([`restricted_container_security`]) runs it as non-root,
+/// without privilege escalation or capabilities, with the runtime's seccomp profile.
+/// A test that sets its own container security context starts from that one.
 pub fn pod(name: &str, image: &str, command: &[&str]) -> Pod {
     from_json(serde_json::json!({
         "metadata": { "name": name },
@@ -159,10 +185,13 @@ pub fn pod(name: &str, image: &str, command: &[&str]) -> Pod {
                 "image": image,
                 "command": command,
                 "resources": { "requests": { "cpu": "10m", "memory": "16Mi" } },
+                "securityContext": restricted_container_security(),
             }],
         },
     }))
 }
+
+pub use super::restricted_container_security;
 
 /// The log of container `main` of pod `name`, through the apiserver (which asks the
 /// kubelet: the real `kubectl logs` path).

@@ -7,7 +7,7 @@ use kube::ResourceExt;
 
 use crate::api::{DataJob, RunRecord, RunState};
 use crate::cli::output;
-use crate::cli::status::zone_of;
+use crate::cli::output::zone_of;
 use crate::cli::{history, logs};
 use crate::labels::{self, JOB_NAME};
 use crate::units;
@@ -110,6 +110,16 @@ pub fn explain(f: &Facts) -> Vec<String> {
             Some(n) => why.push(format!("It has not run yet; the first run is due {n}.")),
             None => why.push("It has not run yet.".into()),
         },
+        RunState::Waiting => {
+            if let Some(run) = latest.filter(|r| !r.state.is_finished()) {
+                why.push(format!(
+                    "Run {} (logical time {}) waits for its inputs: {}. It starts as soon as they have published; if one of them fails, it ends UpstreamFailed.",
+                    run.name,
+                    logical(&run.logical_time, f),
+                    run.message.as_deref().unwrap_or("an input has not published yet")
+                ));
+            }
+        }
         RunState::Pending => match latest.filter(|r| !r.state.is_finished()) {
             Some(run) => {
                 let pod = logs::pick_pod(

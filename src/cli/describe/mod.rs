@@ -18,9 +18,10 @@ use serde::Serialize;
 use super::cluster::Cluster;
 use super::error::Result;
 use super::history;
+use super::output::zone_of;
 use super::output::{self, Format, Style};
 use super::plan::Summary;
-use super::status::{self, zone_of};
+use super::status;
 use crate::api::RunRecord;
 use crate::labels::{self, NAME};
 use crate::validation::{self, Limits};
@@ -120,6 +121,7 @@ pub async fn run(args: &DescribeArgs, cluster: &Cluster, format: Format) -> Resu
     };
     let lenient = Limits {
         max_deadline: Duration::from_secs(u64::from(u32::MAX)),
+        ..Limits::default()
     };
     let description = Description {
         name: name.clone(),

@@ -49,7 +49,7 @@ pub fn children(
     jobs.sort_by_key(|j| std::cmp::Reverse(j.name_any()));
     for job in jobs {
         let id = job.name_any();
-        let run = crate::runs::run_of(job, name);
+        let run = crate::decide::runs::run_of(job, name);
         let mut job_pods: Vec<&Pod> = pods
             .iter()
             .filter(|p| p.labels().get(JOB_NAME) == Some(&id))

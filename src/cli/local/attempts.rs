@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::api::RunState;
-use crate::children::UNRETRYABLE_EXIT_CODES;
+use crate::decide::children::UNRETRYABLE_EXIT_CODES;
 use crate::units;
 
 /// How one attempt ended.

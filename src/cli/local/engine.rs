@@ -195,9 +195,6 @@ pub async fn probe(engine: Engine, image: &str) -> Probe {
     p
 }
 
-/// Where a container sees the staging directory.
-pub const CONTAINER_STAGING: &str = "/datajob/staging";
-
 /// Limits on open files and processes a container may be given here: this process's
 /// hard limits (`/proc/self/limits`), and no more processes than the kernel has ids
 /// (`kernel.pid_max`). An engine's own defaults may be above what the machine allows,
@@ -218,11 +215,14 @@ pub fn hard_limits() -> Option<(u64, u64)> {
     Some((files, procs))
 }
 
-/// The host directories a container run mounts: the run's scratch and home.
+/// The host directories a container run mounts: the run's scratch and home, and the
+/// data it reads and writes (its output root, its inputs' versions), each at the same
+/// path as on the host, read-only when marked.
 #[derive(Clone, Copy, Debug)]
 pub struct Mounts<'a> {
     pub scratch: &'a Path,
     pub home: &'a Path,
+    pub data: &'a [(&'a Path, bool)],
 }
 
 /// The `<engine> run` arguments for one attempt: the same resources, user, volumes,
@@ -236,7 +236,6 @@ pub fn run_args(
     env: &[(String, String)],
     command: &[String],
     args: &[String],
-    staging: Option<&Path>,
     mounts: Mounts<'_>,
 ) -> Vec<String> {
     let mut a: Vec<String> = vec![
@@ -265,8 +264,8 @@ pub fn run_args(
     }
     let relabel = if engine == Engine::Podman { ":Z" } else { "" };
     for (dir, at) in [
-        (mounts.scratch, crate::children::SCRATCH_PATH),
-        (mounts.home, crate::children::HOME_PATH),
+        (mounts.scratch, crate::decide::children::SCRATCH_PATH),
+        (mounts.home, crate::decide::children::HOME_PATH),
     ] {
         a.push("--volume".into());
         a.push(format!("{}:{at}{relabel}", dir.display()));
@@ -275,9 +274,14 @@ pub fn run_args(
         a.push("--env".into());
         a.push(format!("{k}={v}"));
     }
-    if let Some(dir) = staging {
+    for (dir, read_only) in mounts.data {
+        let options = match (read_only, relabel) {
+            (true, "") => ":ro".to_string(),
+            (true, r) => format!("{r},ro"),
+            (false, r) => r.to_string(),
+        };
         a.push("--volume".into());
-        a.push(format!("{}:{CONTAINER_STAGING}{relabel}", dir.display()));
+        a.push(format!("{0}:{0}{options}", dir.display()));
     }
     let mut rest: Vec<String> = Vec::new();
     if let Some((first, more)) = command.split_first() {
@@ -384,10 +388,10 @@ mod tests {
             &[("DATAJOB_NAME".into(), "a".into())],
             &["sh".into(), "-c".into()],
             &["echo hi".into()],
-            Some(Path::new("/tmp/s")),
             Mounts {
                 scratch: Path::new("/tmp/run/scratch"),
                 home: Path::new("/tmp/run/home"),
+                data: &[(Path::new("/tmp/out"), false), (Path::new("/tmp/in"), true)],
             },
         );
         let s = a.join(" ");
@@ -396,7 +400,8 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("--env DATAJOB_NAME=a"));
-        assert!(s.contains("--volume /tmp/s:/datajob/staging"));
+        assert!(s.contains("--volume /tmp/out:/tmp/out "), "{s}");
+        assert!(s.contains("--volume /tmp/in:/tmp/in:ro"), "{s}");
         // As the pod: never root, a writable scratch and home.
         assert!(s.contains("--user 65532:65532"), "{s}");
         assert!(s.contains("--volume /tmp/run/scratch:/scratch"), "{s}");

@@ -1,5 +1,5 @@
 //! The environment of a local run: the variables the operator gives a run's container,
-//! read from the very Job it would create ([`crate::children::job`]) and resolved the
+//! read from the very Job it would create ([`crate::decide::children::job`]) and resolved the
 //! way the kubelet resolves them for the Job's pod.
 use std::collections::BTreeMap;
 
@@ -164,7 +164,7 @@ pub fn expand(s: &str, vars: &BTreeMap<String, String>) -> String {
 mod tests {
     use super::*;
     use crate::api::{DataJob, DataJobSpec};
-    use crate::children::{Guards, job};
+    use crate::decide::children::{Guards, job};
     use crate::validation::{Limits, resolve};
 
     #[test]

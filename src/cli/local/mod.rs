@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use self::attempts::{AttemptEnd, Decision, Outcome, decide};
 use self::engine::{Choice, EngineArg};
 use self::process::{Attempt, Runner};
-use self::setup::{Setup, prepare};
+use self::setup::{Prepared, Setup, prepare};
 use super::error::{CliError, Result};
 use super::output::{self, Color, Format, Progress, Style};
 use crate::api::RunState;
@@ -55,7 +55,8 @@ pub struct RunArgs {
     #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
     pub env: Vec<String>,
 
-    /// Where staged output (and output that is not a local path) is kept.
+    /// Where a run's scratch and home, and outputs that are not local paths (`pvc://`,
+    /// object stores) are kept.
     #[arg(long, value_name = "DIR", default_value = ".datajob")]
     pub state_dir: PathBuf,
 }
@@ -86,8 +87,21 @@ pub struct Report {
     pub attempts: Vec<AttemptReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub staging: Option<String>,
+    /// The partition published (`<root>/logical_time=<time>`), when the run succeeded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub published: Option<String>,
+    /// The inputs read: name, logical time, directory.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputReport>,
+}
+
+/// An input a local run read.
+#[derive(Serialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct InputReport {
+    pub name: String,
+    pub logical_time: String,
+    pub location: String,
 }
 
 fn seconds(d: Duration) -> String {
@@ -128,6 +142,17 @@ pub fn final_line(
 /// The program and arguments of an attempt on the host or in `engine`.
 fn command_line(s: &Setup, container: &str) -> (String, Vec<String>) {
     let (cmd, args) = (&s.command, &s.args);
+    let data: Vec<(&std::path::Path, bool)> = s
+        .stage
+        .iter()
+        .map(|st| (st.root.as_path(), false))
+        .chain(
+            s.inputs
+                .iter()
+                .filter(|(_, _, d)| !d.as_os_str().is_empty())
+                .map(|(_, _, d)| (d.as_path(), true)),
+        )
+        .collect();
     match &s.choice {
         Choice::Container { engine, .. } => (
             engine.program().to_string(),
@@ -138,10 +163,10 @@ fn command_line(s: &Setup, container: &str) -> (String, Vec<String>) {
                 &s.env.vars,
                 cmd,
                 args,
-                s.stage.as_ref().map(|st| st.dir.as_path()),
                 engine::Mounts {
                     scratch: &s.scratch,
                     home: &s.home,
+                    data: &data,
                 },
             ),
         ),
@@ -196,12 +221,22 @@ fn announce(s: &Setup, progress: &Progress) {
     }
     if let Some(st) = &s.stage {
         say(format!(
-            "staging: {} (published to {} only if the run succeeds)",
+            "staging: {} (published as {} only if the run succeeds)",
             st.dir.display(),
-            st.target.display()
+            st.partition.display()
         ));
         if let Some(n) = &st.note {
             say(format!("note: {n}"));
+        }
+    }
+    for (input, at, dir) in &s.inputs {
+        match (at.is_empty(), dir.as_os_str().is_empty()) {
+            (_, true) => say(format!("input {input}: it has no output, nothing to read")),
+            (true, false) => say(format!("input {input}: {} (given with -e)", dir.display())),
+            (false, false) => say(format!(
+                "input {input}: its publication of {at}, {}",
+                dir.display()
+            )),
         }
     }
 }
@@ -223,7 +258,7 @@ async fn attempts(
     loop {
         attempt += 1;
         if let Some(st) = &s.stage {
-            staging::prepare(&st.dir).map_err(CliError::io(format!(
+            staging::prepare(&st.root, &s.run_id).map_err(CliError::io(format!(
                 "preparing the staging directory {}",
                 st.dir.display()
             )))?;
@@ -313,7 +348,44 @@ async fn attempts(
 /// `run --local`.
 pub async fn run(args: &RunArgs, namespace: Option<&str>, format: Format) -> Result<()> {
     let progress = Arc::new(Progress::new());
-    let setup = prepare(args, namespace, &progress).await?;
+    let setup = match prepare(args, namespace, &progress).await? {
+        Prepared::Ready(s) => *s,
+        Prepared::NotStarted {
+            r,
+            run_id,
+            logical_time,
+            why,
+        } => {
+            let style = Style::stderr();
+            progress.say(&format!(
+                "{}: {}: {} (run {run_id} did not start)",
+                style.paint("✗ not started", Color::Red),
+                why.reason,
+                why.message
+            ));
+            if format != Format::Human {
+                let report = Report {
+                    datajob: r.name.clone(),
+                    namespace: r.namespace.clone(),
+                    run_id,
+                    logical_time: labels::rfc3339(logical_time),
+                    engine: String::new(),
+                    outcome: Outcome {
+                        state: RunState::Waiting,
+                        reason: Some(why.reason.to_string()),
+                        message: why.message,
+                    },
+                    seconds: 0.0,
+                    attempts: Vec::new(),
+                    staging: None,
+                    published: None,
+                    inputs: Vec::new(),
+                };
+                output::print_data(format, &report)?;
+            }
+            return Err(CliError::Reported("the run did not start"));
+        }
+    };
     announce(&setup, &progress);
     let started = Instant::now();
     let (outcome, reports) = attempts(&setup, &progress, format).await?;
@@ -322,16 +394,25 @@ pub async fn run(args: &RunArgs, namespace: Option<&str>, format: Format) -> Res
     let mut published = None;
     if let Some(st) = &setup.stage {
         if outcome.state == RunState::Succeeded {
-            staging::publish(&st.dir, &st.target, &setup.run_id).map_err(CliError::io(format!(
-                "publishing {} to {}",
-                st.dir.display(),
-                st.target.display()
-            )))?;
+            let origin = crate::publish::Origin {
+                data_job: Some(setup.r.name.clone()),
+                namespace: Some(setup.r.namespace.clone()),
+            };
+            let (partition, manifest) =
+                staging::publish(&st.root, &setup.run_id, setup.logical_time, &origin).map_err(
+                    CliError::io(format!(
+                        "publishing {} as {}",
+                        st.dir.display(),
+                        st.partition.display()
+                    )),
+                )?;
             progress.say(&format!(
-                "published the staged output to {}",
-                st.target.display()
+                "published the staged output as {} ({} file(s), manifest {})",
+                partition.display(),
+                manifest.files.len(),
+                crate::output::MANIFEST
             ));
-            published = Some(st.target.display().to_string());
+            published = Some(partition.display().to_string());
         } else {
             progress.say(&format!(
                 "not published: the staged output stays in {} for you to look at",
@@ -361,6 +442,15 @@ pub async fn run(args: &RunArgs, namespace: Option<&str>, format: Format) -> Res
             attempts: reports,
             staging: setup.stage.as_ref().map(|st| st.dir.display().to_string()),
             published,
+            inputs: setup
+                .inputs
+                .iter()
+                .map(|(name, at, dir)| InputReport {
+                    name: name.clone(),
+                    logical_time: at.clone(),
+                    location: dir.display().to_string(),
+                })
+                .collect(),
         };
         output::print_data(format, &report)?;
     }

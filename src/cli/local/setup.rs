@@ -9,15 +9,17 @@ use kube::ResourceExt;
 use super::engine::{self, Choice, Engine, EngineArg, Probe};
 use super::{RunArgs, env, staging};
 use crate::api::DataJob;
-use crate::children::{self, Guards};
 use crate::cli::error::{CliError, Result};
 use crate::cli::manifest::{self, Document};
 use crate::cli::output::Progress;
+use crate::decide::children::{self, Guards};
 use crate::labels;
+use crate::output::Output;
 use crate::validation::{Limits, Resolved, resolve};
 
-/// Picks the DataJob to run from the file's documents.
-fn pick(docs: Vec<Document>, name: Option<&str>, path: &str) -> Result<DataJob> {
+/// Picks the DataJob to run from the file's documents; the others come back too (they
+/// may be its inputs).
+fn pick(docs: Vec<Document>, name: Option<&str>, path: &str) -> Result<(DataJob, Vec<DataJob>)> {
     let mut found = Vec::new();
     for doc in docs {
         match doc {
@@ -31,7 +33,8 @@ fn pick(docs: Vec<Document>, name: Option<&str>, path: &str) -> Result<DataJob> 
         }
     }
     let names: Vec<String> = found.iter().map(|d| d.name_any()).collect();
-    match name {
+    let all = found.clone();
+    let chosen = match name {
         Some(n) => found
             .into_iter()
             .find(|d| d.name_any() == n)
@@ -50,7 +53,8 @@ fn pick(docs: Vec<Document>, name: Option<&str>, path: &str) -> Result<DataJob> 
             "{path} holds several DataJobs ({}); pick one with --name",
             names.join(", ")
         ))),
-    }
+    }?;
+    Ok((chosen, all))
 }
 
 fn parse_env(pairs: &[String]) -> Result<Vec<(String, String)>> {
@@ -65,11 +69,14 @@ fn parse_env(pairs: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-/// The staging directory of a run whose DataJob has an `output`.
+/// Where a run whose DataJob has an `output` stages and publishes, on this machine.
 pub(super) struct Stage {
-    pub(super) output: String,
+    /// The output root on this machine.
+    pub(super) root: PathBuf,
+    /// `<root>/_runs/<run id>`.
     pub(super) dir: PathBuf,
-    pub(super) target: PathBuf,
+    /// `<root>/logical_time=<time>`.
+    pub(super) partition: PathBuf,
     pub(super) note: Option<String>,
 }
 
@@ -83,10 +90,92 @@ pub(super) struct Setup {
     pub(super) command: Vec<String>,
     pub(super) args: Vec<String>,
     pub(super) stage: Option<Stage>,
+    /// The inputs' published versions read (input, logical time, directory).
+    pub(super) inputs: Vec<(String, String, PathBuf)>,
     /// The run's scratch and home directories on this machine: mounted at `/scratch` and
     /// `/home/datajob` in a container, named by `DATAJOB_SCRATCH` and `HOME` on the host.
     pub(super) scratch: PathBuf,
     pub(super) home: PathBuf,
+}
+
+/// Why a local run did not start: its inputs (the words of the cluster's reasons).
+pub(super) struct NotStarted {
+    pub(super) reason: &'static str,
+    pub(super) message: String,
+}
+
+/// A local run ready to go, or one whose inputs are not there.
+pub(super) enum Prepared {
+    Ready(Box<Setup>),
+    NotStarted {
+        r: Box<Resolved>,
+        run_id: String,
+        logical_time: DateTime<Utc>,
+        why: NotStarted,
+    },
+}
+
+/// The published output of each input for the run's logical time, found under the
+/// input's own root on this machine (the input must be in the same file). `-e
+/// DATAJOB_INPUT_<NAME>=…` names it by hand instead.
+fn find_inputs(
+    r: &Resolved,
+    all: &[DataJob],
+    state_dir: &std::path::Path,
+    logical_time: DateTime<Utc>,
+    overrides: &[(String, String)],
+    file: &str,
+) -> std::result::Result<Vec<(String, String, PathBuf)>, NotStarted> {
+    let mut out = Vec::new();
+    for input in &r.inputs {
+        let var = crate::output::input_env(input);
+        if let Some((_, v)) = overrides.iter().find(|(k, _)| *k == var) {
+            out.push((input.clone(), String::new(), PathBuf::from(v)));
+            continue;
+        }
+        let Some(dj) = all.iter().find(|d| d.name_any() == *input) else {
+            return Err(NotStarted {
+                reason: crate::decide::dataflow::WAITING_FOR_INPUT,
+                message: format!(
+                    "input {input} is not in {file}, so its published output cannot be found here; add it to the file, or pass -e {var}=DIR"
+                ),
+            });
+        };
+        let view = crate::decide::dataflow::Upstream::of(dj, Vec::new());
+        let Some(out_of_input) = view.output.clone().or_else(|| {
+            dj.spec
+                .output
+                .as_deref()
+                .and_then(|o| Output::parse(o, true).ok())
+        }) else {
+            // An input without an output only orders the runs: nothing to read.
+            out.push((input.clone(), String::new(), PathBuf::new()));
+            continue;
+        };
+        let (root, _) = staging::local_root(&out_of_input, state_dir);
+        let slot = view
+            .schedule
+            .as_ref()
+            .and_then(|s| s.at_or_before(logical_time));
+        match staging::published_input(&root, slot, logical_time) {
+            Some((at, dir)) => out.push((input.clone(), labels::rfc3339(at), dir)),
+            None => {
+                let at = slot.map_or_else(
+                    || format!("at or before {}", labels::rfc3339(logical_time)),
+                    labels::rfc3339,
+                );
+                return Err(NotStarted {
+                    reason: crate::decide::dataflow::WAITING_FOR_INPUT,
+                    message: format!(
+                        "input {input} has not published {at} in {}; run it first: kubectl datajob run --local -f {file} --name {input} --logical-time {}",
+                        root.display(),
+                        slot.map_or_else(|| labels::rfc3339(logical_time), labels::rfc3339)
+                    ),
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// An empty directory anyone may write to (the container's user is not this user).
@@ -102,18 +191,22 @@ pub(super) async fn prepare(
     args: &RunArgs,
     namespace: Option<&str>,
     progress: &Progress,
-) -> Result<Setup> {
+) -> Result<Prepared> {
     if !args.local {
         return Err(CliError::Usage(
             "run needs --local: it runs the DataJob on this machine. To run it on the cluster, `kubectl apply -f` it and `kubectl datajob trigger NAME`".into(),
         ));
     }
     let (label, docs) = manifest::read(&args.file)?;
-    let mut dj = pick(docs, args.name.as_deref(), &label)?;
+    let (mut dj, all) = pick(docs, args.name.as_deref(), &label)?;
     if dj.metadata.namespace.is_none() {
         dj.metadata.namespace = Some(namespace.unwrap_or("default").to_string());
     }
-    let r = resolve(&dj, &Limits::default()).map_err(|problems| {
+    let limits = Limits {
+        local_paths: true,
+        ..Limits::default()
+    };
+    let r = resolve(&dj, &limits).map_err(|problems| {
         let lines: Vec<String> = problems.0.iter().map(|p| format!("  ✗ {p}")).collect();
         CliError::Invalid(format!(
             "DataJob {} is invalid:\n{}",
@@ -157,21 +250,32 @@ pub(super) async fn prepare(
         .map_err(CliError::io("reading the current directory"))?
         .join(&args.state_dir);
     let stage = r.output.as_ref().map(|o| {
-        let (target, note) = staging::publish_target(o, &state_dir, &run_id);
+        let (root, note) = staging::local_root(o, &state_dir);
         Stage {
-            output: o.clone(),
-            dir: staging::staging_dir(&state_dir, &run_id),
-            target,
+            dir: root.join(crate::output::STAGING_DIR).join(&run_id),
+            partition: root.join(crate::output::partition_name(logical_time)),
+            root,
             note,
         }
     });
+    // The same paths in a container (mounted where they are) and on the host.
     if let Some(st) = &stage {
-        env.set("DATAJOB_OUTPUT", st.output.clone());
-        let seen = match &choice {
-            Choice::Container { .. } => engine::CONTAINER_STAGING.to_string(),
-            Choice::Host { .. } => st.dir.display().to_string(),
-        };
-        env.set("DATAJOB_STAGING", seen);
+        env.set("DATAJOB_OUTPUT", st.partition.display().to_string());
+        env.set("DATAJOB_STAGING", st.dir.display().to_string());
+    }
+    let inputs = match find_inputs(&r, &all, &state_dir, logical_time, &overrides, &label) {
+        Ok(found) => found,
+        Err(why) => {
+            return Ok(Prepared::NotStarted {
+                r: Box::new(r),
+                run_id,
+                logical_time,
+                why,
+            });
+        }
+    };
+    for (input, _, dir) in &inputs {
+        env.set(&crate::output::input_env(input), dir.display().to_string());
     }
     // Scratch and home, as the pod has them: empty and writable by the run's user.
     let run_dir = state_dir.join("runs").join(&run_id);
@@ -187,7 +291,7 @@ pub(super) async fn prepare(
         let unset = format!("{k} is not set");
         env.warnings.retain(|w| !w.starts_with(&unset));
     }
-    Ok(Setup {
+    Ok(Prepared::Ready(Box::new(Setup {
         command: env.expand_all(&r.command),
         args: env.expand_all(&r.args),
         r,
@@ -196,9 +300,10 @@ pub(super) async fn prepare(
         choice,
         env,
         stage,
+        inputs,
         scratch,
         home,
-    })
+    })))
 }
 
 #[cfg(test)]

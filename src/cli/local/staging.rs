@@ -1,96 +1,103 @@
-//! Staging, then publish, on a laptop: a run writes to its own staging directory; only
-//! a successful run's output is moved to the published location.
+//! Staging, then publish, on a laptop, with the layout the cluster uses
+//! ([`crate::output`], moves in [`crate::publish`]): a run writes to
+//! `<root>/_runs/<run id>/` (emptied before each attempt); only a successful run is
+//! published as `<root>/logical_time=<time>`, a version of its own with a manifest.
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
-/// Where a run's staged output is published, and a note when that is not `output` itself.
-pub fn publish_target(output: &str, state_dir: &Path, run_id: &str) -> (PathBuf, Option<String>) {
-    if let Some(rest) = output.strip_prefix("file://") {
-        let path = rest.strip_prefix("localhost").unwrap_or(rest);
-        return (PathBuf::from(path), None);
+use chrono::{DateTime, Utc};
+
+use crate::labels;
+use crate::output::{self, Output};
+use crate::publish::{self, Manifest, Origin};
+
+/// How long a local root keeps staging directories and replaced versions: as on the
+/// cluster by default (the longest deadline plus the startup allowance).
+const GRACE: std::time::Duration = std::time::Duration::from_secs(24 * 3600 + 15 * 60);
+
+/// The directory on this machine that stands for an output root, and a note when it
+/// is not the output itself: a claim is `<state dir>/pvc/<claim>/<path>`, an object
+/// store `<state dir>/<scheme>/<bucket>/<path>`.
+pub fn local_root(out: &Output, state_dir: &Path) -> (PathBuf, Option<String>) {
+    match out {
+        Output::Local { path } => (PathBuf::from(path), None),
+        Output::Volume { claim, path } => {
+            let root = state_dir.join("pvc").join(claim).join(path);
+            let note = format!(
+                "output {} is a volume of the cluster: a local run uses {} for it",
+                out.url(),
+                root.display()
+            );
+            (root, Some(note))
+        }
+        Output::ObjectStore { url } => {
+            let root = state_dir.join(url.replacen("://", "/", 1));
+            let note = format!(
+                "output {url} is not a local path: a local run publishes to {} instead, with the layout of a volume",
+                root.display()
+            );
+            (root, Some(note))
+        }
     }
-    if output.starts_with('/') {
-        return (PathBuf::from(output), None);
+}
+
+/// The staging directory of `run_id` under `root`, empty, and writable by a container's
+/// user (not this user).
+pub fn prepare(root: &Path, run_id: &str) -> io::Result<PathBuf> {
+    let dir = publish::stage(root, run_id, GRACE, SystemTime::now())?;
+    use std::os::unix::fs::PermissionsExt;
+    for d in [
+        root.to_path_buf(),
+        root.join(output::STAGING_DIR),
+        dir.clone(),
+    ] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777))?;
     }
-    let target = state_dir.join("published").join(run_id);
-    let note = format!(
-        "output {output} is not a local path: a local run publishes to {} instead",
-        target.display()
+    Ok(dir)
+}
+
+/// Publishes the staged output of `run_id` as the partition of `logical_time`; returns
+/// the partition and its manifest.
+pub fn publish(
+    root: &Path,
+    run_id: &str,
+    logical_time: DateTime<Utc>,
+    origin: &Origin,
+) -> io::Result<(PathBuf, Manifest)> {
+    let now = SystemTime::now();
+    let nonce = format!(
+        "{:08x}",
+        now.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
+            .unwrap_or_default()
     );
-    (target, Some(note))
+    let at = labels::rfc3339(logical_time);
+    let version = output::version_name(run_id, &nonce);
+    let manifest = publish::publish(root, run_id, &at, &version, origin, now)?;
+    Ok((root.join(output::partition_name(logical_time)), manifest))
 }
 
-/// The run's staging directory.
-pub fn staging_dir(state_dir: &Path, run_id: &str) -> PathBuf {
-    state_dir.join("staging").join(run_id)
-}
-
-/// An empty staging directory (what an earlier attempt left is removed).
-pub fn prepare(dir: &Path) -> io::Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    std::fs::create_dir_all(dir)
-}
-
-/// Moves `staging` to `target`, replacing what was published there before. The new
-/// content is put next to the target first, so readers see the old or the new
-/// output, never half of one.
-pub fn publish(staging: &Path, target: &Path, run_id: &str) -> io::Result<()> {
-    let parent = target
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)?;
-    let file_name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "output".into());
-    let incoming = parent.join(format!(".{file_name}.incoming-{run_id}"));
-    let old = parent.join(format!(".{file_name}.old-{run_id}"));
-    for p in [&incoming, &old] {
-        if p.exists() {
-            std::fs::remove_dir_all(p)?;
-        }
-    }
-    if std::fs::rename(staging, &incoming).is_err() {
-        // Another file system: copy, then remove the staging directory.
-        copy_dir(staging, &incoming)?;
-        std::fs::remove_dir_all(staging)?;
-    }
-    let had_old = target.exists();
-    if had_old {
-        std::fs::rename(target, &old)?;
-    }
-    std::fs::rename(&incoming, target)?;
-    if had_old {
-        if old.is_dir() {
-            std::fs::remove_dir_all(&old)?;
-        } else {
-            std::fs::remove_file(&old)?;
-        }
-    }
-    Ok(())
-}
-
-fn copy_dir(from: &Path, to: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let dest = to.join(entry.file_name());
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            copy_dir(&entry.path(), &dest)?;
-        } else if kind.is_symlink() {
-            let link = std::fs::read_link(entry.path())?;
-            std::os::unix::fs::symlink(link, dest)?;
-        } else {
-            std::fs::copy(entry.path(), dest)?;
-        }
-    }
-    Ok(())
+/// The version directory an input published for `slot` under `root`, or, for an input
+/// without a schedule (`slot` None), its latest publication at or before `t`.
+pub fn published_input(
+    root: &Path,
+    slot: Option<DateTime<Utc>>,
+    t: DateTime<Utc>,
+) -> Option<(DateTime<Utc>, PathBuf)> {
+    let at = match slot {
+        Some(s) => s,
+        None => std::fs::read_dir(root)
+            .ok()?
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                labels::parse_rfc3339(name.strip_prefix("logical_time=")?)
+            })
+            .filter(|l| *l <= t)
+            .max()?,
+    };
+    publish::resolve_partition(root, &labels::rfc3339(at)).map(|dir| (at, dir))
 }
 
 #[cfg(test)]
@@ -98,42 +105,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn targets() {
+    fn roots_on_this_machine() {
         let state = Path::new("/w/.datajob");
+        let out = |s: &str| Output::parse(s, true).unwrap();
         assert_eq!(
-            publish_target("file:///data/out", state, "a-1"),
+            local_root(&out("file:///data/out"), state),
             (PathBuf::from("/data/out"), None)
         );
-        assert_eq!(
-            publish_target("file://localhost/data/out", state, "a-1").0,
-            PathBuf::from("/data/out")
+        let (root, note) = local_root(&out("pvc://lake/events"), state);
+        assert_eq!(root, PathBuf::from("/w/.datajob/pvc/lake/events"));
+        assert!(note.unwrap().contains("volume of the cluster"));
+        let (root, note) = local_root(&out("s3://acme-lake/x"), state);
+        assert_eq!(root, PathBuf::from("/w/.datajob/s3/acme-lake/x"));
+        assert!(
+            note.unwrap()
+                .contains("s3://acme-lake/x is not a local path")
         );
-        assert_eq!(
-            publish_target("/data/out", state, "a-1").0,
-            PathBuf::from("/data/out")
-        );
-        let (t, note) = publish_target("s3://bucket/x", state, "a-1");
-        assert_eq!(t, PathBuf::from("/w/.datajob/published/a-1"));
-        assert!(note.unwrap().contains("s3://bucket/x is not a local path"));
     }
 
     #[test]
-    fn publish_replaces_the_old_output_whole() {
+    fn a_published_input_is_found_by_its_time() {
         let tmp = tempfile::tempdir().unwrap();
-        let staging = tmp.path().join("staging/a-1");
-        prepare(&staging).unwrap();
-        std::fs::write(staging.join("part-0"), "new").unwrap();
-        let target = tmp.path().join("out/features");
-        std::fs::create_dir_all(&target).unwrap();
-        std::fs::write(target.join("stale"), "old").unwrap();
-        publish(&staging, &target, "a-1").unwrap();
-        assert_eq!(
-            std::fs::read_to_string(target.join("part-0")).unwrap(),
-            "new"
-        );
-        assert!(!target.join("stale").exists());
-        assert!(!staging.exists());
-        let leftovers: Vec<_> = std::fs::read_dir(tmp.path().join("out")).unwrap().collect();
-        assert_eq!(leftovers.len(), 1);
+        let root = tmp.path();
+        let t = labels::parse_rfc3339("2026-11-25T03:00:00Z").unwrap();
+        assert!(published_input(root, Some(t), t).is_none());
+        let staged = prepare(root, "raw-29926260").unwrap();
+        std::fs::write(staged.join("a"), "a").unwrap();
+        let (partition, m) = publish(root, "raw-29926260", t, &Origin::default()).unwrap();
+        assert!(partition.join("a").exists());
+        assert_eq!(m.logical_time, "2026-11-25T03:00:00Z");
+        let (at, dir) = published_input(root, Some(t), t).unwrap();
+        assert_eq!(at, t);
+        assert!(dir.starts_with(root.join("_versions")));
+        let later = labels::parse_rfc3339("2026-11-25T05:00:00Z").unwrap();
+        assert_eq!(published_input(root, None, later).map(|(a, _)| a), Some(t));
     }
 }

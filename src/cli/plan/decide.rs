@@ -6,10 +6,10 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 use crate::api::DataJob;
-use crate::children::{self, Guards};
 use crate::cli::output;
+use crate::decide::children::{self, Guards};
+use crate::decide::nodegroups::{self, Group};
 use crate::labels;
-use crate::nodegroups::{self, Group};
 use crate::units::{self, format_bytes, format_cpu};
 use crate::validation::{Limits, Problem, Resolved};
 
@@ -79,7 +79,7 @@ impl From<&Resolved> for Summary {
             history: r.history,
             suspend: r.suspend,
             inputs: r.inputs.clone(),
-            output: r.output.clone(),
+            output: r.output.as_ref().map(|o| o.url()),
         }
     }
 }
@@ -222,7 +222,7 @@ pub fn plan(
         },
     };
     let known: &[Group] = groups.as_deref().unwrap_or_default();
-    let r = match nodegroups::resolve_and_place(&dj, limits, guards, known) {
+    let r = match crate::admission::resolve_and_place(&dj, limits, guards, known) {
         Ok(r) => r,
         Err(problems) => {
             plan.problems = problems.0.iter().map(ProblemView::from).collect();
@@ -313,6 +313,7 @@ mod tests {
             provisioning_timeout: Duration::from_secs(600),
             warm_up_before: None,
             provider: nodegroups::ProviderKind::Static,
+            ..Default::default()
         }
     }
 

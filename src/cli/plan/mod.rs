@@ -1,6 +1,6 @@
 //! `kubectl datajob plan -f job.yaml`: what applying a DataJob would do, without doing it.
 //! The checks are admission's own ([`crate::validation::resolve`]), the objects are the
-//! operator's own ([`crate::children`]); only the server-side dry run talks to a cluster.
+//! operator's own ([`crate::decide::children`]); only the server-side dry run talks to a cluster.
 mod decide;
 mod render;
 
@@ -21,8 +21,8 @@ use super::error::{CliError, Result};
 use super::manifest::{self, Document};
 use super::output::{self, Format, Style};
 use crate::api::{DataJob, NodeGroup};
-use crate::children::Guards;
-use crate::nodegroups;
+use crate::decide::children::Guards;
+use crate::decide::nodegroups;
 use crate::units;
 use crate::validation::Limits;
 
@@ -110,6 +110,7 @@ pub async fn run(args: &PlanArgs, conn: &ClusterArgs, format: Format) -> Result<
         .unwrap_or_else(|| "default".into());
     let limits = Limits {
         max_deadline: args.max_deadline,
+        ..Limits::default()
     };
     let guards = Guards::default();
     let groups: Groups = match &cluster {
@@ -127,11 +128,49 @@ pub async fn run(args: &PlanArgs, conn: &ClusterArgs, format: Format) -> Result<
     let preflight = cluster
         .as_ref()
         .map(|c| crate::preflight::Preflight::new(c.client.clone()));
+    // Inputs must be DataJobs of the namespace (the cluster's, or the file's) and make no
+    // cycle: admission's check, when the cluster's DataJobs can be read.
+    let in_file: Vec<(String, Vec<String>)> = docs
+        .iter()
+        .filter_map(|d| match d {
+            Document::DataJob(dj) => Some((dj.name_any(), dj.spec.inputs.clone())),
+            _ => None,
+        })
+        .collect();
+    let graph: Option<Vec<(String, Vec<String>)>> = match &cluster {
+        None => None,
+        Some(c) => Api::<DataJob>::namespaced(c.client.clone(), &namespace)
+            .list(&Default::default())
+            .await
+            .ok()
+            .map(|l| {
+                let mut g: Vec<(String, Vec<String>)> = l
+                    .items
+                    .iter()
+                    .map(|d| (d.name_any(), d.spec.inputs.clone()))
+                    .filter(|(n, _)| !in_file.iter().any(|(f, _)| f == n))
+                    .collect();
+                g.extend(in_file.iter().cloned());
+                g
+            }),
+    };
     let mut plans = Vec::new();
     for doc in docs {
         match doc {
             Document::DataJob(dj) => {
                 let mut p = plan(&dj, &namespace, &limits, &guards, &groups, now, args.next);
+                if let Some(g) = &graph {
+                    let problems = crate::decide::dataflow::check_graph(
+                        &p.name,
+                        &p.namespace,
+                        &dj.spec.inputs,
+                        g,
+                    );
+                    if !problems.is_empty() {
+                        p.valid = false;
+                        p.problems.extend(problems.iter().map(ProblemView::from));
+                    }
+                }
                 if p.valid {
                     p.server_dry_run = match &cluster {
                         Some(c) => {

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::JobSpec;
 
 use super::decide::{DryRun, Placement, Plan};
-use crate::children::UNRETRYABLE_EXIT_CODES;
 use crate::cli::output::{self, Color, Style};
+use crate::decide::children::UNRETRYABLE_EXIT_CODES;
 use crate::labels;
 use crate::units;
 

@@ -12,17 +12,20 @@ use k8s_openapi::api::batch::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, EphemeralVolumeSource,
     ObjectFieldSelector, PersistentVolumeClaimSpec, PersistentVolumeClaimTemplate,
-    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
-    SecurityContext, Toleration, Volume, VolumeMount, VolumeResourceRequirements,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SeccompProfile, SecurityContext, Toleration, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
 use crate::api::DataJob;
 use crate::labels::{
-    self, CONTAINER, JOB_NAME, LOGICAL_TIME, MANAGED_BY, MANAGED_BY_VALUE, NAME, RUN_ID,
+    self, CONTAINER, JOB_NAME, LOGICAL_TIME, MANAGED_BY, MANAGED_BY_VALUE, NAME, PUBLISH_OF, RUN_ID,
 };
+use crate::output::{self, Output, PVC_MOUNT_ROOT};
 use crate::units::{format_bytes, format_cpu};
 use crate::validation::Resolved;
 
@@ -42,6 +45,11 @@ pub struct Guards {
     pub scratch_volume_above: u64,
     /// Storage class of those volumes; `None`: the cluster's default.
     pub scratch_storage_class: Option<String>,
+    /// The operator's image, which stages and publishes outputs on volumes.
+    pub publisher_image: Option<String>,
+    /// How long staging directories and replaced versions are kept on a volume: the
+    /// longest a run can live (the longest deadline plus the startup allowance).
+    pub sweep_grace: Duration,
 }
 
 impl Default for Guards {
@@ -51,8 +59,18 @@ impl Default for Guards {
             startup_allowance: Duration::from_secs(15 * 60),
             scratch_volume_above: 50 << 30,
             scratch_storage_class: None,
+            publisher_image: None,
+            sweep_grace: Duration::from_secs(24 * 3600 + 15 * 60),
         }
     }
+}
+
+/// The image of the stage and publish steps; plan shows this name when it is not known.
+fn publisher_image(guards: &Guards) -> String {
+    guards
+        .publisher_image
+        .clone()
+        .unwrap_or_else(|| "datajob-operator".into())
 }
 
 fn common_labels(name: &str) -> BTreeMap<String, String> {
@@ -131,6 +149,28 @@ pub fn job(
         spec: Some(job_spec(r, guards, Some(logical_time), suspend)),
         status: None,
     }
+}
+
+/// The same Job with the locations of its inputs, on the Job and its pod (the container
+/// reads them through the Downward API), and extra labels (a Backfill's).
+pub fn with_inputs(
+    mut job: Job,
+    inputs: &[(String, String)],
+    extra_labels: &BTreeMap<String, String>,
+) -> Job {
+    let add = |meta: &mut ObjectMeta| {
+        let a = meta.annotations.get_or_insert_with(BTreeMap::new);
+        for (input, location) in inputs {
+            a.insert(output::input_annotation(input), location.clone());
+        }
+        let l = meta.labels.get_or_insert_with(BTreeMap::new);
+        l.extend(extra_labels.clone());
+    };
+    add(&mut job.metadata);
+    if let Some(spec) = job.spec.as_mut() {
+        add(spec.template.metadata.get_or_insert_with(Default::default));
+    }
+    job
 }
 
 /// What the watchdog needs to know about a run, on its Job.
@@ -247,15 +287,254 @@ fn pod_template(
                 }),
                 ..Default::default()
             }),
+            init_containers: stage_container(r, guards).map(|c| vec![c]),
             containers: vec![container(r, guards)],
-            volumes: Some(vec![scratch_volume(r, guards), home_volume()]),
+            volumes: Some(
+                [scratch_volume(r, guards), home_volume()]
+                    .into_iter()
+                    .chain(
+                        claim_volumes(r)
+                            .into_iter()
+                            .map(|(name, claim, read_only)| Volume {
+                                name,
+                                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                                    claim_name: claim,
+                                    read_only: Some(read_only),
+                                }),
+                                ..Default::default()
+                            }),
+                    )
+                    .collect(),
+            ),
             ..Default::default()
         }),
     }
 }
 
+/// The claims a run's pod mounts at `/datajob/pvc/<claim>`: (volume name, claim, read-only).
+/// The output's own claim is writable; inputs' other claims are read-only.
+fn claim_volumes(r: &Resolved) -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    if let Some(claim) = r.output.as_ref().and_then(Output::claim) {
+        out.push(("output".to_string(), claim.to_string(), false));
+    }
+    for claim in &r.input_claims {
+        if !out.iter().any(|(_, c, _)| c == claim) {
+            out.push((format!("input-{}", out.len()), claim.clone(), true));
+        }
+    }
+    out
+}
+
+fn claim_mounts(r: &Resolved) -> Vec<VolumeMount> {
+    claim_volumes(r)
+        .into_iter()
+        .map(|(name, claim, read_only)| VolumeMount {
+            name,
+            mount_path: format!("{PVC_MOUNT_ROOT}/{claim}"),
+            read_only: Some(read_only),
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn restricted() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        }),
+        run_as_non_root: Some(true),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Before each attempt of a run whose output is on a volume: the operator's image
+/// empties the run's staging directory (`datajob-operator stage`), as the run's user,
+/// with the run's own resources (so the pod asks for no more than the run).
+fn stage_container(r: &Resolved, guards: &Guards) -> Option<Container> {
+    let out = r.output.as_ref().filter(|o| o.claim().is_some())?;
+    let main = container(r, guards);
+    Some(Container {
+        name: "stage".into(),
+        image: Some(publisher_image(guards)),
+        command: Some(vec!["/datajob-operator".into()]),
+        args: Some(vec![
+            "stage".into(),
+            "--root".into(),
+            out.root_in_pod(),
+            "--run-id".into(),
+            "$(DATAJOB_RUN_ID)".into(),
+            "--grace".into(),
+            crate::units::format_duration(guards.sweep_grace),
+        ]),
+        env: Some(vec![EnvVar {
+            name: "DATAJOB_RUN_ID".into(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: format!("metadata.labels['{JOB_NAME}']"),
+                    api_version: None,
+                }),
+                ..Default::default()
+            }),
+        }]),
+        resources: main.resources,
+        security_context: Some(restricted()),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        volume_mounts: Some(claim_mounts(r)),
+        ..Default::default()
+    })
+}
+
+/// The name of the Job that publishes run `run_id`: `<run id>-publish`, shortened with a
+/// hash when that passes 63 characters.
+pub fn publish_job_name(run_id: &str) -> String {
+    let name = format!("{run_id}-publish");
+    if name.len() <= 63 {
+        return name;
+    }
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(run_id.as_bytes());
+    let short: String = hash.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("{}-{short}-publish", &run_id[..run_id.len().min(45)])
+}
+
+/// The version directory a publication of `run` gets: its run id and the first
+/// characters of its Job's uid, so a re-run of the same logical time never reuses one.
+pub fn publish_version(run_id: &str, job_uid: &str) -> String {
+    let nonce: String = job_uid.chars().filter(|c| *c != '-').take(8).collect();
+    output::version_name(run_id, &nonce)
+}
+
+/// The Job that publishes a succeeded run whose output is on a volume: the operator's
+/// image renames the staging directory into a version and swaps the partition's symlink
+/// (`datajob-operator publish`). Owned by the run's Job, so it goes when the run is
+/// pruned; placed like the run. `None` without a volume output.
+pub fn publish_job(
+    r: &Resolved,
+    guards: &Guards,
+    run_job: &Job,
+    logical_time: DateTime<Utc>,
+) -> Option<Job> {
+    let out = r.output.as_ref().filter(|o| o.claim().is_some())?;
+    let run_id = run_job.metadata.name.clone()?;
+    let uid = run_job.metadata.uid.clone()?;
+    let name = publish_job_name(&run_id);
+    let mut l = common_labels(&r.name);
+    l.insert(PUBLISH_OF.into(), run_id.clone());
+    let owner = OwnerReference {
+        api_version: "batch/v1".into(),
+        kind: "Job".into(),
+        name: run_id.clone(),
+        uid: uid.clone(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    };
+    let res = BTreeMap::from([
+        ("cpu".to_string(), Quantity("50m".into())),
+        ("memory".to_string(), Quantity("64Mi".into())),
+    ]);
+    let container = Container {
+        name: "publish".into(),
+        image: Some(publisher_image(guards)),
+        command: Some(vec!["/datajob-operator".into()]),
+        args: Some(vec![
+            "publish".into(),
+            "--root".into(),
+            out.root_in_pod(),
+            "--run-id".into(),
+            run_id.clone(),
+            "--logical-time".into(),
+            labels::rfc3339(logical_time),
+            "--version".into(),
+            publish_version(&run_id, &uid),
+            "--grace".into(),
+            crate::units::format_duration(guards.sweep_grace),
+            "--datajob".into(),
+            r.name.clone(),
+            "--datajob-namespace".into(),
+            r.namespace.clone(),
+        ]),
+        resources: Some(ResourceRequirements {
+            requests: Some(res.clone()),
+            limits: Some(res),
+            ..Default::default()
+        }),
+        security_context: Some(restricted()),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        volume_mounts: Some(claim_mounts(r)),
+        ..Default::default()
+    };
+    Some(Job {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(r.namespace.clone()),
+            labels: Some(l.clone()),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(3),
+            active_deadline_seconds: Some(600),
+            ttl_seconds_after_finished: Some(
+                guards.ttl_after_finished.as_secs().min(i32::MAX as u64) as i32,
+            ),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(l),
+                    annotations: Some(BTreeMap::from([(
+                        "karpenter.sh/do-not-disrupt".to_string(),
+                        "true".to_string(),
+                    )])),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    automount_service_account_token: Some(false),
+                    node_selector: r.placement.as_ref().map(|g| g.labels.clone()),
+                    tolerations: r.placement.as_ref().map(tolerations),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(r.run_as_user),
+                        run_as_group: Some(r.run_as_user),
+                        fs_group: Some(r.run_as_user),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    containers: vec![container],
+                    volumes: Some(
+                        claim_volumes(r)
+                            .into_iter()
+                            .map(|(name, claim, read_only)| Volume {
+                                name,
+                                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                                    claim_name: claim,
+                                    read_only: Some(read_only),
+                                }),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    ),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    })
+}
+
 /// Tolerations for a group's taints, so its runs may land there.
-fn tolerations(g: &crate::nodegroups::Group) -> Vec<Toleration> {
+fn tolerations(g: &crate::decide::nodegroups::Group) -> Vec<Toleration> {
     g.taints
         .iter()
         .map(|t| Toleration {
@@ -361,32 +640,25 @@ fn container(r: &Resolved, guards: &Guards) -> Container {
             limits: Some(res),
             ..Default::default()
         }),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Default::default()
-            }),
-            run_as_non_root: Some(true),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+        security_context: Some(restricted()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: SCRATCH_VOLUME.into(),
-                mount_path: SCRATCH_PATH.into(),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: HOME_VOLUME.into(),
-                mount_path: HOME_PATH.into(),
-                ..Default::default()
-            },
-        ]),
+        volume_mounts: Some(
+            [
+                VolumeMount {
+                    name: SCRATCH_VOLUME.into(),
+                    mount_path: SCRATCH_PATH.into(),
+                    ..Default::default()
+                },
+                VolumeMount {
+                    name: HOME_VOLUME.into(),
+                    mount_path: HOME_PATH.into(),
+                    ..Default::default()
+                },
+            ]
+            .into_iter()
+            .chain(claim_mounts(r))
+            .collect(),
+        ),
         ..Default::default()
     }
 }
@@ -425,6 +697,38 @@ fn env(r: &Resolved) -> Vec<EnvVar> {
             &r.deadline.as_secs().to_string(),
         ),
     ];
+    // The output contract (crate::output): `$(NAME)` refers to the variables above.
+    match &r.output {
+        Some(Output::ObjectStore { url }) => {
+            // Each attempt writes under its own prefix: nothing moves, so a retry must
+            // never add to what a failed attempt left. The pod's name names the attempt.
+            env.push(field("DATAJOB_ATTEMPT", "metadata.name".into()));
+            let prefix = output::attempt_prefix(url, "$(DATAJOB_RUN_ID)", "$(DATAJOB_ATTEMPT)");
+            env.push(literal("DATAJOB_STAGING", &prefix));
+            env.push(literal("DATAJOB_OUTPUT", &prefix));
+        }
+        Some(out) => {
+            let root = out.root_in_pod();
+            env.push(literal(
+                "DATAJOB_STAGING",
+                &output::staging(&root, "$(DATAJOB_RUN_ID)"),
+            ));
+            env.push(literal(
+                "DATAJOB_OUTPUT",
+                &format!("{root}/logical_time=$(DATAJOB_LOGICAL_TIME)"),
+            ));
+        }
+        None => {}
+    }
+    for input in &r.inputs {
+        env.push(field(
+            &output::input_env(input),
+            format!(
+                "metadata.annotations['{}']",
+                output::input_annotation(input)
+            ),
+        ));
+    }
     env.extend(r.env.iter().cloned());
     env
 }

@@ -10,10 +10,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 use regex::Regex;
 
-use crate::api::{DataJobStatus, RunRecord, RunState};
+use crate::api::{DataJob, DataJobStatus, RunRecord, RunState};
 use crate::labels::{
     self, CRONJOB_SCHEDULED, END_MESSAGE, END_REASON, LAST_FAILURE_MESSAGE, LAST_FAILURE_REASON,
-    LOGICAL_TIME,
+    LOGICAL_TIME, WAITING_MESSAGE, WAITING_REASON,
 };
 use crate::schedule::Schedule;
 use crate::validation::{Problems, Resolved};
@@ -92,6 +92,11 @@ pub fn run_of(job: &Job, datajob: &str) -> Option<RunRecord> {
                 .cloned()
                 .or(record.message);
         }
+    } else if let Some(reason) = annotations.get(WAITING_REASON).filter(|_| suspended) {
+        // Held by the operator: its inputs have not published yet.
+        record.state = RunState::Waiting;
+        record.reason = Some(reason.clone());
+        record.message = annotations.get(WAITING_MESSAGE).cloned();
     } else if suspended {
         record.state = RunState::Pending;
         record.reason = Some("WaitingToStart".into());
@@ -157,7 +162,7 @@ fn failure_reason(reason: &str, message: &str, failed_pods: i32) -> (String, Str
 pub fn estimate_costs(
     runs: &mut [RunRecord],
     request: &crate::resources::Request,
-    group: &crate::nodegroups::Group,
+    group: &crate::decide::nodegroups::Group,
 ) -> Vec<(String, f64)> {
     let mut added = Vec::new();
     for run in runs
@@ -167,8 +172,11 @@ pub fn estimate_costs(
         let start = run.start_time.as_deref().and_then(labels::parse_rfc3339);
         let finish = run.finish_time.as_deref().and_then(labels::parse_rfc3339);
         if let (Some(s), Some(f)) = (start, finish) {
-            let cost =
-                crate::nodegroups::run_cost(request, group, (f - s).to_std().unwrap_or_default());
+            let cost = crate::decide::nodegroups::run_cost(
+                request,
+                group,
+                (f - s).to_std().unwrap_or_default(),
+            );
             run.estimated_cost = Some(format!("{cost:.4}"));
             added.push((run.name.clone(), cost));
         }
@@ -605,6 +613,48 @@ pub fn missed_slots(
     missed
 }
 
+/// The runs a reconcile creates itself (the CronJob makes the scheduled ones): a
+/// one-off DataJob's single run, at the minute it was created, and a pending
+/// `datajob.dev/trigger`; each only when it has no Job (`job_exists`, by run id) and is
+/// not in the history. Oldest first, each time once.
+pub fn runs_to_create(
+    dj: &DataJob,
+    one_off: bool,
+    job_exists: &dyn Fn(&str) -> bool,
+    now: DateTime<Utc>,
+) -> Vec<DateTime<Utc>> {
+    let name = dj.name_any();
+    let mut wanted = Vec::new();
+    if one_off {
+        // One run, now: its logical time is when the DataJob was created.
+        let created = dj
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .and_then(labels::from_k8s_time)
+            .unwrap_or(now);
+        let t = labels::truncate_to_minute(created);
+        let id = labels::run_id(&name, t);
+        if !job_exists(&id) && !already_ran(dj.status.as_ref(), &id, t) {
+            wanted.push(t);
+        }
+    }
+    let trigger = dj.annotations().get(labels::TRIGGER).map(String::as_str);
+    if let Some(t) = pending_trigger(trigger, dj.status.as_ref()) {
+        // Acted on once; a time that has a Job or is in the history has run.
+        let id = labels::run_id(&name, t);
+        let recorded = dj
+            .status
+            .as_ref()
+            .is_some_and(|s| s.recent_runs.iter().any(|r| r.name == id));
+        if !job_exists(&id) && !recorded && !wanted.contains(&t) {
+            wanted.push(t);
+        }
+    }
+    wanted.sort();
+    wanted
+}
+
 #[cfg(test)]
 mod tests {
     fn history(times: &[&str]) -> DataJobStatus {
@@ -760,6 +810,28 @@ mod tests {
         let mut p = failed(vec![("Failed", "PodFailurePolicy", "exit code 127")]);
         set_attempt_reason(&mut p, oom);
         assert_eq!(p.reason.as_deref(), Some("CommandNotRunnable"));
+    }
+
+    #[test]
+    fn a_run_held_for_its_inputs_is_waiting() {
+        let mut j = job("dj-29926260", vec![], 0);
+        j.spec = Some(k8s_openapi::api::batch::v1::JobSpec {
+            suspend: Some(true),
+            ..Default::default()
+        });
+        j.metadata.annotations = Some(BTreeMap::from([
+            (WAITING_REASON.to_string(), "WaitingForInput".to_string()),
+            (
+                WAITING_MESSAGE.to_string(),
+                "waiting for input raw to run for 2026-11-25T03:00:00Z".to_string(),
+            ),
+        ]));
+        let r = run_of(&j, "dj").unwrap();
+        assert_eq!(
+            (r.state, r.reason.as_deref()),
+            (RunState::Waiting, Some("WaitingForInput"))
+        );
+        assert!(r.message.unwrap().contains("input raw"));
     }
 
     #[test]
@@ -957,7 +1029,7 @@ mod tests {
     #[test]
     fn the_starting_deadline_is_the_cronjobs() {
         use crate::api::DataJobSpec;
-        use crate::children::{Guards, cronjob};
+        use crate::decide::children::{Guards, cronjob};
         use crate::validation::{Limits, resolve};
         for expr in [
             "* * * * *",
@@ -1083,5 +1155,56 @@ mod tests {
         );
         assert!(m.slots.is_empty(), "03:00 was before it existed: {m:?}");
         assert_eq!(m.next_check, Some(t("2026-11-25T03:02:10Z")));
+    }
+
+    fn one_off(created: &str, trigger: Option<&str>) -> DataJob {
+        let mut d = DataJob::new("load", crate::api::DataJobSpec::default());
+        d.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            created.parse().expect("a time"),
+        ));
+        if let Some(v) = trigger {
+            d.metadata.annotations = Some([(labels::TRIGGER.to_string(), v.to_string())].into());
+        }
+        d
+    }
+
+    #[test]
+    fn a_one_off_runs_once_at_the_minute_it_was_created_and_never_again() {
+        let now = t("2026-12-01T02:05:00Z");
+        let dj = one_off("2026-12-01T02:00:45Z", None);
+        let none = |_: &str| false;
+        assert_eq!(
+            runs_to_create(&dj, true, &none, now),
+            [t("2026-12-01T02:00:00Z")]
+        );
+        // Its Job exists: nothing to create.
+        let exists = |id: &str| id == labels::run_id("load", t("2026-12-01T02:00:00Z"));
+        assert!(runs_to_create(&dj, true, &exists, now).is_empty());
+        // Scheduled: the CronJob makes the runs.
+        assert!(runs_to_create(&dj, false, &none, now).is_empty());
+    }
+
+    #[test]
+    fn a_trigger_runs_once_beside_the_one_off_and_not_twice_for_the_same_minute() {
+        let now = t("2026-12-01T03:00:00Z");
+        let none = |_: &str| false;
+        let dj = one_off("2026-12-01T02:00:00Z", Some("2026-12-01T01:00:00Z"));
+        assert_eq!(
+            runs_to_create(&dj, true, &none, now),
+            [t("2026-12-01T01:00:00Z"), t("2026-12-01T02:00:00Z")],
+            "oldest first"
+        );
+        let same = one_off("2026-12-01T02:00:00Z", Some("2026-12-01T02:00:00Z"));
+        assert_eq!(runs_to_create(&same, true, &none, now).len(), 1);
+        // A trigger whose run is in the history ran.
+        let mut recorded = one_off("2026-12-01T02:00:00Z", Some("2026-12-01T01:00:00Z"));
+        recorded.status = Some(DataJobStatus {
+            recent_runs: vec![RunRecord {
+                name: labels::run_id("load", t("2026-12-01T01:00:00Z")),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        assert!(!runs_to_create(&recorded, false, &none, now).contains(&t("2026-12-01T01:00:00Z")));
     }
 }

@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
 
+use crate::decide::runs;
 use crate::labels::{self, MANAGED_BY, MANAGED_BY_VALUE, NAME, RUN_ID};
-use crate::runs;
 
 /// A PVC to delete, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]

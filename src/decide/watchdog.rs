@@ -8,10 +8,10 @@ use k8s_openapi::api::core::v1::{Node, Pod, PodCondition};
 use kube::ResourceExt;
 
 use crate::api::NodeGroup;
+use crate::decide::nodegroups::{GROUP_LABEL, Group, usable};
 use crate::labels::{
     self, DEADLINE_SECONDS, END_REASON, LAST_FAILURE_REASON, PENDING_TIMEOUT_SECONDS,
 };
-use crate::nodegroups::{GROUP_LABEL, Group, usable};
 use crate::resources::Request;
 use crate::units;
 
@@ -259,15 +259,20 @@ pub fn assess(
         let Some(cond) = unschedulable_condition(pod) else {
             continue;
         };
-        let request = Request::of(pod);
+        // A request or a node that cannot be read is not judged: a run is never ended
+        // as unschedulable on a number that was not there.
+        let request = Request::try_of(pod).ok();
         let scheduler = cond.message.clone().unwrap_or_default();
         // Nodes that exist, and nodes that node groups can make.
-        let capacities: Vec<Request> = nodes
+        let capacities: Option<Vec<Request>> = nodes
             .iter()
-            .map(|n| Request::allocatable(n))
-            .chain(groups.iter().map(|g| g.group.shape))
+            .map(|n| Request::try_allocatable(n).ok())
+            .chain(groups.iter().map(|g| Some(g.group.shape)))
             .collect();
-        if !capacities.is_empty() && !capacities.iter().any(|c| request.fits(c)) {
+        if let (Some(request), Some(capacities)) = (request, capacities)
+            && !capacities.is_empty()
+            && !capacities.iter().any(|c| request.fits(c))
+        {
             let largest = capacities
                 .iter()
                 .max_by_key(|r| (r.memory, r.cpu_millis))
@@ -312,8 +317,9 @@ pub fn assess(
                     "the run's scratch volume (spec.resources.disk) was not provisioned for {waited}: {scheduler}; ask your platform team for a default StorageClass, or ask for less disk so it comes from the node's own storage"
                 )
             } else {
+                let asks = request.map_or_else(|| "its requests".to_string(), |r| r.to_string());
                 format!(
-                    "no node had room for this run ({request}) for {waited}: {scheduler}; lower spec.resources, raise spec.pendingTimeout, or ask for more capacity"
+                    "no node had room for this run ({asks}) for {waited}: {scheduler}; lower spec.resources, raise spec.pendingTimeout, or ask for more capacity"
                 )
             };
             return Verdict::End {
@@ -688,7 +694,7 @@ mod tests {
             ephemeral: 0,
             gpu: 0,
         };
-        let group = crate::nodegroups::Group {
+        let group = crate::decide::nodegroups::Group {
             name: "burst".into(),
             shape,
             labels: Default::default(),
@@ -699,7 +705,8 @@ mod tests {
             scale_down_after: Duration::from_secs(60),
             provisioning_timeout: Duration::from_secs(600),
             warm_up_before: None,
-            provider: crate::nodegroups::ProviderKind::Static,
+            provider: crate::decide::nodegroups::ProviderKind::Static,
+            ..Default::default()
         };
         let until = now() + chrono::Duration::seconds(300);
         let scaling = GroupView {

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Benchmark (`make bench-scale`): N scheduled DataJobs beside N plain CronJobs with the same
+# pod, on the local control plane with kwok nodes; prints one table (see benches/scale.rs).
+# Builds the release operator it measures, starts a fresh cluster, and stops everything.
+#
+#   bash e2e/bench/scale.sh
+#   BENCH_SCALE_N=100,500 BENCH_SCALE_EVERY_MINUTE=100 BENCH_SCALE_SLOTS=3 bash e2e/bench/scale.sh
+#
+# The cluster's ports and directory follow e2e/cluster.sh's DATAJOB_* variables; the
+# operator's log goes to target/bench-scale-operator.log. Results: docs/benchmarks.md.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+cargo build --release --bin datajob-operator
+cargo bench --profile dev --features e2e --bench scale --no-run
+exec bash e2e/run-e2e.sh bash -c '
+  kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
+  kubectl create namespace datajob-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl wait --for condition=established --timeout=30s crd/datajobs.datajob.dev >/dev/null
+  cargo bench --profile dev --features e2e --bench scale'
