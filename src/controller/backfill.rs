@@ -7,10 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -26,6 +25,7 @@ use crate::api::{Backfill, BackfillState, BackfillStatus, DataJob, NodeGroup};
 use crate::decide::children;
 use crate::decide::dataflow::{self, Upstream};
 use crate::decide::nodegroups::usable_groups;
+use crate::decide::runs::condition;
 use crate::decide::slots::{self, Member};
 use crate::labels::{self, BACKFILL, FIELD_MANAGER};
 use crate::{Error, Result};
@@ -80,30 +80,6 @@ fn member(dj: &DataJob) -> Member {
         name: dj.name_any(),
         schedule: view.schedule,
         inputs: dj.spec.inputs.clone(),
-    }
-}
-
-fn condition(
-    previous: &[Condition],
-    type_: &str,
-    status: bool,
-    reason: &str,
-    message: String,
-    generation: Option<i64>,
-    now: DateTime<Utc>,
-) -> Condition {
-    let status = if status { "True" } else { "False" }.to_string();
-    let last_transition_time = match previous.iter().find(|c| c.type_ == type_) {
-        Some(c) if c.status == status => c.last_transition_time.clone(),
-        _ => labels::to_k8s_time(now),
-    };
-    Condition {
-        type_: type_.into(),
-        status,
-        reason: reason.into(),
-        message,
-        observed_generation: generation,
-        last_transition_time,
     }
 }
 

@@ -17,9 +17,9 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::Context;
 use super::datajob_context::{DataJobContext, MissedCounted};
 use super::lifecycle::{self, Flow};
+use super::{Context, truncate};
 use crate::admission::resolve_and_place;
 use crate::api::{DataJob, DataJobStatus, NodeGroup, RunState};
 use crate::decide::nodegroups::usable_groups;
@@ -190,18 +190,19 @@ async fn reconcile(dj: Arc<DataJob>, ctx: Arc<DataJobContext>) -> Result<Action>
         // Runs that could not start in time after downtime are deleted: no run, and no
         // record of one.
         let mut skipped = Vec::new();
-        if let Ok(r) = &resolved {
-            let flow = Flow {
-                ctx: &ctx,
-                dj: &dj,
-                r,
-                ns: &ns,
-                jobs: &jobs,
-                upstreams: &upstreams,
-                now,
-            };
-            skipped = lifecycle::admit(&flow).await?;
-            lifecycle::revive(&flow, &history).await?;
+        // A valid spec's run steps (admission, publishing, catch-up) share one view.
+        let flow = resolved.as_ref().ok().map(|r| Flow {
+            ctx: &ctx,
+            dj: &dj,
+            r,
+            ns: &ns,
+            jobs: &jobs,
+            upstreams: &upstreams,
+            now,
+        });
+        if let Some(flow) = &flow {
+            skipped = lifecycle::admit(flow).await?;
+            lifecycle::revive(flow, &history).await?;
         }
         let run_jobs: Vec<Arc<Job>> = jobs
             .iter()
@@ -247,20 +248,11 @@ async fn reconcile(dj: Arc<DataJob>, ctx: Arc<DataJobContext>) -> Result<Action>
         previous.recent_runs.retain(|r| !skipped.contains(&r.name));
         let (mut published, mut catch_up) =
             (previous.published.clone(), previous.catch_up.clone());
-        if let Ok(r) = &resolved {
-            let flow = Flow {
-                ctx: &ctx,
-                dj: &dj,
-                r,
-                ns: &ns,
-                jobs: &jobs,
-                upstreams: &upstreams,
-                now,
-            };
+        if let Some(flow) = &flow {
             // A succeeded run counts once its output is published.
-            let new = lifecycle::publish(&flow, &mut current).await?;
+            let new = lifecycle::publish(flow, &mut current).await?;
             published = dataflow::merge_publications(&published, new);
-            catch_up = lifecycle::catch_up(&flow, &current, catch_up.as_ref()).await?;
+            catch_up = lifecycle::catch_up(flow, &current, catch_up.as_ref()).await?;
             // Runs still being published are not pruned (their publish Job goes with them).
             let busy: HashSet<&str> = current
                 .iter()
@@ -272,7 +264,7 @@ async fn reconcile(dj: Arc<DataJob>, ctx: Arc<DataJobContext>) -> Result<Action>
                 .filter(|j| !busy.contains(j.name_any().as_str()))
                 .cloned()
                 .collect();
-            prune_history(r, &prunable, &ctx, &ns).await?;
+            prune_history(flow.r, &prunable, &ctx, &ns).await?;
         }
         let waiting = current.iter().any(|r| {
             r.state == RunState::Waiting || r.reason.as_deref() == Some(dataflow::PUBLISHING)
@@ -600,17 +592,6 @@ async fn write_status(
         }
     }
     Ok(())
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 /// The exact calls one reconcile makes, against kube's mocked client: no cluster, every

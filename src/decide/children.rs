@@ -292,18 +292,7 @@ fn pod_template(
             volumes: Some(
                 [scratch_volume(r, guards), home_volume()]
                     .into_iter()
-                    .chain(
-                        claim_volumes(r)
-                            .into_iter()
-                            .map(|(name, claim, read_only)| Volume {
-                                name,
-                                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                                    claim_name: claim,
-                                    read_only: Some(read_only),
-                                }),
-                                ..Default::default()
-                            }),
-                    )
+                    .chain(claim_pvc_volumes(r))
                     .collect(),
             ),
             ..Default::default()
@@ -324,6 +313,20 @@ fn claim_volumes(r: &Resolved) -> Vec<(String, String, bool)> {
         }
     }
     out
+}
+
+/// The volumes of [`claim_volumes`].
+fn claim_pvc_volumes(r: &Resolved) -> impl Iterator<Item = Volume> {
+    claim_volumes(r)
+        .into_iter()
+        .map(|(name, claim, read_only)| Volume {
+            name,
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim,
+                read_only: Some(read_only),
+            }),
+            ..Default::default()
+        })
 }
 
 fn claim_mounts(r: &Resolved) -> Vec<VolumeMount> {
@@ -511,19 +514,7 @@ pub fn publish_job(
                         ..Default::default()
                     }),
                     containers: vec![container],
-                    volumes: Some(
-                        claim_volumes(r)
-                            .into_iter()
-                            .map(|(name, claim, read_only)| Volume {
-                                name,
-                                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                                    claim_name: claim,
-                                    read_only: Some(read_only),
-                                }),
-                                ..Default::default()
-                            })
-                            .collect(),
-                    ),
+                    volumes: Some(claim_pvc_volumes(r).collect()),
                     ..Default::default()
                 }),
             },

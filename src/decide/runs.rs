@@ -363,14 +363,24 @@ pub fn desired_status(o: Observed<'_>) -> DataJobStatus {
     s.conditions = conditions
         .into_iter()
         .map(|(t, status, reason, message)| {
-            condition(prev, t, status, reason, message, o.generation, o.now)
+            condition(
+                &prev.conditions,
+                t,
+                status,
+                reason,
+                message,
+                o.generation,
+                o.now,
+            )
         })
         .collect();
     s
 }
 
-fn condition(
-    prev: &DataJobStatus,
+/// A status condition; its transition time moves only when its status changes from the
+/// one in `previous`.
+pub fn condition(
+    previous: &[Condition],
     type_: &str,
     status: bool,
     reason: &str,
@@ -379,7 +389,7 @@ fn condition(
     now: DateTime<Utc>,
 ) -> Condition {
     let status = if status { "True" } else { "False" }.to_string();
-    let old = prev.conditions.iter().find(|c| c.type_ == type_);
+    let old = previous.iter().find(|c| c.type_ == type_);
     let last_transition_time = match old {
         Some(c) if c.status == status => c.last_transition_time.clone(),
         _ => labels::to_k8s_time(now),
