@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 
 use super::Context;
 use crate::api::{DataJob, NodeGroup, NodeGroupStatus, RunState};
+use crate::decide::due_runs;
 use crate::decide::nodegroups::{self, GROUP_LABEL, Group, GroupState, NodeView, ProviderKind};
 use crate::labels::{self, FIELD_MANAGER, MANAGED_BY, MANAGED_BY_VALUE, NAME};
 use crate::metrics::GroupLabels;
@@ -142,15 +143,6 @@ fn error_policy(ng: Arc<NodeGroup>, error: &Error, ctx: Arc<NodeGroupContext>) -
     Action::requeue(Duration::from_secs(10))
 }
 
-fn active(pod: &Pod) -> bool {
-    let phase = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("Pending");
-    pod.metadata.deletion_timestamp.is_none() && !matches!(phase, "Succeeded" | "Failed")
-}
-
 fn node_ready(node: &Node) -> bool {
     node.status
         .as_ref()
@@ -189,7 +181,7 @@ async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Act
         .state()
         .into_iter()
         .filter(|p| {
-            active(p)
+            due_runs::active(p)
                 && p.spec
                     .as_ref()
                     .and_then(|s| s.node_selector.as_ref())
@@ -235,7 +227,17 @@ async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Act
         nodes: views.clone(),
         pending: pending.clone(),
         active: pods.len(),
-        due: due_runs(&ctx, &group, now),
+        due: {
+            let (datajobs, pods) = (ctx.datajobs.state(), ctx.pods.state());
+            due_runs::due_runs(
+                &group,
+                &datajobs.iter().map(AsRef::as_ref).collect::<Vec<_>>(),
+                &pods.iter().map(AsRef::as_ref).collect::<Vec<_>>(),
+                &ctx.base.limits,
+                &ctx.base.guards,
+                now,
+            )
+        },
         idle_since,
     };
     let mut decision = nodegroups::decide(&group, &state, now);
@@ -293,73 +295,6 @@ async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Act
     Ok(Action::requeue(requeue))
 }
 
-/// The next run of each scheduled, unsuspended DataJob placed on the group
-/// ([`nodegroups::next_runs`]). DataJobs with an active pod (on any group) are left
-/// out: their pods count as they are. Only the `Idle` policy without `warmUpBefore`
-/// has no use for them.
-fn due_runs(ctx: &NodeGroupContext, group: &Group, now: DateTime<Utc>) -> Vec<nodegroups::DueRun> {
-    if group.warm_up_before.is_none()
-        && group.scale_down_policy == nodegroups::ScaleDownPolicy::Idle
-    {
-        return Vec::new();
-    }
-    let all_pods = ctx.pods.state();
-    let with_pods: std::collections::HashSet<(String, String)> = all_pods
-        .iter()
-        .filter(|p| active(p))
-        .filter_map(|p| Some((p.namespace()?, p.labels().get(NAME)?.clone())))
-        .collect();
-    // Runs whose pod came (and may have ended already, before the DataJob's status says
-    // so): not on their way any more.
-    let came: std::collections::HashSet<(String, String, DateTime<Utc>)> = all_pods
-        .iter()
-        .filter_map(|p| {
-            let t = labels::parse_rfc3339(p.annotations().get(labels::LOGICAL_TIME)?)?;
-            Some((p.namespace()?, p.labels().get(NAME)?.clone(), t))
-        })
-        .collect();
-    let resolved: Vec<_> = ctx
-        .datajobs
-        .state()
-        .iter()
-        .filter(|dj| {
-            dj.status.as_ref().and_then(|s| s.node_group.as_deref()) == Some(group.name.as_str())
-        })
-        .filter(|dj| !with_pods.contains(&(dj.namespace().unwrap_or_default(), dj.name_any())))
-        .filter_map(|dj| {
-            let last = dj.status.as_ref().and_then(|s| s.last_run.as_ref());
-            let last_run = last.and_then(|r| labels::parse_rfc3339(&r.logical_time));
-            let key = |t| (dj.namespace().unwrap_or_default(), dj.name_any(), t);
-            let in_flight = last.is_some_and(|r| {
-                matches!(r.state, RunState::Pending | RunState::Running)
-                    && last_run.is_none_or(|t| !came.contains(&key(t)))
-            });
-            let since = dj
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .and_then(labels::from_k8s_time);
-            // A DataJob that does not validate has no runs to wait for.
-            let r = crate::validation::resolve(dj, &ctx.base.limits).ok()?;
-            (!r.suspend).then_some((r, last_run, in_flight, since))
-        })
-        .collect();
-    let scheduled: Vec<nodegroups::Scheduled<'_>> = resolved
-        .iter()
-        .filter_map(|(r, last_run, in_flight, since)| {
-            Some(nodegroups::Scheduled {
-                datajob: format!("{}/{}", r.namespace, r.name),
-                request: crate::decide::children::run_request(r, &ctx.base.guards),
-                schedule: r.schedule.as_ref()?,
-                last_run: *last_run,
-                last_run_in_flight: *in_flight,
-                since: *since,
-            })
-        })
-        .collect();
-    nodegroups::next_runs(&scheduled, now)
-}
-
 /// When the runs of `pods` (on one node) are expected to have ended: each started at its
 /// pod's start and takes as long as the longest recent successful run of its DataJob
 /// ([`nodegroups::expected_end`]). `None` when any of them has no such history.
@@ -395,7 +330,7 @@ async fn live_pods(ctx: &NodeGroupContext, node: &str) -> Result<(usize, usize)>
     let active: Vec<&Pod> = list
         .items
         .iter()
-        .filter(|p| active(p))
+        .filter(|p| due_runs::active(p))
         .filter(|p| !p.owner_references().iter().any(|o| o.kind == "DaemonSet"))
         .collect();
     let ours = active

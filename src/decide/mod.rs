@@ -5,6 +5,7 @@
 pub mod children;
 pub mod cleanup;
 pub mod dataflow;
+pub mod due_runs;
 pub mod nodegroups;
 pub mod runs;
 pub mod slots;
