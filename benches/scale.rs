@@ -270,6 +270,14 @@ async fn size(client: &Client, n: usize, every: usize, slots: usize) -> Result<R
     let result = measure(client, &op, &ns, n, every, slots, rss_idle_mib).await;
     let _ = namespaces.delete(&ns, &DeleteParams::background()).await;
     drop(op);
+    // The next size starts from an empty cluster: its operator's idle memory must not
+    // hold this size's DataJobs.
+    for _ in 0..600 {
+        if namespaces.get_opt(&ns).await.ok().flatten().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     result
 }
 

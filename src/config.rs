@@ -81,6 +81,12 @@ pub struct Config {
     #[arg(long, env = "DATAJOB_CLEANUP_INTERVAL", default_value = "30s", value_parser = duration)]
     pub cleanup_interval: Duration,
 
+    /// How many DataJobs are reconciled at once. Bounded, so that thousands of DataJobs
+    /// (after a start or a failover) queue in the operator instead of flooding the
+    /// apiserver with requests.
+    #[arg(long, env = "DATAJOB_RECONCILE_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub reconcile_concurrency: u16,
+
     /// A `disk` above this gets a generic ephemeral volume (a PVC owned by the pod) instead
     /// of node ephemeral storage.
     #[arg(long, env = "DATAJOB_SCRATCH_VOLUME_ABOVE", default_value = "50Gi", value_parser = bytes)]

@@ -116,6 +116,12 @@ async fn run(config: Config) -> Result<()> {
     let client = Client::try_default()
         .await
         .map_err(|e| Error::Config(format!("cannot reach the cluster: {e}")))?;
+    // The Lease has a client (a request queue and connections) of its own: a renewal
+    // never waits behind the controllers' requests (measured: 2,000 DataJobs reconciled
+    // at start-up made a shared client miss the renew deadline).
+    let lease_client = Client::try_default()
+        .await
+        .map_err(|e| Error::Config(format!("cannot reach the cluster: {e}")))?;
     let metrics = Metrics::new(config.metrics_per_datajob);
     let ready = Readiness::default();
     // `stop` ends everything (a signal, or the controllers ended); `act` ends the
@@ -202,7 +208,7 @@ async fn run(config: Config) -> Result<()> {
     // The leader alone runs the controllers.
     let mut leadership = election.map(|s| {
         let gauge = metrics.leader.clone();
-        Leadership::spawn(client.clone(), s, move |leading| {
+        Leadership::spawn(lease_client.clone(), s, move |leading| {
             gauge.set(i64::from(leading));
         })
     });
@@ -365,6 +371,7 @@ async fn run_controllers(
             ),
             input_changes: input_changes(datajob_store.clone(), datajob_changes.subscribe()),
         },
+        config.reconcile_concurrency,
         stopped(act.clone()),
     );
     let backfills = controller::backfill::run(

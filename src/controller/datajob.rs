@@ -54,9 +54,11 @@ pub struct DataJobCaches<D, J, G, U> {
 }
 
 /// Runs the controller until `shutdown` resolves.
+/// At most `concurrency` DataJobs are reconciled at once.
 pub async fn run<D, J, G, U>(
     base: Context,
     caches: DataJobCaches<D, J, G, U>,
+    concurrency: u16,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) where
     J: futures::Stream<Item = Job> + Send + 'static,
@@ -92,6 +94,7 @@ pub async fn run<D, J, G, U>(
         kube::core::PartialObjectMeta<CronJob>,
     >(client.clone(), managed));
     let controller = Controller::for_shared_stream(datajob_events, datajobs)
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .owns_stream(cronjobs)
         .watches_stream(job_stream, |job| {
             let ns = job.namespace()?;
