@@ -177,9 +177,12 @@ healthz() { curl -skf --max-time 3 "https://127.0.0.1:$1/healthz" >/dev/null 2>&
 wait_until() {
   local what=$1; shift
   while ! "$@" >/dev/null 2>&1; do
-    local c
+    local c p
     for c in $COMPONENTS; do
-      if [ -f "$(pidfile "$c")" ] && ! live_pid "$c" >/dev/null; then
+      # exited: its pid is gone (not `live_pid`, whose command-line check fails for the
+      # instant between a relaunch's fork and its exec)
+      p=$(cat "$(pidfile "$c")" 2>/dev/null) || continue
+      if [ -n "$p" ] && ! alive "$p"; then
         log "$c exited while waiting for: $what; last lines of $DIR/logs/$c.log:"
         tail -n 30 "$DIR/logs/$c.log" >&2 || true
         return 1

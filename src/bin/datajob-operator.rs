@@ -169,6 +169,11 @@ async fn run(config: Config) -> Result<()> {
             async {}
         }))
     };
+    // Each cache's sync, for any number of waiters (see `controller::Synced`).
+    let (groups_synced, datajobs_synced) = (
+        controller::Synced::of(&groups),
+        controller::Synced::of(&datajobs),
+    );
     let served = match webhook_settings {
         Some(s) => {
             let preflight = config
@@ -177,8 +182,12 @@ async fn run(config: Config) -> Result<()> {
             let app = webhook::router(
                 config.limits(),
                 config.guards(),
-                groups.clone(),
-                datajobs.clone(),
+                webhook::Caches {
+                    groups: groups.clone(),
+                    groups_synced: groups_synced.clone(),
+                    datajobs: datajobs.clone(),
+                    datajobs_synced: datajobs_synced.clone(),
+                },
                 Some(client.clone()),
                 metrics.clone(),
                 preflight,
@@ -196,9 +205,9 @@ async fn run(config: Config) -> Result<()> {
         }
     };
     {
-        let (groups, ready) = (groups.clone(), ready.clone());
+        let (synced, ready) = (groups_synced.clone(), ready.clone());
         tokio::spawn(async move {
-            if groups.wait_until_ready().await.is_ok() {
+            if synced.wait().await {
                 info!("ready: serving");
                 ready.set_ready();
             }
@@ -254,6 +263,8 @@ async fn run(config: Config) -> Result<()> {
             groups,
             group_changes,
             group_broadcast: group_broadcast.clone(),
+            groups_synced: groups_synced.clone(),
+            datajobs_synced: datajobs_synced.clone(),
             datajobs,
             datajob_changes: datajob_changes.clone(),
         };
@@ -305,6 +316,8 @@ struct Shared {
     groups: Store<NodeGroup>,
     group_changes: watch::Receiver<u64>,
     group_broadcast: tokio::sync::broadcast::Sender<Arc<NodeGroup>>,
+    groups_synced: controller::Synced,
+    datajobs_synced: controller::Synced,
     datajobs: Store<DataJob>,
     datajob_changes: tokio::sync::broadcast::Sender<Arc<DataJob>>,
 }
@@ -343,9 +356,21 @@ async fn run_controllers(
         groups,
         group_changes,
         group_broadcast,
+        groups_synced,
+        datajobs_synced,
         datajobs: datajob_store,
         datajob_changes,
     } = shared;
+    // The controllers share the replica's NodeGroup and DataJob caches: start them once
+    // those synced. kube's `Store::wait_until_ready` wakes only one of several waiters,
+    // and each controller waits on its store (see `controller::Synced`).
+    let synced = async { groups_synced.wait().await && datajobs_synced.wait().await };
+    tokio::select! {
+        ok = synced => if !ok {
+            return;
+        },
+        _ = stopped(act.clone()) => return,
+    }
     let client = ctx.client.clone();
     let (nodes, node_events) = controller::cache::<Node>(
         client.clone(),
@@ -367,6 +392,7 @@ async fn run_controllers(
             datajobs: datajob_store.clone(),
             datajob_events: controller::all_then_changes(
                 datajob_store.clone(),
+                datajobs_synced.clone(),
                 datajob_changes.subscribe(),
             ),
             input_changes: input_changes(datajob_store.clone(), datajob_changes.subscribe()),
@@ -397,7 +423,11 @@ async fn run_controllers(
     let nodegroups = controller::nodegroup::run(
         ctx.clone(),
         controller::nodegroup::NodeGroupCaches {
-            group_events: controller::all_then_changes(groups.clone(), group_broadcast.subscribe()),
+            group_events: controller::all_then_changes(
+                groups.clone(),
+                groups_synced.clone(),
+                group_broadcast.subscribe(),
+            ),
             groups: groups.clone(),
             pods: pods.clone(),
             pod_events: pods_for_groups,

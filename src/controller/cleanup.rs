@@ -34,7 +34,7 @@ pub async fn run(
             managed,
         ),
     )
-    .default_backoff()
+    .backoff(super::WatchBackoff::default())
     .touched_objects()
     .for_each({
         let mut health = super::WatchHealth::new("PersistentVolumeClaim");

@@ -14,6 +14,7 @@ use kube::runtime::reflector::Store;
 
 use crate::admission::resolve_and_place;
 use crate::api::{DataJob, NodeGroup};
+use crate::controller::Synced;
 use crate::decide::children::Guards;
 use crate::decide::nodegroups::{Group, usable_groups};
 use crate::metrics::{AdmissionLabels, Metrics};
@@ -29,14 +30,24 @@ struct WebhookState {
     limits: Arc<Limits>,
     guards: Arc<Guards>,
     groups: Store<NodeGroup>,
+    groups_synced: Synced,
     /// Every DataJob: a DataJob's inputs must exist in its namespace and make no cycle.
     datajobs: Store<DataJob>,
+    datajobs_synced: Synced,
     /// Asks the apiserver about an input the cache does not hold (yet): DataJobs applied
     /// together reach the webhook faster than its watch.
     client: Option<kube::Client>,
     metrics: Metrics,
     /// Looks up what an admitted spec refers to, for warnings; `None` when off.
     preflight: Option<Arc<Preflight>>,
+}
+
+/// The caches the webhook judges against, each with its sync signal.
+pub struct Caches {
+    pub groups: Store<NodeGroup>,
+    pub groups_synced: Synced,
+    pub datajobs: Store<DataJob>,
+    pub datajobs_synced: Synced,
 }
 
 /// The webhook's routes. `groups` is the NodeGroup cache: a DataJob no group could ever
@@ -46,8 +57,7 @@ struct WebhookState {
 pub fn router(
     limits: Limits,
     guards: Guards,
-    groups: Store<NodeGroup>,
-    datajobs: Store<DataJob>,
+    caches: Caches,
     client: Option<kube::Client>,
     metrics: Metrics,
     preflight: Option<Preflight>,
@@ -55,8 +65,10 @@ pub fn router(
     let state = WebhookState {
         limits: Arc::new(limits),
         guards: Arc::new(guards),
-        groups,
-        datajobs,
+        groups: caches.groups,
+        groups_synced: caches.groups_synced,
+        datajobs: caches.datajobs,
+        datajobs_synced: caches.datajobs_synced,
         client,
         metrics,
         preflight: preflight.map(Arc::new),
@@ -90,9 +102,9 @@ async fn validate(
     // Just after a start the NodeGroup cache may still be filling: wait a little, and
     // when it is still not there, judge without groups (as when there are none) rather
     // than refuse a DataJob against a partial list. The reconciler places it later.
-    let synced = tokio::time::timeout(GROUPS_SYNC_WAIT, s.groups.wait_until_ready())
+    let synced = tokio::time::timeout(GROUPS_SYNC_WAIT, s.groups_synced.wait())
         .await
-        .is_ok();
+        .unwrap_or(false);
     let groups = match synced {
         true => usable_groups(s.groups.state().iter().map(|g| g.as_ref())),
         false => Vec::new(),
@@ -100,9 +112,9 @@ async fn validate(
     let mut response = review_datajob(&req, &s.limits, &s.guards, &groups);
     // Inputs against the namespace's DataJobs; a cache still filling judges nothing
     // (the reconciler marks a DataJob with a missing input Invalid with the same words).
-    let datajobs_synced = tokio::time::timeout(GROUPS_SYNC_WAIT, s.datajobs.wait_until_ready())
+    let datajobs_synced = tokio::time::timeout(GROUPS_SYNC_WAIT, s.datajobs_synced.wait())
         .await
-        .is_ok();
+        .unwrap_or(false);
     if let (true, Some(dj)) = (datajobs_synced, &req.object) {
         let ns = req.namespace.clone().unwrap_or_else(|| "default".into());
         let mut others = namespace_graph(&ns, &s.datajobs);
