@@ -276,17 +276,7 @@ fn pod_template(
             automount_service_account_token: Some(r.service_account.is_some()),
             // Never root, whatever the image says (most public images run as root):
             // an explicit user and group, and volumes writable by that group.
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(r.run_as_user),
-                run_as_group: Some(r.run_as_user),
-                fs_group: Some(r.run_as_user),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
+            security_context: Some(pod_security(r)),
             init_containers: stage_container(r, guards).map(|c| vec![c]),
             containers: vec![container(r, guards)],
             volumes: Some(
@@ -339,6 +329,22 @@ fn claim_mounts(r: &Resolved) -> Vec<VolumeMount> {
             ..Default::default()
         })
         .collect()
+}
+
+/// The pod of a run or of its publish step: never root, an explicit user and group,
+/// volumes writable by that group, seccomp `RuntimeDefault` (the `restricted` profile).
+fn pod_security(r: &Resolved) -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(r.run_as_user),
+        run_as_group: Some(r.run_as_user),
+        fs_group: Some(r.run_as_user),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 fn restricted() -> SecurityContext {
@@ -502,17 +508,7 @@ pub fn publish_job(
                     automount_service_account_token: Some(false),
                     node_selector: r.placement.as_ref().map(|g| g.labels.clone()),
                     tolerations: r.placement.as_ref().map(tolerations),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(r.run_as_user),
-                        run_as_group: Some(r.run_as_user),
-                        fs_group: Some(r.run_as_user),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }),
+                    security_context: Some(pod_security(r)),
                     containers: vec![container],
                     volumes: Some(claim_pvc_volumes(r).collect()),
                     ..Default::default()
