@@ -354,7 +354,7 @@ EOF
     --kubelet-client-key="$DIR/pki/apiserver-kubelet-client.key" \
     --kubelet-certificate-authority="$DIR/pki/ca.crt" \
     --kubelet-preferred-address-types=InternalIP,Hostname \
-    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-issuer=datajob-e2e \
     --service-account-key-file="$DIR/pki/sa.pub" \
     --service-account-signing-key-file="$DIR/pki/sa.key" \
     --service-cluster-ip-range="$SERVICE_CIDR" \
