@@ -390,10 +390,14 @@ async fn run_controllers(
             group_events: controller::ticks(group_changes),
             pods: pods.clone(),
             datajobs: datajob_store.clone(),
-            datajob_events: controller::all_then_changes(
+            // Its own status writes do not wake it (see `spec_or_request_changes`).
+            datajob_events: controller::spec_or_request_changes(
+                controller::all_then_changes(
+                    datajob_store.clone(),
+                    datajobs_synced.clone(),
+                    datajob_changes.subscribe(),
+                ),
                 datajob_store.clone(),
-                datajobs_synced.clone(),
-                datajob_changes.subscribe(),
             ),
             input_changes: input_changes(datajob_store.clone(), datajob_changes.subscribe()),
         },

@@ -604,47 +604,10 @@ mod api_calls {
     use super::*;
     use crate::api::{DataJobResources, DataJobSpec};
     use crate::metrics::Metrics;
-    use http::{Request, Response};
-    use kube::client::Body;
     use kube::runtime::reflector;
 
-    /// Serves every request of `client` until the test ends; records "METHOD path".
     fn mocked(answer_for_status: DataJob) -> (kube::Client, Arc<Mutex<Vec<String>>>) {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let calls = Arc::new(Mutex::new(Vec::new()));
-        let seen = calls.clone();
-        tokio::spawn(async move {
-            while let Some((request, send)) = handle.next_request().await {
-                let (method, path) = (request.method().clone(), request.uri().path().to_string());
-                if let Ok(mut c) = seen.lock() {
-                    c.push(format!("{method} {path}"));
-                }
-                let body = request
-                    .into_body()
-                    .collect_bytes()
-                    .await
-                    .unwrap_or_default();
-                let (code, answer) = if method == http::Method::GET {
-                    let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                        "reason": "NotFound", "code": 404, "message": "not found"});
-                    (404, serde_json::to_vec(&status).unwrap_or_default())
-                } else if path.ends_with("/status") {
-                    (
-                        200,
-                        serde_json::to_vec(&answer_for_status).unwrap_or_default(),
-                    )
-                } else {
-                    // An apply or a create answers with the object it was sent.
-                    (200, body.to_vec())
-                };
-                let response = Response::builder()
-                    .status(code)
-                    .body(Body::from(answer))
-                    .expect("a response");
-                send.send_response(response);
-            }
-        });
-        (kube::Client::new(service, "data"), calls)
+        crate::controller::mock::client(serde_json::to_value(answer_for_status).unwrap_or_default())
     }
 
     fn datajob(schedule: Option<&str>, cpu: &str) -> DataJob {

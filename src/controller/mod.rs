@@ -15,7 +15,7 @@ use futures::{Stream, StreamExt};
 use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
 
 use crate::decide::children::Guards;
@@ -532,9 +532,11 @@ pub fn changes_of<K: Cacheable>(
 }
 
 /// NodeGroup changes that can move DataJobs: created, deleted, or spec changed
-/// (generation), not status updates. Counted in a watch channel, so changes coalesce
-/// and nothing queues up while nobody listens (a replica that does not lead). The
-/// returned pump keeps the cache filled and must be polled.
+/// (generation), not status updates; kube's generation predicate
+/// (`WatchStreamExt::predicate_filter`), combined with whether the object is still in
+/// the store (the final delete event leaves the generation alone). Counted in a watch
+/// channel, so changes coalesce and nothing queues up while nobody listens (a replica
+/// that does not lead). The returned pump keeps the cache filled and must be polled.
 pub fn spec_changes<K>(
     stream: impl Stream<Item = K> + Send + 'static,
     store: Store<K>,
@@ -546,26 +548,60 @@ where
     K: Cacheable,
 {
     let (tx, rx) = tokio::sync::watch::channel(0u64);
-    let mut seen: std::collections::HashMap<String, Option<i64>> = std::collections::HashMap::new();
-    let pump = stream.for_each(move |obj| {
-        let key = obj.meta().uid.clone().unwrap_or_default();
-        // The reflector has applied the event before it is passed on: an object that
-        // is not in the store any more was deleted.
-        let deleted = store
-            .get(&reflector::ObjectRef::from_obj(&obj))
-            .is_none_or(|current| current.meta().uid != obj.meta().uid);
-        let changed = if deleted {
-            seen.remove(&key);
-            true
-        } else {
-            seen.insert(key, obj.meta().generation) != Some(obj.meta().generation)
-        };
-        if changed {
+    let pump = stream
+        .map(Ok::<K, watcher::Error>)
+        .predicate_filter(
+            predicates::generation.combine(deleted_from(store)),
+            PredicateConfig::default(),
+        )
+        .for_each(move |_| {
             tx.send_modify(|n| *n = n.wrapping_add(1));
-        }
-        async {}
-    });
+            async {}
+        });
     (rx, pump)
+}
+
+/// A predicate that changes when an object leaves `store`: the reflector applies an
+/// event before passing the object on, so an object that is not in the store (or is
+/// there with another uid) was deleted.
+fn deleted_from<K: Cacheable>(store: Store<K>) -> impl Fn(&K) -> Option<u64> + Send + 'static {
+    move |obj: &K| {
+        let gone = store
+            .get(&reflector::ObjectRef::from_obj(obj))
+            .is_none_or(|current| current.meta().uid != obj.meta().uid);
+        Some(u64::from(gone))
+    }
+}
+
+/// What a DataJob's reconcile acts on, so that its own status writes trigger nothing:
+/// kube's predicates on the generation (the spec), the labels, the annotations (`kubectl
+/// datajob run` asks for a run with one) and the deletion mark, compared per object
+/// (uid) with what last passed; an object gone from `store` passes once and is
+/// forgotten. (kube's `predicate_filter` takes owned objects; these are shared.)
+pub fn spec_or_request_changes<K: Cacheable>(
+    changes: impl Stream<Item = Arc<K>> + Send + 'static,
+    store: Store<K>,
+) -> impl Stream<Item = Arc<K>> + Send + 'static {
+    let predicate = predicates::generation
+        .combine(predicates::labels)
+        .combine(predicates::annotations)
+        .combine(|obj: &K| Some(u64::from(obj.meta().deletion_timestamp.is_some())));
+    let gone = deleted_from(store);
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    changes.filter(move |obj| {
+        let pass = match (
+            obj.meta().uid.clone(),
+            predicate.hash_property(obj.as_ref()),
+        ) {
+            (Some(uid), _) if gone(obj.as_ref()) == Some(1) => {
+                seen.remove(&uid);
+                true
+            }
+            (Some(uid), Some(hash)) => seen.insert(uid, hash) != Some(hash),
+            _ => true,
+        };
+        std::future::ready(pass)
+    })
 }
 
 /// A stream that yields once for every batch of changes announced on `rx` after now.
@@ -575,6 +611,62 @@ pub fn ticks(mut rx: tokio::sync::watch::Receiver<u64>) -> impl Stream<Item = ()
         rx.changed().await.ok()?;
         Some(((), rx))
     })
+}
+
+/// kube's mocked client for the tests of the exact calls a reconcile makes.
+#[cfg(test)]
+pub(crate) mod mock {
+    use std::sync::{Arc, Mutex};
+
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::json;
+
+    /// A client whose requests are served until the test ends and recorded as
+    /// "METHOD path": a GET answers 404, a write to a status subresource answers
+    /// `status_answer`, any other write answers with the object it was sent (as an
+    /// apply, a patch or a create does).
+    pub fn client(status_answer: serde_json::Value) -> (kube::Client, Arc<Mutex<Vec<String>>>) {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let seen = calls.clone();
+        tokio::spawn(async move {
+            while let Some((request, send)) = handle.next_request().await {
+                let (method, path) = (request.method().clone(), request.uri().path().to_string());
+                if let Ok(mut c) = seen.lock() {
+                    c.push(format!("{method} {path}"));
+                }
+                let body = request
+                    .into_body()
+                    .collect_bytes()
+                    .await
+                    .unwrap_or_default();
+                let (code, answer) = if method == http::Method::GET {
+                    let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                        "reason": "NotFound", "code": 404, "message": "not found"});
+                    (404, serde_json::to_vec(&status).unwrap_or_default())
+                } else if path.ends_with("/status") {
+                    (200, serde_json::to_vec(&status_answer).unwrap_or_default())
+                } else if method == http::Method::PATCH && !body.starts_with(b"{\"apiVersion") {
+                    // A merge patch answers with an object of the kind patched; the
+                    // callers here read nothing of it.
+                    (
+                        200,
+                        br#"{"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"patched"}}"#
+                            .to_vec(),
+                    )
+                } else {
+                    (200, body.to_vec())
+                };
+                let response = Response::builder()
+                    .status(code)
+                    .body(Body::from(answer))
+                    .expect("a response");
+                send.send_response(response);
+            }
+        });
+        (kube::Client::new(service, "data"), calls)
+    }
 }
 
 #[cfg(test)]
@@ -632,6 +724,110 @@ mod tests {
         assert_eq!(waits, [250, 500, 1000, 2000, 4000, 4000, 4000]);
         b.reset();
         assert_eq!(b.next(), Some(Duration::from_millis(250)));
+    }
+
+    fn datajob(uid: &str, generation: i64) -> crate::api::DataJob {
+        let mut d = crate::api::DataJob::new("nightly", crate::api::DataJobSpec::default());
+        d.metadata.namespace = Some("data".into());
+        d.metadata.uid = Some(uid.into());
+        d.metadata.generation = Some(generation);
+        d
+    }
+
+    /// Feeds `objects` through a reflector store (applied, or deleted when flagged) and
+    /// `filter`, one by one; returns which passed.
+    async fn passed<F, S>(objects: Vec<(crate::api::DataJob, bool)>, filter: F) -> Vec<bool>
+    where
+        F: FnOnce(
+            futures::channel::mpsc::UnboundedReceiver<crate::api::DataJob>,
+            Store<crate::api::DataJob>,
+        ) -> S,
+        S: Stream<Item = ()> + Send + 'static,
+    {
+        let (store, mut writer) = reflector::store::<crate::api::DataJob>();
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let mut out = Box::pin(filter(rx, store));
+        let mut result = Vec::new();
+        for (obj, deleted) in objects {
+            let event = match deleted {
+                true => watcher::Event::Delete(obj.clone()),
+                false => watcher::Event::Apply(obj.clone()),
+            };
+            writer.apply_watcher_event(&event);
+            tx.unbounded_send(obj).expect("the filter listens");
+            let got = tokio::time::timeout(Duration::from_millis(50), out.next()).await;
+            result.push(matches!(got, Ok(Some(()))));
+        }
+        result
+    }
+
+    #[tokio::test]
+    async fn a_datajobs_own_status_writes_do_not_wake_its_reconcile() {
+        let first = datajob("uid-1", 1);
+        let mut status_written = first.clone();
+        status_written.status = Some(crate::api::DataJobStatus {
+            message: Some("running".into()),
+            ..Default::default()
+        });
+        let spec_changed = datajob("uid-1", 2);
+        let mut run_asked = spec_changed.clone();
+        run_asked
+            .annotations_mut()
+            .insert(crate::labels::TRIGGER.into(), "now".into());
+        let mut deleting = run_asked.clone();
+        deleting.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
+        );
+        let recreated = datajob("uid-2", 1);
+        let got = passed(
+            vec![
+                (first, false),
+                (status_written, false),
+                (spec_changed, false),
+                (run_asked.clone(), false),
+                (run_asked, false),
+                (deleting.clone(), false),
+                (deleting, true),
+                (recreated, false),
+            ],
+            |rx, store| spec_or_request_changes(rx.map(Arc::new), store).map(|_| ()),
+        )
+        .await;
+        assert_eq!(
+            got,
+            [true, false, true, true, false, true, true, true],
+            "new, status only, spec, run asked, the same again, deletion mark, deleted, made again"
+        );
+    }
+
+    #[tokio::test]
+    async fn node_group_ticks_count_spec_changes_and_deletions_not_status() {
+        let first = datajob("uid-1", 1);
+        let mut status_written = first.clone();
+        status_written.status = Some(crate::api::DataJobStatus {
+            message: Some("ready".into()),
+            ..Default::default()
+        });
+        let spec_changed = datajob("uid-1", 2);
+        let got = passed(
+            vec![
+                (first, false),
+                (status_written, false),
+                (spec_changed.clone(), false),
+                (spec_changed, true),
+            ],
+            |rx, store| {
+                let (ticks_rx, pump) = spec_changes(rx, store);
+                tokio::spawn(pump);
+                ticks(ticks_rx)
+            },
+        )
+        .await;
+        assert_eq!(
+            got,
+            [true, false, true, true],
+            "new, status only, spec, deleted"
+        );
     }
 
     #[test]

@@ -209,3 +209,95 @@ impl Act<'_> {
         Ok(())
     }
 }
+
+/// The exact calls one watchdog reconcile makes, against kube's mocked client.
+#[cfg(test)]
+mod api_calls {
+    use super::*;
+    use crate::metrics::Metrics;
+    use kube::runtime::reflector;
+
+    fn store_of<K>(objects: Vec<K>) -> Store<K>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let (store, mut writer) = reflector::store();
+        for o in objects {
+            writer.apply_watcher_event(&watcher::Event::Apply(o));
+        }
+        store
+    }
+
+    fn ago(secs: i64) -> String {
+        (Utc::now() - chrono::Duration::seconds(secs))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    }
+
+    fn run() -> Job {
+        serde_json::from_value(json!({
+            "metadata": {"name": "nightly-29934840", "namespace": "data", "labels": {NAME: "nightly"}},
+            "status": {"startTime": ago(120), "active": 1},
+        }))
+        .expect("a Job")
+    }
+
+    fn pod_of_run(container_state: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "nightly-29934840-abcde", "namespace": "data",
+                "labels": {JOB_NAME: "nightly-29934840", NAME: "nightly"}},
+            "spec": {"nodeName": "n", "containers": [{"name": "main", "image": "registry.example/etl:1.0"}]},
+            "status": {
+                "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": ago(120)}],
+                "containerStatuses": [{"name": "main", "image": "registry.example/etl:1.0", "imageID": "",
+                    "ready": false, "restartCount": 0, "state": container_state}],
+            },
+        }))
+        .expect("a Pod")
+    }
+
+    async fn calls_of_one_reconcile(pods: Vec<Pod>) -> Vec<String> {
+        let (client, calls) = crate::controller::mock::client(json!({}));
+        let node: Node = serde_json::from_value(
+            json!({"metadata": {"name": "n"}, "status": {"allocatable": {"cpu": "4", "memory": "16Gi"}}}),
+        )
+        .expect("a Node");
+        let ctx = Arc::new(WatchdogContext {
+            base: Context::new(
+                client,
+                Metrics::new(true),
+                crate::validation::Limits::default(),
+                crate::decide::children::Guards::default(),
+            ),
+            settings: Settings::default(),
+            pods: store_of(pods),
+            nodes: store_of(vec![node]),
+            groups: store_of(Vec::new()),
+        });
+        let action = reconcile(Arc::new(run()), ctx).await;
+        assert!(action.is_ok(), "the reconcile failed: {:?}", action.err());
+        calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_run_whose_image_cannot_be_pulled_is_ended_with_one_patch_and_a_warning_event() {
+        let stuck = pod_of_run(json!({"waiting": {"reason": "ImagePullBackOff",
+            "message": "Back-off pulling image \"registry.example/etl:1.0\""}}));
+        assert_eq!(
+            calls_of_one_reconcile(vec![stuck]).await,
+            [
+                // activeDeadlineSeconds shrunk and the reason annotated: the Job fails.
+                "PATCH /apis/batch/v1/namespaces/data/jobs/nightly-29934840",
+                "POST /apis/events.k8s.io/v1/namespaces/data/events",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_running_run_costs_no_call() {
+        let running = pod_of_run(json!({"running": {"startedAt": ago(60)}}));
+        assert_eq!(
+            calls_of_one_reconcile(vec![running]).await,
+            Vec::<String>::new()
+        );
+    }
+}
