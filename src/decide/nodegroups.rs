@@ -443,6 +443,9 @@ struct Bin {
     frees_at: Option<DateTime<Utc>>,
     /// Pending pods were packed into it: they run from now, for a time not known.
     took_pending: bool,
+    /// Busy with DataJob runs alone whose end is not known (no history): it may free
+    /// up at any moment.
+    ends_unknown: bool,
     /// What scheduled runs packed into it will take when they are due.
     later: Request,
 }
@@ -461,8 +464,15 @@ impl Bin {
             used: false,
             frees_at: None,
             took_pending: false,
+            ends_unknown: false,
             later: Request::default(),
         }
+    }
+
+    /// Whether the run `request` could take this node once the runs of unknown length on
+    /// it end (less what runs due before took).
+    fn may_free_for(&self, shape: &Request, request: &Request) -> bool {
+        self.ends_unknown && !self.took_pending && request.fits(&shape.minus(&self.later))
     }
 
     /// The room for a run due at `at`: the whole node when its runs will have ended by
@@ -503,8 +513,12 @@ fn pack(bins: &mut Vec<Bin>, shape: &Request, demand: &[Request]) {
 }
 
 /// First fit decreasing of scheduled runs into `bins` at their due times (a busy node
-/// whose runs end before a run is due has room for it then); a new bin of `shape` is
-/// opened for what fits in none.
+/// whose runs end before a run is due has room for it then). A run that fits in none
+/// waits for a node busy with runs of unknown length ([`Bin::may_free_for`]) when one
+/// could take it: no node is booted ahead for it, and if that node is still busy at its
+/// time, its pending pod boots one then. A warm-up boot is paid only for a run that
+/// surely needs it; the price is at most one boot of lateness when the unknown run
+/// outlasts the due time. Else a new bin of `shape` is opened.
 fn pack_due(bins: &mut Vec<Bin>, shape: &Request, due: &[&DueRun]) {
     let mut sorted: Vec<&&DueRun> = due.iter().filter(|d| d.request.fits(shape)).collect();
     sorted.sort_by(|a, b| {
@@ -518,10 +532,13 @@ fn pack_due(bins: &mut Vec<Bin>, shape: &Request, due: &[&DueRun]) {
             .position(|b| d.request.fits(&b.room_at(shape, d.due)))
         {
             Some(i) => i,
-            None => {
-                bins.push(Bin::new(None, false, *shape));
-                bins.len() - 1
-            }
+            None => match bins.iter().position(|b| b.may_free_for(shape, &d.request)) {
+                Some(i) => i,
+                None => {
+                    bins.push(Bin::new(None, false, *shape));
+                    bins.len() - 1
+                }
+            },
         };
         let b = &mut bins[i];
         b.later = b.later.plus(&d.request);
@@ -553,9 +570,11 @@ pub fn nodes_needed(
 fn bins_of(state: &GroupState, shape: &Request, booting: usize) -> Vec<Bin> {
     let bin = |n: &NodeView| {
         let busy = n.datajob_pods > 0 || n.foreign_pods > 0;
+        let own = busy && n.foreign_pods == 0;
         Bin {
             busy,
-            frees_at: n.frees_at.filter(|_| busy && n.foreign_pods == 0),
+            frees_at: n.frees_at.filter(|_| own),
+            ends_unknown: own && n.frees_at.is_none(),
             ..Bin::new(Some(n.name.clone()), n.ready, n.free)
         }
     };
@@ -1743,9 +1762,33 @@ pub(crate) mod tests {
         assert_eq!((d.desired, d.reason), (1, None), "a takes it when due");
         // The room left now is not promised to anyone else.
         assert_eq!(d.room, vec![]);
-        // Not known, or ending after the run is due: a node is booted for it.
-        assert_eq!(decide(&g, &busy(None), now()).desired, 2);
+        // Ending after the run is due: a node is booted for it.
         assert_eq!(decide(&g, &busy(Some(200)), now()).desired, 2);
+        // Not known (ingest has no history): `a` may free up in time, so no node is
+        // booted ahead; the run waits for `a`.
+        let d = decide(&g, &busy(None), now());
+        assert_eq!((d.desired, d.reason), (1, None), "waits for a");
+        // Someone else's pod on `a`: it never frees for the run, a node is booted.
+        let mut foreign = busy(None);
+        foreign.nodes[0].foreign_pods = 1;
+        assert_eq!(decide(&g, &foreign, now()).desired, 2);
+        // Two runs due that would both need all of `a`: one waits for it, one boots.
+        let mut two = busy(None);
+        two.due
+            .push(due("analytics/report", req(4, 12, 0), now() + secs(180)));
+        assert_eq!(decide(&g, &two, now()).desired, 2);
+        // At its time, `a` still busy: the run's pod is pending and boots a node then.
+        let late = GroupState {
+            pending: vec![req(4, 12, 0)],
+            active: 2,
+            due: vec![],
+            ..busy(None)
+        };
+        let d = decide(&g, &late, now() + secs(180));
+        assert_eq!(
+            (d.desired, d.reason.as_deref()),
+            (2, Some("1 pending run pod(s) need 1 more node(s)"))
+        );
         // The same for a run due later: an empty node is not kept for it when a busy
         // node will have room by then.
         let g = scheduled_group();
