@@ -17,6 +17,12 @@
 //!    shows it, p50/p99/max, and runs that never reached the status), RSS idle and
 //!    peak, CPU, and the apply time.
 //!
+//! 5. at the end of the slots, says where the memory goes: every object the operator
+//!    caches (DataJobs, NodeGroups, Nodes, and the managed Jobs, pods and CronJobs'
+//!    metadata) is listed, trimmed as the operator trims it, and put in a reflector
+//!    store like the operator's, under an allocator that counts the bytes this thread
+//!    holds; a table gives the objects and MiB per kind beside the RSS.
+//!
 //! `BENCH_SCALE_N` (default `100,500,1000,2000`) lists the sizes; each size runs in a
 //! namespace of its own, deleted afterwards. Run it with `bash e2e/bench/scale.sh`
 //! (brings the cluster up and down). Results: docs/benchmarks.md.
@@ -36,6 +42,51 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+
+/// Counts the bytes each thread allocates and has not freed, for the cache table.
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        static LIVE: Cell<isize> = const { Cell::new(0) };
+    }
+
+    pub struct Counting;
+
+    fn add(n: isize) {
+        let _ = LIVE.try_with(|l| l.set(l.get() + n));
+    }
+
+    // SAFETY: every call goes to the system allocator unchanged; only a thread-local
+    // counter (const-initialised, so it never allocates) is updated beside it.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            add(layout.size() as isize);
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            add(-(layout.size() as isize));
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            add(layout.size() as isize);
+            unsafe { System.alloc_zeroed(layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            add(new_size as isize - layout.size() as isize);
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    /// Bytes this thread holds now.
+    pub fn live() -> isize {
+        LIVE.try_with(Cell::get).unwrap_or(0)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: counting::Counting = counting::Counting;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type Result<T, E = Error> = std::result::Result<T, E>;
@@ -68,6 +119,15 @@ struct Row {
     rss_idle_mib: f64,
     rss_peak_mib: f64,
     cpu_percent: f64,
+    /// What the operator's caches held at the end of the slots, per kind.
+    caches: Vec<CacheUse>,
+}
+
+/// One kind in the operator's caches: how many objects, and the bytes they take.
+struct CacheUse {
+    kind: &'static str,
+    objects: usize,
+    bytes: isize,
 }
 
 #[derive(Default)]
@@ -104,7 +164,131 @@ async fn bench() -> Result<()> {
         }
     }
     print_table(&rows);
+    print_caches(&rows);
     Ok(())
+}
+
+fn print_caches(rows: &[Row]) {
+    println!();
+    println!(
+        "Where the memory goes at the end of the slots: the objects the operator caches, trimmed as it trims them, in a reflector store."
+    );
+    println!();
+    println!("| N | kind | objects | MiB in cache | bytes per object |");
+    println!("| --- | --- | --- | --- | --- |");
+    let mib = |b: isize| b as f64 / 1048576.0;
+    for r in rows {
+        let mut total = 0;
+        for c in &r.caches {
+            total += c.bytes;
+            println!(
+                "| {} | {} | {} | {:.1} | {} |",
+                r.n,
+                c.kind,
+                c.objects,
+                mib(c.bytes),
+                c.bytes.checked_div(c.objects as isize).unwrap_or(0)
+            );
+        }
+        println!(
+            "| {} | all caches (RSS peak {:.0} MiB) | {} | {:.1} | — |",
+            r.n,
+            r.rss_peak_mib,
+            r.caches.iter().map(|c| c.objects).sum::<usize>(),
+            mib(total)
+        );
+    }
+}
+
+/// Lists `kind` as the operator's watch would see it (`params`), then measures the bytes
+/// a reflector store holds for those objects once `trim` has run on each: deserialised
+/// from the JSON again, on this thread, with nothing awaited meanwhile.
+async fn cache_use<K>(
+    kind: &'static str,
+    api: Api<K>,
+    params: &ListParams,
+    trim: fn(&mut K),
+) -> Result<CacheUse>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let listed = api.list(params).await?.items;
+    let json: Vec<Vec<u8>> = listed
+        .iter()
+        .map(serde_json::to_vec)
+        .collect::<Result<_, _>>()?;
+    drop(listed);
+    Ok(held_by_store(kind, &json, trim))
+}
+
+fn held_by_store<K>(kind: &'static str, json: &[Vec<u8>], trim: fn(&mut K)) -> CacheUse
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + 'static,
+{
+    let before = counting::live();
+    let (store, mut writer) = kube::runtime::reflector::store::<K>();
+    for bytes in json {
+        if let Ok(mut obj) = serde_json::from_slice::<K>(bytes) {
+            obj.managed_fields_mut().clear();
+            trim(&mut obj);
+            writer.apply_watcher_event(&watcher::Event::Apply(obj));
+        }
+    }
+    let bytes = counting::live() - before;
+    let objects = store.state().len();
+    drop((store, writer));
+    CacheUse {
+        kind,
+        objects,
+        bytes,
+    }
+}
+
+/// What each of the operator's caches holds now.
+async fn caches_now(client: &Client) -> Result<Vec<CacheUse>> {
+    use k8s_openapi::api::core::v1::{Node, Pod};
+    let all = ListParams::default();
+    let managed = ListParams::default().labels(&labels::managed_selector());
+    fn keep<K>(_: &mut K) {}
+    let cronjobs = {
+        let listed = Api::<CronJob>::all(client.clone())
+            .list_metadata(&managed)
+            .await?
+            .items;
+        let json: Vec<Vec<u8>> = listed
+            .iter()
+            .map(serde_json::to_vec)
+            .collect::<Result<_, _>>()?;
+        drop(listed);
+        held_by_store::<kube::core::PartialObjectMeta<CronJob>>("CronJob (metadata)", &json, keep)
+    };
+    Ok(vec![
+        cache_use("DataJob", Api::<DataJob>::all(client.clone()), &all, keep).await?,
+        cache_use(
+            "NodeGroup",
+            Api::<datajob::api::NodeGroup>::all(client.clone()),
+            &all,
+            keep,
+        )
+        .await?,
+        cache_use(
+            "Node",
+            Api::<Node>::all(client.clone()),
+            &all,
+            datajob::controller::trim_node,
+        )
+        .await?,
+        cache_use("Job", Api::<Job>::all(client.clone()), &managed, keep).await?,
+        cache_use("Pod", Api::<Pod>::all(client.clone()), &managed, keep).await?,
+        cronjobs,
+    ])
 }
 
 fn print_table(rows: &[Row]) {
@@ -403,6 +587,10 @@ async fn measure(
     };
     jobs_watch.abort();
     status_watch.abort();
+    let caches = caches_now(client).await.unwrap_or_else(|e| {
+        eprintln!("could not list the cached objects: {e}");
+        Vec::new()
+    });
 
     // Jobs per side and slot.
     let all = jobs.list(&ListParams::default()).await?.items;
@@ -495,5 +683,6 @@ async fn measure(
         rss_idle_mib,
         rss_peak_mib: rss_peak,
         cpu_percent,
+        caches,
     })
 }
