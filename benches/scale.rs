@@ -285,8 +285,20 @@ async fn caches_now(client: &Client) -> Result<Vec<CacheUse>> {
             datajob::controller::trim_node,
         )
         .await?,
-        cache_use("Job", Api::<Job>::all(client.clone()), &managed, keep).await?,
-        cache_use("Pod", Api::<Pod>::all(client.clone()), &managed, keep).await?,
+        cache_use(
+            "Job",
+            Api::<Job>::all(client.clone()),
+            &managed,
+            datajob::controller::trim_job,
+        )
+        .await?,
+        cache_use(
+            "Pod",
+            Api::<Pod>::all(client.clone()),
+            &managed,
+            datajob::controller::trim_pod,
+        )
+        .await?,
         cronjobs,
     ])
 }

@@ -566,6 +566,81 @@ async fn an_empty_node_is_kept_for_a_run_due_soon_and_removed_at_once_when_nothi
     );
 }
 
+/// The warm-up boots no node ahead for a run that a node busy with a run of unknown
+/// length (a one-off: no history) may take: the group stays at one node through the
+/// warm-up window, the one-off ends inside it, and the scheduled run lands on its node.
+#[tokio::test]
+async fn a_warm_up_waits_for_a_node_busy_with_a_run_of_unknown_length() {
+    use chrono::{Timelike, Utc};
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let ns = test_namespace(&client, "unknown").await;
+    let mut spec = kwok_group(4, "16Gi", 0, "0.30", 2);
+    spec["scaleDownPolicy"] = json!("Schedule");
+    spec["warmUpBefore"] = json!("45s");
+    spec["namespaces"] = json!([ns.name()]);
+    let (group, _g) = node_group(&client, "unknown", spec).await;
+    let groups: Api<NodeGroup> = Api::all(client.clone());
+    // A daily run due at a whole minute 60 to 120 s away, asking for 2 CPUs.
+    let due = (Utc::now() + chrono::Duration::seconds(120))
+        .with_second(0)
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap();
+    let schedule = format!("{} {} * * *", due.minute(), due.hour());
+    let daily = datajob(
+        &client,
+        ns.name(),
+        "daily",
+        json!({"image": "busybox", "schedule": schedule, "timeZone": "UTC",
+            "resources": {"cpu": 2, "memory": "4Gi"}, "podAnnotations": {kwok::DURATION: "3s"}}),
+    )
+    .await;
+    // A one-off run of 3 CPUs (the daily run does not fit beside it) that ends about
+    // 25 s before the daily run is due: inside the 45 s warm-up window.
+    let runs_for = (due - Utc::now()).num_seconds() - 25 - 5;
+    let adhoc = datajob(
+        &client,
+        ns.name(),
+        "adhoc",
+        json!({"image": "busybox", "resources": {"cpu": 3, "memory": "4Gi"},
+            "podAnnotations": {kwok::DURATION: format!("{runs_for}s")}}),
+    )
+    .await;
+    // Through the warm-up window until the daily run succeeded: never a second node.
+    let mut most = 0;
+    let deadline = std::time::Instant::now()
+        + (due - Utc::now()).to_std().unwrap_or_default()
+        + Duration::from_secs(60);
+    loop {
+        let g = groups.get(&group).await.unwrap();
+        most = most.max(g.status.as_ref().map_or(0, |s| s.desired));
+        let done = daily
+            .get("daily")
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.state)
+            == Some(RunState::Succeeded);
+        if done {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daily run did not succeed in time"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    succeeded(&adhoc, "adhoc", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(most, 1, "no node was booted ahead for the daily run");
+    assert_eq!(
+        node_of_run(&client, ns.name(), "daily").await,
+        node_of_run(&client, ns.name(), "adhoc").await,
+        "the daily run took the one-off's node"
+    );
+}
+
 /// Placement reads the groups' room: a run that fits beside a long run on a
 /// high-memory node goes there, instead of booting a node of the cheaper group (the
 /// trace where the cheapest group per node leaves two half-empty nodes).

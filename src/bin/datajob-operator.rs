@@ -377,8 +377,8 @@ async fn run_controllers(
         watcher::Config::default(),
         controller::trim_node,
     );
-    let (jobs, job_events) = controller::managed_cache::<Job>(client.clone());
-    let (pods, pod_events) = controller::managed_cache::<Pod>(client.clone());
+    let (jobs, job_events) = controller::managed_cache::<Job>(client.clone(), controller::trim_job);
+    let (pods, pod_events) = controller::managed_cache::<Pod>(client.clone(), controller::trim_pod);
     let (pods_for_watchdog, pods_for_groups, pod_pump) = controller::fan_out(pod_events);
     let (jobs_for_datajobs, jobs_for_watchdog, job_pump) = controller::fan_out(job_events);
     let datajobs = controller::datajob::run(

@@ -247,13 +247,17 @@ pub fn relisting_watcher<K: Cacheable>(
 }
 
 /// A cache of everything of kind `K` that DataJob manages (by label), trimmed of managed
-/// fields, and the stream of changes that keeps it filled (poll it, or the cache stays empty).
-pub fn managed_cache<K>(client: Client) -> (Store<K>, impl Stream<Item = K> + Send + 'static)
+/// fields and of what `trim` removes, and the stream of changes that keeps it filled
+/// (poll it, or the cache stays empty).
+pub fn managed_cache<K>(
+    client: Client,
+    trim: fn(&mut K),
+) -> (Store<K>, impl Stream<Item = K> + Send + 'static)
 where
     K: Cacheable,
 {
     let config = watch_config().labels(&crate::labels::managed_selector());
-    cache(client, config, |_| {})
+    cache(client, config, trim)
 }
 
 /// A cache of every `K` that `config` selects, trimmed of managed fields and of what
@@ -398,6 +402,47 @@ where
 pub fn trim_node(node: &mut k8s_openapi::api::core::v1::Node) {
     if let Some(s) = node.status.as_mut() {
         s.images = None;
+    }
+}
+
+/// A run's Job as the caches keep it: its pod template goes (the operator reads a Job's
+/// metadata, `spec.suspend` and its status, never the template it wrote; the pods say
+/// what ran). The template is a Job's largest part.
+pub fn trim_job(job: &mut k8s_openapi::api::batch::v1::Job) {
+    if let Some(spec) = job.spec.as_mut() {
+        spec.template = Default::default();
+    }
+}
+
+/// A run's pod as the caches keep it: what the watchdog, the scaler and the clean-up
+/// read (metadata, the node and node selector, each container's name, image and
+/// resources, the volumes backed by claims, the status), not the environment, the
+/// command, probes, mounts, security settings, tolerations or the other volumes.
+pub fn trim_pod(pod: &mut k8s_openapi::api::core::v1::Pod) {
+    use k8s_openapi::api::core::v1::Container;
+    let slim = |c: &mut Container| {
+        *c = Container {
+            name: std::mem::take(&mut c.name),
+            image: c.image.take(),
+            resources: c.resources.take(),
+            ..Container::default()
+        };
+    };
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.containers.iter_mut().for_each(slim);
+        spec.init_containers.iter_mut().flatten().for_each(slim);
+        if let Some(volumes) = spec.volumes.as_mut() {
+            volumes.retain(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
+            for v in volumes.iter_mut() {
+                // The claim's name is what the clean-up matches, not the template.
+                if let Some(e) = v.ephemeral.as_mut() {
+                    e.volume_claim_template = None;
+                }
+            }
+        }
+        spec.tolerations = None;
+        spec.affinity = None;
+        spec.security_context = None;
     }
 }
 
@@ -828,6 +873,73 @@ mod tests {
             [true, false, true, true],
             "new, status only, spec, deleted"
         );
+    }
+
+    #[test]
+    fn trimmed_pods_and_jobs_keep_what_the_controllers_read() {
+        use k8s_openapi::api::batch::v1::Job;
+        use k8s_openapi::api::core::v1::Pod;
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "r-1-x", "namespace": "data", "labels": {"a": "b"}, "annotations": {"c": "d"}},
+            "spec": {
+                "nodeName": "n", "nodeSelector": {"datajob.dev/node-group": "g"},
+                "containers": [{"name": "main", "image": "etl:1", "command": ["run"], "env": [{"name": "X", "value": "1"}],
+                    "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "4Gi"}},
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+                "volumes": [
+                    {"name": "data", "persistentVolumeClaim": {"claimName": "r-1-data"}},
+                    {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {"accessModes": ["ReadWriteOnce"]}}}},
+                    {"name": "token", "projected": {"sources": []}},
+                ],
+                "tolerations": [{"key": "k", "operator": "Exists"}],
+            },
+            "status": {"phase": "Running", "containerStatuses": [{"name": "main", "image": "etl:1", "imageID": "", "ready": true, "restartCount": 0}]},
+        }))
+        .expect("a pod");
+        let (before, status) = (crate::resources::Request::of(&pod), pod.status.clone());
+        trim_pod(&mut pod);
+        assert_eq!(
+            crate::resources::Request::of(&pod),
+            before,
+            "what it asks for"
+        );
+        assert_eq!(pod.status, status);
+        assert_eq!(pod.metadata.labels.as_ref().map(|l| l.len()), Some(1));
+        let spec = pod.spec.as_ref().expect("a spec");
+        assert_eq!(spec.node_name.as_deref(), Some("n"));
+        assert!(spec.node_selector.is_some());
+        let c = &spec.containers[0];
+        assert_eq!(
+            (c.name.as_str(), c.image.as_deref()),
+            ("main", Some("etl:1"))
+        );
+        assert!(c.env.is_none() && c.command.is_none() && c.volume_mounts.is_none());
+        assert!(
+            c.resources
+                .as_ref()
+                .and_then(|r| r.limits.as_ref())
+                .is_some()
+        );
+        let volumes: Vec<&str> = spec
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(volumes, ["data", "scratch"], "the volumes backed by claims");
+        assert!(spec.tolerations.is_none());
+
+        let mut job: Job = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "r-1", "annotations": {"e": "f"}},
+            "spec": {"suspend": true, "backoffLimit": 1, "template": {"spec": {"containers": [{"name": "main", "image": "etl:1"}]}}},
+            "status": {"active": 1},
+        }))
+        .expect("a job");
+        trim_job(&mut job);
+        let spec = job.spec.as_ref().expect("a spec");
+        assert_eq!((spec.suspend, spec.backoff_limit), (Some(true), Some(1)));
+        assert!(spec.template.spec.is_none());
+        assert_eq!(job.status.and_then(|s| s.active), Some(1));
     }
 
     #[test]
