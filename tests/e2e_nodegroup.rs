@@ -84,6 +84,17 @@ fn kwok_group(cpu: u32, memory: &str, gpu: u32, price: &str, max: i32) -> serde_
     })
 }
 
+/// A whole minute at most `secs` (and more than `secs` - 60) seconds from now, and a
+/// daily schedule (UTC) that fires at it.
+fn daily_within(secs: i64) -> (chrono::DateTime<chrono::Utc>, String) {
+    use chrono::Timelike;
+    let due = (chrono::Utc::now() + chrono::Duration::seconds(secs))
+        .with_second(0)
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap();
+    (due, format!("{} {} * * *", due.minute(), due.hour()))
+}
+
 /// Creates a DataJob. Right after a NodeGroup is created the webhook's cache may not have
 /// it yet (and refuses what only that group fits): retry such refusals for a few seconds.
 async fn datajob(client: &Client, ns: &str, name: &str, spec: serde_json::Value) -> Api<DataJob> {
@@ -348,7 +359,7 @@ async fn deleting_a_node_group_moves_its_datajobs_off_it() {
 
 #[tokio::test]
 async fn a_scheduled_run_finds_its_node_warm() {
-    use chrono::{Timelike, Utc};
+    use chrono::Utc;
     let _serial = SERIAL.lock().await;
     let client = client().await;
     let ns = test_namespace(&client, "warm").await;
@@ -358,11 +369,7 @@ async fn a_scheduled_run_finds_its_node_warm() {
     spec["scaleDownPolicy"] = json!("Idle");
     let (group, _g) = node_group(&client, "warm", spec).await;
     // Due at a whole minute 40 to 100 s away, so the 30 s warm-up window is ahead.
-    let due = (Utc::now() + chrono::Duration::seconds(100))
-        .with_second(0)
-        .and_then(|t| t.with_nanosecond(0))
-        .unwrap();
-    let schedule = format!("{} {} * * *", due.minute(), due.hour());
+    let (due, schedule) = daily_within(100);
     let spec = json!({"image": "busybox", "schedule": schedule, "timeZone": "UTC",
         "resources": {"cpu": 2, "memory": "4Gi"}, "podAnnotations": {kwok::DURATION: "2s"}});
     let api = datajob(&client, ns.name(), "daily", spec).await;
@@ -404,7 +411,7 @@ async fn a_scheduled_run_finds_its_node_warm() {
 /// once, not after `scaleDownAfter`.
 #[tokio::test]
 async fn an_empty_node_is_kept_for_a_run_due_soon_and_removed_at_once_when_nothing_is_due() {
-    use chrono::{Timelike, Utc};
+    use chrono::Utc;
     let _serial = SERIAL.lock().await;
     let client = client().await;
     let ns = test_namespace(&client, "keep").await;
@@ -419,11 +426,7 @@ async fn an_empty_node_is_kept_for_a_run_due_soon_and_removed_at_once_when_nothi
     let (group, _g) = node_group(&client, "keep", spec).await;
     let groups: Api<NodeGroup> = Api::all(client.clone());
     // A daily run due at a whole minute 60 to 120 s away.
-    let due = (Utc::now() + chrono::Duration::seconds(120))
-        .with_second(0)
-        .and_then(|t| t.with_nanosecond(0))
-        .unwrap();
-    let schedule = format!("{} {} * * *", due.minute(), due.hour());
+    let (due, schedule) = daily_within(120);
     let daily = datajob(
         &client,
         ns.name(),
@@ -571,7 +574,7 @@ async fn an_empty_node_is_kept_for_a_run_due_soon_and_removed_at_once_when_nothi
 /// warm-up window, the one-off ends inside it, and the scheduled run lands on its node.
 #[tokio::test]
 async fn a_warm_up_waits_for_a_node_busy_with_a_run_of_unknown_length() {
-    use chrono::{Timelike, Utc};
+    use chrono::Utc;
     let _serial = SERIAL.lock().await;
     let client = client().await;
     let ns = test_namespace(&client, "unknown").await;
@@ -582,11 +585,7 @@ async fn a_warm_up_waits_for_a_node_busy_with_a_run_of_unknown_length() {
     let (group, _g) = node_group(&client, "unknown", spec).await;
     let groups: Api<NodeGroup> = Api::all(client.clone());
     // A daily run due at a whole minute 60 to 120 s away, asking for 2 CPUs.
-    let due = (Utc::now() + chrono::Duration::seconds(120))
-        .with_second(0)
-        .and_then(|t| t.with_nanosecond(0))
-        .unwrap();
-    let schedule = format!("{} {} * * *", due.minute(), due.hour());
+    let (due, schedule) = daily_within(120);
     let daily = datajob(
         &client,
         ns.name(),
