@@ -2,7 +2,8 @@
 //! same pod, in one run, on the local control plane with kwok nodes.
 //!
 //! For each N it:
-//! 1. starts a release-built operator of its own (no webhook URL but the bench's own),
+//! 1. starts a release-built operator of its own (`BENCH_OPERATOR`; e2e/bench/scale.sh
+//!    builds the image's static binary) (no webhook URL but the bench's own),
 //!    waits until it leads, and reads its idle RSS;
 //! 2. applies N DataJobs through the webhook (8 at a time) and times it; `E` of them run
 //!    every minute (`BENCH_SCALE_EVERY_MINUTE`, default 100: what the local control
@@ -163,6 +164,11 @@ async fn bench() -> Result<()> {
             Err(e) => eprintln!("N = {n}: {e}"),
         }
     }
+    println!();
+    println!(
+        "Operator measured: {}",
+        env_or("BENCH_OPERATOR", "target/release/datajob-operator")
+    );
     print_table(&rows);
     print_caches(&rows);
     Ok(())

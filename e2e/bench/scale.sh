@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark (`make bench-scale`): N scheduled DataJobs beside N plain CronJobs with the same
 # pod, on the local control plane with kwok nodes; prints one table (see benches/scale.rs).
-# Builds the release operator it measures, starts a fresh cluster, and stops everything.
+# Builds the operator it measures: the static (musl) release binary the image ships, the
+# one the Helm chart runs (BENCH_BINARY=glibc: the release build for this machine's libc
+# instead; BENCH_OPERATOR=path: any binary). Starts a fresh cluster and stops everything.
 #
 #   bash e2e/bench/scale.sh
 #   BENCH_SCALE_N=100,500 BENCH_SCALE_EVERY_MINUTE=100 BENCH_SCALE_SLOTS=3 bash e2e/bench/scale.sh
@@ -11,7 +13,18 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
-cargo build --release --bin datajob-operator
+if [ -z "${BENCH_OPERATOR:-}" ]; then
+  case "${BENCH_BINARY:-image}" in
+    image)
+      bash e2e/operator-image.sh >/dev/null
+      export BENCH_OPERATOR=$ROOT/target/x86_64-unknown-linux-musl/release/datajob-operator ;;
+    glibc)
+      cargo build --release --bin datajob-operator
+      export BENCH_OPERATOR=$ROOT/target/release/datajob-operator ;;
+    *) echo "scale.sh: BENCH_BINARY is image or glibc, not ${BENCH_BINARY}" >&2; exit 2 ;;
+  esac
+fi
+echo "scale.sh: measuring $BENCH_OPERATOR" >&2
 cargo bench --profile dev --features e2e --bench scale --no-run
 exec bash e2e/run-e2e.sh bash -c '
   kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
