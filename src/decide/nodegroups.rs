@@ -518,8 +518,11 @@ fn pack(bins: &mut Vec<Bin>, shape: &Request, demand: &[Request]) {
 /// could take it: no node is booted ahead for it, and if that node is still busy at its
 /// time, its pending pod boots one then. A warm-up boot is paid only for a run that
 /// surely needs it; the price is at most one boot of lateness when the unknown run
-/// outlasts the due time. Else a new bin of `shape` is opened.
-fn pack_due(bins: &mut Vec<Bin>, shape: &Request, due: &[&DueRun]) {
+/// outlasts the due time. Only while nothing else waits for a node (`may_wait`): else
+/// the run, once due, would compete for the nodes booting for pods that waited longer
+/// (the scheduler may give it theirs, and they wait another boot). Else a new bin of
+/// `shape` is opened.
+fn pack_due(bins: &mut Vec<Bin>, shape: &Request, due: &[&DueRun], may_wait: bool) {
     let mut sorted: Vec<&&DueRun> = due.iter().filter(|d| d.request.fits(shape)).collect();
     sorted.sort_by(|a, b| {
         b.request
@@ -532,7 +535,10 @@ fn pack_due(bins: &mut Vec<Bin>, shape: &Request, due: &[&DueRun]) {
             .position(|b| d.request.fits(&b.room_at(shape, d.due)))
         {
             Some(i) => i,
-            None => match bins.iter().position(|b| b.may_free_for(shape, &d.request)) {
+            None => match bins
+                .iter()
+                .position(|b| may_wait && b.may_free_for(shape, &d.request))
+            {
                 Some(i) => i,
                 None => {
                     bins.push(Bin::new(None, false, *shape));
@@ -612,7 +618,8 @@ pub fn decide(group: &Group, state: &GroupState, now: DateTime<Utc>) -> ScaleDec
     let mut bins = bins_of(state, &group.shape, booting);
     let before = bins.len();
     pack(&mut bins, &group.shape, &state.pending);
-    pack_due(&mut bins, &group.shape, &warm);
+    let may_wait = state.pending.is_empty() && booting == 0;
+    pack_due(&mut bins, &group.shape, &warm, may_wait);
     let needed = bins.len() - before;
     let idle_since =
         (state.active == 0 && warm.is_empty()).then(|| state.idle_since.unwrap_or(now));
@@ -1777,6 +1784,15 @@ pub(crate) mod tests {
         two.due
             .push(due("analytics/report", req(4, 12, 0), now() + secs(180)));
         assert_eq!(decide(&g, &two, now()).desired, 2);
+        // A pod already waits for a node: the run does not wait for `a` (once due, it
+        // could take the node booting for that pod); a node is booted for it too.
+        let waiting = GroupState {
+            desired: 2,
+            pending: vec![req(4, 12, 0)],
+            active: 2,
+            ..busy(None)
+        };
+        assert_eq!(decide(&g, &waiting, now()).desired, 3);
         // At its time, `a` still busy: the run's pod is pending and boots a node then.
         let late = GroupState {
             pending: vec![req(4, 12, 0)],
