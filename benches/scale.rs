@@ -242,8 +242,7 @@ where
     let (store, mut writer) = kube::runtime::reflector::store::<K>();
     for bytes in json {
         if let Ok(mut obj) = serde_json::from_slice::<K>(bytes) {
-            obj.managed_fields_mut().clear();
-            trim(&mut obj);
+            datajob::controller::as_cached(&mut obj, trim);
             writer.apply_watcher_event(&watcher::Event::Apply(obj));
         }
     }

@@ -273,10 +273,7 @@ where
     let (store, writer) = reflector::store();
     let mut health = WatchHealth::new(K::kind(&()).into_owned());
     let stream = reflector::reflector(writer, relisting_watcher::<K>(client, config))
-        .modify(move |o| {
-            o.managed_fields_mut().clear();
-            trim(o);
-        })
+        .modify(move |o| as_cached(o, trim))
         .backoff(WatchBackoff::default())
         .touched_objects()
         .filter_map(move |r| {
@@ -286,6 +283,13 @@ where
             std::future::ready(r.ok())
         });
     (store, stream)
+}
+
+/// An object as every cache keeps it: without managed fields, and without what `trim`
+/// removes.
+pub fn as_cached<K: Resource>(obj: &mut K, trim: fn(&mut K)) {
+    obj.managed_fields_mut().clear();
+    trim(obj);
 }
 
 /// How long a broken watch waits before it tries again: 250 ms, doubling up to 4 s, and
@@ -606,16 +610,18 @@ where
     (rx, pump)
 }
 
-/// A predicate that changes when an object leaves `store`: the reflector applies an
-/// event before passing the object on, so an object that is not in the store (or is
-/// there with another uid) was deleted.
+/// Whether `obj` has left `store`: the reflector applies an event before passing the
+/// object on, so an object that is not in the store (or is there with another uid) was
+/// deleted.
+fn gone_from<K: Cacheable>(store: &Store<K>, obj: &K) -> bool {
+    store
+        .get(&reflector::ObjectRef::from_obj(obj))
+        .is_none_or(|current| current.meta().uid != obj.meta().uid)
+}
+
+/// A predicate that changes when an object leaves `store` ([`gone_from`]).
 fn deleted_from<K: Cacheable>(store: Store<K>) -> impl Fn(&K) -> Option<u64> + Send + 'static {
-    move |obj: &K| {
-        let gone = store
-            .get(&reflector::ObjectRef::from_obj(obj))
-            .is_none_or(|current| current.meta().uid != obj.meta().uid);
-        Some(u64::from(gone))
-    }
+    move |obj: &K| Some(u64::from(gone_from(&store, obj)))
 }
 
 /// What a DataJob's reconcile acts on, so that its own status writes trigger nothing:
@@ -631,14 +637,13 @@ pub fn spec_or_request_changes<K: Cacheable>(
         .combine(predicates::labels)
         .combine(predicates::annotations)
         .combine(|obj: &K| Some(u64::from(obj.meta().deletion_timestamp.is_some())));
-    let gone = deleted_from(store);
     let mut seen: HashMap<String, u64> = HashMap::new();
     changes.filter(move |obj| {
         let pass = match (
             obj.meta().uid.clone(),
             predicate.hash_property(obj.as_ref()),
         ) {
-            (Some(uid), _) if gone(obj.as_ref()) == Some(1) => {
+            (Some(uid), _) if gone_from(&store, obj.as_ref()) => {
                 seen.remove(&uid);
                 true
             }
