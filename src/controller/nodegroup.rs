@@ -652,3 +652,349 @@ async fn write_status(
         Err(e) => Err(Error::api("update status of", "NodeGroup", "", name)(e)),
     }
 }
+
+/// The exact calls one NodeGroup reconcile makes, against kube's mocked client: no
+/// cluster, every request recorded and answered as the apiserver would.
+#[cfg(test)]
+mod api_calls {
+    use super::*;
+    use crate::controller::mock::{self, Call};
+    use crate::metrics::Metrics;
+    use kube::runtime::reflector;
+
+    const STATUS: &str = "/apis/datajob.dev/v1alpha1/nodegroups/batch/status";
+    const PODS: &str = "/api/v1/pods";
+    const NODE: &str = "/api/v1/nodes/batch-0";
+    /// The query of the list of the pods on batch-0, read before the node goes (kube
+    /// starts its queries with `&`).
+    const ON_NODE: &str = "&fieldSelector=spec.nodeName%3Dbatch-0";
+    const NOT_NEEDED: &str =
+        "no pending run, and no scheduled run due soon that keeping them would pay for";
+
+    fn store_of<K>(objects: Vec<K>) -> Store<K>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let (store, mut writer) = reflector::store();
+        for o in objects {
+            writer.apply_watcher_event(&watcher::Event::Apply(o));
+        }
+        store
+    }
+
+    /// A kwok group `batch` of 4-CPU, 16Gi nodes, at most 3, whose nodes boot 5 s after
+    /// the decision to make them (the default); the default `Schedule` policy, `minSize` 0.
+    fn group(status: serde_json::Value) -> NodeGroup {
+        serde_json::from_value(json!({
+            "apiVersion": "datajob.dev/v1alpha1",
+            "kind": "NodeGroup",
+            "metadata": {"name": "batch", "uid": "uid-batch"},
+            "spec": {"node": {"cpu": "4", "memory": "16Gi"}, "maxSize": 3,
+                "provider": {"kwok": {}}},
+            "status": status,
+        }))
+        .expect("a NodeGroup")
+    }
+
+    /// The group's Ready node `batch-0`, with `taints`.
+    fn node(taints: serde_json::Value) -> serde_json::Value {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": "batch-0", "labels": {GROUP_LABEL: "batch"}},
+            "spec": {"taints": taints},
+            "status": {"allocatable": {"cpu": "4", "memory": "16Gi"},
+                "conditions": [{"type": "Ready", "status": "True"}]},
+        })
+    }
+
+    fn as_node(node: serde_json::Value) -> Node {
+        serde_json::from_value(node).expect("a Node")
+    }
+
+    /// A DataJob run's pod placed on the group, asking for `cpu` and `memory`: running on
+    /// `node`, or pending.
+    fn run_pod(node: Option<&str>, cpu: &str, memory: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "nightly-29934840-abcde", "namespace": "data",
+                "labels": {NAME: "nightly", MANAGED_BY: MANAGED_BY_VALUE}},
+            "spec": {"nodeSelector": {GROUP_LABEL: "batch"}, "nodeName": node,
+                "containers": [{"name": "main", "image": "registry.example/acme/etl:1.0",
+                    "resources": {"requests": {"cpu": cpu, "memory": memory}}}]},
+            "status": {"phase": if node.is_some() { "Running" } else { "Pending" }},
+        }))
+        .expect("a Pod")
+    }
+
+    /// What the reconcile writes for the group with one Ready node that a run fills.
+    fn at_rest() -> serde_json::Value {
+        json!({
+            "desired": 1, "current": 1, "ready": 1, "pendingPods": 0, "activePods": 1,
+            "lastScaleTime": "2026-12-01T02:00:00Z",
+            "lastScaleReason": "0 -> 1: 1 pending run pod(s) need 1 more node(s)",
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Reconciled",
+                "message": "the node group is valid and its provider answers",
+                "lastTransitionTime": "2026-12-01T02:00:00Z"}],
+        })
+    }
+
+    /// Every call one reconcile of `ng` makes, with `nodes` and `pods` in the caches,
+    /// against a cluster that holds `held` (path, object).
+    async fn calls_of_one_reconcile(
+        ng: NodeGroup,
+        nodes: Vec<Node>,
+        pods: Vec<Pod>,
+        held: Vec<(&str, serde_json::Value)>,
+    ) -> Vec<Call> {
+        let (client, calls) = mock::client_holding(
+            serde_json::to_value(&ng).unwrap_or_default(),
+            held.into_iter().map(|(p, o)| (p.to_string(), o)).collect(),
+        );
+        let ctx = Arc::new(NodeGroupContext {
+            base: Context::new(
+                client,
+                Metrics::new(true),
+                crate::validation::Limits::default(),
+                crate::decide::children::Guards::default(),
+            ),
+            pods: store_of(pods),
+            nodes: store_of(nodes),
+            datajobs: store_of(Vec::new()),
+            counted_at: Mutex::new(HashMap::new()),
+            boots: Mutex::new(HashMap::new()),
+        });
+        let action = reconcile(Arc::new(ng), ctx).await;
+        assert!(action.is_ok(), "the reconcile failed: {:?}", action.err());
+        calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn methods_and_paths(calls: &[Call]) -> Vec<&str> {
+        calls.iter().map(|c| c.call.as_str()).collect()
+    }
+
+    /// The status the reconcile wrote (its one status patch).
+    fn written_status(calls: &[Call]) -> &serde_json::Value {
+        let patch = format!("PATCH {STATUS}");
+        let writes: Vec<&Call> = calls.iter().filter(|c| c.call == patch).collect();
+        assert_eq!(writes.len(), 1, "one status patch: {calls:#?}");
+        assert_eq!(writes[0].body["apiVersion"], "datajob.dev/v1alpha1");
+        assert_eq!(writes[0].body["kind"], "NodeGroup");
+        &writes[0].body["status"]
+    }
+
+    /// What the reconcile writes for the group when a run waits for its first node,
+    /// decided at 02:00.
+    fn scaled_up() -> serde_json::Value {
+        json!({
+            "desired": 1, "current": 0, "ready": 0, "pendingPods": 1, "activePods": 1,
+            "lastScaleTime": "2026-12-01T02:00:00Z",
+            "lastScaleReason": "0 -> 1: 1 pending run pod(s) need 1 more node(s)",
+            // The node on its way, less the run it takes.
+            "room": [{"ready": false, "cpu": "3", "memory": "15Gi", "ephemeralStorage": "100Gi"}],
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Reconciled",
+                "message": "the node group is valid and its provider answers",
+                "lastTransitionTime": "2026-12-01T02:00:00Z"}],
+        })
+    }
+
+    #[tokio::test]
+    async fn a_pending_run_raises_the_size_and_no_node_is_made_before_it_boots() {
+        let calls = calls_of_one_reconcile(
+            group(json!(null)),
+            Vec::new(),
+            vec![run_pod(None, "1", "1Gi")],
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(
+            methods_and_paths(&calls),
+            ["PATCH /apis/datajob.dev/v1alpha1/nodegroups/batch/status"]
+        );
+        let status = written_status(&calls);
+        assert_eq!(
+            status["lastScaleReason"],
+            "0 -> 1: 1 pending run pod(s) need 1 more node(s)"
+        );
+        // Decided now; everything else as [`scaled_up`] says.
+        let decided = &status["lastScaleTime"];
+        assert!(
+            decided
+                .as_str()
+                .is_some_and(|t| t != "2026-12-01T02:00:00Z"),
+            "{status}"
+        );
+        let mut expected = scaled_up();
+        expected["lastScaleTime"] = decided.clone();
+        expected["conditions"][0]["lastTransitionTime"] =
+            status["conditions"][0]["lastTransitionTime"].clone();
+        assert_eq!(*status, expected);
+    }
+
+    #[tokio::test]
+    async fn a_kwok_node_whose_boot_delay_has_passed_is_made_and_nothing_else_written() {
+        // Sized up at 02:00 (the status the test above writes): with no boot clock in
+        // memory (as after a restart) the node's starts then, so it has booted.
+        let calls = calls_of_one_reconcile(
+            group(scaled_up()),
+            Vec::new(),
+            vec![run_pod(None, "1", "1Gi")],
+            Vec::new(),
+        )
+        .await;
+        // The status already says all this: it is not written again.
+        assert_eq!(methods_and_paths(&calls), ["POST /api/v1/nodes"]);
+        let made = &calls[0].body;
+        assert_eq!(
+            made["metadata"]["name"], "batch-0",
+            "named <group>-<lowest free i>"
+        );
+        assert_eq!(
+            made["metadata"]["labels"],
+            json!({GROUP_LABEL: "batch", "type": "kwok", "kubernetes.io/hostname": "batch-0",
+                MANAGED_BY: MANAGED_BY_VALUE})
+        );
+        assert_eq!(
+            made["metadata"]["ownerReferences"],
+            json!([{"apiVersion": "datajob.dev/v1alpha1", "kind": "NodeGroup",
+                "name": "batch", "uid": "uid-batch", "controller": true}])
+        );
+        assert_eq!(
+            made["status"]["allocatable"],
+            json!({"cpu": "4", "memory": "16Gi", "ephemeral-storage": "100Gi",
+                "nvidia.com/gpu": "0", "pods": "110"})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_group_at_rest_costs_no_call() {
+        let calls = calls_of_one_reconcile(
+            group(at_rest()),
+            vec![as_node(node(json!(null)))],
+            vec![run_pod(Some("batch-0"), "4", "16Gi")],
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(calls, Vec::<Call>::new());
+    }
+
+    #[tokio::test]
+    async fn a_group_at_rest_whose_status_is_behind_gets_one_status_patch_and_nothing_else() {
+        // The status was written while the node booted.
+        let mut booting = at_rest();
+        booting["ready"] = json!(0);
+        let calls = calls_of_one_reconcile(
+            group(booting),
+            vec![as_node(node(json!(null)))],
+            vec![run_pod(Some("batch-0"), "4", "16Gi")],
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(
+            methods_and_paths(&calls),
+            ["PATCH /apis/datajob.dev/v1alpha1/nodegroups/batch/status"]
+        );
+        // No new size: the last scale stays as it was.
+        assert_eq!(*written_status(&calls), at_rest());
+    }
+
+    #[tokio::test]
+    async fn an_empty_node_is_tainted_its_pods_counted_again_and_it_is_deleted() {
+        let mut was = at_rest();
+        was["activePods"] = json!(0);
+        was["idleSince"] = json!("2026-12-01T02:05:00Z");
+        let calls = calls_of_one_reconcile(
+            group(was),
+            vec![as_node(node(json!(null)))],
+            Vec::new(),
+            vec![
+                (NODE, node(json!(null))),
+                (
+                    PODS,
+                    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}),
+                ),
+            ],
+        )
+        .await;
+        assert_eq!(
+            methods_and_paths(&calls),
+            [
+                // Shrinking: the pods on the node, from the API rather than the cache.
+                "GET /api/v1/pods",
+                // The scale-down taint, on the node as read.
+                "GET /api/v1/nodes/batch-0",
+                "PATCH /api/v1/nodes/batch-0",
+                // Still empty once tainted: it goes.
+                "GET /api/v1/pods",
+                "DELETE /api/v1/nodes/batch-0",
+                "PATCH /apis/datajob.dev/v1alpha1/nodegroups/batch/status",
+            ]
+        );
+        assert_eq!(calls[0].query.as_deref(), Some(ON_NODE));
+        assert_eq!(calls[3].query.as_deref(), Some(ON_NODE));
+        assert_eq!(
+            calls[2].body,
+            json!([{"op": "add", "path": "/spec/taints",
+                "value": [{"key": nodegroups::SCALE_DOWN_TAINT, "effect": "NoSchedule"}]}])
+        );
+        let status = written_status(&calls);
+        assert_eq!(
+            (&status["desired"], &status["current"], &status["ready"]),
+            (&json!(0), &json!(1), &json!(1))
+        );
+        assert_eq!(status["idleSince"], "2026-12-01T02:05:00Z");
+        assert_eq!(
+            status["lastScaleReason"],
+            format!("1 -> 0: 1 node(s) not needed: {NOT_NEEDED}")
+        );
+        assert_ne!(
+            status["lastScaleTime"], "2026-12-01T02:00:00Z",
+            "scaled now"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_empty_node_gone_before_its_removal_is_neither_tainted_nor_deleted() {
+        let calls = calls_of_one_reconcile(
+            group(at_rest()),
+            vec![as_node(node(json!(null)))],
+            Vec::new(),
+            vec![(
+                PODS,
+                json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}),
+            )],
+        )
+        .await;
+        assert_eq!(
+            methods_and_paths(&calls),
+            [
+                "GET /api/v1/pods",
+                // 404: nothing to taint or delete.
+                "GET /api/v1/nodes/batch-0",
+                "PATCH /apis/datajob.dev/v1alpha1/nodegroups/batch/status",
+            ]
+        );
+        assert_eq!(written_status(&calls)["desired"], 0);
+    }
+
+    #[tokio::test]
+    async fn a_scale_down_taint_left_on_a_busy_node_is_lifted_and_nothing_else_written() {
+        let taint = json!([{"key": nodegroups::SCALE_DOWN_TAINT, "effect": "NoSchedule"}]);
+        let calls = calls_of_one_reconcile(
+            group(at_rest()),
+            vec![as_node(node(taint.clone()))],
+            vec![run_pod(Some("batch-0"), "4", "16Gi")],
+            vec![(NODE, node(taint.clone()))],
+        )
+        .await;
+        assert_eq!(
+            methods_and_paths(&calls),
+            ["GET /api/v1/nodes/batch-0", "PATCH /api/v1/nodes/batch-0"]
+        );
+        // Only if the taints are still those read.
+        assert_eq!(
+            calls[1].body,
+            json!([{"op": "test", "path": "/spec/taints", "value": taint},
+                {"op": "replace", "path": "/spec/taints", "value": []}])
+        );
+    }
+}
