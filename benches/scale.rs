@@ -119,6 +119,10 @@ struct Row {
     never_in_status: usize,
     rss_idle_mib: f64,
     rss_peak_mib: f64,
+    /// The operator's heap (its counting allocator, from `/metrics`): at the end of the
+    /// slots, and the most it held at once.
+    heap_end_mib: f64,
+    heap_peak_mib: f64,
     cpu_percent: f64,
     /// What the operator's caches held at the end of the slots, per kind.
     caches: Vec<CacheUse>,
@@ -197,11 +201,18 @@ fn print_caches(rows: &[Row]) {
             );
         }
         println!(
-            "| {} | all caches (RSS peak {:.0} MiB) | {} | {:.1} | — |",
+            "| {} | all caches | {} | {:.1} | — |",
             r.n,
-            r.rss_peak_mib,
             r.caches.iter().map(|c| c.objects).sum::<usize>(),
             mib(total)
+        );
+        println!(
+            "| {} | the operator's heap: at the end / at its peak | — | {:.1} / {:.1} | — |",
+            r.n, r.heap_end_mib, r.heap_peak_mib
+        );
+        println!(
+            "| {} | the operator's RSS: at its peak | — | {:.1} | — |",
+            r.n, r.rss_peak_mib
         );
     }
 }
@@ -604,6 +615,17 @@ async fn measure(
     };
     jobs_watch.abort();
     status_watch.abort();
+    let metrics = http_get(&op.admin, "/metrics").await.unwrap_or_default();
+    let heap_mib = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .map_or(f64::NAN, |b| b / 1048576.0)
+    };
+    let (heap_end_mib, heap_peak_mib) = (
+        heap_mib("datajob_process_heap_bytes"),
+        heap_mib("datajob_process_heap_peak_bytes"),
+    );
     let caches = caches_now(client).await.unwrap_or_else(|e| {
         eprintln!("could not list the cached objects: {e}");
         Vec::new()
@@ -699,6 +721,8 @@ async fn measure(
         never_in_status: never,
         rss_idle_mib,
         rss_peak_mib: rss_peak,
+        heap_end_mib,
+        heap_peak_mib,
         cpu_percent,
         caches,
     })

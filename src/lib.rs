@@ -14,6 +14,7 @@ pub mod controller;
 pub mod crds;
 pub mod decide;
 pub mod error;
+pub mod heap;
 pub mod labels;
 pub mod leader;
 pub mod metrics;
@@ -28,3 +29,9 @@ pub mod validation;
 pub mod webhook;
 
 pub use error::{Error, Result};
+
+// The unit tests run on the allocator the operator runs on (it counts the heap for
+// `/metrics`).
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: heap::Counting = heap::Counting;

@@ -658,6 +658,25 @@ impl Collector for ProcessMetrics {
             )?;
             gauge.encode(metric)?;
         }
+        if let Some((live, peak)) = crate::heap::usage() {
+            for (name, help, bytes) in [
+                (
+                    "process_heap_bytes",
+                    "Heap the operator allocated and has not freed (its counting allocator)",
+                    live,
+                ),
+                (
+                    "process_heap_peak_bytes",
+                    "The most heap the operator held at once since it started",
+                    peak,
+                ),
+            ] {
+                let gauge = Gauge::<i64>::default();
+                gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+                let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+                gauge.encode(metric)?;
+            }
+        }
         let cpu = std::fs::read_to_string("/proc/self/stat")
             .ok()
             .and_then(|s| cpu_seconds(&s));
@@ -877,8 +896,9 @@ mod tests {
         let text = m.encode();
         let families = exposed(&text);
         // One per field of `Metrics` but the registry, the flag and the caches, plus the
-        // seven gauges read from the caches and the two process metrics.
-        assert_eq!(families.len(), 22 + 7 + 2, "{families:?}");
+        // seven gauges read from the caches and the four process metrics (memory, heap,
+        // heap peak, CPU; the unit tests run on the operator's counting allocator).
+        assert_eq!(families.len(), 22 + 7 + 4, "{families:?}");
         let docs = documented();
         let mut shown = BTreeSet::new();
         for (family, kind) in &families {
@@ -1044,6 +1064,15 @@ mod tests {
                 text.contains("datajob_process_cpu_seconds_total "),
                 "{text}"
             );
+            let heap = |name: &str| -> u64 {
+                let line = text.lines().find(|l| l.starts_with(name)).unwrap();
+                line[name.len()..].trim().parse().unwrap()
+            };
+            let (live, peak) = (
+                heap("datajob_process_heap_bytes "),
+                heap("datajob_process_heap_peak_bytes "),
+            );
+            assert!(0 < live && live <= peak, "{text}");
         }
     }
 }

@@ -28,6 +28,11 @@ use kube::runtime::watcher;
 use tokio::sync::watch;
 use tracing::{error, info};
 
+/// Counts the heap for `/metrics` (`datajob_process_heap_bytes`), beside the resident
+/// memory, so the memory the allocator keeps shows.
+#[global_allocator]
+static ALLOCATOR: datajob::heap::Counting = datajob::heap::Counting;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     // The registry client of the preflight takes the process's TLS crypto: ring, as kube.
