@@ -27,12 +27,13 @@ pub async fn run(
 ) {
     let (pvcs, writer) = reflector::store::<PartialObjectMeta<PersistentVolumeClaim>>();
     let managed = super::watch_config().labels(&labels::managed_selector());
-    let watch = reflector::reflector(
+    let watch = super::cached_events(
         writer,
         super::relisting_watcher::<PartialObjectMeta<PersistentVolumeClaim>>(
             base.client.clone(),
             managed,
         ),
+        |_| {},
     )
     .backoff(super::WatchBackoff::default())
     .touched_objects()

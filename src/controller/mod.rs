@@ -16,7 +16,7 @@ use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, watcher};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, Resource};
 
 use crate::decide::children::Guards;
 use crate::metrics::Metrics;
@@ -272,8 +272,7 @@ where
 {
     let (store, writer) = reflector::store();
     let mut health = WatchHealth::new(K::kind(&()).into_owned());
-    let stream = reflector::reflector(writer, relisting_watcher::<K>(client, config))
-        .modify(move |o| as_cached(o, trim))
+    let stream = cached_events(writer, relisting_watcher::<K>(client, config), trim)
         .backoff(WatchBackoff::default())
         .touched_objects()
         .filter_map(move |r| {
@@ -285,10 +284,26 @@ where
     (store, stream)
 }
 
+/// Watch events as a cache takes them: each object is trimmed ([`as_cached`]) before
+/// `writer` stores it, so the store never holds what the trim removes (trimming after the
+/// reflector trims only the copy passed on, and the store keeps whole objects).
+pub fn cached_events<K, S>(
+    writer: reflector::store::Writer<K>,
+    events: S,
+    trim: fn(&mut K),
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>
+where
+    K: Cacheable,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+{
+    reflector::reflector(writer, events.modify(move |o| as_cached(o, trim)))
+}
+
 /// An object as every cache keeps it: without managed fields, and without what `trim`
 /// removes.
 pub fn as_cached<K: Resource>(obj: &mut K, trim: fn(&mut K)) {
-    obj.managed_fields_mut().clear();
+    // `None`, not an empty list: a cleared Vec keeps its allocation.
+    obj.meta_mut().managed_fields = None;
     trim(obj);
 }
 
@@ -780,6 +795,7 @@ pub(crate) mod mock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::ResourceExt;
 
     #[test]
     fn error_events_are_rate_limited_per_object() {
@@ -1003,6 +1019,39 @@ mod tests {
         assert_eq!((spec.suspend, spec.backoff_limit), (Some(true), Some(1)));
         assert!(spec.template.spec.is_none());
         assert_eq!(job.status.and_then(|s| s.active), Some(1));
+    }
+
+    #[tokio::test]
+    async fn the_store_keeps_objects_trimmed_not_only_the_events_passed_on() {
+        use k8s_openapi::api::batch::v1::Job;
+        let job = |name: &str| -> Job {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": "data",
+                    "managedFields": [{"manager": "kube-controller-manager", "operation": "Update"}]},
+                "spec": {"suspend": false, "template": {"spec": {"containers": [{"name": "main", "image": "etl:1"}]}}},
+            }))
+            .expect("a job")
+        };
+        let (store, writer) = reflector::store::<Job>();
+        let events = futures::stream::iter([
+            Ok(watcher::Event::Init),
+            Ok(watcher::Event::InitApply(job("listed"))),
+            Ok(watcher::Event::InitDone),
+            Ok(watcher::Event::Apply(job("watched"))),
+        ]);
+        let passed: Vec<Job> = cached_events(writer, events, trim_job)
+            .touched_objects()
+            .filter_map(|r| std::future::ready(r.ok()))
+            .collect()
+            .await;
+        let stored = store.state();
+        assert_eq!(stored.len(), 2);
+        for j in stored.iter().map(|j| &**j).chain(&passed) {
+            assert!(j.metadata.managed_fields.is_none(), "{j:?}");
+            let spec = j.spec.as_ref().expect("a spec");
+            assert!(spec.template.spec.is_none(), "{j:?}");
+            assert_eq!(spec.suspend, Some(false));
+        }
     }
 
     #[test]
