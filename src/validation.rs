@@ -124,6 +124,12 @@ static ENV_NAME_RE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$").unwrap_or_else(|e| unreachable!("{e}"))
 });
 
+/// Whether `image` is a valid image reference (the grammar of
+/// github.com/distribution/reference, at most 255 characters).
+pub fn is_image_reference(image: &str) -> bool {
+    image.len() <= 255 && IMAGE_RE.is_match(image)
+}
+
 /// Checks a DataJob and applies defaults. Collects every problem, not just the first.
 pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
     let mut p = Vec::new();
@@ -152,7 +158,7 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
             "is empty",
             "set the container image to run, e.g. ghcr.io/acme/churn:1.4.2",
         ));
-    } else if image.len() > 255 || !IMAGE_RE.is_match(&image) {
+    } else if !is_image_reference(&image) {
         p.push(Problem::new(
             "spec.image",
             &image,
