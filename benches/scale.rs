@@ -19,10 +19,11 @@
 //!    peak, CPU, and the apply time.
 //!
 //! 5. at the end of the slots, says where the memory goes: every object the operator
-//!    caches (DataJobs, NodeGroups, Nodes, and the managed Jobs, pods and CronJobs'
-//!    metadata) is listed, trimmed as the operator trims it, and put in a reflector
-//!    store like the operator's, under an allocator that counts the bytes this thread
-//!    holds; a table gives the objects and MiB per kind beside the RSS.
+//!    caches (DataJobs, NodeGroups, Nodes, and the managed Jobs and pods; CronJobs are
+//!    watched for their owner, not cached) is listed, trimmed as the operator trims it,
+//!    and put in a reflector store like the operator's, under an allocator that counts
+//!    the bytes this thread holds; a table gives the objects and MiB per kind beside the
+//!    operator's own heap (its counting allocator, from `/metrics`) and RSS.
 //!
 //! `BENCH_SCALE_N` (default `100,500,1000,2000`) lists the sizes; each size runs in a
 //! namespace of its own, deleted afterwards. Run it with `bash e2e/bench/scale.sh`
@@ -273,18 +274,6 @@ async fn caches_now(client: &Client) -> Result<Vec<CacheUse>> {
     let all = ListParams::default();
     let managed = ListParams::default().labels(&labels::managed_selector());
     fn keep<K>(_: &mut K) {}
-    let cronjobs = {
-        let listed = Api::<CronJob>::all(client.clone())
-            .list_metadata(&managed)
-            .await?
-            .items;
-        let json: Vec<Vec<u8>> = listed
-            .iter()
-            .map(serde_json::to_vec)
-            .collect::<Result<_, _>>()?;
-        drop(listed);
-        held_by_store::<kube::core::PartialObjectMeta<CronJob>>("CronJob (metadata)", &json, keep)
-    };
     Ok(vec![
         cache_use("DataJob", Api::<DataJob>::all(client.clone()), &all, keep).await?,
         cache_use(
@@ -315,7 +304,6 @@ async fn caches_now(client: &Client) -> Result<Vec<CacheUse>> {
             datajob::controller::trim_pod,
         )
         .await?,
-        cronjobs,
     ])
 }
 
