@@ -239,6 +239,10 @@ async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Act
             )
         },
         idle_since,
+        last_scale: previous
+            .last_scale_time
+            .as_deref()
+            .and_then(labels::parse_rfc3339),
     };
     let mut decision = nodegroups::decide(&group, &state, now);
     if decision.desired < views.len() as i32 {

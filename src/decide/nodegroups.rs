@@ -409,6 +409,9 @@ pub struct GroupState {
     /// ([`warm_up`]), and the `Schedule` policy keeps empty nodes for those due soon.
     pub due: Vec<DueRun>,
     pub idle_since: Option<DateTime<Utc>>,
+    /// When the group's size last changed (`status.lastScaleTime`): nodes on their way
+    /// were asked for then or before, so they are up a boot time after it at the latest.
+    pub last_scale: Option<DateTime<Utc>>,
 }
 
 /// The scaler's decision.
@@ -443,8 +446,8 @@ struct Bin {
     frees_at: Option<DateTime<Utc>>,
     /// Pending pods were packed into it: they run from now, for a time not known.
     took_pending: bool,
-    /// Busy with DataJob runs alone whose end is not known (no history): it may free
-    /// up at any moment.
+    /// Busy (or, for pending pods packed into it, about to be) with DataJob runs alone
+    /// whose end is not known: it may free up at any moment.
     ends_unknown: bool,
     /// What scheduled runs packed into it will take when they are due.
     later: Request,
@@ -472,7 +475,7 @@ impl Bin {
     /// Whether the run `request` could take this node once the runs of unknown length on
     /// it end (less what runs due before took).
     fn may_free_for(&self, shape: &Request, request: &Request) -> bool {
-        self.ends_unknown && !self.took_pending && request.fits(&shape.minus(&self.later))
+        self.ends_unknown && request.fits(&shape.minus(&self.later))
     }
 
     /// The room for a run due at `at`: the whole node when its runs will have ended by
@@ -509,7 +512,32 @@ fn pack(bins: &mut Vec<Bin>, shape: &Request, demand: &[Request]) {
         b.free = b.free.minus(r);
         b.used = true;
         b.took_pending = true;
+        // A pod that waits runs for a time not known: an empty or booting node that
+        // takes it is, from then, a node busy with a run of unknown length.
+        b.ends_unknown |= !b.busy;
     }
+}
+
+/// When the pods that wait for a node now will have one: a quarter of a boot after the
+/// last node on its way is up (`booting` nodes asked for at `last_scale` at the latest,
+/// or `boots_now` nodes asked for now). `None`: no pod waits.
+fn waiting_served_by(
+    group: &Group,
+    state: &GroupState,
+    booting: usize,
+    boots_now: bool,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if state.pending.is_empty() && booting == 0 && !boots_now {
+        return None;
+    }
+    let boot = chrono::Duration::from_std(group.boot_time).unwrap_or_default();
+    let asked = match (boots_now, booting) {
+        (true, _) => now,
+        (false, 0) => now - boot,
+        (false, _) => state.last_scale.map_or(now, |t| t.min(now)),
+    };
+    Some(asked + boot + boot / 4)
 }
 
 /// First fit decreasing of scheduled runs into `bins` at their due times (a busy node
@@ -518,11 +546,16 @@ fn pack(bins: &mut Vec<Bin>, shape: &Request, demand: &[Request]) {
 /// could take it: no node is booted ahead for it, and if that node is still busy at its
 /// time, its pending pod boots one then. A warm-up boot is paid only for a run that
 /// surely needs it; the price is at most one boot of lateness when the unknown run
-/// outlasts the due time. Only while nothing else waits for a node (`may_wait`): else
-/// the run, once due, would compete for the nodes booting for pods that waited longer
-/// (the scheduler may give it theirs, and they wait another boot). Else a new bin of
-/// `shape` is opened.
-fn pack_due(bins: &mut Vec<Bin>, shape: &Request, due: &[&DueRun], may_wait: bool) {
+/// outlasts the due time. Only when the pods that wait for a node now have theirs before
+/// the run is due ([`waiting_served_by`]): else the run, once due,
+/// would compete for the nodes booting for pods that waited longer (the scheduler may
+/// give it theirs, and they wait another boot). Else a new bin of `shape` is opened.
+fn pack_due(
+    bins: &mut Vec<Bin>,
+    shape: &Request,
+    due: &[&DueRun],
+    waiting_served_by: Option<DateTime<Utc>>,
+) {
     let mut sorted: Vec<&&DueRun> = due.iter().filter(|d| d.request.fits(shape)).collect();
     sorted.sort_by(|a, b| {
         b.request
@@ -535,10 +568,9 @@ fn pack_due(bins: &mut Vec<Bin>, shape: &Request, due: &[&DueRun], may_wait: boo
             .position(|b| d.request.fits(&b.room_at(shape, d.due)))
         {
             Some(i) => i,
-            None => match bins
-                .iter()
-                .position(|b| may_wait && b.may_free_for(shape, &d.request))
-            {
+            None => match bins.iter().position(|b| {
+                waiting_served_by.is_none_or(|t| t <= d.due) && b.may_free_for(shape, &d.request)
+            }) {
                 Some(i) => i,
                 None => {
                     bins.push(Bin::new(None, false, *shape));
@@ -618,8 +650,8 @@ pub fn decide(group: &Group, state: &GroupState, now: DateTime<Utc>) -> ScaleDec
     let mut bins = bins_of(state, &group.shape, booting);
     let before = bins.len();
     pack(&mut bins, &group.shape, &state.pending);
-    let may_wait = state.pending.is_empty() && booting == 0;
-    pack_due(&mut bins, &group.shape, &warm, may_wait);
+    let served_by = waiting_served_by(group, state, booting, bins.len() > before, now);
+    pack_due(&mut bins, &group.shape, &warm, served_by);
     let needed = bins.len() - before;
     let idle_since =
         (state.active == 0 && warm.is_empty()).then(|| state.idle_since.unwrap_or(now));
@@ -1228,6 +1260,7 @@ pub(crate) mod tests {
             active: 5,
             due: vec![],
             idle_since: None,
+            last_scale: None,
         };
         let d = decide(&g, &state, now());
         assert_eq!(d.desired, 3);
@@ -1290,6 +1323,7 @@ pub(crate) mod tests {
             active: 0,
             due: vec![],
             idle_since: None,
+            last_scale: None,
         };
         let first = decide(&g, &idle, now());
         assert_eq!(
@@ -1413,6 +1447,7 @@ pub(crate) mod tests {
                 now() + chrono::Duration::seconds(60),
             )],
             idle_since: None,
+            last_scale: None,
         };
         let d = decide(&g, &state, now());
         assert_eq!(d.desired, 1);
@@ -1784,15 +1819,60 @@ pub(crate) mod tests {
         two.due
             .push(due("analytics/report", req(4, 12, 0), now() + secs(180)));
         assert_eq!(decide(&g, &two, now()).desired, 2);
-        // A pod already waits for a node: the run does not wait for `a` (once due, it
-        // could take the node booting for that pod); a node is booted for it too.
+        // A pod already waits for a node, whose node is not up a quarter of a boot (90 s
+        // here) before the run is due in 100 s: the run does not wait for `a` (once due,
+        // it could take the node booting for that pod); a node is booted for it too.
         let waiting = GroupState {
             desired: 2,
             pending: vec![req(4, 12, 0)],
             active: 2,
+            last_scale: Some(now()),
+            due: vec![due("analytics/transform", req(4, 12, 0), now() + secs(100))],
             ..busy(None)
         };
         assert_eq!(decide(&g, &waiting, now()).desired, 3);
+        // When the last scale-up is not known, it counts as made now.
+        let unknown = GroupState {
+            last_scale: None,
+            ..waiting.clone()
+        };
+        assert_eq!(decide(&g, &unknown, now()).desired, 3);
+        // Asked for a minute ago: up in 30 s, its pod bound by 53 s; the run waits for `a`.
+        let served = GroupState {
+            last_scale: Some(now() - secs(60)),
+            ..waiting.clone()
+        };
+        let d = decide(&g, &served, now());
+        assert_eq!((d.desired, d.reason), (2, None), "waits for a");
+        // Its node not asked for yet: asked for now, it serves its pod by 113 s, in time
+        // for a run due in 180 s (the run waits for `a`), not for the one due in 100 s.
+        let not_asked = GroupState {
+            desired: 1,
+            ..waiting.clone()
+        };
+        assert_eq!(decide(&g, &not_asked, now()).desired, 3);
+        let later = GroupState {
+            due: vec![due("analytics/transform", req(4, 12, 0), now() + secs(180))],
+            ..not_asked
+        };
+        assert_eq!(decide(&g, &later, now()).desired, 2);
+        // The node booting for a one-off's pod is, once up, busy with a run of unknown
+        // length: a run due after it serves that pod waits for it, no node is booted
+        // ahead (the one-off may end first; if not, the run's pod boots one then).
+        let one_off = GroupState {
+            desired: 1,
+            pending: vec![req(2, 4, 0)],
+            active: 1,
+            last_scale: Some(now() - secs(60)),
+            due: vec![due("analytics/train", req(4, 14, 0), now() + secs(180))],
+            ..GroupState::default()
+        };
+        let d = decide(&g, &one_off, now());
+        assert_eq!(
+            (d.desired, d.reason),
+            (1, None),
+            "train waits for the one-off's node"
+        );
         // At its time, `a` still busy: the run's pod is pending and boots a node then.
         let late = GroupState {
             pending: vec![req(4, 12, 0)],
