@@ -217,9 +217,19 @@ EOF
 }
 
 # --- commands ---------------------------------------------------------------------
-# alive = exists and not a zombie (zombies of detached daemons are reaped by
-# init, sometimes late; they count as stopped)
-alive() { local st; st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1; [ -n "$st" ] && [ "$st" != Z ]; }
+# alive = some thread of it is not a zombie (zombies of detached daemons are reaped
+# by init, sometimes late; they count as stopped). Every thread, not only the main
+# one: a Go program's main thread turns zombie while its other threads still exit,
+# and they hold its open sockets until the last one is gone (seen: etcd restarted
+# at once could not bind its peer port, "address already in use").
+alive() {
+  local f st
+  for f in /proc/"$1"/task/*/stat; do
+    st=$(awk '{print $3}' "$f" 2>/dev/null) || continue
+    [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ] && return 0
+  done
+  return 1
+}
 # stop_pids SECONDS PID... : TERM, wait up to SECONDS, then KILL
 stop_pids() {
   local secs=$1 pid left; shift
