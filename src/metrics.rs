@@ -705,8 +705,6 @@ impl Collector for ProcessMetrics {
 mod tests {
     use super::*;
     use crate::api::{DataJobStatus, NodeGroupStatus, RunRecord};
-    use kube::runtime::reflector;
-    use kube::runtime::watcher;
     use std::collections::{BTreeMap, BTreeSet, HashMap};
 
     /// Sums of series by label set, as the exposition shows them.
@@ -786,17 +784,6 @@ mod tests {
         }
     }
 
-    fn store_of<K>(objects: Vec<K>) -> Store<K>
-    where
-        K: Resource<DynamicType = ()> + Clone + 'static,
-    {
-        let (store, mut writer) = reflector::store();
-        for o in objects {
-            writer.apply_watcher_event(&watcher::Event::Apply(o));
-        }
-        store
-    }
-
     /// Families appear in the exposition once they have a series: give each one, and
     /// lend the collectors caches with one object each.
     fn touch_all(m: &Metrics) -> (Served<DataJob>, Served<NodeGroup>) {
@@ -861,12 +848,17 @@ mod tests {
         let djs = m
             .caches
             .datajobs
-            .serve(store_of(vec![datajob("ns", "dj", status)]));
-        let ngs = m.caches.nodegroups.serve(store_of(vec![nodegroup(
-            "general",
-            5,
-            NodeGroupStatus::default(),
-        )]));
+            .serve(crate::controller::mock::store_of(vec![datajob(
+                "ns", "dj", status,
+            )]));
+        let ngs = m
+            .caches
+            .nodegroups
+            .serve(crate::controller::mock::store_of(vec![nodegroup(
+                "general",
+                5,
+                NodeGroupStatus::default(),
+            )]));
         (djs, ngs)
     }
 
@@ -1030,7 +1022,10 @@ mod tests {
                 ..Default::default()
             },
         );
-        let served = m.caches.nodegroups.serve(store_of(vec![ng]));
+        let served = m
+            .caches
+            .nodegroups
+            .serve(crate::controller::mock::store_of(vec![ng]));
         let text = m.encode();
         for (name, value) in [
             ("desired_nodes", 3),

@@ -688,6 +688,23 @@ pub(crate) mod mock {
     use kube::client::Body;
     use serde_json::json;
 
+    /// A cache holding `objects`, as a reflector fills it.
+    pub fn store_of<K>(objects: Vec<K>) -> kube::runtime::reflector::Store<K>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let (store, mut writer) = kube::runtime::reflector::store();
+        for o in objects {
+            writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(o));
+        }
+        store
+    }
+
+    /// An empty PodList, as the API answers a list that finds nothing.
+    pub fn no_pods() -> serde_json::Value {
+        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []})
+    }
+
     /// One request as the mock saw it.
     #[derive(Clone, Debug, PartialEq)]
     pub struct Call {

@@ -664,7 +664,6 @@ mod api_calls {
     use super::*;
     use crate::controller::mock::{self, Call};
     use crate::metrics::Metrics;
-    use kube::runtime::reflector;
 
     const STATUS: &str = "/apis/datajob.dev/v1alpha1/nodegroups/batch/status";
     const PODS: &str = "/api/v1/pods";
@@ -674,17 +673,6 @@ mod api_calls {
     const ON_NODE: &str = "&fieldSelector=spec.nodeName%3Dbatch-0";
     const NOT_NEEDED: &str =
         "no pending run, and no scheduled run due soon that keeping them would pay for";
-
-    fn store_of<K>(objects: Vec<K>) -> Store<K>
-    where
-        K: kube::Resource<DynamicType = ()> + Clone + 'static,
-    {
-        let (store, mut writer) = reflector::store();
-        for o in objects {
-            writer.apply_watcher_event(&watcher::Event::Apply(o));
-        }
-        store
-    }
 
     /// A kwok group `batch` of 4-CPU, 16Gi nodes, at most 3, whose nodes boot 5 s after
     /// the decision to make them (the default); the default `Schedule` policy, `minSize` 0.
@@ -761,9 +749,9 @@ mod api_calls {
                 crate::validation::Limits::default(),
                 crate::decide::children::Guards::default(),
             ),
-            pods: store_of(pods),
-            nodes: store_of(nodes),
-            datajobs: store_of(Vec::new()),
+            pods: crate::controller::mock::store_of(pods),
+            nodes: crate::controller::mock::store_of(nodes),
+            datajobs: crate::controller::mock::store_of(Vec::new()),
             counted_at: Mutex::new(HashMap::new()),
             boots: Mutex::new(HashMap::new()),
         });
@@ -912,10 +900,7 @@ mod api_calls {
             Vec::new(),
             vec![
                 (NODE, node(json!(null))),
-                (
-                    PODS,
-                    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}),
-                ),
+                (PODS, crate::controller::mock::no_pods()),
             ],
         )
         .await;
@@ -962,10 +947,7 @@ mod api_calls {
             group(at_rest()),
             vec![as_node(node(json!(null)))],
             Vec::new(),
-            vec![(
-                PODS,
-                json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}),
-            )],
+            vec![(PODS, crate::controller::mock::no_pods())],
         )
         .await;
         assert_eq!(

@@ -215,18 +215,6 @@ impl Act<'_> {
 mod api_calls {
     use super::*;
     use crate::metrics::Metrics;
-    use kube::runtime::reflector;
-
-    fn store_of<K>(objects: Vec<K>) -> Store<K>
-    where
-        K: kube::Resource<DynamicType = ()> + Clone + 'static,
-    {
-        let (store, mut writer) = reflector::store();
-        for o in objects {
-            writer.apply_watcher_event(&watcher::Event::Apply(o));
-        }
-        store
-    }
 
     fn ago(secs: i64) -> String {
         (Utc::now() - chrono::Duration::seconds(secs))
@@ -269,9 +257,9 @@ mod api_calls {
                 crate::decide::children::Guards::default(),
             ),
             settings: Settings::default(),
-            pods: store_of(pods),
-            nodes: store_of(vec![node]),
-            groups: store_of(Vec::new()),
+            pods: crate::controller::mock::store_of(pods),
+            nodes: crate::controller::mock::store_of(vec![node]),
+            groups: crate::controller::mock::store_of(Vec::new()),
         });
         let action = reconcile(Arc::new(run()), ctx).await;
         assert!(action.is_ok(), "the reconcile failed: {:?}", action.err());
