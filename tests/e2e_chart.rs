@@ -933,6 +933,7 @@ async fn service_account_has_the_operators_permissions_and_no_more() {
         (vec!["list", "pods", "-A"], true),
         (vec!["delete", "pods", "-A"], false),
         (vec!["create", "pods", "-A"], false),
+        (vec!["patch", "pods", "-A"], false),
         (vec!["delete", "persistentvolumeclaims", "-A"], true),
         (vec!["create", "events.events.k8s.io", "-A"], true),
         // Nodes and Cluster API only when their value is on.
@@ -1024,6 +1025,8 @@ async fn service_account_has_the_operators_permissions_and_no_more() {
         (vec!["patch", "nodes"], true),
         (vec!["get", "nodes"], true),
         (vec!["delete", "nodes"], true),
+        // The reservation toleration of a kwok node on the runs it is for.
+        (vec!["patch", "pods", "-A"], true),
         (vec!["get", "secrets", "-A"], false),
     ];
     assert_permissions(&user, &providers);

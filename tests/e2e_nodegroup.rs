@@ -14,7 +14,7 @@ use common::operator::wait_for_sample;
 use common::plugin::plugin;
 use common::{Result, client, kwok, test_namespace, unique_name, wait_for, wait_for_object};
 use datajob::api::{DataJob, NodeGroup, RunState};
-use datajob::decide::nodegroups::{GROUP_LABEL, SCALE_DOWN_TAINT};
+use datajob::decide::nodegroups::{GROUP_LABEL, SCALE_DOWN_TAINT, reserve};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -638,6 +638,105 @@ async fn a_warm_up_waits_for_a_node_busy_with_a_run_of_unknown_length() {
         node_of_run(&client, ns.name(), "adhoc").await,
         "the daily run took the one-off's node"
     );
+}
+
+/// The reservations the pod of `datajob`'s run holds (the nodes whose reservation
+/// toleration it carries).
+async fn reservations_of(client: &Client, ns: &str, datajob: &str) -> Vec<String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("datajob.dev/name={datajob}")))
+        .await
+        .unwrap()
+        .items;
+    list.iter()
+        .flat_map(|p| reserve::held_by(p).map(String::from).collect::<Vec<_>>())
+        .collect()
+}
+
+/// A node made while runs wait is theirs first, whatever order the scheduler would take
+/// them in: the run that waited longest holds the first node's reservation and runs
+/// there, the run that came later holds the next node's, and each node's reservation is
+/// lifted once its run is bound.
+#[tokio::test]
+async fn a_node_made_for_waiting_runs_goes_to_the_run_that_waited_longest() {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let ns = test_namespace(&client, "reserve").await;
+    let mut spec = kwok_group(4, "16Gi", 0, "0.30", 2);
+    spec["namespaces"] = json!([ns.name()]);
+    spec["provider"] = json!({"kwok": {"bootDelay": "8s"}});
+    let (group, _g) = node_group(&client, "reserve", spec).await;
+    // Each run takes a whole node.
+    let run = |secs: u32| {
+        json!({"image": "busybox", "resources": {"cpu": 4, "memory": "8Gi"},
+            "podAnnotations": {kwok::DURATION: format!("{secs}s")}})
+    };
+    let first = datajob(&client, ns.name(), "first", run(12)).await;
+    group_size_at_least(&client, &group, 1).await;
+    // The second run comes while the first one's node boots: the group asks for another.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let second = datajob(&client, ns.name(), "second", run(6)).await;
+    let (node0, node1) = (format!("{group}-0"), format!("{group}-1"));
+    wait_for_object(
+        &first,
+        "first",
+        "first Running",
+        Duration::from_secs(60),
+        |d: &DataJob| d.status.as_ref().and_then(|s| s.state) == Some(RunState::Running),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        node_of_run(&client, ns.name(), "first").await,
+        node0,
+        "the run that waited longest runs on the first node up"
+    );
+    assert_eq!(
+        reservations_of(&client, ns.name(), "first").await,
+        std::slice::from_ref(&node0)
+    );
+    // Bound: its node takes anyone again.
+    let nodes: Api<Node> = Api::all(client.clone());
+    wait_for(
+        &format!("{node0}'s reservation lifted"),
+        Duration::from_secs(15),
+        || {
+            let (nodes, node0) = (nodes.clone(), node0.clone());
+            async move {
+                let n = nodes.get(&node0).await?;
+                let taints = n.spec.and_then(|s| s.taints).unwrap_or_default();
+                Ok((!reserve::is_reserved(&taints)).then_some(()))
+            }
+        },
+    )
+    .await
+    .unwrap();
+    succeeded(&second, "second", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        node_of_run(&client, ns.name(), "second").await,
+        node1,
+        "the later run runs on the node made for it"
+    );
+    assert_eq!(reservations_of(&client, ns.name(), "second").await, [node1]);
+    succeeded(&first, "first", Duration::from_secs(30))
+        .await
+        .unwrap();
+}
+
+/// Waits until `group` has asked for at least `n` nodes.
+async fn group_size_at_least(client: &Client, group: &str, n: i32) {
+    wait_for_object(
+        &Api::<NodeGroup>::all(client.clone()),
+        group,
+        &format!("{group} asks for {n} node(s)"),
+        Duration::from_secs(20),
+        |g: &NodeGroup| g.status.as_ref().is_some_and(|s| s.desired >= n),
+    )
+    .await
+    .unwrap();
 }
 
 /// Placement reads the groups' room: a run that fits beside a long run on a

@@ -435,8 +435,9 @@ pub fn trim_job(job: &mut k8s_openapi::api::batch::v1::Job) {
 
 /// A run's pod as the caches keep it: what the watchdog, the scaler and the clean-up
 /// read (metadata, the node and node selector, each container's name, image and
-/// resources, the volumes backed by claims, the status), not the environment, the
-/// command, probes, mounts, security settings, tolerations or the other volumes.
+/// resources, the volumes backed by claims, the tolerations of node reservations, the
+/// status), not the environment, the command, probes, mounts, security settings, other
+/// tolerations or the other volumes.
 pub fn trim_pod(pod: &mut k8s_openapi::api::core::v1::Pod) {
     use k8s_openapi::api::core::v1::Container;
     let slim = |c: &mut Container| {
@@ -459,7 +460,15 @@ pub fn trim_pod(pod: &mut k8s_openapi::api::core::v1::Pod) {
                 }
             }
         }
-        spec.tolerations = None;
+        // The scaler reads which node reservations a pod holds.
+        if let Some(t) = spec.tolerations.as_mut() {
+            t.retain(|t| {
+                t.key.as_deref() == Some(crate::decide::nodegroups::reserve::RESERVED_TAINT)
+            });
+        }
+        if spec.tolerations.as_ref().is_some_and(Vec::is_empty) {
+            spec.tolerations = None;
+        }
         spec.affinity = None;
         spec.security_context = None;
     }
@@ -987,7 +996,8 @@ mod tests {
                     {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {"accessModes": ["ReadWriteOnce"]}}}},
                     {"name": "token", "projected": {"sources": []}},
                 ],
-                "tolerations": [{"key": "k", "operator": "Exists"}],
+                "tolerations": [{"key": "k", "operator": "Exists"},
+                    {"key": "datajob.dev/reserved-for", "operator": "Equal", "value": "g-1", "effect": "NoSchedule"}],
             },
             "status": {"phase": "Running", "containerStatuses": [{"name": "main", "image": "etl:1", "imageID": "", "ready": true, "restartCount": 0}]},
         }))
@@ -1023,7 +1033,12 @@ mod tests {
             .map(|v| v.name.as_str())
             .collect();
         assert_eq!(volumes, ["data", "scratch"], "the volumes backed by claims");
-        assert!(spec.tolerations.is_none());
+        assert_eq!(
+            crate::decide::nodegroups::reserve::held_by(&pod).collect::<Vec<_>>(),
+            ["g-1"],
+            "only the tolerations of node reservations"
+        );
+        assert_eq!(spec.tolerations.as_ref().map(Vec::len), Some(1));
 
         let mut job: Job = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "r-1", "annotations": {"e": "f"}},

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::controller::{Action, Controller};
@@ -23,7 +23,9 @@ use tracing::{debug, info, warn};
 use super::Context;
 use crate::api::{DataJob, NodeGroup, NodeGroupStatus, RunState};
 use crate::decide::due_runs;
-use crate::decide::nodegroups::{self, GROUP_LABEL, Group, GroupState, NodeView, ProviderKind};
+use crate::decide::nodegroups::{
+    self, GROUP_LABEL, Group, GroupState, NodeView, ProviderKind, reserve,
+};
 use crate::labels::{self, FIELD_MANAGER, MANAGED_BY, MANAGED_BY_VALUE, NAME};
 use crate::metrics::GroupLabels;
 use crate::resources::Request;
@@ -288,7 +290,11 @@ async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Act
             previous.desired, decision.desired
         ));
     }
-    let mut requeue = act(&ctx, &ng, &group, &decision, &views, &status, now).await?;
+    let seen = Seen {
+        nodes: &views,
+        pods: &pods,
+    };
+    let mut requeue = act(&ctx, &ng, &group, &decision, seen, &status, now).await?;
     if let Some(t) = decision.recheck_at {
         // Wake up when a warm-up begins, a kept node's run is overdue or the idle wait
         // ends (a moment late, so that it has happened).
@@ -347,18 +353,31 @@ async fn live_pods(ctx: &NodeGroupContext, node: &str) -> Result<(usize, usize)>
 /// Puts the scale-down taint on `node` (`on`) or takes it off. Returns whether the node
 /// now is as asked; `false` when it is gone or changed meanwhile (the next pass retries).
 async fn set_scale_down_taint(api: &Api<Node>, node: &str, on: bool) -> Result<bool> {
+    edit_taints(api, node, "scale-down taint", |t| {
+        nodegroups::with_scale_down_taint(t, on)
+    })
+    .await
+}
+
+/// Changes `node`'s taints by `edit` (`None`: they are as wanted already). Returns whether
+/// the node now is as asked; `false` when it is gone or changed meanwhile (the next pass
+/// retries).
+async fn edit_taints(
+    api: &Api<Node>,
+    node: &str,
+    what: &'static str,
+    edit: impl Fn(&[Taint]) -> Option<Vec<Taint>>,
+) -> Result<bool> {
     let Some(mut n) = api
         .get_opt(node)
         .await
         .map_err(Error::api("read", "Node", "", node))?
     else {
-        info!(%node, "node gone before its scale-down taint could be set; nothing to do");
+        info!(%node, what, "node gone before its taints could be changed; nothing to do");
         return Ok(false);
     };
     let current = n.spec.take().and_then(|s| s.taints);
-    let Some(taints) =
-        nodegroups::with_scale_down_taint(current.as_deref().unwrap_or_default(), on)
-    else {
+    let Some(taints) = edit(current.as_deref().unwrap_or_default()) else {
         return Ok(true);
     };
     // A JSON patch that first tests the taints are still those read: a concurrent change
@@ -372,7 +391,7 @@ async fn set_scale_down_taint(api: &Api<Node>, node: &str, on: bool) -> Result<b
         None => json!([{"op": "add", "path": "/spec/taints", "value": taints}]),
     })
     .map_err(|source| Error::Encode {
-        what: "the scale-down taint patch",
+        what: "a node taint patch",
         source,
     })?;
     match api
@@ -382,11 +401,88 @@ async fn set_scale_down_taint(api: &Api<Node>, node: &str, on: bool) -> Result<b
         Ok(_) => Ok(true),
         // Gone, or changed meanwhile (the test failed): the next pass tries again.
         Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409 | 422) => {
-            warn!(%node, on, error = %e, "the scale-down taint did not change: the node is gone or changed meanwhile; the next pass tries again");
+            warn!(%node, what, error = %e, "the node's taints did not change: the node is gone or changed meanwhile; the next pass tries again");
             Ok(false)
         }
         Err(e) => Err(Error::api("taint", "Node", "", node)(e)),
     }
+}
+
+/// Adds the toleration of `node`'s reservation to the waiting `pod`
+/// ([`reserve::toleration`]; tolerations are the one part of a pod's spec that may grow
+/// after it is made). Returns whether the pod now holds it; `false` when it is gone or
+/// changed so that it may not (it is bound, say).
+async fn hold_reservation(ctx: &NodeGroupContext, pod: &Pod, node: &str) -> Result<bool> {
+    let (ns, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
+    let api: Api<Pod> = Api::namespaced(ctx.base.client.clone(), &ns);
+    let toleration = reserve::toleration(node);
+    // Appended to the pod's tolerations (the cache does not keep them all); a pod that
+    // has none gets the list. The apiserver refuses any patch that would change or drop
+    // a toleration it has, so neither can overwrite one.
+    let append = json!([{"op": "add", "path": "/spec/tolerations/-", "value": toleration}]);
+    let create = json!([{"op": "add", "path": "/spec/tolerations", "value": [toleration]}]);
+    let mut last = None;
+    for patch in [append, create] {
+        let patch: json_patch::Patch =
+            serde_json::from_value(patch).map_err(|source| Error::Encode {
+                what: "a reservation toleration patch",
+                source,
+            })?;
+        match api
+            .patch(&name, &PatchParams::default(), &Patch::Json::<()>(patch))
+            .await
+        {
+            Ok(_) => return Ok(true),
+            // The list is missing (append), or the pod has tolerations after all (create).
+            Err(kube::Error::Api(e)) if matches!(e.code, 400 | 422) => last = Some(e),
+            Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409) => {
+                last = Some(e);
+                break;
+            }
+            Err(e) => return Err(Error::api("add a toleration to", "Pod", &ns, &name)(e)),
+        }
+    }
+    if let Some(e) = last {
+        info!(pod = %format!("{ns}/{name}"), %node, error = %e, "the pod did not take the node's reservation: it is gone or changed meanwhile");
+    }
+    Ok(false)
+}
+
+/// Makes the kwok node `name`, reserved for the waiting pods `for_pods` (none: not
+/// reserved). Those pods get the reservation's toleration first, so that the node takes
+/// them the moment it is up and no one else meanwhile.
+async fn make_kwok_node(
+    ctx: &NodeGroupContext,
+    ng: &NodeGroup,
+    group: &Group,
+    name: &str,
+    for_pods: &[&Pod],
+) -> Result<()> {
+    let mut held = Vec::new();
+    for pod in for_pods {
+        if hold_reservation(ctx, pod, name).await? {
+            held.push(format!(
+                "{}/{}",
+                pod.namespace().unwrap_or_default(),
+                pod.name_any()
+            ));
+        }
+    }
+    let node = kwok_node(ng, group, name, !held.is_empty())?;
+    let api: Api<Node> = Api::all(ctx.base.client.clone());
+    match api.create(&PostParams::default(), &node).await {
+        Ok(_) if held.is_empty() => {
+            info!(nodegroup = %group.name, node = %name, "kwok node created")
+        }
+        Ok(_) => {
+            info!(nodegroup = %group.name, node = %name, reserved_for = %held.join(", "), "kwok node created, reserved for the runs that waited longest")
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            info!(nodegroup = %group.name, node = %name, error = %e, "kwok node exists already (the node cache is behind); not made twice")
+        }
+        Err(e) => return Err(Error::api("create", "Node", "", name)(e)),
+    }
+    Ok(())
 }
 
 /// Removes an empty kwok node safely: taint it so nothing new lands on it, count its
@@ -414,16 +510,111 @@ async fn remove_kwok_node(ctx: &NodeGroupContext, group: &Group, node: &str) -> 
     Ok(())
 }
 
+/// The names of the group's nodes that are reserved ([`reserve`]), as the cache has them.
+fn reserved_nodes(ctx: &NodeGroupContext, group: &str) -> Vec<Arc<Node>> {
+    ctx.nodes
+        .state()
+        .into_iter()
+        .filter(|n| n.labels().get(GROUP_LABEL).map(String::as_str) == Some(group))
+        .filter(|n| {
+            n.spec
+                .as_ref()
+                .and_then(|s| s.taints.as_deref())
+                .is_some_and(reserve::is_reserved)
+        })
+        .collect()
+}
+
+/// The group's pods that wait for a node, each with what [`reserve::reserve`] reads.
+fn waiting_pods<'a>(
+    ctx: &NodeGroupContext,
+    group: &str,
+    pods: &'a [Arc<Pod>],
+) -> Vec<(&'a Pod, reserve::Waiting)> {
+    let reserved: Vec<String> = reserved_nodes(ctx, group)
+        .iter()
+        .map(|n| n.name_any())
+        .collect();
+    pods.iter()
+        .map(AsRef::as_ref)
+        .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_none())
+        .map(|p| {
+            let since = p
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .and_then(labels::from_k8s_time)
+                .unwrap_or_default();
+            let holds = reserve::held_by(p).any(|n| reserved.iter().any(|r| r == n));
+            let request = Request::of(p);
+            (
+                p,
+                reserve::Waiting {
+                    request,
+                    since,
+                    holds,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Lifts the reservation of each of the group's nodes whose pods are bound or gone, or
+/// that has been held for [`reserve::RESERVATION_HOLD`].
+async fn lift_reservations(
+    ctx: &NodeGroupContext,
+    api: &Api<Node>,
+    group: &Group,
+    pods: &[Arc<Pod>],
+    now: DateTime<Utc>,
+) -> Result<Option<Duration>> {
+    let waiting = waiting_pods(ctx, &group.name, pods);
+    let mut next: Option<Duration> = None;
+    for node in reserved_nodes(ctx, &group.name) {
+        let name = node.name_any();
+        let held = waiting
+            .iter()
+            .any(|(p, _)| reserve::held_by(p).any(|n| n == name));
+        let made = node
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .and_then(labels::from_k8s_time);
+        if !reserve::lapsed(held, made, now) {
+            // Look again when the hold ends, if its pods are not placed before.
+            let ends = made.map(|t| {
+                t + chrono::Duration::from_std(reserve::RESERVATION_HOLD).unwrap_or_default()
+            });
+            let left = ends
+                .and_then(|t| (t - now).to_std().ok())
+                .unwrap_or_default();
+            next = Some(next.map_or(left, |n| n.min(left)));
+            continue;
+        }
+        if edit_taints(api, &name, "reservation", reserve::without_reservation).await? {
+            info!(nodegroup = %group.name, node = %name, "reservation lifted: {}", if held { "held for its longest" } else { "its runs are placed or gone" });
+        }
+    }
+    Ok(next)
+}
+
+/// What a reconcile saw of a group: its nodes and its active DataJob pods.
+struct Seen<'a> {
+    nodes: &'a [NodeView],
+    pods: &'a [Arc<Pod>],
+}
+
 /// Makes the provider follow the decision; returns when to look again.
 async fn act(
     ctx: &NodeGroupContext,
     ng: &NodeGroup,
     group: &Group,
     decision: &nodegroups::ScaleDecision,
-    nodes: &[NodeView],
+    seen: Seen<'_>,
     status: &NodeGroupStatus,
     now: DateTime<Utc>,
 ) -> Result<Duration> {
+    let Seen { nodes, pods } = seen;
     let busy = status.pending_pods > 0
         || status.desired != status.ready
         || status.active_pods == 0 && status.current > 0;
@@ -501,15 +692,13 @@ async fn act(
                 let all = ctx.nodes.state();
                 let existing: Vec<String> = all.iter().map(|n| n.name_any()).collect();
                 let existing: Vec<&str> = existing.iter().map(String::as_str).collect();
-                for name in nodegroups::new_node_names(&group.name, &existing, booted) {
-                    let node = kwok_node(ng, group, &name)?;
-                    match api.create(&PostParams::default(), &node).await {
-                        Ok(_) => info!(nodegroup = %group.name, node = %name, "kwok node created"),
-                        Err(kube::Error::Api(e)) if e.code == 409 => {
-                            info!(nodegroup = %group.name, node = %name, error = %e, "kwok node exists already (the node cache is behind); not made twice")
-                        }
-                        Err(e) => return Err(Error::api("create", "Node", "", &name)(e)),
-                    }
+                let names = nodegroups::new_node_names(&group.name, &existing, booted);
+                let waiting = waiting_pods(ctx, &group.name, pods);
+                let views: Vec<reserve::Waiting> = waiting.iter().map(|(_, w)| w.clone()).collect();
+                let reserved = reserve::reserve(&group.shape, &views, names.len());
+                for (name, for_pods) in names.iter().zip(reserved) {
+                    let for_pods: Vec<&Pod> = for_pods.iter().map(|&i| waiting[i].0).collect();
+                    make_kwok_node(ctx, ng, group, name, &for_pods).await?;
                     // Booted: its clock is done.
                     let mut boots = ctx.boots.lock().unwrap_or_else(|e| e.into_inner());
                     if let Some(q) = boots.get_mut(&group.name).filter(|q| !q.is_empty()) {
@@ -534,6 +723,9 @@ async fn act(
                     warn!(nodegroup = %group.name, node = %v.name, "a leftover scale-down taint could not be lifted yet; the next pass lifts it");
                 }
             }
+            if let Some(hold_ends) = lift_reservations(ctx, &api, group, pods, now).await? {
+                requeue = requeue.min(hold_ends + Duration::from_millis(200));
+            }
             for node in remove {
                 remove_kwok_node(ctx, group, node).await?;
             }
@@ -543,8 +735,8 @@ async fn act(
 }
 
 /// A simulated node of the group's shape, managed by kwok and owned by the group (it goes
-/// when the group goes).
-fn kwok_node(ng: &NodeGroup, group: &Group, name: &str) -> Result<Node> {
+/// when the group goes); `reserved`: with the taint of its reservation ([`reserve`]).
+fn kwok_node(ng: &NodeGroup, group: &Group, name: &str, reserved: bool) -> Result<Node> {
     let mut labels = group.labels.clone();
     labels.insert("type".into(), "kwok".into());
     labels.insert("kubernetes.io/hostname".into(), name.to_string());
@@ -557,11 +749,15 @@ fn kwok_node(ng: &NodeGroup, group: &Group, name: &str) -> Result<Node> {
         "nvidia.com/gpu": s.gpu.to_string(),
         "pods": "110",
     });
-    let taints: Vec<serde_json::Value> = group
+    let mut taints: Vec<serde_json::Value> = group
         .taints
         .iter()
         .map(|t| json!({"key": t.key, "value": t.value, "effect": t.effect}))
         .collect();
+    if reserved {
+        let t = reserve::taint(name);
+        taints.push(json!({"key": t.key, "value": t.value, "effect": t.effect}));
+    }
     serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "Node",
@@ -671,6 +867,8 @@ mod api_calls {
     /// The query of the list of the pods on batch-0, read before the node goes (kube
     /// starts its queries with `&`).
     const ON_NODE: &str = "&fieldSelector=spec.nodeName%3Dbatch-0";
+    /// The run pod of [`run_pod`].
+    const RUN_POD: &str = "/api/v1/namespaces/data/pods/nightly-29934840-abcde";
     const NOT_NEEDED: &str =
         "no pending run, and no scheduled run due soon that keeping them would pay for";
 
@@ -698,6 +896,32 @@ mod api_calls {
             "status": {"allocatable": {"cpu": "4", "memory": "16Gi"},
                 "conditions": [{"type": "Ready", "status": "True"}]},
         })
+    }
+
+    /// `pod` as the API serves it.
+    fn pod_object(pod: Pod) -> serde_json::Value {
+        let mut o = serde_json::to_value(pod).unwrap_or_default();
+        o["apiVersion"] = json!("v1");
+        o["kind"] = json!("Pod");
+        o
+    }
+
+    /// `batch-0` reserved for the run (it also carries `theirs`), made `made_secs_ago`.
+    fn reserved_node(made_secs_ago: i64) -> serde_json::Value {
+        let mut n = node(json!([{"key": "dedicated", "effect": "NoSchedule"},
+            {"key": reserve::RESERVED_TAINT, "value": "batch-0", "effect": "NoSchedule"}]));
+        n["metadata"]["creationTimestamp"] = json!(labels::rfc3339(
+            Utc::now() - chrono::Duration::seconds(made_secs_ago)
+        ));
+        n
+    }
+
+    /// The run pod of [`run_pod`], holding `batch-0`'s reservation.
+    fn holding(mut pod: Pod) -> Pod {
+        if let Some(s) = pod.spec.as_mut() {
+            s.tolerations = Some(vec![reserve::toleration("batch-0")]);
+        }
+        pod
     }
 
     fn as_node(node: serde_json::Value) -> Node {
@@ -823,19 +1047,35 @@ mod api_calls {
     }
 
     #[tokio::test]
-    async fn a_kwok_node_whose_boot_delay_has_passed_is_made_and_nothing_else_written() {
+    async fn a_kwok_node_whose_boot_delay_has_passed_is_made_reserved_for_the_waiting_run_and_nothing_else_written()
+     {
         // Sized up at 02:00 (the status the test above writes): with no boot clock in
         // memory (as after a restart) the node's starts then, so it has booted.
         let calls = calls_of_one_reconcile(
             group(scaled_up()),
             Vec::new(),
             vec![run_pod(None, "1", "1Gi")],
-            Vec::new(),
+            vec![(RUN_POD, pod_object(run_pod(None, "1", "1Gi")))],
         )
         .await;
         // The status already says all this: it is not written again.
-        assert_eq!(methods_and_paths(&calls), ["POST /api/v1/nodes"]);
-        let made = &calls[0].body;
+        assert_eq!(
+            methods_and_paths(&calls),
+            [&format!("PATCH {RUN_POD}"), "POST /api/v1/nodes"]
+        );
+        // The run that waits gets the node's toleration first (appended: nothing of
+        // the pod is overwritten), then the node comes with the matching taint.
+        let toleration = json!({"key": reserve::RESERVED_TAINT, "operator": "Equal",
+            "value": "batch-0", "effect": "NoSchedule"});
+        assert_eq!(
+            calls[0].body,
+            json!([{"op": "add", "path": "/spec/tolerations/-", "value": toleration}])
+        );
+        let made = &calls[1].body;
+        assert_eq!(
+            made["spec"]["taints"],
+            json!([{"key": reserve::RESERVED_TAINT, "value": "batch-0", "effect": "NoSchedule"}])
+        );
         assert_eq!(
             made["metadata"]["name"], "batch-0",
             "named <group>-<lowest free i>"
@@ -981,6 +1221,66 @@ mod api_calls {
             calls[1].body,
             json!([{"op": "test", "path": "/spec/taints", "value": taint},
                 {"op": "replace", "path": "/spec/taints", "value": []}])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reservation_is_lifted_once_its_run_is_bound_and_nothing_else_written() {
+        let calls = calls_of_one_reconcile(
+            group(at_rest()),
+            vec![as_node(reserved_node(1))],
+            vec![holding(run_pod(Some("batch-0"), "4", "16Gi"))],
+            vec![(NODE, reserved_node(1))],
+        )
+        .await;
+        assert_eq!(
+            methods_and_paths(&calls),
+            ["GET /api/v1/nodes/batch-0", "PATCH /api/v1/nodes/batch-0"]
+        );
+        // Only the reservation goes, and only if the taints are still those read.
+        let read = reserved_node(1)["spec"]["taints"].clone();
+        assert_eq!(
+            calls[1].body,
+            json!([{"op": "test", "path": "/spec/taints", "value": read},
+                {"op": "replace", "path": "/spec/taints",
+                    "value": [{"key": "dedicated", "effect": "NoSchedule"}]}])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reservation_whose_run_still_waits_holds_until_the_hold_ends() {
+        let waiting = || holding(run_pod(None, "4", "16Gi"));
+        let mut status = at_rest();
+        status["pendingPods"] = json!(1);
+        status["room"] =
+            json!([{"ready": true, "cpu": "0", "memory": "0", "ephemeralStorage": "100Gi"}]);
+        let calls = calls_of_one_reconcile(
+            group(status.clone()),
+            vec![as_node(reserved_node(1))],
+            vec![waiting()],
+            vec![(NODE, reserved_node(1))],
+        )
+        .await;
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.call.starts_with("PATCH /api/v1/nodes")),
+            "{calls:#?}"
+        );
+        // Held for the hold: anyone may have the node now.
+        let hold = reserve::RESERVATION_HOLD.as_secs() as i64;
+        let calls = calls_of_one_reconcile(
+            group(status),
+            vec![as_node(reserved_node(hold + 1))],
+            vec![waiting()],
+            vec![(NODE, reserved_node(hold + 1))],
+        )
+        .await;
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.call == "PATCH /api/v1/nodes/batch-0"),
+            "{calls:#?}"
         );
     }
 }

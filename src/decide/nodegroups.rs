@@ -2,7 +2,8 @@
 //! whose nodes already have room: [`packing`]), whether any group could ever fit it
 //! (admission), and how many nodes a group needs (first-fit-decreasing packing; scale
 //! down when empty unless a scheduled run due soon makes keeping a node cheaper than
-//! booting another: [`keep`]; or after a fixed idle time). Pure functions.
+//! booting another: [`keep`]; or after a fixed idle time), and which waiting runs a new
+//! node is for ([`reserve`]). Pure functions.
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use crate::units::{self, format_bytes, format_cpu};
 
 pub mod keep;
 pub mod packing;
+pub mod reserve;
 
 /// The label every node of a group carries, and runs placed there select.
 pub const GROUP_LABEL: &str = "datajob.dev/node-group";
