@@ -551,13 +551,18 @@ fn waiting_served_by(
 /// outlasts the due time. Only when the pods that wait for a node now have theirs before
 /// the run is due ([`waiting_served_by`]): else the run, once due,
 /// would compete for the nodes booting for pods that waited longer (the scheduler may
-/// give it theirs, and they wait another boot). Else a new bin of `shape` is opened.
+/// give it theirs, and they wait another boot). A run waits so only until its time: once
+/// due (`now`), with that node still busy, the node it needs boots at once rather than
+/// once its pod waits. Else a new bin of `shape` is opened. Returns when the first run
+/// that waits is due (to decide again then).
 fn pack_due(
     bins: &mut Vec<Bin>,
     shape: &Request,
     due: &[&DueRun],
     waiting_served_by: Option<DateTime<Utc>>,
-) {
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let mut first_wait: Option<DateTime<Utc>> = None;
     let mut sorted: Vec<&&DueRun> = due.iter().filter(|d| d.request.fits(shape)).collect();
     sorted.sort_by(|a, b| {
         b.request
@@ -571,9 +576,14 @@ fn pack_due(
         {
             Some(i) => i,
             None => match bins.iter().position(|b| {
-                waiting_served_by.is_none_or(|t| t <= d.due) && b.may_free_for(shape, &d.request)
+                d.due > now
+                    && waiting_served_by.is_none_or(|t| t <= d.due)
+                    && b.may_free_for(shape, &d.request)
             }) {
-                Some(i) => i,
+                Some(i) => {
+                    first_wait = Some(first_wait.map_or(d.due, |t| t.min(d.due)));
+                    i
+                }
                 None => {
                     bins.push(Bin::new(None, false, *shape));
                     bins.len() - 1
@@ -584,6 +594,7 @@ fn pack_due(
         b.later = b.later.plus(&d.request);
         b.used = true;
     }
+    first_wait
 }
 
 /// How many new nodes of `shape` the `pending` requests need beyond the free room of
@@ -653,7 +664,11 @@ pub fn decide(group: &Group, state: &GroupState, now: DateTime<Utc>) -> ScaleDec
     let before = bins.len();
     pack(&mut bins, &group.shape, &state.pending);
     let served_by = waiting_served_by(group, state, booting, bins.len() > before, now);
-    pack_due(&mut bins, &group.shape, &warm, served_by);
+    let first_wait = pack_due(&mut bins, &group.shape, &warm, served_by, now);
+    let next_warm_up = match (next_warm_up, first_wait) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let needed = bins.len() - before;
     let idle_since =
         (state.active == 0 && warm.is_empty()).then(|| state.idle_since.unwrap_or(now));
@@ -1812,6 +1827,17 @@ pub(crate) mod tests {
         // booted ahead; the run waits for `a`.
         let d = decide(&g, &busy(None), now());
         assert_eq!((d.desired, d.reason), (1, None), "waits for a");
+        // Until its time, when the scaler looks again: `a` still busy then, the node the
+        // run needs boots at once, before its pod even waits.
+        assert_eq!(d.recheck_at, Some(now() + secs(180)));
+        let d = decide(&g, &busy(None), now() + secs(180));
+        assert_eq!(
+            (d.desired, d.reason.as_deref()),
+            (
+                2,
+                Some("warm-up: 1 scheduled run(s) due soon need 1 more node(s)")
+            )
+        );
         // Someone else's pod on `a`: it never frees for the run, a node is booted.
         let mut foreign = busy(None);
         foreign.nodes[0].foreign_pods = 1;
