@@ -496,28 +496,63 @@ impl Bin {
     }
 }
 
-/// First fit decreasing of `demand` (pods that wait now) into `bins`, in their order; a
-/// new bin of `shape` is opened for what fits in none. Requests larger than `shape` are
-/// left out.
-fn pack(bins: &mut Vec<Bin>, shape: &Request, demand: &[Request]) {
+/// When a node booted now would be up, and the moment that is measured from: a pending
+/// pod waits for a busy node whose runs are expected to end after `now` and by `up`
+/// rather than booting one.
+#[derive(Clone, Copy)]
+struct BootWindow {
+    now: DateTime<Utc>,
+    up: DateTime<Utc>,
+}
+
+/// First fit decreasing of `demand` (pods that wait now) into `bins`, in their order. A
+/// pod that fits in none now waits, with `window`, for a busy node whose runs are
+/// expected to end before a node booted now would be up (it starts no later, and no
+/// boot is paid); else a new bin of `shape` is opened for it. Requests larger than
+/// `shape` are left out. Returns when the first node waited for is expected to free up
+/// (to decide again then: if it has not, a node boots).
+fn pack(
+    bins: &mut Vec<Bin>,
+    shape: &Request,
+    demand: &[Request],
+    window: Option<BootWindow>,
+) -> Option<DateTime<Utc>> {
     let mut sorted: Vec<&Request> = demand.iter().filter(|r| r.fits(shape)).collect();
     sorted.sort_by(|a, b| b.share_of(shape).total_cmp(&a.share_of(shape)));
+    let mut first_wait: Option<DateTime<Utc>> = None;
     for r in sorted {
-        let i = match bins.iter().position(|b| r.fits(&b.room_now())) {
-            Some(i) => i,
-            None => {
-                bins.push(Bin::new(None, false, *shape));
-                bins.len() - 1
-            }
+        if let Some(i) = bins.iter().position(|b| r.fits(&b.room_now())) {
+            let b = &mut bins[i];
+            b.free = b.free.minus(r);
+            b.used = true;
+            b.took_pending = true;
+            // A pod that waits runs for a time not known: an empty or booting node that
+            // takes it is, from then, a node busy with a run of unknown length.
+            b.ends_unknown |= !b.busy;
+            continue;
+        }
+        let ends_in_time = |b: &Bin| {
+            window
+                .zip(b.frees_at)
+                .is_some_and(|(w, t)| w.now < t && t <= w.up && r.fits(&b.room_at(shape, t)))
         };
-        let b = &mut bins[i];
+        if let Some(i) = bins.iter().position(ends_in_time) {
+            let b = &mut bins[i];
+            b.later = b.later.plus(r);
+            b.used = true;
+            if let Some(t) = b.frees_at {
+                first_wait = Some(first_wait.map_or(t, |f| f.min(t)));
+            }
+            continue;
+        }
+        let mut b = Bin::new(None, false, *shape);
         b.free = b.free.minus(r);
         b.used = true;
         b.took_pending = true;
-        // A pod that waits runs for a time not known: an empty or booting node that
-        // takes it is, from then, a node busy with a run of unknown length.
-        b.ends_unknown |= !b.busy;
+        b.ends_unknown = true;
+        bins.push(b);
     }
+    first_wait
 }
 
 /// When the pods that wait for a node now will have one: a quarter of a boot after the
@@ -612,7 +647,7 @@ pub fn nodes_needed(
         .map(|(free, ready)| Bin::new(None, ready, free))
         .collect();
     let first_new = bins.len();
-    pack(&mut bins, shape, pending);
+    pack(&mut bins, shape, pending, None);
     bins.len() - first_new
 }
 
@@ -662,13 +697,19 @@ pub fn decide(group: &Group, state: &GroupState, now: DateTime<Utc>) -> ScaleDec
     let (warm, later, next_warm_up) = split_due(group, &state.due, now);
     let mut bins = bins_of(state, &group.shape, booting);
     let before = bins.len();
-    pack(&mut bins, &group.shape, &state.pending);
+    let window = chrono::Duration::from_std(group.boot_time)
+        .ok()
+        .map(|boot| BootWindow {
+            now,
+            up: now + boot,
+        });
+    let pending_wait = pack(&mut bins, &group.shape, &state.pending, window);
     let served_by = waiting_served_by(group, state, booting, bins.len() > before, now);
     let first_wait = pack_due(&mut bins, &group.shape, &warm, served_by, now);
-    let next_warm_up = match (next_warm_up, first_wait) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let next_warm_up = [next_warm_up, first_wait, pending_wait]
+        .into_iter()
+        .flatten()
+        .min();
     let needed = bins.len() - before;
     let idle_since =
         (state.active == 0 && warm.is_empty()).then(|| state.idle_since.unwrap_or(now));
@@ -1932,6 +1973,40 @@ pub(crate) mod tests {
         let d = decide(&g, &state, now());
         assert_eq!((d.desired, d.removable), (1, vec!["b".to_string()]));
         assert!(d.kept_for.is_empty());
+    }
+
+    #[test]
+    fn a_pending_run_waits_for_a_node_whose_runs_end_before_a_boot_would_be_up() {
+        // Boot 90 s. `a` is full with a run known to end in `frees_in`; a 4-CPU run waits.
+        let g = scheduled_group();
+        let state = |frees_in: Option<i64>| GroupState {
+            desired: 1,
+            nodes: vec![NodeView {
+                frees_at: frees_in.map(|s| now() + secs(s)),
+                ..node("a", true, req(0, 4, 0), 1)
+            }],
+            pending: vec![req(4, 12, 0)],
+            active: 2,
+            ..GroupState::default()
+        };
+        // Ends in 60 s: the run takes `a` then, sooner than a boot and without paying
+        // one; the scaler looks again at that moment.
+        let d = decide(&g, &state(Some(60)), now());
+        assert_eq!((d.desired, d.reason), (1, None));
+        assert_eq!(d.recheck_at, Some(now() + secs(60)));
+        // Still busy when it was expected to end: a node boots now.
+        let d = decide(&g, &state(Some(60)), now() + secs(60));
+        assert_eq!(
+            (d.desired, d.reason.as_deref()),
+            (2, Some("1 pending run pod(s) need 1 more node(s)"))
+        );
+        // Ends after a boot would be up, or its end is not known: a node boots now.
+        assert_eq!(decide(&g, &state(Some(120)), now()).desired, 2);
+        assert_eq!(decide(&g, &state(None), now()).desired, 2);
+        // Two runs wait and only one fits `a` once it ends: one node boots, for the other.
+        let mut two = state(Some(60));
+        two.pending.push(req(4, 12, 0));
+        assert_eq!(decide(&g, &two, now()).desired, 2);
     }
 
     #[test]
