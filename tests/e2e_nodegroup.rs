@@ -726,6 +726,102 @@ async fn a_node_made_for_waiting_runs_goes_to_the_run_that_waited_longest() {
         .unwrap();
 }
 
+/// A run that finds no room waits for a node whose runs are expected to end before a
+/// boot would be up, instead of booting one: with the group's one warm node busy with a
+/// run of known length (its DataJob ran before), a one-off that needs a whole node takes
+/// that node when the run ends, and the group never asks for a second node.
+#[tokio::test]
+async fn a_pending_run_waits_for_a_node_about_to_free_up_instead_of_booting_one() {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let ns = test_namespace(&client, "ending").await;
+    let mut spec = kwok_group(4, "16Gi", 0, "0.30", 2);
+    spec["namespaces"] = json!([ns.name()]);
+    spec["minSize"] = json!(1);
+    // A boot takes longer than the busy node's run.
+    spec["provider"] = json!({"kwok": {"bootDelay": "30s"}});
+    let (group, _g) = node_group(&client, "ending", spec).await;
+    group_size(&client, &group, 1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    // A scheduled DataJob (due once a year) that takes the whole node for about 6 s, run
+    // twice by hand: the first run gives it a history, the second fills the node.
+    let steady = datajob(
+        &client,
+        ns.name(),
+        "steady",
+        json!({"image": "busybox", "schedule": "0 0 1 1 *", "timeZone": "UTC",
+            "resources": {"cpu": 4, "memory": "8Gi"}, "podAnnotations": {kwok::DURATION: "6s"}}),
+    )
+    .await;
+    let trigger = |at: &'static str| {
+        let steady = steady.clone();
+        async move {
+            let patch = json!({"metadata": {"annotations": {"datajob.dev/trigger": at}}});
+            steady
+                .patch("steady", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .expect("trigger steady");
+        }
+    };
+    trigger("2026-01-01T00:00:00Z").await;
+    succeeded(&steady, "steady", Duration::from_secs(60))
+        .await
+        .unwrap();
+    trigger("2026-01-01T00:01:00Z").await;
+    wait_for_object(
+        &steady,
+        "steady",
+        "steady's second run Running",
+        Duration::from_secs(30),
+        |d: &DataJob| {
+            d.status.as_ref().is_some_and(|s| {
+                s.state == Some(RunState::Running)
+                    && s.last_run.as_ref().map(|r| r.logical_time.as_str())
+                        == Some("2026-01-01T00:01:00Z")
+            })
+        },
+    )
+    .await
+    .unwrap();
+    let adhoc = datajob(
+        &client,
+        ns.name(),
+        "adhoc",
+        json!({"image": "busybox", "resources": {"cpu": 4, "memory": "8Gi"},
+            "podAnnotations": {kwok::DURATION: "2s"}}),
+    )
+    .await;
+    let groups: Api<NodeGroup> = Api::all(client.clone());
+    let started = std::time::Instant::now();
+    let mut most = 0;
+    loop {
+        let g = groups.get(&group).await.unwrap();
+        most = most.max(g.status.as_ref().map_or(0, |s| s.desired));
+        let done = adhoc
+            .get("adhoc")
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.state)
+            == Some(RunState::Succeeded);
+        if done {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "the one-off did not succeed in time"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(most, 1, "no node was booted for the one-off");
+    assert_eq!(
+        node_of_run(&client, ns.name(), "adhoc").await,
+        node_of_run(&client, ns.name(), "steady").await,
+        "the one-off took the node when steady's run ended"
+    );
+}
+
 /// Waits until `group` has asked for at least `n` nodes.
 async fn group_size_at_least(client: &Client, group: &str, n: i32) {
     wait_for_object(
