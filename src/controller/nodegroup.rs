@@ -43,6 +43,10 @@ pub struct NodeGroupContext {
     pub counted_at: Mutex<HashMap<String, DateTime<Utc>>>,
     /// Per kwok group, when each node on its way started to boot ([`nodegroups::boots`]).
     pub boots: Mutex<HashMap<String, Vec<DateTime<Utc>>>>,
+    /// The pods (namespace, name) each node this replica made was reserved for: the
+    /// pod cache may not show their new tolerations yet. After a restart the
+    /// tolerations in the cache say it alone.
+    pub reserved_for: Mutex<HashMap<String, Vec<(String, String)>>>,
 }
 
 /// The caches the NodeGroup controller reads, with their change streams. None is
@@ -91,6 +95,7 @@ pub async fn run<G, P, N, D>(
         datajobs,
         counted_at: Mutex::new(HashMap::new()),
         boots: Mutex::new(HashMap::new()),
+        reserved_for: Mutex::new(HashMap::new()),
     });
     let controller = Controller::for_shared_stream(group_events, groups)
         .watches_stream(pod_events.map(Ok::<_, watcher::Error>), |pod| {
@@ -461,13 +466,14 @@ async fn make_kwok_node(
     let mut held = Vec::new();
     for pod in for_pods {
         if hold_reservation(ctx, pod, name).await? {
-            held.push(format!(
-                "{}/{}",
-                pod.namespace().unwrap_or_default(),
-                pod.name_any()
-            ));
+            held.push((pod.namespace().unwrap_or_default(), pod.name_any()));
         }
     }
+    if !held.is_empty() {
+        let mut reserved = ctx.reserved_for.lock().unwrap_or_else(|e| e.into_inner());
+        reserved.insert(name.to_string(), held.clone());
+    }
+    let held: Vec<String> = held.iter().map(|(ns, n)| format!("{ns}/{n}")).collect();
     let node = kwok_node(ng, group, name, !held.is_empty())?;
     let api: Api<Node> = Api::all(ctx.base.client.clone());
     match api.create(&PostParams::default(), &node).await {
@@ -525,6 +531,17 @@ fn reserved_nodes(ctx: &NodeGroupContext, group: &str) -> Vec<Arc<Node>> {
         .collect()
 }
 
+/// Whether `pod` holds the reservation of `node`: it has the node's toleration, or this
+/// replica gave it that toleration (which the cache may not show yet).
+fn holds_reservation(ctx: &NodeGroupContext, pod: &Pod, node: &str) -> bool {
+    if reserve::held_by(pod).any(|n| n == node) {
+        return true;
+    }
+    let key = (pod.namespace().unwrap_or_default(), pod.name_any());
+    let reserved = ctx.reserved_for.lock().unwrap_or_else(|e| e.into_inner());
+    reserved.get(node).is_some_and(|pods| pods.contains(&key))
+}
+
 /// The group's pods that wait for a node, each with what [`reserve::reserve`] reads.
 fn waiting_pods<'a>(
     ctx: &NodeGroupContext,
@@ -545,7 +562,7 @@ fn waiting_pods<'a>(
                 .as_ref()
                 .and_then(labels::from_k8s_time)
                 .unwrap_or_default();
-            let holds = reserve::held_by(p).any(|n| reserved.iter().any(|r| r == n));
+            let holds = reserved.iter().any(|r| holds_reservation(ctx, p, r));
             let request = Request::of(p);
             (
                 p,
@@ -574,7 +591,7 @@ async fn lift_reservations(
         let name = node.name_any();
         let held = waiting
             .iter()
-            .any(|(p, _)| reserve::held_by(p).any(|n| n == name));
+            .any(|(p, _)| holds_reservation(ctx, p, &name));
         let made = node
             .metadata
             .creation_timestamp
@@ -592,6 +609,10 @@ async fn lift_reservations(
             continue;
         }
         if edit_taints(api, &name, "reservation", reserve::without_reservation).await? {
+            ctx.reserved_for
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&name);
             info!(nodegroup = %group.name, node = %name, "reservation lifted: {}", if held { "held for its longest" } else { "its runs are placed or gone" });
         }
     }
@@ -962,6 +983,18 @@ mod api_calls {
         pods: Vec<Pod>,
         held: Vec<(&str, serde_json::Value)>,
     ) -> Vec<Call> {
+        calls_of_one_reconcile_by(ng, nodes, pods, held, HashMap::new()).await
+    }
+
+    /// As [`calls_of_one_reconcile`], by a replica that made the nodes of `reserved_for`
+    /// reserved for those pods.
+    async fn calls_of_one_reconcile_by(
+        ng: NodeGroup,
+        nodes: Vec<Node>,
+        pods: Vec<Pod>,
+        held: Vec<(&str, serde_json::Value)>,
+        reserved_for: HashMap<String, Vec<(String, String)>>,
+    ) -> Vec<Call> {
         let (client, calls) = mock::client_holding(
             serde_json::to_value(&ng).unwrap_or_default(),
             held.into_iter().map(|(p, o)| (p.to_string(), o)).collect(),
@@ -978,6 +1011,7 @@ mod api_calls {
             datajobs: crate::controller::mock::store_of(Vec::new()),
             counted_at: Mutex::new(HashMap::new()),
             boots: Mutex::new(HashMap::new()),
+            reserved_for: Mutex::new(reserved_for),
         });
         let action = reconcile(Arc::new(ng), ctx).await;
         assert!(action.is_ok(), "the reconcile failed: {:?}", action.err());
@@ -1274,6 +1308,50 @@ mod api_calls {
             vec![as_node(reserved_node(hold + 1))],
             vec![waiting()],
             vec![(NODE, reserved_node(hold + 1))],
+        )
+        .await;
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.call == "PATCH /api/v1/nodes/batch-0"),
+            "{calls:#?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reservation_this_replica_made_holds_before_the_pod_cache_shows_its_toleration() {
+        // The node was just made for the waiting run; the pod cache has not seen the
+        // run's new toleration yet.
+        let waiting = || run_pod(None, "4", "16Gi");
+        let mut status = at_rest();
+        status["pendingPods"] = json!(1);
+        status["room"] =
+            json!([{"ready": true, "cpu": "0", "memory": "0", "ephemeralStorage": "100Gi"}]);
+        let made_here = HashMap::from([(
+            "batch-0".to_string(),
+            vec![("data".to_string(), "nightly-29934840-abcde".to_string())],
+        )]);
+        let calls = calls_of_one_reconcile_by(
+            group(status.clone()),
+            vec![as_node(reserved_node(0))],
+            vec![waiting()],
+            vec![(NODE, reserved_node(0))],
+            made_here,
+        )
+        .await;
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.call.starts_with("PATCH /api/v1/nodes")),
+            "{calls:#?}"
+        );
+        // Made by another replica, or before a restart: the cache alone says who holds
+        // it, and here no one does.
+        let calls = calls_of_one_reconcile(
+            group(status),
+            vec![as_node(reserved_node(0))],
+            vec![waiting()],
+            vec![(NODE, reserved_node(0))],
         )
         .await;
         assert!(
