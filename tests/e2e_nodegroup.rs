@@ -583,7 +583,6 @@ async fn a_warm_up_waits_for_a_node_busy_with_a_run_of_unknown_length() {
     spec["warmUpBefore"] = json!("45s");
     spec["namespaces"] = json!([ns.name()]);
     let (group, _g) = node_group(&client, "unknown", spec).await;
-    let groups: Api<NodeGroup> = Api::all(client.clone());
     // A daily run due at a whole minute 60 to 120 s away, asking for 2 CPUs.
     let (due, schedule) = daily_within(120);
     let daily = datajob(
@@ -606,29 +605,8 @@ async fn a_warm_up_waits_for_a_node_busy_with_a_run_of_unknown_length() {
     )
     .await;
     // Through the warm-up window until the daily run succeeded: never a second node.
-    let mut most = 0;
-    let deadline = std::time::Instant::now()
-        + (due - Utc::now()).to_std().unwrap_or_default()
-        + Duration::from_secs(60);
-    loop {
-        let g = groups.get(&group).await.unwrap();
-        most = most.max(g.status.as_ref().map_or(0, |s| s.desired));
-        let done = daily
-            .get("daily")
-            .await
-            .unwrap()
-            .status
-            .and_then(|s| s.state)
-            == Some(RunState::Succeeded);
-        if done {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the daily run did not succeed in time"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let within = (due - Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(60);
+    let most = most_nodes_until_succeeded(&client, &group, &daily, "daily", within).await;
     succeeded(&adhoc, "adhoc", Duration::from_secs(5))
         .await
         .unwrap();
@@ -792,34 +770,46 @@ async fn a_pending_run_waits_for_a_node_about_to_free_up_instead_of_booting_one(
             "podAnnotations": {kwok::DURATION: "2s"}}),
     )
     .await;
-    let groups: Api<NodeGroup> = Api::all(client.clone());
-    let started = std::time::Instant::now();
-    let mut most = 0;
-    loop {
-        let g = groups.get(&group).await.unwrap();
-        most = most.max(g.status.as_ref().map_or(0, |s| s.desired));
-        let done = adhoc
-            .get("adhoc")
-            .await
-            .unwrap()
-            .status
-            .and_then(|s| s.state)
-            == Some(RunState::Succeeded);
-        if done {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(40),
-            "the one-off did not succeed in time"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let most =
+        most_nodes_until_succeeded(&client, &group, &adhoc, "adhoc", Duration::from_secs(40)).await;
     assert_eq!(most, 1, "no node was booted for the one-off");
     assert_eq!(
         node_of_run(&client, ns.name(), "adhoc").await,
         node_of_run(&client, ns.name(), "steady").await,
         "the one-off took the node when steady's run ended"
     );
+}
+
+/// The most nodes `group` asked for until the run of the DataJob `name` succeeded (which
+/// must happen `within`).
+async fn most_nodes_until_succeeded(
+    client: &Client,
+    group: &str,
+    datajobs: &Api<DataJob>,
+    name: &str,
+    within: Duration,
+) -> i32 {
+    let groups: Api<NodeGroup> = Api::all(client.clone());
+    let deadline = std::time::Instant::now() + within;
+    let mut most = 0;
+    loop {
+        let g = groups.get(group).await.unwrap();
+        most = most.max(g.status.as_ref().map_or(0, |s| s.desired));
+        let state = datajobs
+            .get(name)
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.state);
+        if state == Some(RunState::Succeeded) {
+            return most;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}'s run did not succeed in time"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 /// Waits until `group` has asked for at least `n` nodes.

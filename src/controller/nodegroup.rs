@@ -222,7 +222,7 @@ async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Act
         .collect();
     let pending: Vec<Request> = pods
         .iter()
-        .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_none())
+        .filter(|p| unbound(p))
         .map(|p| Request::of(p))
         .collect();
     let idle_since = previous
@@ -531,6 +531,14 @@ fn reserved_nodes(ctx: &NodeGroupContext, group: &str) -> Vec<Arc<Node>> {
         .collect()
 }
 
+/// Whether `pod` waits for a node (no node has taken it yet).
+fn unbound(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_ref())
+        .is_none()
+}
+
 /// Whether `pod` holds the reservation of `node`: it has the node's toleration, or this
 /// replica gave it that toleration (which the cache may not show yet).
 fn holds_reservation(ctx: &NodeGroupContext, pod: &Pod, node: &str) -> bool {
@@ -554,7 +562,7 @@ fn waiting_pods<'a>(
         .collect();
     pods.iter()
         .map(AsRef::as_ref)
-        .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_none())
+        .filter(|p| unbound(p))
         .map(|p| {
             let since = p
                 .metadata
@@ -585,13 +593,12 @@ async fn lift_reservations(
     pods: &[Arc<Pod>],
     now: DateTime<Utc>,
 ) -> Result<Option<Duration>> {
-    let waiting = waiting_pods(ctx, &group.name, pods);
     let mut next: Option<Duration> = None;
     for node in reserved_nodes(ctx, &group.name) {
         let name = node.name_any();
-        let held = waiting
+        let held = pods
             .iter()
-            .any(|(p, _)| holds_reservation(ctx, p, &name));
+            .any(|p| unbound(p) && holds_reservation(ctx, p, &name));
         let made = node
             .metadata
             .creation_timestamp
@@ -776,8 +783,7 @@ fn kwok_node(ng: &NodeGroup, group: &Group, name: &str, reserved: bool) -> Resul
         .map(|t| json!({"key": t.key, "value": t.value, "effect": t.effect}))
         .collect();
     if reserved {
-        let t = reserve::taint(name);
-        taints.push(json!({"key": t.key, "value": t.value, "effect": t.effect}));
+        taints.push(json!(reserve::taint(name)));
     }
     serde_json::from_value(json!({
         "apiVersion": "v1",
@@ -943,6 +949,21 @@ mod api_calls {
             s.tolerations = Some(vec![reserve::toleration("batch-0")]);
         }
         pod
+    }
+
+    /// What the group's status says while `batch-0` is reserved for the run that waits
+    /// (the node is full with it, on paper).
+    fn reserved_and_waiting() -> serde_json::Value {
+        let mut status = at_rest();
+        status["pendingPods"] = json!(1);
+        status["room"] =
+            json!([{"ready": true, "cpu": "0", "memory": "0", "ephemeralStorage": "100Gi"}]);
+        status
+    }
+
+    /// Whether the reconcile patched `batch-0` (its taints: the only node patch).
+    fn patches_node(calls: &[Call]) -> bool {
+        calls.iter().any(|c| c.call == format!("PATCH {NODE}"))
     }
 
     fn as_node(node: serde_json::Value) -> Node {
@@ -1284,10 +1305,7 @@ mod api_calls {
     #[tokio::test]
     async fn a_reservation_whose_run_still_waits_holds_until_the_hold_ends() {
         let waiting = || holding(run_pod(None, "4", "16Gi"));
-        let mut status = at_rest();
-        status["pendingPods"] = json!(1);
-        status["room"] =
-            json!([{"ready": true, "cpu": "0", "memory": "0", "ephemeralStorage": "100Gi"}]);
+        let status = reserved_and_waiting();
         let calls = calls_of_one_reconcile(
             group(status.clone()),
             vec![as_node(reserved_node(1))],
@@ -1295,12 +1313,7 @@ mod api_calls {
             vec![(NODE, reserved_node(1))],
         )
         .await;
-        assert!(
-            !calls
-                .iter()
-                .any(|c| c.call.starts_with("PATCH /api/v1/nodes")),
-            "{calls:#?}"
-        );
+        assert!(!patches_node(&calls), "{calls:#?}");
         // Held for the hold: anyone may have the node now.
         let hold = reserve::RESERVATION_HOLD.as_secs() as i64;
         let calls = calls_of_one_reconcile(
@@ -1310,12 +1323,7 @@ mod api_calls {
             vec![(NODE, reserved_node(hold + 1))],
         )
         .await;
-        assert!(
-            calls
-                .iter()
-                .any(|c| c.call == "PATCH /api/v1/nodes/batch-0"),
-            "{calls:#?}"
-        );
+        assert!(patches_node(&calls), "{calls:#?}");
     }
 
     #[tokio::test]
@@ -1323,10 +1331,7 @@ mod api_calls {
         // The node was just made for the waiting run; the pod cache has not seen the
         // run's new toleration yet.
         let waiting = || run_pod(None, "4", "16Gi");
-        let mut status = at_rest();
-        status["pendingPods"] = json!(1);
-        status["room"] =
-            json!([{"ready": true, "cpu": "0", "memory": "0", "ephemeralStorage": "100Gi"}]);
+        let status = reserved_and_waiting();
         let made_here = HashMap::from([(
             "batch-0".to_string(),
             vec![("data".to_string(), "nightly-29934840-abcde".to_string())],
@@ -1339,12 +1344,7 @@ mod api_calls {
             made_here,
         )
         .await;
-        assert!(
-            !calls
-                .iter()
-                .any(|c| c.call.starts_with("PATCH /api/v1/nodes")),
-            "{calls:#?}"
-        );
+        assert!(!patches_node(&calls), "{calls:#?}");
         // Made by another replica, or before a restart: the cache alone says who holds
         // it, and here no one does.
         let calls = calls_of_one_reconcile(
@@ -1354,11 +1354,6 @@ mod api_calls {
             vec![(NODE, reserved_node(0))],
         )
         .await;
-        assert!(
-            calls
-                .iter()
-                .any(|c| c.call == "PATCH /api/v1/nodes/batch-0"),
-            "{calls:#?}"
-        );
+        assert!(patches_node(&calls), "{calls:#?}");
     }
 }

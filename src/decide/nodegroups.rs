@@ -521,36 +521,34 @@ fn pack(
     sorted.sort_by(|a, b| b.share_of(shape).total_cmp(&a.share_of(shape)));
     let mut first_wait: Option<DateTime<Utc>> = None;
     for r in sorted {
-        if let Some(i) = bins.iter().position(|b| r.fits(&b.room_now())) {
-            let b = &mut bins[i];
-            b.free = b.free.minus(r);
-            b.used = true;
-            b.took_pending = true;
-            // A pod that waits runs for a time not known: an empty or booting node that
-            // takes it is, from then, a node busy with a run of unknown length.
-            b.ends_unknown |= !b.busy;
-            continue;
-        }
         let ends_in_time = |b: &Bin| {
             window
                 .zip(b.frees_at)
                 .is_some_and(|(w, t)| w.now < t && t <= w.up && r.fits(&b.room_at(shape, t)))
         };
-        if let Some(i) = bins.iter().position(ends_in_time) {
-            let b = &mut bins[i];
-            b.later = b.later.plus(r);
-            b.used = true;
-            if let Some(t) = b.frees_at {
-                first_wait = Some(first_wait.map_or(t, |f| f.min(t)));
+        let i = match bins.iter().position(|b| r.fits(&b.room_now())) {
+            Some(i) => i,
+            None => {
+                if let Some(i) = bins.iter().position(ends_in_time) {
+                    let b = &mut bins[i];
+                    b.later = b.later.plus(r);
+                    b.used = true;
+                    if let Some(t) = b.frees_at {
+                        first_wait = Some(first_wait.map_or(t, |f| f.min(t)));
+                    }
+                    continue;
+                }
+                bins.push(Bin::new(None, false, *shape));
+                bins.len() - 1
             }
-            continue;
-        }
-        let mut b = Bin::new(None, false, *shape);
+        };
+        let b = &mut bins[i];
         b.free = b.free.minus(r);
         b.used = true;
         b.took_pending = true;
-        b.ends_unknown = true;
-        bins.push(b);
+        // A pod that waits runs for a time not known: an empty or booting node that
+        // takes it is, from then, a node busy with a run of unknown length.
+        b.ends_unknown |= !b.busy;
     }
     first_wait
 }
