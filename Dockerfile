@@ -12,9 +12,8 @@ FROM rust:${RUST_VERSION} AS build
 RUN rustup target add x86_64-unknown-linux-musl \
  && apt-get update && apt-get install -y --no-install-recommends musl-tools
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
-COPY src src
-COPY benches benches
+COPY Cargo.toml Cargo.lock clippy.toml ./
+COPY crates crates
 RUN CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release --locked --target x86_64-unknown-linux-musl --bin datajob-operator
 
 FROM scratch

@@ -24,11 +24,11 @@ fmt: ## format the code
 .PHONY: lint
 lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets --features e2e -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features datajob-e2e/e2e -- -D warnings
 
 .PHONY: unit
-unit: ## unit tests, CRD drift check (no cluster)
-	$(CARGO) test
+unit: ## unit, property and doc tests of every crate, CRD drift check (no cluster)
+	$(CARGO) test --workspace
 
 .PHONY: crds
 crds: ## regenerate crds/, the chart's copy and docs/api.md from the Rust types
@@ -66,7 +66,8 @@ run: build ## run the operator in the foreground against the current KUBECONFIG 
 
 .PHONY: e2e
 e2e: ## end-to-end tests on a fresh local control plane (brought down afterwards)
-	$(CARGO) test --features e2e --test 'e2e_*' --no-run
+	$(CARGO) build --bins
+	$(CARGO) test -p datajob-e2e --features e2e --test e2e --no-run
 	bash e2e/run-e2e.sh bash e2e/suites.sh
 
 .PHONY: bench
@@ -79,13 +80,14 @@ bench-scale: ## N DataJobs beside N CronJobs: creation and status lag, misses, o
 
 .PHONY: chaos
 chaos: ## operator kills, apiserver and etcd restarts, webhook outage mid-burst: the long run (~10 min; make test runs a 2-minute one)
-	$(CARGO) test --features e2e --test e2e_chaos --no-run
+	$(CARGO) build --bins
+	$(CARGO) test -p datajob-e2e --features e2e --test e2e --no-run
 	DATAJOB_CHAOS_SECONDS=$${DATAJOB_CHAOS_SECONDS:-480} bash e2e/run-e2e.sh bash -c \
-	  'export DATAJOB_OPERATOR_KUBECONFIG=$$(bash e2e/chart-identity.sh | tail -n 1) && cargo test --features e2e --test e2e_chaos -- --test-threads=1 --nocapture'
+	  'export DATAJOB_OPERATOR_KUBECONFIG=$$(bash e2e/chart-identity.sh | tail -n 1) && cargo test -p datajob-e2e --features e2e --test e2e -- --test-threads=1 --nocapture alone::chaos::'
 
 .PHONY: fuzz
 fuzz: ## the property tests of every parser and of the whole validation, long (PROPTEST_CASES, default 50000)
-	PROPTEST_CASES=$${PROPTEST_CASES:-50000} $(CARGO) test --release --test prop_parsers --test prop_validation
+	PROPTEST_CASES=$${PROPTEST_CASES:-50000} $(CARGO) test --release -p datajob-e2e --test prop_parsers --test prop_validation
 
 .PHONY: test
 test: lint unit image e2e ## everything CI checks: fmt, clippy, unit tests, the image, end-to-end tests

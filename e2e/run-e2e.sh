@@ -2,8 +2,8 @@
 # Run the end-to-end tests against a fresh local control plane, and always tear
 # it down afterwards (also when a test fails or the run is interrupted).
 #
-#   e2e/run-e2e.sh                      all tests/e2e_*.rs, E2E_TEST_THREADS (default 4) threads
-#   e2e/run-e2e.sh cargo test --features e2e --test e2e_harness -- --nocapture
+#   e2e/run-e2e.sh                      every e2e test (crates/e2e/tests/e2e), E2E_TEST_THREADS (default 4) threads
+#   e2e/run-e2e.sh cargo test -p datajob-e2e --features e2e --test e2e -- shared::harness:: --nocapture
 #                                       any command; it gets KUBECONFIG (and PATH with kubectl)
 #
 # Exit status: the test command's. DATAJOB_KEEP_CLUSTER=1 leaves the cluster up
@@ -14,15 +14,10 @@ ROOT=$(dirname "$HERE")
 cd "$ROOT"
 
 if [ $# -eq 0 ]; then
-  tests=()
-  for f in tests/e2e_*.rs; do
-    [ -e "$f" ] || continue
-    tests+=(--test "$(basename "$f" .rs)")
-  done
-  [ ${#tests[@]} -gt 0 ] || { echo "run-e2e.sh: no tests/e2e_*.rs" >&2; exit 1; }
   # compile before the cluster starts, so it does not idle during the build
-  cargo test --features e2e "${tests[@]}" --no-run
-  set -- cargo test --features e2e "${tests[@]}" -- --test-threads="${E2E_TEST_THREADS:-4}"
+  cargo build --bins
+  cargo test -p datajob-e2e --features e2e --test e2e --no-run
+  set -- cargo test -p datajob-e2e --features e2e --test e2e -- --test-threads="${E2E_TEST_THREADS:-4}"
 fi
 
 # shellcheck disable=SC2317  # invoked by the EXIT trap

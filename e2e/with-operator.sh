@@ -2,7 +2,7 @@
 # Install the CRDs, run the operator (built from this checkout) in the background
 # against $KUBECONFIG, wait until it is ready, run "$@", and always stop the operator.
 #
-#   e2e/with-operator.sh cargo test --features e2e --test e2e_datajob
+#   e2e/with-operator.sh cargo test -p datajob-e2e --features e2e --test e2e -- shared::datajob::
 #
 # Settings for the run come from DATAJOB_* variables (see `datajob-operator --help`);
 # the operator's log goes to $DATAJOB_OPERATOR_LOG (default target/e2e-operator.log).
@@ -28,7 +28,8 @@ export DATAJOB_UNSCHEDULABLE_GRACE=${DATAJOB_UNSCHEDULABLE_GRACE:-60s}
 export DATAJOB_PVC_GRACE=${DATAJOB_PVC_GRACE:-5s}
 export DATAJOB_CLEANUP_INTERVAL=${DATAJOB_CLEANUP_INTERVAL:-2s}
 
-cargo build --bin datajob-operator
+# The operator, and the plugin some suites run.
+cargo build --bins
 "$KUBECTL" apply --server-side --force-conflicts -f crds/ >/dev/null
 "$KUBECTL" create namespace "$POD_NAMESPACE" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
 "$KUBECTL" wait --for condition=established --timeout=30s crd/datajobs.datajob.dev >/dev/null

@@ -25,9 +25,9 @@ if [ -z "${BENCH_OPERATOR:-}" ]; then
   esac
 fi
 echo "scale.sh: measuring $BENCH_OPERATOR" >&2
-cargo bench --profile dev --features e2e --bench scale --no-run
+cargo bench --profile dev -p datajob-e2e --features e2e --bench scale --no-run
 exec bash e2e/run-e2e.sh bash -c '
   kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
   kubectl create namespace datajob-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   kubectl wait --for condition=established --timeout=30s crd/datajobs.datajob.dev >/dev/null
-  cargo bench --profile dev --features e2e --bench scale'
+  cargo bench --profile dev -p datajob-e2e --features e2e --bench scale'

@@ -16,7 +16,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
-cargo bench --profile dev --features e2e --bench scaling --no-run
+cargo bench --profile dev -p datajob-e2e --features e2e --bench scaling --no-run
 export DATAJOB_OPERATOR_LOG=${DATAJOB_OPERATOR_LOG:-$ROOT/target/bench-operator.log}
 if [ -n "${DATAJOB_WEBHOOK_ADDR:-}" ]; then
   export DATAJOB_WEBHOOK_URL=${DATAJOB_WEBHOOK_URL:-https://$DATAJOB_WEBHOOK_ADDR}
@@ -25,4 +25,4 @@ fi
 # and with DATAJOB_REAL_NODE=0 there is no registry to push one to.
 export DATAJOB_PUBLISHER_IMAGE=${DATAJOB_PUBLISHER_IMAGE:-busybox}
 exec bash e2e/run-e2e.sh bash e2e/with-operator.sh \
-  cargo bench --profile dev --features e2e --bench scaling
+  cargo bench --profile dev -p datajob-e2e --features e2e --bench scaling

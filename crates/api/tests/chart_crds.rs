@@ -1,0 +1,62 @@
+//! The Helm chart ships the CRDs in `charts/datajob/crds/` (Helm installs that folder
+//! before the templates). They must be byte-for-byte the generated `crds/*.yaml`: this
+//! test fails, naming the file, when one was regenerated and not copied.
+//! Fix: `cp crds/*.yaml charts/datajob/crds/`.
+// A test: a failed expectation is meant to stop it (production code denies these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn yaml_files(dir: &Path) -> BTreeSet<String> {
+    fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".yaml") || name.ends_with(".yml"))
+        .collect()
+}
+
+#[test]
+fn chart_crds_are_exact_copies_of_the_generated_ones() {
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    let generated = root.join("crds");
+    let chart = root.join("charts/datajob/crds");
+    let want = yaml_files(&generated);
+    let have = yaml_files(&chart);
+    assert!(!want.is_empty(), "no CRDs in {}", generated.display());
+
+    let mut problems = Vec::new();
+    for name in want.difference(&have) {
+        problems.push(format!(
+            "charts/datajob/crds/{name} is missing (crds/{name} exists)"
+        ));
+    }
+    for name in have.difference(&want) {
+        problems.push(format!(
+            "charts/datajob/crds/{name} has no generated counterpart crds/{name}: remove it"
+        ));
+    }
+    for name in want.intersection(&have) {
+        let a = fs::read(generated.join(name)).expect("read generated CRD");
+        let b = fs::read(chart.join(name)).expect("read chart CRD");
+        if a != b {
+            let line = String::from_utf8_lossy(&a)
+                .lines()
+                .zip(String::from_utf8_lossy(&b).lines())
+                .position(|(x, y)| x != y)
+                .map_or_else(
+                    || "the lengths differ".to_string(),
+                    |i| format!("first difference at line {}", i + 1),
+                );
+            problems.push(format!(
+                "charts/datajob/crds/{name} differs from crds/{name} ({line})"
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "the chart's CRDs are not the generated ones:\n  {}\nCopy them: cp crds/*.yaml charts/datajob/crds/",
+        problems.join("\n  ")
+    );
+}

@@ -1,0 +1,941 @@
+//! Which scheduled times run, decided purely: the catch-up after downtime
+//! (`spec.catchUp`), and a Backfill's times, oldest first and a few at a time, with the
+//! DataJobs downstream following.
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+
+use crate::decide::dataflow::Upstream;
+use crate::decide::runs;
+use crate::labels;
+use crate::schedule::Schedule;
+use crate::validation::{Problem, Problems};
+use datajob_api::{
+    ActiveSlot, BackfillProgress, BackfillSpec, BackfillState, BackfillStatus, CatchUp, FailedSlot,
+    RunState,
+};
+
+/// The most missed times `catchUp: all` runs again: older ones are given up (and
+/// counted as missed), so no number of missed schedules can stall a DataJob
+/// (kubernetes#42649: a CronJob without a starting deadline stops after 100).
+pub const MAX_CATCH_UP: usize = 100;
+/// With `catchUp: none`, how late a scheduled run may still start.
+pub const NONE_LATENESS: chrono::Duration = chrono::Duration::seconds(60);
+
+/// Whether a run the CronJob made for `slot`, seen for the first time at `now`, may start.
+pub fn admissible(
+    policy: CatchUp,
+    schedule: &Schedule,
+    slot: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> bool {
+    let late = now - slot;
+    let deadline = runs::starting_deadline(schedule, now);
+    match policy {
+        CatchUp::All => true,
+        CatchUp::Latest => {
+            late <= deadline && schedule.next_after(slot).is_none_or(|next| next > now)
+        }
+        CatchUp::None => late <= deadline.min(NONE_LATENESS),
+    }
+}
+
+/// What `catchUp: all` does now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatchUpPlan {
+    /// The oldest missed time to run now, if any.
+    pub replay: Option<DateTime<Utc>>,
+    /// Every time up to this one has a run or was given up.
+    pub through: DateTime<Utc>,
+    /// More than [`MAX_CATCH_UP`] times were missed: the older ones were given up.
+    pub given_up: bool,
+}
+
+/// The next missed time to run again, oldest first: times after `through` that have no
+/// run (`ran`) and whose starting deadline passed. At most the newest `max` are looked at.
+pub fn catch_up(
+    schedule: &Schedule,
+    ran: &BTreeSet<DateTime<Utc>>,
+    through: DateTime<Utc>,
+    now: DateTime<Utc>,
+    max: usize,
+) -> CatchUpPlan {
+    let deadline = runs::starting_deadline(schedule, now) + runs::MISS_MARGIN;
+    let recent: Vec<DateTime<Utc>> = schedule
+        .recent(now, max + 1)
+        .into_iter()
+        .filter(|s| *s > through)
+        .collect();
+    let given_up = recent.len() > max;
+    let mut candidates: Vec<DateTime<Utc>> = recent.into_iter().take(max).collect();
+    candidates.reverse();
+    let mut through = match (given_up, candidates.first()) {
+        (true, Some(first)) => *first - chrono::Duration::seconds(1),
+        _ => through,
+    };
+    for slot in candidates {
+        if ran.contains(&slot) {
+            through = slot;
+            continue;
+        }
+        if slot + deadline > now {
+            break;
+        }
+        return CatchUpPlan {
+            replay: Some(slot),
+            through,
+            given_up,
+        };
+    }
+    CatchUpPlan {
+        replay: None,
+        through,
+        given_up,
+    }
+}
+
+/// The field names a door uses in its words: the Backfill's spec, or the plugin's flags.
+#[derive(Clone, Copy, Debug)]
+pub struct Names {
+    pub datajob: &'static str,
+    pub from: &'static str,
+    pub to: &'static str,
+    pub max_slots: &'static str,
+}
+
+/// Words about a Backfill object.
+pub const SPEC: Names = Names {
+    datajob: "spec.dataJob",
+    from: "spec.from",
+    to: "spec.to",
+    max_slots: "spec.maxSlots",
+};
+
+/// Words about `kubectl datajob backfill`.
+pub const FLAGS: Names = Names {
+    datajob: "NAME",
+    from: "--from",
+    to: "--to",
+    max_slots: "--max-slots",
+};
+
+/// Per DataJob (the target first, then those downstream), its times in the range.
+pub type Plan = Vec<(String, Vec<DateTime<Utc>>)>;
+
+/// A DataJob of the namespace, as a Backfill sees it.
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub name: String,
+    pub schedule: Option<Schedule>,
+    pub inputs: Vec<String>,
+}
+
+/// The times a Backfill runs: for the DataJob and (with `downstream`) each DataJob that
+/// reads it, directly or not, nearest first; each with its scheduled times in the range
+/// up to `now`, oldest first. Refused with the field, the value and the fix.
+pub fn plan(
+    spec: &BackfillSpec,
+    namespace: &str,
+    members: &[Member],
+    now: DateTime<Utc>,
+    names: Names,
+) -> Result<Plan, Problems> {
+    let mut p = Vec::new();
+    let time = |field: &str, value: &str, p: &mut Vec<Problem>| {
+        let t = labels::parse_rfc3339(value);
+        if t.is_none() {
+            p.push(Problem::new(
+                field,
+                value,
+                "is not a time",
+                "write an RFC 3339 time such as 2026-11-01T00:00:00Z (or, with the plugin, a date such as 2026-11-01)",
+            ));
+        }
+        t
+    };
+    let from = time(names.from, &spec.from, &mut p);
+    let to = time(names.to, &spec.to, &mut p);
+    let max = spec
+        .max_slots
+        .unwrap_or(datajob_api::backfill::DEFAULT_MAX_SLOTS);
+    if max < 1 {
+        p.push(Problem::new(
+            names.max_slots,
+            max,
+            "is less than 1",
+            "allow at least one time",
+        ));
+    }
+    if let (Some(f), Some(t)) = (from, to)
+        && f > t
+    {
+        p.push(Problem::new(
+            names.from,
+            &spec.from,
+            format!("is after {} {:?}", names.to, spec.to),
+            format!(
+                "swap them: {} is the first time, {} the last",
+                names.from, names.to
+            ),
+        ));
+    }
+    let target = members.iter().find(|m| m.name == spec.data_job);
+    let Some(target) = target else {
+        let close =
+            crate::suggest::closest(&spec.data_job, members.iter().map(|m| m.name.as_str()));
+        let fix = match close.is_empty() {
+            true => {
+                "name a DataJob of this namespace (`kubectl datajob status` lists them)".to_string()
+            }
+            false => format!("did you mean {}?", crate::suggest::or_list(&close)),
+        };
+        p.push(Problem::new(
+            names.datajob,
+            &spec.data_job,
+            format!("is not a DataJob in namespace {namespace}"),
+            fix,
+        ));
+        return Err(Problems(p));
+    };
+    let Some(schedule) = &target.schedule else {
+        p.push(Problem::new(
+            names.datajob,
+            &spec.data_job,
+            "has no schedule, so it has no times to backfill",
+            format!(
+                "run one time with `kubectl datajob trigger {} --at TIME`",
+                spec.data_job
+            ),
+        ));
+        return Err(Problems(p));
+    };
+    let (Some(from), Some(to)) = (from, to) else {
+        return Err(Problems(p));
+    };
+    if !p.is_empty() {
+        return Err(Problems(p));
+    }
+    let until = to.min(now);
+    let limit = usize::try_from(max.max(1)).unwrap_or(1);
+    let mut out = vec![(
+        target.name.clone(),
+        schedule.between(from, until, limit + 1),
+    )];
+    if out[0].1.is_empty() {
+        let before = schedule.at_or_before(from).map(labels::rfc3339);
+        let after = schedule.next_after(to).map(labels::rfc3339);
+        let nearest = [before, after].into_iter().flatten().collect::<Vec<_>>();
+        let future = from > now;
+        p.push(Problem::new(
+            format!("{}..{}", names.from, names.to),
+            format!("{}..{}", spec.from, spec.to),
+            match future {
+                true => format!("is in the future: {} has no time in it to backfill yet (the schedule will run them)", spec.data_job),
+                false => format!(
+                    "holds no time of {}'s schedule {:?} ({}) up to now",
+                    spec.data_job,
+                    schedule.expression,
+                    schedule.time_zone.name()
+                ),
+            },
+            match nearest.is_empty() {
+                true => "widen the range".to_string(),
+                false => format!("widen the range; the nearest times are {}", nearest.join(" and ")),
+            },
+        ));
+        return Err(Problems(p));
+    }
+    if spec.downstream.unwrap_or(true) {
+        let graph: Vec<(String, Vec<String>)> = members
+            .iter()
+            .map(|m| (m.name.clone(), m.inputs.clone()))
+            .collect();
+        for name in crate::decide::dataflow::downstream_of(&target.name, &graph) {
+            if let Some(s) = members
+                .iter()
+                .find(|m| m.name == name)
+                .and_then(|m| m.schedule.as_ref())
+            {
+                out.push((name, s.between(from, until, limit + 1)));
+            }
+        }
+    }
+    let total: usize = out.iter().map(|(_, s)| s.len()).sum();
+    if total > limit {
+        let downstream = out.len() > 1;
+        p.push(Problem::new(
+            format!("{}..{}", names.from, names.to),
+            format!("{}..{}", spec.from, spec.to),
+            format!(
+                "holds more than {max} scheduled times{}",
+                match downstream {
+                    true => " (its DataJob's and those of the DataJobs downstream together)",
+                    false => "",
+                }
+            ),
+            format!(
+                "narrow the range, or raise {} if you mean it",
+                names.max_slots
+            ),
+        ));
+        return Err(Problems(p));
+    }
+    Ok(out)
+}
+
+/// What a time of a DataJob is, as far as a Backfill can tell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SlotState {
+    /// Its run succeeded (and its output is published).
+    Succeeded,
+    /// Its run failed, for this reason, at this time.
+    Failed {
+        reason: String,
+        finished: Option<DateTime<Utc>>,
+    },
+    /// A run is going or waiting (or its output is being published).
+    Active,
+    /// No run is known.
+    Absent,
+}
+
+/// The state of time `t` of the DataJob `view` describes.
+pub fn slot_state(view: &Upstream, t: DateTime<Utc>) -> SlotState {
+    let at = labels::rfc3339(t);
+    if view.published.iter().any(|p| p.logical_time == at) {
+        return SlotState::Succeeded;
+    }
+    match view.runs.iter().find(|r| r.logical_time == at) {
+        None => SlotState::Absent,
+        Some(r) if r.state == RunState::Succeeded && view.output.is_none() => SlotState::Succeeded,
+        Some(r) if r.state == RunState::Failed => SlotState::Failed {
+            reason: r.reason.clone().unwrap_or_else(|| "Failed".into()),
+            finished: r.finish_time.as_deref().and_then(labels::parse_rfc3339),
+        },
+        Some(_) => SlotState::Active,
+    }
+}
+
+/// A run a Backfill starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Start {
+    pub datajob: String,
+    pub logical_time: DateTime<Utc>,
+    /// Its time failed before: the old run's Job (if still there) goes first.
+    pub rerun: bool,
+}
+
+/// One step of a Backfill: the runs to start now and the status that records it.
+/// `plan` is [`plan`]'s answer; `views` what each DataJob says now; `inputs_of` their
+/// inputs; `previous` the Backfill's status (empty after a spec change).
+pub fn step(
+    spec: &BackfillSpec,
+    plan: &[(String, Vec<DateTime<Utc>>)],
+    views: &BTreeMap<String, Upstream>,
+    inputs_of: &BTreeMap<String, Vec<String>>,
+    previous: &BackfillStatus,
+    now: DateTime<Utc>,
+) -> (BackfillStatus, Vec<Start>) {
+    let parallel = usize::try_from(
+        spec.parallel
+            .unwrap_or(datajob_api::backfill::DEFAULT_PARALLEL)
+            .max(1),
+    )
+    .unwrap_or(1);
+    let rerun_failed = spec.rerun_failed.unwrap_or(false);
+    let stamp = labels::rfc3339(now);
+    let mut failed_slots = previous.failed_slots.clone();
+    let mut starts = Vec::new();
+    let mut progress: Vec<BackfillProgress> = Vec::new();
+    for (name, slots) in plan {
+        let mut prog = previous
+            .data_jobs
+            .iter()
+            .find(|p| &p.data_job == name)
+            .cloned()
+            .unwrap_or_else(|| BackfillProgress {
+                data_job: name.clone(),
+                next: slots.first().map(|t| labels::rfc3339(*t)),
+                ..Default::default()
+            });
+        prog.slots = i32::try_from(slots.len()).unwrap_or(i32::MAX);
+        let empty = Upstream {
+            name: name.clone(),
+            schedule: None,
+            output: None,
+            published: vec![],
+            runs: vec![],
+        };
+        let view = views.get(name).unwrap_or(&empty);
+        let mut fail = |prog: &mut BackfillProgress, at: &str, reason: String| {
+            prog.failed += 1;
+            failed_slots.push(FailedSlot {
+                data_job: name.clone(),
+                logical_time: at.to_string(),
+                reason,
+            });
+        };
+        // The runs it waits for.
+        let mut still = Vec::new();
+        for a in std::mem::take(&mut prog.active) {
+            let Some(t) = labels::parse_rfc3339(&a.logical_time) else {
+                continue;
+            };
+            let since = labels::parse_rfc3339(&a.since);
+            match slot_state(view, t) {
+                SlotState::Succeeded => prog.succeeded += 1,
+                SlotState::Failed { finished, .. }
+                    if finished.zip(since).is_some_and(|(f, s)| f < s) =>
+                {
+                    // The failure of the run it replaces: start the new one again.
+                    starts.push(Start {
+                        datajob: name.clone(),
+                        logical_time: t,
+                        rerun: true,
+                    });
+                    still.push(a);
+                }
+                SlotState::Failed { reason, .. } => fail(&mut prog, &a.logical_time, reason),
+                SlotState::Active => still.push(a),
+                SlotState::Absent => {
+                    starts.push(Start {
+                        datajob: name.clone(),
+                        logical_time: t,
+                        rerun: false,
+                    });
+                    still.push(a);
+                }
+            }
+        }
+        prog.active = still;
+        // New runs, oldest first, while there is room.
+        while prog.active.len() < parallel {
+            let Some(t) = prog.next.as_deref().and_then(labels::parse_rfc3339) else {
+                prog.next = None;
+                break;
+            };
+            // A DataJob downstream starts a time once the times it reads of the inputs
+            // the Backfill also runs were started (or found done).
+            let inputs_started = inputs_of.get(name).into_iter().flatten().all(|input| {
+                let Some((_, input_slots)) = plan.iter().find(|(n, _)| n == input) else {
+                    return true;
+                };
+                let Some(matched) = views.get(input).and_then(|v| v.matched(t)) else {
+                    return true;
+                };
+                if !input_slots.contains(&matched) {
+                    return true;
+                }
+                // Its inputs come first in the plan, so their progress is known. The
+                // input's run must be seen going (or done): one just started (or started
+                // again) that the caches do not show yet would look failed or absent.
+                let at = labels::rfc3339(matched);
+                progress
+                    .iter()
+                    .find(|p| &p.data_job == input)
+                    .is_some_and(|p| {
+                        let passed = p
+                            .next
+                            .as_deref()
+                            .and_then(labels::parse_rfc3339)
+                            .is_none_or(|n| n > matched);
+                        let unseen =
+                            p.active
+                                .iter()
+                                .find(|a| a.logical_time == at)
+                                .is_some_and(|a| {
+                                    let since = labels::parse_rfc3339(&a.since);
+                                    match views.get(input).map(|v| slot_state(v, matched)) {
+                                        Some(SlotState::Absent) | None => true,
+                                        Some(SlotState::Failed { finished, .. }) => {
+                                            finished.zip(since).is_some_and(|(f, s)| f < s)
+                                        }
+                                        _ => false,
+                                    }
+                                });
+                        passed && !unseen
+                    })
+            });
+            if !inputs_started {
+                break;
+            }
+            prog.next = slots.iter().find(|s| **s > t).map(|s| labels::rfc3339(*s));
+            let at = labels::rfc3339(t);
+            let active = ActiveSlot {
+                logical_time: at.clone(),
+                since: stamp.clone(),
+            };
+            match slot_state(view, t) {
+                SlotState::Succeeded => prog.skipped += 1,
+                SlotState::Active => prog.active.push(active),
+                SlotState::Failed { .. } if rerun_failed => {
+                    starts.push(Start {
+                        datajob: name.clone(),
+                        logical_time: t,
+                        rerun: true,
+                    });
+                    prog.active.push(active);
+                }
+                SlotState::Failed { reason, .. } => fail(
+                    &mut prog,
+                    &at,
+                    format!("{reason} (before this backfill; set rerunFailed to run it again)"),
+                ),
+                SlotState::Absent => {
+                    starts.push(Start {
+                        datajob: name.clone(),
+                        logical_time: t,
+                        rerun: false,
+                    });
+                    prog.active.push(active);
+                }
+            }
+        }
+        progress.push(prog);
+    }
+    failed_slots.sort_by(|a, b| {
+        a.logical_time
+            .cmp(&b.logical_time)
+            .then_with(|| a.data_job.cmp(&b.data_job))
+    });
+    failed_slots.dedup();
+    let sum = |f: fn(&BackfillProgress) -> i32| progress.iter().map(f).sum::<i32>();
+    let total = sum(|p| p.slots);
+    let (succeeded, skipped, failed) =
+        (sum(|p| p.succeeded), sum(|p| p.skipped), sum(|p| p.failed));
+    let active = progress.iter().map(|p| p.active.len() as i32).sum::<i32>();
+    let complete = progress
+        .iter()
+        .all(|p| p.next.is_none() && p.active.is_empty());
+    let done = succeeded + skipped + failed;
+    let status = BackfillStatus {
+        observed_generation: previous.observed_generation,
+        state: Some(match complete {
+            true => BackfillState::Complete,
+            false => BackfillState::Running,
+        }),
+        message: Some(match complete {
+            true => format!(
+                "every time has an outcome: {succeeded} succeeded, {skipped} had succeeded before, {failed} failed"
+            ),
+            false => format!(
+                "{done} of {total} times done, {active} going or waiting for inputs, at most {parallel} at a time per DataJob"
+            ),
+        }),
+        progress: Some(format!("{done}/{total}")),
+        total,
+        succeeded,
+        skipped,
+        failed,
+        active,
+        data_jobs: progress,
+        failed_slots,
+        start_time: previous.start_time.clone().or(Some(stamp.clone())),
+        completion_time: match complete {
+            true => previous.completion_time.clone().or(Some(stamp)),
+            false => None,
+        },
+        conditions: previous.conditions.clone(),
+    };
+    (status, starts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datajob_api::{Publication, RunRecord};
+
+    fn t(s: &str) -> DateTime<Utc> {
+        labels::parse_rfc3339(s).unwrap()
+    }
+
+    fn hourly() -> Schedule {
+        Schedule::parse("0 * * * *", chrono_tz::UTC).unwrap()
+    }
+
+    #[test]
+    fn latest_runs_the_most_recent_missed_time_and_none_only_what_is_on_time() {
+        let s = hourly();
+        let now = t("2026-11-25T06:30:00Z");
+        // A Job the CronJob made at 03:00 while the operator was down.
+        assert!(!admissible(
+            CatchUp::Latest,
+            &s,
+            t("2026-11-25T03:00:00Z"),
+            now
+        ));
+        assert!(admissible(
+            CatchUp::Latest,
+            &s,
+            t("2026-11-25T06:00:00Z"),
+            now
+        ));
+        assert!(admissible(CatchUp::All, &s, t("2026-11-25T03:00:00Z"), now));
+        assert!(!admissible(
+            CatchUp::None,
+            &s,
+            t("2026-11-25T06:00:00Z"),
+            now
+        ));
+        assert!(admissible(
+            CatchUp::None,
+            &s,
+            t("2026-11-25T06:00:00Z"),
+            t("2026-11-25T06:00:40Z")
+        ));
+    }
+
+    #[test]
+    fn all_replays_missed_times_oldest_first_one_at_a_time() {
+        let s = hourly();
+        let now = t("2026-11-25T06:30:00Z");
+        let mut ran: BTreeSet<DateTime<Utc>> = [t("2026-11-25T02:00:00Z")].into();
+        let through = t("2026-11-25T02:00:00Z");
+        let p = catch_up(&s, &ran, through, now, MAX_CATCH_UP);
+        assert_eq!(p.replay, Some(t("2026-11-25T03:00:00Z")));
+        assert_eq!(p.through, through);
+        // 03:00 got its run: next is 04:00; 06:00 is still within its deadline.
+        ran.insert(t("2026-11-25T03:00:00Z"));
+        let p = catch_up(&s, &ran, p.through, now, MAX_CATCH_UP);
+        assert_eq!(
+            (p.replay, p.through),
+            (Some(t("2026-11-25T04:00:00Z")), t("2026-11-25T03:00:00Z"))
+        );
+        ran.insert(t("2026-11-25T04:00:00Z"));
+        ran.insert(t("2026-11-25T05:00:00Z"));
+        let p = catch_up(&s, &ran, p.through, now, MAX_CATCH_UP);
+        assert_eq!(
+            (p.replay, p.through, p.given_up),
+            (None, t("2026-11-25T05:00:00Z"), false)
+        );
+    }
+
+    #[test]
+    fn thousands_of_missed_times_never_stall_and_only_the_newest_are_replayed() {
+        let every_minute = Schedule::parse("* * * * *", chrono_tz::UTC).unwrap();
+        let through = t("2026-11-20T00:00:00Z");
+        let now = t("2026-11-25T00:00:30Z");
+        let started = std::time::Instant::now();
+        let p = catch_up(&every_minute, &BTreeSet::new(), through, now, MAX_CATCH_UP);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(p.given_up);
+        // The newest 100 minutes are kept (00:00 back to 22:21); the oldest runs first.
+        assert_eq!(p.replay, Some(t("2026-11-24T22:21:00Z")));
+        assert_eq!(p.through, t("2026-11-24T22:20:59Z"));
+    }
+
+    fn member(name: &str, schedule: Option<&str>, inputs: &[&str]) -> Member {
+        Member {
+            name: name.into(),
+            schedule: schedule.map(|s| Schedule::parse(s, chrono_tz::UTC).unwrap()),
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn spec(from: &str, to: &str) -> BackfillSpec {
+        BackfillSpec {
+            data_job: "raw".into(),
+            from: from.into(),
+            to: to.into(),
+            ..Default::default()
+        }
+    }
+
+    fn chain() -> Vec<Member> {
+        vec![
+            member("raw", Some("0 * * * *"), &[]),
+            member("clean", Some("0 * * * *"), &["raw"]),
+            member("report", Some("0 * * * *"), &["clean"]),
+            member("once", None, &["raw"]),
+        ]
+    }
+
+    #[test]
+    fn a_plan_covers_the_range_and_the_datajobs_downstream() {
+        let now = t("2026-11-25T12:00:00Z");
+        let p = plan(
+            &spec("2026-11-25T00:00:00Z", "2026-11-25T05:00:00Z"),
+            "ns",
+            &chain(),
+            now,
+            SPEC,
+        )
+        .unwrap();
+        let names: Vec<&str> = p.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec!["raw", "clean", "report"]);
+        assert!(p.iter().all(|(_, s)| s.len() == 6));
+        // Times after now are the schedule's.
+        let p = plan(
+            &spec("2026-11-25T10:00:00Z", "2026-11-26T00:00:00Z"),
+            "ns",
+            &chain(),
+            now,
+            SPEC,
+        )
+        .unwrap();
+        assert_eq!(p[0].1.len(), 3);
+    }
+
+    #[test]
+    fn bad_ranges_are_refused_with_the_field_the_value_and_the_fix() {
+        let now = t("2026-11-25T12:00:00Z");
+        let words = |s: BackfillSpec| {
+            plan(&s, "analytics", &chain(), now, FLAGS)
+                .unwrap_err()
+                .to_string()
+        };
+        let w = words(spec("2026-11-25T05:00:00Z", "2026-11-25T01:00:00Z"));
+        assert!(
+            w.starts_with(
+                "--from \"2026-11-25T05:00:00Z\" is after --to \"2026-11-25T01:00:00Z\"; swap them"
+            ),
+            "{w}"
+        );
+        let w = words(BackfillSpec {
+            data_job: "rwa".into(),
+            ..spec("2026-11-25T00:00:00Z", "2026-11-25T01:00:00Z")
+        });
+        assert!(
+            w.starts_with(
+                "NAME \"rwa\" is not a DataJob in namespace analytics; did you mean raw?"
+            ),
+            "{w}"
+        );
+        let w = words(spec("2026-11-25T00:10:00Z", "2026-11-25T00:20:00Z"));
+        assert!(
+            w.contains("holds no time of raw's schedule \"0 * * * *\" (UTC)"),
+            "{w}"
+        );
+        assert!(
+            w.contains("2026-11-25T00:00:00Z and 2026-11-25T01:00:00Z"),
+            "{w}"
+        );
+        let w = words(BackfillSpec {
+            max_slots: Some(10),
+            ..spec("2026-11-25T00:00:00Z", "2026-11-25T05:00:00Z")
+        });
+        assert!(
+            w.contains("holds more than 10 scheduled times") && w.contains("raise --max-slots"),
+            "{w}"
+        );
+        let w = words(BackfillSpec {
+            data_job: "once".into(),
+            ..spec("2026-11-25T00:00:00Z", "2026-11-25T01:00:00Z")
+        });
+        assert!(w.contains("has no schedule"), "{w}");
+        let w = words(spec("yesterday", "2026-11-25T01:00:00Z"));
+        assert!(w.starts_with("--from \"yesterday\" is not a time"), "{w}");
+    }
+
+    fn view(name: &str, runs: Vec<RunRecord>, published: &[&str], output: bool) -> Upstream {
+        Upstream {
+            name: name.into(),
+            schedule: Some(hourly()),
+            output: output.then(|| crate::output::Output::parse("pvc://lake/x", false).unwrap()),
+            published: published
+                .iter()
+                .map(|at| Publication {
+                    logical_time: at.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            runs,
+        }
+    }
+
+    fn rec(at: &str, state: RunState, reason: Option<&str>, finished: &str) -> RunRecord {
+        RunRecord {
+            name: format!("x-{at}"),
+            logical_time: at.into(),
+            state,
+            reason: reason.map(Into::into),
+            finish_time: Some(finished.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_backfill_starts_times_oldest_first_a_few_at_a_time_and_skips_what_succeeded() {
+        let now = t("2026-11-25T12:00:00Z");
+        let members = chain();
+        let s = BackfillSpec {
+            parallel: Some(2),
+            ..spec("2026-11-25T00:00:00Z", "2026-11-25T05:00:00Z")
+        };
+        let p = plan(&s, "ns", &members, now, SPEC).unwrap();
+        let inputs: BTreeMap<String, Vec<String>> = members
+            .iter()
+            .map(|m| (m.name.clone(), m.inputs.clone()))
+            .collect();
+        // 00:00 of raw succeeded before; nothing else is known.
+        let mut views = BTreeMap::from([
+            (
+                "raw".to_string(),
+                view("raw", vec![], &["2026-11-25T00:00:00Z"], true),
+            ),
+            ("clean".to_string(), view("clean", vec![], &[], true)),
+            ("report".to_string(), view("report", vec![], &[], true)),
+        ]);
+        let (st, starts) = step(&s, &p, &views, &inputs, &BackfillStatus::default(), now);
+        let at = |d: &str, i: usize| {
+            starts
+                .iter()
+                .filter(|s| s.datajob == d)
+                .nth(i)
+                .map(|s| labels::rfc3339(s.logical_time))
+        };
+        assert_eq!(at("raw", 0).as_deref(), Some("2026-11-25T01:00:00Z"));
+        assert_eq!(at("raw", 1).as_deref(), Some("2026-11-25T02:00:00Z"));
+        assert_eq!(at("raw", 2), None, "two at a time");
+        // clean starts the times raw had (00:00), not those raw's new runs are not seen at.
+        assert_eq!(at("clean", 0).as_deref(), Some("2026-11-25T00:00:00Z"));
+        assert_eq!(at("clean", 1), None);
+        assert_eq!(st.data_jobs[0].skipped, 1);
+        assert_eq!(st.state, Some(BackfillState::Running));
+        assert_eq!(st.total, 18);
+
+        // raw 01:00 failed, 02:00 succeeded: both settle, two more start.
+        views.insert(
+            "raw".into(),
+            view(
+                "raw",
+                vec![rec(
+                    "2026-11-25T01:00:00Z",
+                    RunState::Failed,
+                    Some("RetriesExhausted"),
+                    "2026-11-25T12:03:00Z",
+                )],
+                &["2026-11-25T00:00:00Z", "2026-11-25T02:00:00Z"],
+                true,
+            ),
+        );
+        let later = t("2026-11-25T12:05:00Z");
+        let (st2, starts) = step(&s, &p, &views, &inputs, &st, later);
+        assert_eq!(st2.data_jobs[0].failed, 1);
+        assert_eq!(st2.data_jobs[0].succeeded, 1);
+        assert_eq!(
+            starts.iter().filter(|s| s.datajob == "raw").count(),
+            2,
+            "{starts:?}"
+        );
+        assert_eq!(st2.failed_slots[0].reason, "RetriesExhausted");
+        // The same step again (the new runs not seen yet) asks only for the same runs
+        // again, which the apiserver refuses as existing: each time once.
+        let (st3, again) = step(&s, &p, &views, &inputs, &st2, later);
+        let active: Vec<&str> = st2.data_jobs[0]
+            .active
+            .iter()
+            .map(|a| a.logical_time.as_str())
+            .collect();
+        assert!(
+            again
+                .iter()
+                .filter(|a| a.datajob == "raw")
+                .all(|a| active.contains(&labels::rfc3339(a.logical_time).as_str())),
+            "{again:?} {active:?}"
+        );
+        assert_eq!(st3.data_jobs[0].next, st2.data_jobs[0].next);
+    }
+
+    #[test]
+    fn a_reader_starts_again_only_once_the_new_run_of_its_input_is_seen() {
+        let now = t("2026-11-25T12:00:00Z");
+        let members = chain();
+        let failed = |name: &str, reason: &str| {
+            view(
+                name,
+                vec![rec(
+                    "2026-11-25T00:00:00Z",
+                    RunState::Failed,
+                    Some(reason),
+                    "2026-11-25T08:00:00Z",
+                )],
+                &[],
+                true,
+            )
+        };
+        let mut views = BTreeMap::from([
+            ("raw".to_string(), failed("raw", "RetriesExhausted")),
+            ("clean".to_string(), failed("clean", "UpstreamFailed")),
+            ("report".to_string(), failed("report", "UpstreamFailed")),
+        ]);
+        let inputs: BTreeMap<String, Vec<String>> = members
+            .iter()
+            .map(|m| (m.name.clone(), m.inputs.clone()))
+            .collect();
+        let s = BackfillSpec {
+            rerun_failed: Some(true),
+            ..spec("2026-11-25T00:00:00Z", "2026-11-25T00:00:00Z")
+        };
+        let p = plan(&s, "ns", &members, now, SPEC).unwrap();
+        let (st, starts) = step(&s, &p, &views, &inputs, &BackfillStatus::default(), now);
+        let names: Vec<&str> = starts.iter().map(|s| s.datajob.as_str()).collect();
+        assert_eq!(names, vec!["raw"], "clean waits until raw's new run shows");
+        // raw's new run is seen: clean goes; report waits for clean's.
+        views.insert(
+            "raw".into(),
+            view(
+                "raw",
+                vec![RunRecord {
+                    name: "raw-1".into(),
+                    logical_time: "2026-11-25T00:00:00Z".into(),
+                    state: RunState::Running,
+                    ..Default::default()
+                }],
+                &[],
+                true,
+            ),
+        );
+        let (_, starts) = step(&s, &p, &views, &inputs, &st, t("2026-11-25T12:00:05Z"));
+        let names: Vec<&str> = starts.iter().map(|s| s.datajob.as_str()).collect();
+        assert_eq!(names, vec!["clean"]);
+        assert!(starts[0].rerun);
+    }
+
+    #[test]
+    fn a_failed_time_runs_again_only_when_asked_and_its_old_failure_does_not_count() {
+        let now = t("2026-11-25T12:00:00Z");
+        let members = vec![member("raw", Some("0 * * * *"), &[])];
+        let views = BTreeMap::from([(
+            "raw".to_string(),
+            view(
+                "raw",
+                vec![rec(
+                    "2026-11-25T00:00:00Z",
+                    RunState::Failed,
+                    Some("OutOfMemory"),
+                    "2026-11-25T08:00:00Z",
+                )],
+                &[],
+                false,
+            ),
+        )]);
+        let inputs = BTreeMap::new();
+        let s = spec("2026-11-25T00:00:00Z", "2026-11-25T00:00:00Z");
+        let p = plan(&s, "ns", &members, now, SPEC).unwrap();
+        let (st, starts) = step(&s, &p, &views, &inputs, &BackfillStatus::default(), now);
+        assert!(starts.is_empty());
+        assert_eq!(st.state, Some(BackfillState::Complete));
+        assert!(st.failed_slots[0].reason.contains("set rerunFailed"));
+
+        let s = BackfillSpec {
+            rerun_failed: Some(true),
+            ..s
+        };
+        let (st, starts) = step(&s, &p, &views, &inputs, &BackfillStatus::default(), now);
+        assert_eq!(
+            starts,
+            vec![Start {
+                datajob: "raw".into(),
+                logical_time: t("2026-11-25T00:00:00Z"),
+                rerun: true
+            }]
+        );
+        // The status still shows the old failure (finished before the rerun started):
+        // it is the old run's, so the rerun is asked for again, not counted as failed.
+        let (st, starts) = step(&s, &p, &views, &inputs, &st, t("2026-11-25T12:01:00Z"));
+        assert_eq!(starts.len(), 1);
+        assert_eq!(st.failed, 0);
+        assert_eq!(st.state, Some(BackfillState::Running));
+    }
+}

@@ -1,0 +1,226 @@
+//! `describe`'s report for people, and its children in a line each.
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+
+use super::{Child, Description};
+use crate::history;
+use crate::output::{self, Color, Style, Table, state_color};
+use datajob_core::labels::{self, JOB_NAME};
+
+/// The CronJob and the run Jobs with their pods, in a line each.
+pub fn children(
+    name: &str,
+    cronjob: Option<&CronJob>,
+    jobs: &[Job],
+    pods: &[Pod],
+    now: DateTime<Utc>,
+) -> Vec<Child> {
+    let mut out = Vec::new();
+    if let Some(cj) = cronjob {
+        let spec = cj.spec.clone();
+        let last = cj
+            .status
+            .as_ref()
+            .and_then(|s| s.last_schedule_time.as_ref())
+            .and_then(labels::from_k8s_time)
+            .map_or_else(
+                || "never scheduled yet".to_string(),
+                |t| format!("last scheduled {}", output::relative(t, now)),
+            );
+        out.push(Child {
+            kind: "CronJob".into(),
+            name: cj.name_any(),
+            state: if spec.suspend == Some(true) {
+                "Suspended"
+            } else {
+                "Active"
+            }
+            .into(),
+            detail: format!(
+                "{} in {}, {last}",
+                spec.schedule,
+                spec.time_zone.unwrap_or_else(|| "UTC".into())
+            ),
+        });
+    }
+    let mut jobs: Vec<&Job> = jobs.iter().collect();
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.name_any()));
+    for job in jobs {
+        let id = job.name_any();
+        let run = datajob_core::decide::runs::run_of(job, name);
+        let mut job_pods: Vec<&Pod> = pods
+            .iter()
+            .filter(|p| p.labels().get(JOB_NAME) == Some(&id))
+            .collect();
+        job_pods.sort_by_key(|p| p.creation_timestamp().map(|t| t.0));
+        let pod_words: Vec<String> = job_pods
+            .iter()
+            .map(|p| {
+                let phase = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase.clone())
+                    .unwrap_or_else(|| "Pending".into());
+                let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+                match node {
+                    Some(n) => format!("{} {phase} on {n}", p.name_any()),
+                    None => format!("{} {phase}", p.name_any()),
+                }
+            })
+            .collect();
+        out.push(Child {
+            kind: "Job".into(),
+            name: id,
+            state: run
+                .as_ref()
+                .map_or_else(|| "?".into(), |r| r.state.to_string()),
+            detail: if pod_words.is_empty() {
+                "no pods".into()
+            } else {
+                format!("pods: {}", pod_words.join(", "))
+            },
+        });
+    }
+    out
+}
+
+/// The human report.
+pub fn render(d: &Description, tz: chrono_tz::Tz, now: DateTime<Utc>, style: Style) -> String {
+    let mut out = String::new();
+    let field =
+        |out: &mut String, k: &str, v: &str| out.push_str(&format!("{:<11}{v}\n", format!("{k}:")));
+    field(&mut out, "Name", &d.name);
+    field(&mut out, "Namespace", &d.namespace);
+    if let Some(s) = &d.spec {
+        field(&mut out, "Image", &s.image);
+        let mut line = s.command.clone();
+        line.extend(s.args.iter().cloned());
+        if !line.is_empty() {
+            field(&mut out, "Command", &output::shell_words(&line));
+        }
+        field(
+            &mut out,
+            "Schedule",
+            &match &s.schedule {
+                Some(e) => format!("{e} ({})", s.time_zone),
+                None => "none (runs once)".into(),
+            },
+        );
+        let mut res = format!("cpu {}, memory {}", s.cpu, s.memory);
+        if let Some(disk) = &s.disk {
+            res.push_str(&format!(", disk {disk}"));
+        }
+        if s.gpu > 0 {
+            res.push_str(&format!(", gpu {}", s.gpu));
+        }
+        field(&mut out, "Resources", &res);
+        field(
+            &mut out,
+            "Limits",
+            &format!(
+                "deadline {}, retries {}, keeps {} finished runs",
+                s.deadline, s.retries, s.history
+            ),
+        );
+        if !s.inputs.is_empty() {
+            field(&mut out, "Inputs", &s.inputs.join(", "));
+        }
+        if let Some(o) = &s.output {
+            field(&mut out, "Output", o);
+        }
+    }
+    let state = match state_color(&d.state) {
+        Some(c) => style.paint(&d.state, c),
+        None => d.state.clone(),
+    };
+    let reason = d
+        .reason
+        .as_deref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    field(&mut out, "State", &format!("{state}{reason}"));
+    out.push_str(&format!("\n{}\n", style.paint("Why:", Color::Bold)));
+    for line in &d.why {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out.push_str(&format!("\n{}\n", style.paint("Children:", Color::Bold)));
+    if d.children.is_empty() {
+        out.push_str("  none\n");
+    } else {
+        let mut t = Table::new(&["KIND", "NAME", "STATE", "DETAIL"]);
+        for c in &d.children {
+            t.row(vec![
+                (c.kind.clone(), None),
+                (c.name.clone(), None),
+                (c.state.clone(), state_color(&c.state)),
+                (c.detail.clone(), None),
+            ]);
+        }
+        for line in t.render(style).lines() {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    if !d.runs.is_empty() {
+        out.push_str(&format!("\n{}\n", style.paint("Recent runs:", Color::Bold)));
+        for line in history::table(&d.runs, tz, now, style).lines() {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    out.push_str(&format!("\n{}\n", style.paint("Events:", Color::Bold)));
+    if d.events.is_empty() {
+        out.push_str("  none\n");
+    } else {
+        let mut t = Table::new(&["AGE", "TYPE", "REASON", "MESSAGE"]);
+        for e in &d.events {
+            let age = labels::parse_rfc3339(&e.time)
+                .map_or_else(|| "-".into(), |t| output::relative(t, now));
+            let color = (e.type_ == "Warning").then_some(Color::Yellow);
+            t.row(vec![
+                (age, None),
+                (e.type_.clone(), color),
+                (e.reason.clone(), None),
+                (e.message.clone(), None),
+            ]);
+        }
+        for line in t.render(style).lines() {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        labels::parse_rfc3339("2026-11-25T10:00:00Z").unwrap()
+    }
+
+    #[test]
+    fn children_in_a_line_each() {
+        let job: Job = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "churn-features-29926260", "annotations": {"datajob.dev/logical-time": "2026-11-25T03:00:00Z"}},
+            "status": {"conditions": [{"type": "Complete", "status": "True"}]},
+        }))
+        .unwrap();
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "churn-features-29926260-abcde", "labels": {"batch.kubernetes.io/job-name": "churn-features-29926260"}},
+            "spec": {"nodeName": "kwok-large-0", "containers": []},
+            "status": {"phase": "Succeeded"},
+        }))
+        .unwrap();
+        let c = children("churn-features", None, &[job], &[pod], now());
+        assert_eq!(
+            c,
+            vec![Child {
+                kind: "Job".into(),
+                name: "churn-features-29926260".into(),
+                state: "Succeeded".into(),
+                detail: "pods: churn-features-29926260-abcde Succeeded on kwok-large-0".into(),
+            }]
+        );
+    }
+}

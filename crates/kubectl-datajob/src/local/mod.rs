@@ -1,0 +1,485 @@
+//! `kubectl datajob run --local -f job.yaml`: one run of a DataJob on this machine, with
+//! the cluster's semantics and no cluster: the same environment (read from the Job the
+//! operator would create), one deadline for the whole run, the same retry and exit-code
+//! rules, and a staging directory published only on success.
+pub mod attempts;
+pub mod engine;
+pub mod env;
+pub mod process;
+mod setup;
+pub mod staging;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::process::Command;
+use tokio::time::Instant;
+
+use self::attempts::{AttemptEnd, Decision, Outcome, decide};
+use self::engine::{Choice, EngineArg};
+use self::process::{Attempt, Runner};
+use self::setup::{Prepared, Setup, prepare};
+use super::error::{CliError, Result};
+use super::output::{self, Color, Format, Progress, Style};
+use datajob_api::RunState;
+use datajob_core::labels;
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Run on this machine, with no cluster (the only mode: to run on the cluster,
+    /// `kubectl apply` the DataJob and `kubectl datajob trigger` it).
+    #[arg(long)]
+    pub local: bool,
+
+    /// The DataJob file (YAML; `-` reads stdin).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Which DataJob of the file to run, when it holds several.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Where to run: a container engine that works and has the image, else the host.
+    #[arg(long, value_enum, default_value_t = EngineArg::Auto)]
+    pub engine: EngineArg,
+
+    /// The run's logical time (RFC 3339, e.g. 2026-11-25T03:00:00Z). Default: now,
+    /// to the minute, like a triggered run.
+    #[arg(long, value_name = "TIME")]
+    pub logical_time: Option<String>,
+
+    /// Set an environment variable of the run, e.g. one that comes from a Secret on the
+    /// cluster. Repeatable.
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+
+    /// Where a run's scratch and home, and outputs that are not local paths (`pvc://`,
+    /// object stores) are kept.
+    #[arg(long, value_name = "DIR", default_value = ".datajob")]
+    pub state_dir: PathBuf,
+}
+
+/// One attempt, for `-o json|yaml`.
+#[derive(Serialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptReport {
+    pub attempt: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    pub seconds: f64,
+}
+
+/// What `run --local -o json|yaml` prints at the end.
+#[derive(Serialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub datajob: String,
+    pub namespace: String,
+    pub run_id: String,
+    pub logical_time: String,
+    /// `host`, `docker` or `podman`.
+    pub engine: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    pub seconds: f64,
+    pub attempts: Vec<AttemptReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staging: Option<String>,
+    /// The partition published (`<root>/logical_time=<time>`), when the run succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published: Option<String>,
+    /// The inputs read: name, logical time, directory.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputReport>,
+}
+
+/// An input a local run read.
+#[derive(Serialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct InputReport {
+    pub name: String,
+    pub logical_time: String,
+    pub location: String,
+}
+
+fn seconds(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else if d < Duration::from_secs(60) {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        output::short_duration(d)
+    }
+}
+
+/// The final line: state, reason, duration.
+pub fn final_line(
+    outcome: &Outcome,
+    run_id: &str,
+    took: Duration,
+    attempts: u32,
+    style: Style,
+) -> String {
+    let tries = format!("{attempts} attempt{}", if attempts == 1 { "" } else { "s" });
+    match outcome.state {
+        RunState::Succeeded => format!(
+            "{} after {} (run {run_id}, {tries})",
+            style.paint("✓ succeeded", Color::Green),
+            seconds(took)
+        ),
+        _ => format!(
+            "{}: {} after {} (run {run_id}, {tries}): {}",
+            style.paint("✗ failed", Color::Red),
+            outcome.reason.as_deref().unwrap_or("Failed"),
+            seconds(took),
+            outcome.message
+        ),
+    }
+}
+
+/// The program and arguments of an attempt on the host or in `engine`.
+fn command_line(s: &Setup, container: &str) -> (String, Vec<String>) {
+    let (cmd, args) = (&s.command, &s.args);
+    let data: Vec<(&std::path::Path, bool)> = s
+        .stage
+        .iter()
+        .map(|st| (st.root.as_path(), false))
+        .chain(
+            s.inputs
+                .iter()
+                .filter(|(_, _, d)| !d.as_os_str().is_empty())
+                .map(|(_, _, d)| (d.as_path(), true)),
+        )
+        .collect();
+    match &s.choice {
+        Choice::Container { engine, .. } => (
+            engine.program().to_string(),
+            engine::run_args(
+                *engine,
+                container,
+                &s.r,
+                &s.env.vars,
+                cmd,
+                args,
+                engine::Mounts {
+                    scratch: &s.scratch,
+                    home: &s.home,
+                    data: &data,
+                },
+            ),
+        ),
+        Choice::Host { .. } => {
+            let mut words: Vec<String> = cmd.to_vec();
+            words.extend(args.iter().cloned());
+            let program = words.first().cloned().unwrap_or_default();
+            (program, words.into_iter().skip(1).collect())
+        }
+    }
+}
+
+/// Says where and how the run goes, and what differs from the cluster.
+fn announce(s: &Setup, progress: &Progress) {
+    let say = |line: String| progress.say(&line);
+    let r = &s.r;
+    let (where_, why) = match &s.choice {
+        Choice::Container { engine, why } => (format!("in {}", engine.program()), why.clone()),
+        Choice::Host { why } => ("on the host".to_string(), why.clone()),
+    };
+    say(format!(
+        "running DataJob {}/{} {where_} ({why})",
+        r.namespace, r.name
+    ));
+    say(format!(
+        "run {}, logical time {}, deadline {}, at most {} attempt(s)",
+        s.run_id,
+        labels::rfc3339(s.logical_time),
+        datajob_core::units::format_duration(r.deadline),
+        r.retries + 1
+    ));
+    match s.choice {
+        Choice::Host { .. } => say(format!(
+            "on the host the command runs as you, with your files and tools; cpu and memory are not limited; HOME and DATAJOB_SCRATCH are {} and {}",
+            s.home.display(),
+            s.scratch.display()
+        )),
+        Choice::Container { .. } => say(format!(
+            "as user {} (never root, as on the cluster), with /scratch and HOME=/home/datajob from {}",
+            r.run_as_user,
+            s.scratch.parent().unwrap_or(&s.scratch).display()
+        )),
+    }
+    if r.gpu > 0 {
+        say(format!(
+            "warning: the DataJob asks for {} GPU(s); a local run gets none",
+            r.gpu
+        ));
+    }
+    for w in &s.env.warnings {
+        say(format!("warning: {w}"));
+    }
+    if let Some(st) = &s.stage {
+        say(format!(
+            "staging: {} (published as {} only if the run succeeds)",
+            st.dir.display(),
+            st.partition.display()
+        ));
+        if let Some(n) = &st.note {
+            say(format!("note: {n}"));
+        }
+    }
+    for (input, at, dir) in &s.inputs {
+        match (at.is_empty(), dir.as_os_str().is_empty()) {
+            (_, true) => say(format!("input {input}: it has no output, nothing to read")),
+            (true, false) => say(format!("input {input}: {} (given with -e)", dir.display())),
+            (false, false) => say(format!(
+                "input {input}: its publication of {at}, {}",
+                dir.display()
+            )),
+        }
+    }
+}
+
+/// The attempts, until one decides the run. Returns the outcome and each attempt.
+async fn attempts(
+    s: &Setup,
+    progress: &Arc<Progress>,
+    format: Format,
+) -> Result<(Outcome, Vec<AttemptReport>)> {
+    let r = &s.r;
+    let style = Style::stderr();
+    let started = Instant::now();
+    let deadline_at = started + r.deadline;
+    let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut reports = Vec::new();
+    let max_attempts = r.retries.max(0) as u32 + 1;
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        if let Some(st) = &s.stage {
+            staging::prepare(&st.root, &s.run_id).map_err(CliError::io(format!(
+                "preparing the staging directory {}",
+                st.dir.display()
+            )))?;
+        }
+        let container = format!("datajob-{}-{attempt}", s.run_id);
+        let (program, argv) = command_line(s, &container);
+        let mut command = Command::new(&program);
+        command.args(&argv);
+        let runner = match &s.choice {
+            Choice::Container { engine, .. } => Runner::Container {
+                engine: *engine,
+                name: container,
+            },
+            Choice::Host { .. } => {
+                // The caller's own environment stays (tools, PATH), except the names the
+                // operator reserves: a run sees only its own DATAJOB_ variables, as a pod.
+                for (k, _) in std::env::vars_os() {
+                    if k.to_string_lossy()
+                        .starts_with(datajob_core::validation::RESERVED_ENV_PREFIX)
+                    {
+                        command.env_remove(k);
+                    }
+                }
+                command.envs(s.env.vars.iter().map(|(k, v)| (k, v)));
+                Runner::Host
+            }
+        };
+        progress.say(&format!(
+            "{} attempt {attempt} of {max_attempts}: {}",
+            style.paint("▶", Color::Cyan),
+            output::shell_words(&[vec![program.clone()], argv.clone()].concat())
+        ));
+        let attempt_start = Instant::now();
+        let ticker = {
+            let (progress, run_id) = (progress.clone(), s.run_id.clone());
+            tokio::spawn(async move {
+                loop {
+                    let now = Instant::now();
+                    progress.set(format!(
+                        "run {run_id} · attempt {attempt}/{max_attempts} · {} · deadline in {}",
+                        seconds(now - started),
+                        output::short_duration(deadline_at.saturating_duration_since(now))
+                    ));
+                    tokio::time::sleep(Duration::from_millis(120)).await;
+                }
+            })
+        };
+        let a = Attempt {
+            progress: progress.clone(),
+            stdout_to_stderr: format != Format::Human,
+            deadline_at,
+        };
+        let mut end = process::run(command, &program, &runner, &a, interrupt.as_mut()).await;
+        ticker.abort();
+        progress.finish();
+        if let Runner::Container { engine, name } = &runner {
+            let oom = process::finish_container(*engine, name).await;
+            if let AttemptEnd::Exited { code, .. } = end {
+                end = AttemptEnd::Exited { code, oom };
+            }
+        }
+        reports.push(AttemptReport {
+            attempt,
+            exit_code: end.exit_code(),
+            seconds: attempt_start.elapsed().as_secs_f64(),
+        });
+        if let Decision::Finish(o) = decide(&end, attempt, max_attempts - 1, r.deadline) {
+            return Ok((o, reports));
+        }
+        progress.say(&format!(
+            "attempt {attempt} failed with exit code {}; retrying ({} left)",
+            end.exit_code().unwrap_or_default(),
+            max_attempts - attempt
+        ));
+        // The cluster backs off 10s, 20s, …; locally a short pause, within the deadline.
+        let pause = (Instant::now() + Duration::from_secs(1)).min(deadline_at);
+        tokio::select! {
+            _ = tokio::time::sleep_until(pause) => {}
+            _ = interrupt.as_mut() => return Ok((attempts::interrupted(), reports)),
+        }
+        if Instant::now() >= deadline_at {
+            return Ok((attempts::deadline_exceeded(r.deadline), reports));
+        }
+    }
+}
+
+/// `run --local`.
+pub async fn run(args: &RunArgs, namespace: Option<&str>, format: Format) -> Result<()> {
+    let progress = Arc::new(Progress::new());
+    let setup = match prepare(args, namespace, &progress).await? {
+        Prepared::Ready(s) => *s,
+        Prepared::NotStarted {
+            r,
+            run_id,
+            logical_time,
+            why,
+        } => {
+            let style = Style::stderr();
+            progress.say(&format!(
+                "{}: {}: {} (run {run_id} did not start)",
+                style.paint("✗ not started", Color::Red),
+                why.reason,
+                why.message
+            ));
+            if format != Format::Human {
+                let report = Report {
+                    datajob: r.name.clone(),
+                    namespace: r.namespace.clone(),
+                    run_id,
+                    logical_time: labels::rfc3339(logical_time),
+                    engine: String::new(),
+                    outcome: Outcome {
+                        state: RunState::Waiting,
+                        reason: Some(why.reason.to_string()),
+                        message: why.message,
+                    },
+                    seconds: 0.0,
+                    attempts: Vec::new(),
+                    staging: None,
+                    published: None,
+                    inputs: Vec::new(),
+                };
+                output::print_data(format, &report)?;
+            }
+            return Err(CliError::Reported("the run did not start"));
+        }
+    };
+    announce(&setup, &progress);
+    let started = Instant::now();
+    let (outcome, reports) = attempts(&setup, &progress, format).await?;
+    let took = started.elapsed();
+
+    let mut published = None;
+    if let Some(st) = &setup.stage {
+        if outcome.state == RunState::Succeeded {
+            let origin = datajob_publish::Origin {
+                data_job: Some(setup.r.name.clone()),
+                namespace: Some(setup.r.namespace.clone()),
+            };
+            let (partition, manifest) =
+                staging::publish(&st.root, &setup.run_id, setup.logical_time, &origin).map_err(
+                    CliError::io(format!(
+                        "publishing {} as {}",
+                        st.dir.display(),
+                        st.partition.display()
+                    )),
+                )?;
+            progress.say(&format!(
+                "published the staged output as {} ({} file(s), manifest {})",
+                partition.display(),
+                manifest.files.len(),
+                datajob_core::output::MANIFEST
+            ));
+            published = Some(partition.display().to_string());
+        } else {
+            progress.say(&format!(
+                "not published: the staged output stays in {} for you to look at",
+                st.dir.display()
+            ));
+        }
+    }
+    progress.say(&final_line(
+        &outcome,
+        &setup.run_id,
+        took,
+        reports.len() as u32,
+        Style::stderr(),
+    ));
+    if format != Format::Human {
+        let report = Report {
+            datajob: setup.r.name.clone(),
+            namespace: setup.r.namespace.clone(),
+            run_id: setup.run_id.clone(),
+            logical_time: labels::rfc3339(setup.logical_time),
+            engine: match &setup.choice {
+                Choice::Container { engine, .. } => engine.program().into(),
+                Choice::Host { .. } => "host".into(),
+            },
+            outcome: outcome.clone(),
+            seconds: took.as_secs_f64(),
+            attempts: reports,
+            staging: setup.stage.as_ref().map(|st| st.dir.display().to_string()),
+            published,
+            inputs: setup
+                .inputs
+                .iter()
+                .map(|(name, at, dir)| InputReport {
+                    name: name.clone(),
+                    logical_time: at.clone(),
+                    location: dir.display().to_string(),
+                })
+                .collect(),
+        };
+        output::print_data(format, &report)?;
+    }
+    match outcome.state {
+        RunState::Succeeded => Ok(()),
+        _ => Err(CliError::Reported("the run failed")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_final_line_says_state_reason_and_duration() {
+        let plain = Style { color: false };
+        let ok = Outcome {
+            state: RunState::Succeeded,
+            reason: None,
+            message: String::new(),
+        };
+        assert_eq!(
+            final_line(&ok, "a-1", Duration::from_millis(1234), 1, plain),
+            "✓ succeeded after 1.2s (run a-1, 1 attempt)"
+        );
+        let bad = attempts::deadline_exceeded(Duration::from_secs(2));
+        assert_eq!(
+            final_line(&bad, "a-1", Duration::from_secs(2), 1, plain),
+            "✗ failed: DeadlineExceeded after 2.0s (run a-1, 1 attempt): the run took longer than its deadline (2s) and was stopped; raise spec.deadline or make the job faster"
+        );
+    }
+}

@@ -1,0 +1,368 @@
+//! `kubectl datajob logs NAME [--run ID] [-f]`: a run's logs without knowing pod names.
+//! The run is the latest unless named; its pod is the newest attempt's.
+use std::io::Write;
+use std::time::Duration;
+
+use futures::{AsyncBufReadExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, LogParams};
+
+use super::cluster::Cluster;
+use super::error::{CliError, Result};
+use super::history;
+use super::output::zone_of;
+use super::output::{self, Progress};
+use datajob_api::RunRecord;
+use datajob_core::labels::{self, CONTAINER, JOB_NAME};
+
+#[derive(clap::Args, Debug)]
+pub struct LogsArgs {
+    /// The DataJob.
+    pub name: String,
+
+    /// Which run: its id (e.g. churn-features-29926260) or its logical time
+    /// (e.g. 2026-11-25T03:00:00Z). Default: the latest run.
+    #[arg(long, value_name = "RUN")]
+    pub run: Option<String>,
+
+    /// Stream the logs as they are written, waiting for the run's pod to start.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+}
+
+/// The run `wanted` names (an id or a logical time), or the latest.
+pub fn pick_run<'a>(
+    runs: &'a [RunRecord],
+    wanted: Option<&str>,
+    datajob: &str,
+) -> Result<&'a RunRecord, String> {
+    let Some(w) = wanted else {
+        return runs.first().ok_or_else(|| {
+            format!("DataJob {datajob} has no runs yet; start one with `kubectl datajob trigger {datajob}`")
+        });
+    };
+    let id = labels::parse_rfc3339(w)
+        .map(|t| labels::run_id(datajob, labels::truncate_to_minute(t)))
+        .unwrap_or_else(|| w.to_string());
+    runs.iter().find(|r| r.name == id).ok_or_else(|| {
+        let known: Vec<&str> = runs.iter().take(5).map(|r| r.name.as_str()).collect();
+        if known.is_empty() {
+            format!("DataJob {datajob} has no runs yet")
+        } else {
+            format!(
+                "DataJob {datajob} has no run {id}; its latest runs are {} (see `kubectl datajob runs {datajob}`)",
+                known.join(", ")
+            )
+        }
+    })
+}
+
+/// The pod of the run's latest attempt: the newest.
+pub fn pick_pod(pods: &[Pod]) -> Option<&Pod> {
+    pods.iter()
+        .max_by_key(|p| (p.creation_timestamp().map(|t| t.0), p.name_any()))
+}
+
+/// Why a pod has no logs yet, or `None` when its container started.
+pub fn not_started(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    let container = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == CONTAINER);
+    if let Some(state) = container.and_then(|c| c.state.as_ref()) {
+        if state.running.is_some() || state.terminated.is_some() {
+            return None;
+        }
+        if let Some(w) = &state.waiting {
+            let reason = w.reason.clone().unwrap_or_else(|| "Waiting".into());
+            return Some(match &w.message {
+                Some(m) if !m.is_empty() => format!("{reason}: {m}"),
+                _ => reason,
+            });
+        }
+    }
+    let unscheduled = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False");
+    if let Some(c) = unscheduled {
+        return Some(format!(
+            "not scheduled yet: {}",
+            c.message.clone().unwrap_or_default()
+        ));
+    }
+    Some(status.phase.clone().unwrap_or_else(|| "Pending".into()))
+}
+
+/// The sentence for logs the node did not serve.
+pub fn unavailable(run: &str, pod: &str, node: &str, error: &str, simulated: bool) -> String {
+    let mut m = format!(
+        "cannot read the logs of run {run}: its pod {pod} runs on node {node}, which did not serve them ({error})"
+    );
+    if simulated {
+        m.push_str(&format!(
+            "; {node} is a simulated (kwok) node, which keeps no container logs"
+        ));
+    } else {
+        m.push_str("; the node's kubelet may be down or unreachable from the API server");
+    }
+    m
+}
+
+/// A failed log request in words; a node that did not answer is named, and whether it
+/// is a simulated one.
+async fn log_error(
+    e: kube::Error,
+    cluster: &Cluster,
+    run: &str,
+    pod: &str,
+    node: &str,
+) -> CliError {
+    match e {
+        // The API server answers 404 for the logs of a pod whose node advertises no
+        // kubelet endpoint (kwok nodes made by a NodeGroup), and 5xx when the kubelet
+        // does not answer. A 404 for a pod that is gone is said as such.
+        kube::Error::Api(s) if s.code == 404 || s.code >= 500 || s.message.contains("dial tcp") => {
+            let pods: Api<Pod> = cluster.api();
+            if s.code == 404 && matches!(pods.get_metadata_opt(pod).await, Ok(None)) {
+                return CliError::Local(format!(
+                    "cannot read the logs of run {run}: its pod {pod} was deleted meanwhile"
+                ));
+            }
+            let nodes: Api<Node> = Api::all(cluster.client.clone());
+            match nodes.get_metadata_opt(node).await {
+                Ok(None) => CliError::Local(format!(
+                    "cannot read the logs of run {run}: the node {node} that ran its pod {pod} is gone (its node group may have scaled down), and the logs went with it"
+                )),
+                found => {
+                    let simulated = found
+                        .ok()
+                        .flatten()
+                        .is_some_and(|n| n.annotations().contains_key("kwok.x-k8s.io/node"));
+                    CliError::Local(unavailable(run, pod, node, &s.message, simulated))
+                }
+            }
+        }
+        other => cluster.error(format!("read the logs of pod {pod}"))(other),
+    }
+}
+
+struct Target {
+    run: RunRecord,
+    pod: Pod,
+    attempts: usize,
+    zone: chrono_tz::Tz,
+}
+
+/// Finds the pod to read, waiting for it with `follow`.
+async fn find(args: &LogsArgs, cluster: &Cluster, progress: &Progress) -> Result<Target> {
+    let pods_api: Api<Pod> = cluster.api();
+    loop {
+        let dj = cluster.datajob(&args.name).await?;
+        let runs = history::runs_of(cluster, &dj).await?;
+        let run = pick_run(&runs, args.run.as_deref(), &args.name)
+            .map_err(CliError::NotFound)?
+            .clone();
+        let pods = pods_api
+            .list(&ListParams::default().labels(&format!("{JOB_NAME}={}", run.name)))
+            .await
+            .map_err(cluster.error(format!("list the pods of run {}", run.name)))?
+            .items;
+        let waiting = match pick_pod(&pods) {
+            None if run.state.is_finished() => {
+                return Err(CliError::NotFound(format!(
+                    "run {} has no pods left: it {} and its Job was removed (history limit or TTL). Its outcome: {}{}",
+                    run.name,
+                    run.state.to_string().to_lowercase(),
+                    run.state,
+                    run.reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                )));
+            }
+            None => format!("run {} has no pod yet ({})", run.name, run.state),
+            Some(pod) => match not_started(pod) {
+                None => {
+                    return Ok(Target {
+                        pod: pod.clone(),
+                        attempts: pods.len(),
+                        zone: zone_of(&dj),
+                        run,
+                    });
+                }
+                Some(why)
+                    if pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed") =>
+                {
+                    return Err(CliError::NotFound(format!(
+                        "pod {} of run {} never started its container ({why}), so it has no logs",
+                        pod.name_any(),
+                        run.name
+                    )));
+                }
+                Some(why) => format!(
+                    "the pod {} of run {} has not started: {why}",
+                    pod.name_any(),
+                    run.name
+                ),
+            },
+        };
+        if !args.follow {
+            return Err(CliError::NotFound(format!(
+                "{waiting}; add -f to wait for it"
+            )));
+        }
+        progress.set(format!("{waiting}; waiting"));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+pub async fn run(args: &LogsArgs, cluster: &Cluster) -> Result<()> {
+    let progress = Progress::new();
+    let found = find(args, cluster, &progress).await;
+    progress.finish();
+    let Target {
+        run,
+        pod,
+        attempts,
+        zone,
+    } = found?;
+    let pod_name = pod.name_any();
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_else(|| "?".into());
+    let attempt = if attempts > 1 {
+        format!(", the latest of {attempts} attempts")
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "==> run {} (logical time {}){attempt}: pod {pod_name} on node {node}",
+        run.name,
+        labels::parse_rfc3339(&run.logical_time)
+            .map_or_else(|| run.logical_time.clone(), |t| output::local_time(t, zone)),
+    );
+    let api: Api<Pod> = cluster.api();
+    let params = LogParams {
+        container: Some(CONTAINER.into()),
+        follow: args.follow,
+        ..Default::default()
+    };
+    if !args.follow {
+        let text = match api.logs(&pod_name, &params).await {
+            Ok(t) => t,
+            Err(e) => return Err(log_error(e, cluster, &run.name, &pod_name, &node).await),
+        };
+        print!("{text}");
+        return Ok(());
+    }
+    let stream = match api.log_stream(&pod_name, &params).await {
+        Ok(s) => s,
+        Err(e) => return Err(log_error(e, cluster, &run.name, &pod_name, &node).await),
+    };
+    let mut lines = stream.lines();
+    let mut out = std::io::stdout();
+    while let Some(line) = lines.try_next().await.map_err(CliError::io(format!(
+        "streaming the logs of pod {pod_name}"
+    )))? {
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datajob_api::RunState;
+
+    fn run(name: &str, t: &str, state: RunState) -> RunRecord {
+        RunRecord {
+            name: name.into(),
+            logical_time: t.into(),
+            state,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_latest_run_or_the_one_named() {
+        let runs = vec![
+            run("a-29926261", "2026-11-25T03:01:00Z", RunState::Running),
+            run("a-29926260", "2026-11-25T03:00:00Z", RunState::Failed),
+        ];
+        assert_eq!(pick_run(&runs, None, "a").unwrap().name, "a-29926261");
+        assert_eq!(
+            pick_run(&runs, Some("a-29926260"), "a").unwrap().name,
+            "a-29926260"
+        );
+        assert_eq!(
+            pick_run(&runs, Some("2026-11-25T03:00:30Z"), "a")
+                .unwrap()
+                .name,
+            "a-29926260"
+        );
+        let err = pick_run(&runs, Some("a-1"), "a").unwrap_err();
+        assert!(
+            err.contains("has no run a-1; its latest runs are a-29926261, a-29926260"),
+            "{err}"
+        );
+        assert!(
+            pick_run(&[], None, "a")
+                .unwrap_err()
+                .contains("no runs yet")
+        );
+    }
+
+    fn pod(name: &str, created: i64, status: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "creationTimestamp": chrono::DateTime::from_timestamp(created, 0).unwrap().to_rfc3339()},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_newest_pod_and_whether_it_started() {
+        let pods = vec![
+            pod(
+                "a-1-x",
+                100,
+                serde_json::json!({"phase": "Failed", "containerStatuses": [{"name": "main", "image": "i", "imageID": "", "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 1}}}]}),
+            ),
+            pod(
+                "a-1-y",
+                200,
+                serde_json::json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "message": "0/3 nodes are available"}]}),
+            ),
+        ];
+        let p = pick_pod(&pods).unwrap();
+        assert_eq!(p.name_any(), "a-1-y");
+        assert_eq!(
+            not_started(p).unwrap(),
+            "not scheduled yet: 0/3 nodes are available"
+        );
+        assert_eq!(not_started(&pods[0]), None);
+    }
+
+    #[test]
+    fn unavailable_logs_say_where_and_why() {
+        let m = unavailable(
+            "a-1",
+            "a-1-x",
+            "kwok-large-0",
+            "dial tcp: no such host",
+            true,
+        );
+        assert!(m.contains(
+            "pod a-1-x runs on node kwok-large-0, which did not serve them (dial tcp: no such host)"
+        ));
+        assert!(m.contains("simulated (kwok) node"));
+    }
+}

@@ -1,0 +1,222 @@
+//! `kubectl datajob plan -f job.yaml`: what applying a DataJob would do, without doing it.
+//! The checks are admission's own ([`datajob_core::validation::resolve`]), the objects are the
+//! operator's own ([`datajob_core::decide::children`]); only the server-side dry run talks to a cluster.
+mod decide;
+mod render;
+
+pub use decide::{
+    DryRun, Groups, NextRun, Placement, Plan, ProblemView, Summary, malformed, placement, plan,
+};
+pub use render::render;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::Utc;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+
+use super::cluster::{self, Cluster, ClusterArgs};
+use super::error::{CliError, Result};
+use super::manifest::{self, Document};
+use super::output::{self, Format, Style};
+use datajob_api::{DataJob, NodeGroup};
+use datajob_core::decide::children::Guards;
+use datajob_core::decide::nodegroups;
+use datajob_core::units;
+use datajob_core::validation::Limits;
+
+/// The field manager of the server-side dry run.
+const FIELD_MANAGER: &str = "kubectl-datajob";
+
+fn duration(s: &str) -> std::result::Result<Duration, String> {
+    units::parse_duration(s).map_err(|e| format!("{s:?} {e}"))
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PlanArgs {
+    /// The DataJob file (YAML; several documents allowed; `-` reads stdin).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Do not contact the cluster: skip the server-side dry run.
+    #[arg(long)]
+    pub offline: bool,
+
+    /// The longest deadline the cluster allows (the operator's --max-deadline).
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = duration)]
+    pub max_deadline: Duration,
+
+    /// How many upcoming run times to show.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub next: usize,
+}
+
+/// Asks the cluster to validate the DataJob (schema, admission webhook) without storing it.
+async fn server_dry_run(cluster: &Cluster, dj: &DataJob) -> DryRun {
+    let name = dj.name_any();
+    let ns = dj.namespace().unwrap_or_else(|| cluster.namespace.clone());
+    let api: Api<DataJob> = Api::namespaced(cluster.client.clone(), &ns);
+    let exists = match api.get_metadata_opt(&name).await {
+        Ok(m) => m.is_some(),
+        Err(e) => {
+            return DryRun::Skipped {
+                reason: cluster::classify(e, &cluster.url, &ns, format!("get DataJob {name}"))
+                    .to_string()
+                    .replace('\n', " "),
+            };
+        }
+    };
+    let mut body = dj.clone();
+    body.metadata.namespace = Some(ns.clone());
+    body.status = None;
+    let params = PatchParams::apply(FIELD_MANAGER).force().dry_run();
+    match api.patch(&name, &params, &Patch::Apply(&body)).await {
+        Ok(_) => DryRun::Accepted {
+            cluster: cluster.url.clone(),
+            namespace: ns,
+            would: if exists { "update" } else { "create" }.into(),
+        },
+        Err(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 409 | 422) => DryRun::Refused {
+            cluster: cluster.url.clone(),
+            message: s.message.clone(),
+        },
+        Err(e) => DryRun::Skipped {
+            reason: cluster::classify(e, &cluster.url, &ns, format!("dry-run DataJob {name}"))
+                .to_string()
+                .replace('\n', " "),
+        },
+    }
+}
+
+/// `plan`: prints the plans; fails (exit 1) when any DataJob is invalid.
+pub async fn run(args: &PlanArgs, conn: &ClusterArgs, format: Format) -> Result<()> {
+    let (label, docs) = manifest::read(&args.file)?;
+    let now = Utc::now();
+    // The namespace and cluster come from the kubeconfig when there is one; plan works without.
+    let (cluster, unreachable) = if args.offline {
+        (None, "--offline".to_string())
+    } else {
+        match Cluster::connect(conn).await {
+            Ok(c) => (Some(c), String::new()),
+            Err(CliError::Kubeconfig(e)) => (None, format!("no cluster configured: {e}")),
+            Err(e) => (None, e.to_string().replace('\n', " ")),
+        }
+    };
+    let namespace = conn
+        .namespace
+        .clone()
+        .or_else(|| cluster.as_ref().map(|c| c.namespace.clone()))
+        .unwrap_or_else(|| "default".into());
+    let limits = Limits {
+        max_deadline: args.max_deadline,
+        ..Limits::default()
+    };
+    let guards = Guards::default();
+    let groups: Groups = match &cluster {
+        None => Err("node groups live in the cluster, which this plan did not ask".into()),
+        Some(c) => Api::<NodeGroup>::all(c.client.clone())
+            .list(&Default::default())
+            .await
+            .map(|l| nodegroups::usable_groups(l.items.iter()))
+            .map_err(|e| {
+                cluster::classify(e, &c.url, &c.namespace, "list NodeGroups".into())
+                    .to_string()
+                    .replace('\n', " ")
+            }),
+    };
+    let preflight = cluster
+        .as_ref()
+        .map(|c| datajob_preflight::Preflight::new(c.client.clone()));
+    // Inputs must be DataJobs of the namespace (the cluster's, or the file's) and make no
+    // cycle: admission's check, when the cluster's DataJobs can be read.
+    let in_file: Vec<(String, Vec<String>)> = docs
+        .iter()
+        .filter_map(|d| match d {
+            Document::DataJob(dj) => Some((dj.name_any(), dj.spec.inputs.clone())),
+            _ => None,
+        })
+        .collect();
+    let graph: Option<Vec<(String, Vec<String>)>> = match &cluster {
+        None => None,
+        Some(c) => Api::<DataJob>::namespaced(c.client.clone(), &namespace)
+            .list(&Default::default())
+            .await
+            .ok()
+            .map(|l| {
+                let mut g: Vec<(String, Vec<String>)> = l
+                    .items
+                    .iter()
+                    .map(|d| (d.name_any(), d.spec.inputs.clone()))
+                    .filter(|(n, _)| !in_file.iter().any(|(f, _)| f == n))
+                    .collect();
+                g.extend(in_file.iter().cloned());
+                g
+            }),
+    };
+    let mut plans = Vec::new();
+    for doc in docs {
+        match doc {
+            Document::DataJob(dj) => {
+                let mut p = plan(&dj, &namespace, &limits, &guards, &groups, now, args.next);
+                if let Some(g) = &graph {
+                    let problems = datajob_core::decide::dataflow::check_graph(
+                        &p.name,
+                        &p.namespace,
+                        &dj.spec.inputs,
+                        g,
+                    );
+                    if !problems.is_empty() {
+                        p.valid = false;
+                        p.problems.extend(problems.iter().map(ProblemView::from));
+                    }
+                }
+                if p.valid {
+                    p.server_dry_run = match &cluster {
+                        Some(c) => {
+                            let mut dj = (*dj).clone();
+                            dj.metadata.namespace = Some(p.namespace.clone());
+                            server_dry_run(c, &dj).await
+                        }
+                        None => DryRun::Skipped {
+                            reason: unreachable.clone(),
+                        },
+                    };
+                    if matches!(p.server_dry_run, DryRun::Refused { .. }) {
+                        p.valid = false;
+                    }
+                    if let Some(pf) = &preflight {
+                        p.warnings = pf.warnings(&p.namespace, &dj.spec).await;
+                    }
+                }
+                plans.push(p);
+            }
+            Document::Malformed { name, problem } => {
+                plans.push(malformed(&name, &namespace, &problem));
+            }
+            Document::Other { kind, name } => {
+                eprintln!("skipping {kind} {name}: not a DataJob");
+            }
+        }
+    }
+    if plans.is_empty() {
+        return Err(CliError::Manifest {
+            path: label,
+            message: "has no DataJob in it".into(),
+        });
+    }
+    match format {
+        Format::Human => {
+            let style = Style::stdout();
+            let texts: Vec<String> = plans.iter().map(|p| render(p, style, now)).collect();
+            print!("{}", texts.join("\n---\n\n"));
+        }
+        _ if plans.len() == 1 => output::print_data(format, &plans[0])?,
+        _ => output::print_data(format, &plans)?,
+    }
+    if plans.iter().all(|p| p.valid) {
+        Ok(())
+    } else {
+        Err(CliError::Reported("the DataJob is invalid"))
+    }
+}

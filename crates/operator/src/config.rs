@@ -1,0 +1,332 @@
+//! The operator's configuration: flags, each with an environment variable, so the
+//! Helm chart and `make run` set the same things.
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use datajob_core::decide::children::Guards;
+use datajob_core::units::parse_duration;
+use datajob_core::validation::Limits;
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| format!("{s:?} {e}"))
+}
+
+fn bytes(s: &str) -> Result<u64, String> {
+    datajob_core::units::parse_bytes(s).map_err(|e| format!("{s:?} {e}"))
+}
+
+#[derive(Parser, Clone, Debug)]
+#[command(
+    name = "datajob-operator",
+    version,
+    about = "Runs DataJobs: guarded CronJobs and Jobs, fail-fast reasons, scale-to-zero node groups."
+)]
+pub struct Config {
+    /// Address of the admin server (/healthz, /readyz, /metrics).
+    #[arg(long, env = "DATAJOB_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
+    pub admin_addr: String,
+
+    /// Address the validating admission webhook listens on (TLS).
+    #[arg(long, env = "DATAJOB_WEBHOOK_ADDR", default_value = "0.0.0.0:9443")]
+    pub webhook_addr: String,
+
+    /// How the apiserver reaches the webhook: a URL (`https://127.0.0.1:9443`, for an
+    /// operator running outside the cluster) ...
+    #[arg(long, env = "DATAJOB_WEBHOOK_URL", conflicts_with = "webhook_service")]
+    pub webhook_url: Option<String>,
+
+    /// ... or a Service as `namespace/name[:port]` (in-cluster, set by the Helm chart).
+    /// With neither, no webhook is registered and the reconciler alone rejects bad specs.
+    #[arg(long, env = "DATAJOB_WEBHOOK_SERVICE")]
+    pub webhook_service: Option<String>,
+
+    /// What the apiserver does when the webhook cannot be reached: `Ignore` (a DataJob is
+    /// never blocked by an operator outage; the reconciler still marks it Invalid) or `Fail`.
+    #[arg(long, env = "DATAJOB_WEBHOOK_FAILURE_POLICY", default_value = "Ignore", value_parser = ["Ignore", "Fail"])]
+    pub webhook_failure_policy: String,
+
+    /// The longest `spec.deadline` a DataJob may ask for.
+    #[arg(long, env = "DATAJOB_MAX_DEADLINE", default_value = "24h", value_parser = duration)]
+    pub max_deadline: Duration,
+
+    /// How long a finished Job (and its pods, for logs) is kept before Kubernetes deletes it.
+    #[arg(long, env = "DATAJOB_TTL_AFTER_FINISHED", default_value = "3d", value_parser = duration)]
+    pub ttl_after_finished: Duration,
+
+    /// Time allowed for scheduling, node boot and image pull, on top of `deadline`, in the
+    /// Job's `activeDeadlineSeconds` backstop.
+    #[arg(long, env = "DATAJOB_STARTUP_ALLOWANCE", default_value = "15m", value_parser = duration)]
+    pub startup_allowance: Duration,
+
+    /// How long a run may fail to pull its image before it is ended as ImageNotFound.
+    #[arg(long, env = "DATAJOB_IMAGE_PULL_GRACE", default_value = "60s", value_parser = duration)]
+    pub image_pull_grace: Duration,
+
+    /// How long a run may miss a Secret or ConfigMap before it is ended as MissingConfig.
+    #[arg(long, env = "DATAJOB_CONFIG_GRACE", default_value = "60s", value_parser = duration)]
+    pub config_grace: Duration,
+
+    /// How long a run may wait for a node before it is ended as Unschedulable
+    /// (a DataJob's `spec.pendingTimeout` overrides it).
+    #[arg(long, env = "DATAJOB_UNSCHEDULABLE_GRACE", default_value = "10m", value_parser = duration)]
+    pub unschedulable_grace: Duration,
+
+    /// How long a PVC may outlive its run before it is deleted.
+    #[arg(long, env = "DATAJOB_PVC_GRACE", default_value = "5m", value_parser = duration)]
+    pub pvc_grace: Duration,
+
+    /// How often the clean-up looks for leftover PVCs.
+    #[arg(long, env = "DATAJOB_CLEANUP_INTERVAL", default_value = "30s", value_parser = duration)]
+    pub cleanup_interval: Duration,
+
+    /// How many DataJobs are reconciled at once. Bounded, so that thousands of DataJobs
+    /// (after a start or a failover) queue in the operator instead of flooding the
+    /// apiserver with requests.
+    #[arg(long, env = "DATAJOB_RECONCILE_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub reconcile_concurrency: u16,
+
+    /// A `disk` above this gets a generic ephemeral volume (a PVC owned by the pod) instead
+    /// of node ephemeral storage.
+    #[arg(long, env = "DATAJOB_SCRATCH_VOLUME_ABOVE", default_value = "50Gi", value_parser = bytes)]
+    pub scratch_volume_above: u64,
+
+    /// Storage class for those volumes (default: the cluster's default class).
+    #[arg(long, env = "DATAJOB_SCRATCH_STORAGE_CLASS")]
+    pub scratch_storage_class: Option<String>,
+
+    /// The operator's own image (e.g. `registry.example.com/datajob-operator:0.1.0`): the
+    /// Jobs that publish runs' output on volumes (`pvc://` outputs) run it, and so does a
+    /// step before each attempt of such a run that empties its staging directory. The
+    /// chart sets it to the image it runs. Empty: `pvc://` outputs are refused.
+    #[arg(long, env = "DATAJOB_PUBLISHER_IMAGE")]
+    pub publisher_image: Option<String>,
+
+    /// Check at admission that a DataJob's image is in its registry and that the
+    /// Secrets, ConfigMaps and service account it names exist: warnings, not refusals.
+    /// Look-ups fail open within 2 s; Secrets are checked only when the operator may read
+    /// them (the chart's `preflight.secrets`).
+    #[arg(long, env = "DATAJOB_PREFLIGHT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub preflight: bool,
+
+    #[command(flatten)]
+    pub webhook_secret: WebhookSecret,
+
+    #[command(flatten)]
+    pub certificate: CertificateSettings,
+
+    #[command(flatten)]
+    pub leader: LeaderElection,
+
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "DATAJOB_LOG_JSON")]
+    pub log_json: bool,
+
+    /// Label run metrics with the DataJob's name (`datajob`). `false`: that label is
+    /// empty everywhere, so the run series are per namespace only (for clusters with
+    /// very many DataJobs).
+    #[arg(long, env = "DATAJOB_METRICS_PER_DATAJOB", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics_per_datajob: bool,
+
+    /// Without a command: run the operator. The commands are the steps its image runs in
+    /// users' namespaces for outputs on volumes.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The steps the operator's image runs next to runs whose output is on a volume.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum Command {
+    /// Empty a run's staging directory before an attempt (in the run's pod), and remove
+    /// what finished runs left.
+    Stage(StageArgs),
+    /// Publish a run's staging directory as the partition of its logical time (in the
+    /// Job the operator starts once the run succeeded).
+    Publish(PublishArgs),
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct StageArgs {
+    /// The output root as this pod sees it, e.g. `/datajob/pvc/lake/events`.
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+    /// The run id, e.g. `raw-29926260`.
+    #[arg(long)]
+    pub run_id: String,
+    /// Staging directories and replaced versions older than this are removed: the
+    /// longest a run can live.
+    #[arg(long, default_value = "24h15m", value_parser = duration)]
+    pub grace: Duration,
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// The run's logical time, RFC 3339 UTC.
+    #[arg(long)]
+    pub logical_time: String,
+    /// The version directory to publish as, under `<root>/_versions/`.
+    #[arg(long)]
+    pub version: String,
+    /// The DataJob, for the manifest.
+    #[arg(long)]
+    pub datajob: Option<String>,
+    /// Its namespace, for the manifest.
+    #[arg(long = "datajob-namespace")]
+    pub datajob_namespace: Option<String>,
+}
+
+impl Config {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_deadline: self.max_deadline,
+            volume_outputs: self
+                .publisher_image
+                .as_deref()
+                .is_some_and(|i| !i.is_empty()),
+            local_paths: false,
+        }
+    }
+
+    pub fn watchdog(&self) -> datajob_core::decide::watchdog::Settings {
+        datajob_core::decide::watchdog::Settings {
+            image_pull_grace: self.image_pull_grace,
+            config_grace: self.config_grace,
+            unschedulable_grace: self.unschedulable_grace,
+        }
+    }
+
+    /// The leader election settings, checked; `pod_name` names this replica.
+    pub fn election(&self, pod_name: Option<&str>) -> Result<crate::leader::Settings, String> {
+        let settings = crate::leader::Settings {
+            namespace: self.webhook_secret.namespace.clone(),
+            name: self.leader.lease_name.clone(),
+            identity: crate::leader::identity(pod_name),
+            lease_duration: self.leader.lease_duration,
+            renew_deadline: self.leader.lease_renew_deadline,
+            retry_period: self.leader.lease_retry_period,
+        };
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// How the webhook is served and registered; `None` when neither `--webhook-url`
+    /// nor `--webhook-service` is set.
+    pub fn webhook(&self) -> crate::Result<Option<crate::webhook::serve::Settings>> {
+        use crate::webhook::tls::{Endpoint, Policy, Source};
+        let endpoint = match (&self.webhook_url, &self.webhook_service) {
+            (Some(u), _) => Endpoint::Url(u.clone()),
+            (None, Some(s)) => Endpoint::parse_service(s)?,
+            (None, None) => return Ok(None),
+        };
+        let addr = self.webhook_addr.parse().map_err(|e| {
+            crate::Error::Config(format!("--webhook-addr {:?}: {e}", self.webhook_addr))
+        })?;
+        let c = &self.certificate;
+        if c.renew_before >= c.validity {
+            return Err(crate::Error::Config(format!(
+                "--webhook-cert-renew-before {:?} must be shorter than --webhook-cert-validity {:?}",
+                c.renew_before, c.validity
+            )));
+        }
+        Ok(Some(crate::webhook::serve::Settings {
+            policy: Policy {
+                hosts: endpoint.hosts(),
+                validity: c.validity,
+                renew_before: c.renew_before,
+            },
+            endpoint,
+            addr,
+            namespace: self.webhook_secret.namespace.clone(),
+            secret: self.webhook_secret.secret.clone(),
+            source: Source::parse(&c.source),
+            check_interval: c.check_interval,
+            configuration: c.configuration.clone(),
+            failure_policy: self.webhook_failure_policy.clone(),
+        }))
+    }
+
+    pub fn guards(&self) -> Guards {
+        Guards {
+            ttl_after_finished: self.ttl_after_finished,
+            startup_allowance: self.startup_allowance,
+            scratch_volume_above: self.scratch_volume_above,
+            scratch_storage_class: self.scratch_storage_class.clone(),
+            publisher_image: self.publisher_image.clone().filter(|i| !i.is_empty()),
+            sweep_grace: self.max_deadline + self.startup_allowance,
+        }
+    }
+}
+
+/// Leader election: which replica runs the controllers.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LeaderElection {
+    /// Elect one leader among replicas through a Lease in `--namespace`; only the leader
+    /// reconciles, ends runs, cleans up and scales node groups. Every replica serves the
+    /// webhook and the admin endpoints. `false` makes this process act at once, alone.
+    #[arg(long = "leader-elect", env = "DATAJOB_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub enabled: bool,
+    /// Name of the Lease (`coordination.k8s.io`) in `--namespace`.
+    #[arg(long, env = "DATAJOB_LEASE_NAME", default_value = "datajob-operator")]
+    pub lease_name: String,
+    /// How long a leader's Lease stays valid without renewal: a replica takes over at most
+    /// this long (plus one retry period) after the leader died.
+    #[arg(long, env = "DATAJOB_LEASE_DURATION", default_value = "15s", value_parser = duration)]
+    pub lease_duration: Duration,
+    /// How long the leader keeps acting without a successful renewal; below the lease duration.
+    #[arg(long, env = "DATAJOB_LEASE_RENEW_DEADLINE", default_value = "10s", value_parser = duration)]
+    pub lease_renew_deadline: Duration,
+    /// How often followers look at the Lease and the leader renews it: the hand-over time
+    /// after a leader released it on shutdown.
+    #[arg(long, env = "DATAJOB_LEASE_RETRY_PERIOD", default_value = "1s", value_parser = duration)]
+    pub lease_retry_period: Duration,
+}
+
+/// Where the webhook's certificate comes from, and when it is renewed.
+#[derive(clap::Args, Clone, Debug)]
+pub struct CertificateSettings {
+    /// `operator`: the operator makes a CA and a serving certificate, stores them in the
+    /// Secret and renews them. `external`: someone else (cert-manager) writes the Secret;
+    /// the operator only reads it and reloads it when it changes.
+    #[arg(long = "webhook-cert", env = "DATAJOB_WEBHOOK_CERT", default_value = "operator", value_parser = ["operator", "external"])]
+    pub source: String,
+    /// How long a serving certificate the operator makes is valid.
+    #[arg(long = "webhook-cert-validity", env = "DATAJOB_WEBHOOK_CERT_VALIDITY", default_value = "365d", value_parser = duration)]
+    pub validity: Duration,
+    /// A certificate that expires within this is replaced (by the operator) or reported
+    /// (when external).
+    #[arg(long = "webhook-cert-renew-before", env = "DATAJOB_WEBHOOK_CERT_RENEW_BEFORE", default_value = "30d", value_parser = duration)]
+    pub renew_before: Duration,
+    /// How often the Secret is read again, to renew the certificate or load a new one.
+    #[arg(long = "webhook-cert-check-interval", env = "DATAJOB_WEBHOOK_CERT_CHECK_INTERVAL", default_value = "1m", value_parser = duration)]
+    pub check_interval: Duration,
+    /// Name of the ValidatingWebhookConfiguration the operator writes (the Helm chart
+    /// creates it, so that `helm uninstall` removes it).
+    #[arg(
+        long = "webhook-configuration",
+        env = "DATAJOB_WEBHOOK_CONFIGURATION",
+        default_value = "datajob.dev"
+    )]
+    pub configuration: String,
+}
+
+/// Settings of the webhook that are not needed elsewhere.
+#[derive(clap::Args, Clone, Debug)]
+pub struct WebhookSecret {
+    /// Namespace the operator runs in; its webhook certificate Secret lives there.
+    #[arg(
+        long = "namespace",
+        env = "POD_NAMESPACE",
+        default_value = "datajob-system"
+    )]
+    pub namespace: String,
+    /// Name of the Secret holding the webhook's CA and serving certificate.
+    #[arg(
+        long = "webhook-secret",
+        env = "DATAJOB_WEBHOOK_SECRET",
+        default_value = "datajob-webhook-cert"
+    )]
+    pub secret: String,
+}

@@ -1,0 +1,277 @@
+//! The Backfill reconciler (leader only): for each Backfill, plans its times
+//! ([`datajob_core::decide::slots::plan`]), takes one step ([`datajob_core::decide::slots::step`]): starts the runs it
+//! says, oldest first and a few at a time, and writes how far it got. The runs are the
+//! DataJobs' own (owned by them, named by their logical time), so starting one twice is
+//! refused by the apiserver, and a restart carries on from the status.
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{Instrument, info, info_span, warn};
+
+use super::Context;
+use super::lifecycle;
+use crate::{Error, Result};
+use datajob_api::{Backfill, BackfillState, BackfillStatus, DataJob, NodeGroup};
+use datajob_core::admission::resolve_and_place;
+use datajob_core::decide::children;
+use datajob_core::decide::dataflow::{self, Upstream};
+use datajob_core::decide::nodegroups::usable_groups;
+use datajob_core::decide::runs::condition;
+use datajob_core::decide::slots::{self, Member};
+use datajob_core::labels::{self, BACKFILL, FIELD_MANAGER};
+
+const CONTROLLER: &str = "backfill";
+/// How often a Backfill that is under way looks at its runs.
+const POLL: Duration = Duration::from_secs(3);
+
+pub struct BackfillContext {
+    pub base: Context,
+    pub jobs: Store<Job>,
+    pub datajobs: Store<DataJob>,
+    pub groups: Store<NodeGroup>,
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    base: Context,
+    jobs: Store<Job>,
+    datajobs: Store<DataJob>,
+    groups: Store<NodeGroup>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = base.client.clone();
+    let ctx = Arc::new(BackfillContext {
+        base,
+        jobs,
+        datajobs,
+        groups,
+    });
+    Controller::new(Api::<Backfill>::all(client), watcher::Config::default())
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| super::report(CONTROLLER, result))
+        .await;
+}
+
+fn error_policy(bf: Arc<Backfill>, error: &Error, ctx: Arc<BackfillContext>) -> Action {
+    let retry = Duration::from_secs(15);
+    warn!(backfill = %bf.name_any(), namespace = bf.namespace().unwrap_or_default(), %error, "reconcile failed; retrying in 15s");
+    ctx.base.metrics.reconcile_failure(CONTROLLER, error);
+    // A Warning event on the Backfill (rate-limited), so the user sees it without logs.
+    ctx.base
+        .error_event(bf.object_ref(&()), CONTROLLER, error, retry);
+    Action::requeue(retry)
+}
+
+/// A DataJob as a Backfill plans with it.
+fn member(dj: &DataJob) -> Member {
+    let view = Upstream::of(dj, Vec::new());
+    Member {
+        name: dj.name_any(),
+        schedule: view.schedule,
+        inputs: dj.spec.inputs.clone(),
+    }
+}
+
+async fn reconcile(bf: Arc<Backfill>, ctx: Arc<BackfillContext>) -> Result<Action> {
+    let ns = bf
+        .namespace()
+        .ok_or_else(|| Error::MissingNamespace(bf.name_any()))?;
+    let span = info_span!("backfill", backfill = %bf.name_any(), namespace = %ns);
+    async move {
+        let _timer = ctx.base.metrics.reconcile(CONTROLLER);
+        if bf.metadata.deletion_timestamp.is_some() {
+            return Ok(Action::await_change());
+        }
+        let now = Utc::now();
+        let generation = bf.metadata.generation;
+        let mut previous = bf.status.clone().unwrap_or_default();
+        if previous.observed_generation != generation {
+            // A new spec is a new backfill: every time is looked at again (what already
+            // succeeded is skipped, so nothing runs twice).
+            previous = BackfillStatus {
+                conditions: previous.conditions,
+                ..Default::default()
+            };
+        }
+        let all: Vec<Arc<DataJob>> = ctx
+            .datajobs
+            .state()
+            .into_iter()
+            .filter(|d| d.namespace().as_deref() == Some(ns.as_str()))
+            .collect();
+        let members: Vec<Member> = all.iter().map(|d| member(d)).collect();
+        let mut status = match slots::plan(&bf.spec, &ns, &members, now, slots::SPEC) {
+            Err(problems) => BackfillStatus {
+                state: Some(BackfillState::Invalid),
+                message: Some(problems.to_string()),
+                ..previous.clone()
+            },
+            Ok(plan) => {
+                let views: BTreeMap<String, Upstream> = plan
+                    .iter()
+                    .filter_map(|(name, _)| {
+                        let dj = all.iter().find(|d| d.name_any() == *name)?;
+                        let runs = lifecycle::job_runs(&ctx.jobs, &ns, name);
+                        Some((name.clone(), Upstream::of(dj, runs)))
+                    })
+                    .collect();
+                let inputs_of: BTreeMap<String, Vec<String>> = members
+                    .iter()
+                    .map(|m| (m.name.clone(), m.inputs.clone()))
+                    .collect();
+                let (mut status, starts) =
+                    slots::step(&bf.spec, &plan, &views, &inputs_of, &previous, now);
+                for start in &starts {
+                    if let Err(why) = start_run(&bf, &ctx, &ns, &all, start).await? {
+                        status.message = Some(why);
+                    }
+                }
+                status
+            }
+        };
+        status.observed_generation = generation;
+        let state = status.state.unwrap_or_default();
+        status.conditions = vec![
+            condition(
+                &previous.conditions,
+                "Complete",
+                state == BackfillState::Complete,
+                match state {
+                    BackfillState::Complete => "AllTimesDone",
+                    BackfillState::Running => "InProgress",
+                    BackfillState::Invalid => "Invalid",
+                },
+                status.message.clone().unwrap_or_default(),
+                generation,
+                now,
+            ),
+            condition(
+                &previous.conditions,
+                "Invalid",
+                state == BackfillState::Invalid,
+                match state {
+                    BackfillState::Invalid => "Invalid",
+                    _ => "Valid",
+                },
+                match state {
+                    BackfillState::Invalid => status.message.clone().unwrap_or_default(),
+                    _ => "the spec is valid".into(),
+                },
+                generation,
+                now,
+            ),
+        ];
+        write_status(&bf, &ctx, &ns, status.clone()).await?;
+        Ok(match state {
+            BackfillState::Running => Action::requeue(POLL),
+            // The DataJob may be created or given a schedule: look again.
+            BackfillState::Invalid => Action::requeue(Duration::from_secs(60)),
+            BackfillState::Complete => Action::await_change(),
+        })
+    }
+    .instrument(span)
+    .await
+}
+
+/// Starts one run a step asked for; `Ok(Err(why))` when its DataJob cannot run now.
+async fn start_run(
+    bf: &Backfill,
+    ctx: &BackfillContext,
+    ns: &str,
+    all: &[Arc<DataJob>],
+    start: &slots::Start,
+) -> Result<std::result::Result<(), String>> {
+    let Some(dj) = all.iter().find(|d| d.name_any() == start.datajob) else {
+        return Ok(Err(format!("DataJob {} is gone", start.datajob)));
+    };
+    let groups = usable_groups(ctx.groups.state().iter().map(|g| g.as_ref()));
+    let mut r = match resolve_and_place(dj, &ctx.base.limits, &ctx.base.guards, &groups) {
+        Ok(r) => r,
+        Err(problems) => {
+            return Ok(Err(format!(
+                "DataJob {} is invalid, so its runs cannot start; fix it and the backfill carries on: {problems}",
+                start.datajob
+            )));
+        }
+    };
+    let upstreams = lifecycle::upstreams(&ctx.jobs, ns, &r.inputs, all);
+    r.input_claims = dataflow::input_claims(&r.inputs, &upstreams);
+    let api: Api<Job> = Api::namespaced(ctx.base.client.clone(), ns);
+    let id = labels::run_id(&r.name, start.logical_time);
+    if start.rerun
+        && let Some(old) = ctx.jobs.get(&ObjectRef::new(&id).within(ns))
+    {
+        lifecycle::delete_job(&api, &id, &old.uid().unwrap_or_default(), ns).await?;
+    }
+    // A run with inputs waits (suspended) for them: the DataJob's reconciler starts it.
+    let job = children::job(
+        dj,
+        &r,
+        &ctx.base.guards,
+        start.logical_time,
+        !r.inputs.is_empty(),
+    );
+    let extra = BTreeMap::from([(BACKFILL.to_string(), bf.name_any())]);
+    let job = children::with_inputs(job, &[], &extra);
+    if lifecycle::create_job(&api, &job, ns).await? {
+        info!(run = %id, logical_time = %labels::rfc3339(start.logical_time), rerun = start.rerun, "backfill started a run");
+    }
+    Ok(Ok(()))
+}
+
+/// Writes the status when it changed, and says so in an event when it completed.
+async fn write_status(
+    bf: &Backfill,
+    ctx: &BackfillContext,
+    ns: &str,
+    status: BackfillStatus,
+) -> Result<()> {
+    let previous = bf.status.clone().unwrap_or_default();
+    if previous == status {
+        return Ok(());
+    }
+    let name = bf.name_any();
+    let api: Api<Backfill> = Api::namespaced(ctx.base.client.clone(), ns);
+    let patch = json!({"apiVersion": "datajob.dev/v1alpha1", "kind": "Backfill", "status": status});
+    match api
+        .patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+        Err(e) => return Err(Error::api("update status of", "Backfill", ns, &name)(e)),
+    }
+    let became = |s: BackfillState| status.state == Some(s) && previous.state != Some(s);
+    let event = if became(BackfillState::Complete) {
+        Some((
+            status.failed > 0,
+            "BackfillComplete",
+            status.message.clone().unwrap_or_default(),
+        ))
+    } else if became(BackfillState::Invalid) {
+        Some((true, "Invalid", status.message.clone().unwrap_or_default()))
+    } else {
+        None
+    };
+    if let Some((warning, reason, note)) = event {
+        ctx.base
+            .event(&bf.object_ref(&()), warning, reason, "Backfill", note)
+            .await;
+    }
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! The clean-up loop: every interval, deletes PVCs that outlived their runs
+//! ([`datajob_core::decide::cleanup::orphaned_pvcs`]), with an event on the DataJob.
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{Api, DeleteParams, ListParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, Store};
+use tracing::{info, warn};
+
+use super::Context;
+use datajob_core::decide::cleanup::orphaned_pvcs;
+use datajob_core::labels;
+
+pub async fn run(
+    base: Context,
+    pods: Store<Pod>,
+    jobs: Store<Job>,
+    grace: Duration,
+    interval: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (pvcs, writer) = reflector::store::<PartialObjectMeta<PersistentVolumeClaim>>();
+    let managed = super::watch_config().labels(&labels::managed_selector());
+    let watch = super::cached_events(
+        writer,
+        super::relisting_watcher::<PartialObjectMeta<PersistentVolumeClaim>>(
+            base.client.clone(),
+            managed,
+        ),
+        |_| {},
+    )
+    .backoff(super::WatchBackoff::default())
+    .touched_objects()
+    .for_each({
+        let mut health = super::WatchHealth::new("PersistentVolumeClaim");
+        move |r| {
+            health.observe(r.as_ref().err());
+            async {}
+        }
+    });
+    let sweep = async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            if pvcs.wait_until_ready().await.is_err() {
+                return;
+            }
+            sweep_once(&base, &pvcs, &pods, &jobs, grace).await;
+        }
+    };
+    tokio::select! {
+        _ = watch => {},
+        _ = sweep => {},
+        _ = shutdown => {},
+    }
+}
+
+async fn sweep_once(
+    base: &Context,
+    pvcs: &Store<PartialObjectMeta<PersistentVolumeClaim>>,
+    pods: &Store<Pod>,
+    jobs: &Store<Job>,
+    grace: Duration,
+) {
+    let (all_pvcs, all_pods, all_jobs) = (pvcs.state(), pods.state(), jobs.state());
+    let pvc_refs: Vec<&PartialObjectMeta<PersistentVolumeClaim>> =
+        all_pvcs.iter().map(Arc::as_ref).collect();
+    let pod_refs: Vec<&Pod> = all_pods.iter().map(Arc::as_ref).collect();
+    let job_refs: Vec<&Job> = all_jobs.iter().map(Arc::as_ref).collect();
+    let candidates = orphaned_pvcs(&pvc_refs, &pod_refs, &job_refs, grace, Utc::now());
+    // The cache holds only DataJob's pods; before deleting, ask about every pod in the
+    // namespace, so a PVC another pod still uses is never touched.
+    let mut namespaces: Vec<&str> = candidates.iter().map(|o| o.namespace.as_str()).collect();
+    namespaces.sort_unstable();
+    namespaces.dedup();
+    let mut confirmed = Vec::new();
+    for ns in namespaces {
+        let api: Api<Pod> = Api::namespaced(base.client.clone(), ns);
+        let all_pods = match api.list(&ListParams::default()).await {
+            Ok(list) => list.items,
+            Err(e) => {
+                warn!(namespace = %ns, error = %e, "cannot list pods; no PVC deleted there this time");
+                continue;
+            }
+        };
+        let in_ns: Vec<&PartialObjectMeta<PersistentVolumeClaim>> = pvc_refs
+            .iter()
+            .copied()
+            .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
+            .collect();
+        let pods: Vec<&Pod> = all_pods.iter().collect();
+        confirmed.extend(orphaned_pvcs(&in_ns, &pods, &job_refs, grace, Utc::now()));
+    }
+    for orphan in confirmed {
+        let api: Api<PersistentVolumeClaim> =
+            Api::namespaced(base.client.clone(), &orphan.namespace);
+        match api.delete(&orphan.name, &DeleteParams::background()).await {
+            Ok(_) => {
+                info!(namespace = %orphan.namespace, pvc = %orphan.name, datajob = %orphan.datajob, why = %orphan.why, "deleted leftover PVC");
+                base.metrics.pvcs_deleted.inc();
+                let r = Context::datajob_ref(&orphan.namespace, &orphan.datajob);
+                base.event(
+                    &r,
+                    false,
+                    "PVCDeleted",
+                    "Cleanup",
+                    format!("deleted PVC {}: {}", orphan.name, orphan.why),
+                )
+                .await;
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => {
+                warn!(namespace = %orphan.namespace, pvc = %orphan.name, error = %e, "could not delete leftover PVC")
+            }
+        }
+    }
+}

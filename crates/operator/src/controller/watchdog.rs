@@ -1,0 +1,291 @@
+//! The watchdog controller: for every run's Job, reads its pods and the nodes, asks
+//! [`datajob_core::decide::watchdog::assess`] what to do, and does it: ends the run (the Job fails,
+//! its pods go, no retry) or records what happened to an attempt.
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::Context;
+use crate::metrics::ReasonLabels;
+use crate::{Error, Result};
+use datajob_api::NodeGroup;
+use datajob_core::decide::watchdog::{self, GroupView, Settings, Verdict};
+use datajob_core::labels::{
+    self, END_MESSAGE, END_REASON, JOB_NAME, LAST_FAILURE_MESSAGE, LAST_FAILURE_REASON, NAME,
+};
+
+const CONTROLLER: &str = "watchdog";
+
+pub struct WatchdogContext {
+    pub base: Context,
+    pub settings: Settings,
+    pub pods: Store<Pod>,
+    pub nodes: Store<Node>,
+    pub groups: Store<NodeGroup>,
+}
+
+/// Runs the watchdog until `shutdown` resolves. The pod store is shared with the clean-up,
+/// the Job store with the DataJob controller: the watchdog has no watch of its own.
+pub async fn run(
+    base: Context,
+    settings: Settings,
+    caches: WatchdogCaches,
+    job_events: impl futures::Stream<Item = Job> + Send + 'static,
+    pod_events: impl futures::Stream<Item = Pod> + Send + 'static,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let jobs = caches.jobs;
+    let ctx = Arc::new(WatchdogContext {
+        base,
+        settings,
+        pods: caches.pods,
+        nodes: caches.nodes,
+        groups: caches.groups,
+    });
+    Controller::for_stream(job_events.map(Ok::<_, watcher::Error>), jobs)
+        .with_config(kube::runtime::controller::Config::default().concurrency(4))
+        .watches_stream(pod_events.map(Ok::<_, watcher::Error>), |pod| {
+            let ns = pod.namespace()?;
+            let job = pod.labels().get(JOB_NAME)?.clone();
+            Some(ObjectRef::<Job>::new(&job).within(&ns))
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| super::report(CONTROLLER, result))
+        .await;
+}
+
+/// The caches the watchdog reads (filled by streams polled elsewhere).
+pub struct WatchdogCaches {
+    /// The managed-Job cache that the Job events passed to [`run`] fill.
+    pub jobs: Store<Job>,
+    pub pods: Store<Pod>,
+    pub nodes: Store<Node>,
+    pub groups: Store<NodeGroup>,
+}
+
+const RETRY: Duration = Duration::from_secs(10);
+
+fn error_policy(job: Arc<Job>, error: &Error, ctx: Arc<WatchdogContext>) -> Action {
+    let ns = job.namespace().unwrap_or_default();
+    warn!(run = %job.name_any(), namespace = %ns, %error, "watchdog failed; retrying in 10s");
+    ctx.base.metrics.reconcile_failure(CONTROLLER, error);
+    // Told on the run's DataJob, where its user looks.
+    if let Some(datajob) = job.labels().get(NAME) {
+        let reference = Context::datajob_ref(&ns, datajob);
+        ctx.base.error_event(reference, CONTROLLER, error, RETRY);
+    }
+    Action::requeue(RETRY)
+}
+
+async fn reconcile(job: Arc<Job>, ctx: Arc<WatchdogContext>) -> Result<Action> {
+    let _timer = ctx.base.metrics.reconcile(CONTROLLER);
+    let ns = job
+        .namespace()
+        .ok_or_else(|| Error::MissingNamespace(job.name_any()))?;
+    let id = job.name_any();
+    let pods: Vec<Arc<Pod>> = ctx
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| {
+            p.namespace().as_deref() == Some(ns.as_str()) && p.labels().get(JOB_NAME) == Some(&id)
+        })
+        .collect();
+    let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
+    let nodes = ctx.nodes.state();
+    let nodes: Vec<&Node> = nodes.iter().map(|n| n.as_ref()).collect();
+    let now = Utc::now();
+    let groups: Vec<GroupView> = ctx
+        .groups
+        .state()
+        .iter()
+        .filter_map(|g| GroupView::of(g))
+        .collect();
+    let verdict = watchdog::assess(&job, &pods, &nodes, &groups, &ctx.settings, now);
+    let datajob = job.labels().get(NAME).cloned().unwrap_or_default();
+    let api: Api<Job> = Api::namespaced(ctx.base.client.clone(), &ns);
+    let act = Act {
+        api: &api,
+        ns: &ns,
+        id: &id,
+        datajob: &datajob,
+    };
+    match verdict {
+        Verdict::Fine { recheck_at } => Ok(match recheck_at {
+            Some(t) => {
+                Action::requeue((t - now).to_std().unwrap_or_default() + Duration::from_millis(500))
+            }
+            None => Action::await_change(),
+        }),
+        Verdict::End { reason, message } => {
+            // Shrinking activeDeadlineSeconds makes the Job controller fail the Job and
+            // delete its pods at once, with no further retry.
+            let started = job
+                .status
+                .as_ref()
+                .and_then(|s| s.start_time.as_ref())
+                .and_then(labels::from_k8s_time);
+            let elapsed = started.map_or(1, |t| (now - t).num_seconds().max(1));
+            let patch = json!({
+                "metadata": {"annotations": {END_REASON: reason, END_MESSAGE: message}},
+                "spec": {"activeDeadlineSeconds": elapsed},
+            });
+            let note = format!("run {id} ended: {message}");
+            act.apply(
+                &ctx,
+                &patch,
+                reason,
+                "EndRun",
+                note,
+                &ctx.base.metrics.runs_ended,
+            )
+            .await?;
+            Ok(Action::await_change())
+        }
+        Verdict::Record { reason, message } => {
+            let patch = json!({"metadata": {"annotations": {LAST_FAILURE_REASON: reason, LAST_FAILURE_MESSAGE: message}}});
+            let note = format!("run {id}: {message}");
+            act.apply(
+                &ctx,
+                &patch,
+                reason,
+                "RecordFailure",
+                note,
+                &ctx.base.metrics.attempts_failed,
+            )
+            .await?;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+/// One watchdog action on a run's Job, told as a log line, a metric and an event.
+struct Act<'a> {
+    api: &'a Api<Job>,
+    ns: &'a str,
+    id: &'a str,
+    datajob: &'a str,
+}
+
+impl Act<'_> {
+    async fn apply(
+        &self,
+        ctx: &WatchdogContext,
+        patch: &serde_json::Value,
+        reason: &'static str,
+        action: &'static str,
+        note: String,
+        counter: &prometheus_client::metrics::family::Family<
+            ReasonLabels,
+            prometheus_client::metrics::counter::Counter,
+        >,
+    ) -> Result<()> {
+        self.api
+            .patch(self.id, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(Error::api("annotate", "Job", self.ns, self.id))?;
+        info!(run = %self.id, datajob = %self.datajob, namespace = %self.ns, %reason, %note, "{action}");
+        counter
+            .get_or_create(&ReasonLabels {
+                namespace: self.ns.into(),
+                datajob: ctx.base.metrics.datajob(self.datajob),
+                reason: reason.into(),
+            })
+            .inc();
+        let r = Context::datajob_ref(self.ns, self.datajob);
+        ctx.base.event(&r, true, reason, action, note).await;
+        Ok(())
+    }
+}
+
+/// The exact calls one watchdog reconcile makes, against kube's mocked client.
+#[cfg(test)]
+mod api_calls {
+    use super::*;
+    use crate::metrics::Metrics;
+
+    fn ago(secs: i64) -> String {
+        (Utc::now() - chrono::Duration::seconds(secs))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    }
+
+    fn run() -> Job {
+        serde_json::from_value(json!({
+            "metadata": {"name": "nightly-29934840", "namespace": "data", "labels": {NAME: "nightly"}},
+            "status": {"startTime": ago(120), "active": 1},
+        }))
+        .expect("a Job")
+    }
+
+    fn pod_of_run(container_state: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "nightly-29934840-abcde", "namespace": "data",
+                "labels": {JOB_NAME: "nightly-29934840", NAME: "nightly"}},
+            "spec": {"nodeName": "n", "containers": [{"name": "main", "image": "registry.example/etl:1.0"}]},
+            "status": {
+                "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": ago(120)}],
+                "containerStatuses": [{"name": "main", "image": "registry.example/etl:1.0", "imageID": "",
+                    "ready": false, "restartCount": 0, "state": container_state}],
+            },
+        }))
+        .expect("a Pod")
+    }
+
+    async fn calls_of_one_reconcile(pods: Vec<Pod>) -> Vec<String> {
+        let (client, calls) = crate::controller::mock::client(json!({}));
+        let node: Node = serde_json::from_value(
+            json!({"metadata": {"name": "n"}, "status": {"allocatable": {"cpu": "4", "memory": "16Gi"}}}),
+        )
+        .expect("a Node");
+        let ctx = Arc::new(WatchdogContext {
+            base: Context::new(
+                client,
+                Metrics::new(true),
+                datajob_core::validation::Limits::default(),
+                datajob_core::decide::children::Guards::default(),
+            ),
+            settings: Settings::default(),
+            pods: crate::controller::mock::store_of(pods),
+            nodes: crate::controller::mock::store_of(vec![node]),
+            groups: crate::controller::mock::store_of(Vec::new()),
+        });
+        let action = reconcile(Arc::new(run()), ctx).await;
+        assert!(action.is_ok(), "the reconcile failed: {:?}", action.err());
+        calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_run_whose_image_cannot_be_pulled_is_ended_with_one_patch_and_a_warning_event() {
+        let stuck = pod_of_run(json!({"waiting": {"reason": "ImagePullBackOff",
+            "message": "Back-off pulling image \"registry.example/etl:1.0\""}}));
+        assert_eq!(
+            calls_of_one_reconcile(vec![stuck]).await,
+            [
+                // activeDeadlineSeconds shrunk and the reason annotated: the Job fails.
+                "PATCH /apis/batch/v1/namespaces/data/jobs/nightly-29934840",
+                "POST /apis/events.k8s.io/v1/namespaces/data/events",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_running_run_costs_no_call() {
+        let running = pod_of_run(json!({"running": {"startedAt": ago(60)}}));
+        assert_eq!(
+            calls_of_one_reconcile(vec![running]).await,
+            Vec::<String>::new()
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! The DataJob operator: the controllers that read the caches, call the pure decisions
+//! of `datajob_core` and apply them (`controller`), the admission webhook (`webhook`),
+//! leadership (`leader`), the admin server and metrics (`admin`, `metrics`, `heap`),
+//! flags (`config`) and the one error type (`error`). `main.rs` only wires them.
+pub mod admin;
+pub mod config;
+pub mod controller;
+pub mod error;
+pub mod heap;
+pub mod leader;
+pub mod metrics;
+pub mod webhook;
+
+pub use error::{Error, Result};
+
+// The unit tests run on the allocator the operator runs on (it counts the heap for
+// `/metrics`).
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: heap::Counting = heap::Counting;

@@ -1,0 +1,296 @@
+//! The shipped Grafana dashboard and Prometheus alerts, without a cluster: the rules pass
+//! `promtool check rules` and their unit tests (`promtool test rules`), every alert is
+//! shown firing and not firing there and links a runbook section that exists, the
+//! dashboard is a well-formed Grafana model whose queries use the data source variable,
+//! and every metric the two use is one the operator documents (and so, by the unit test
+//! in src/metrics.rs, exposes). `tests/e2e_observability.rs` runs them against a real
+//! Prometheus. promtool comes with Debian's `prometheus` package (`.ci/run` installs it),
+//! or from `$PROMTOOL`.
+// A test: a failed expectation is meant to stop it (production code denies these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+fn promtool() -> String {
+    std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into())
+}
+
+fn run_promtool(args: &[&str]) -> String {
+    let out = Command::new(promtool())
+        .args(args)
+        .current_dir(format!("{ROOT}/charts/datajob/alerts"))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}): install Debian's prometheus package (it has promtool), or set PROMTOOL",
+                promtool()
+            )
+        });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool {args:?} failed:\n{text}");
+    text
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(Path::new(ROOT).join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn yaml(path: &str) -> Value {
+    serde_yaml::from_str(&read(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Every alerting rule of the rules file.
+fn alerts() -> Vec<Value> {
+    let rules = yaml("charts/datajob/alerts/datajob.rules.yaml");
+    rules["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        .filter(|r| r.get("alert").is_some())
+        .collect()
+}
+
+/// The dashboard's panels (rows included, in order).
+fn panels() -> Vec<Value> {
+    let dash: Value = serde_json::from_str(&read("charts/datajob/dashboards/datajob.json"))
+        .expect("the dashboard is JSON");
+    dash["panels"].as_array().cloned().expect("panels")
+}
+
+/// GitHub's anchor of a Markdown heading.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+fn anchors(doc: &str) -> BTreeSet<String> {
+    read(doc)
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .map(|l| slug(l.trim_start_matches('#')))
+        .collect()
+}
+
+/// The `datajob_…` metric names in a PromQL expression, and `up{…}`.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let bytes: Vec<char> = expr.chars().collect();
+    let mut i = 0;
+    while i < bytes.len() {
+        let start = i;
+        while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == '_') {
+            i += 1;
+        }
+        if i > start {
+            let word: String = bytes[start..i].iter().collect();
+            let quoted = start > 0 && bytes[start - 1] == '"';
+            // `up` is Prometheus' own, for the scrape of the operator.
+            let up = word == "up" && bytes.get(i) == Some(&'{');
+            if !quoted && (word.starts_with("datajob_") || up) {
+                names.insert(word);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    names
+}
+
+/// Metric names and types in the table of docs/operations.md#metrics.
+fn documented() -> BTreeMap<String, String> {
+    read("docs/operations.md")
+        .lines()
+        .filter(|l| l.starts_with("| `datajob_"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            (cells[1].trim_matches('`').to_string(), cells[2].to_string())
+        })
+        .collect()
+}
+
+/// Whether `name` (as a query writes it) is a documented metric: itself, or a
+/// histogram's `_bucket`, `_count` or `_sum` series.
+fn is_documented(name: &str, docs: &BTreeMap<String, String>) -> bool {
+    name == "up"
+        || docs.contains_key(name)
+        || ["_bucket", "_count", "_sum"].iter().any(|s| {
+            name.strip_suffix(s)
+                .is_some_and(|base| docs.get(base).map(String::as_str) == Some("histogram"))
+        })
+}
+
+#[test]
+fn the_rules_pass_promtool_check_and_their_unit_tests() {
+    let out = run_promtool(&["check", "rules", "datajob.rules.yaml"]);
+    assert!(
+        out.contains(&format!("SUCCESS: {} rules found", alerts().len())),
+        "{out}"
+    );
+    let out = run_promtool(&["test", "rules", "tests.yaml"]);
+    assert!(out.contains("SUCCESS"), "{out}");
+}
+
+#[test]
+fn every_alert_is_tested_firing_and_not_firing() {
+    let tests = yaml("charts/datajob/alerts/tests.yaml");
+    let mut firing = BTreeSet::new();
+    let mut quiet = BTreeSet::new();
+    for t in tests["tests"].as_array().expect("tests") {
+        for case in t["alert_rule_test"].as_array().cloned().unwrap_or_default() {
+            let name = case["alertname"].as_str().expect("alertname").to_string();
+            let fired = case["exp_alerts"].as_array().is_some_and(|a| !a.is_empty());
+            match fired {
+                true => firing.insert(name),
+                false => quiet.insert(name),
+            };
+        }
+    }
+    for alert in alerts() {
+        let name = alert["alert"].as_str().expect("alert name");
+        assert!(firing.contains(name), "no test shows {name} firing");
+        assert!(quiet.contains(name), "no test shows {name} not firing");
+    }
+}
+
+#[test]
+fn every_alert_links_a_runbook_section_that_exists() {
+    let alerts = alerts();
+    assert!(alerts.len() >= 10, "{}", alerts.len());
+    for alert in alerts {
+        let name = alert["alert"].as_str().expect("alert name");
+        assert!(
+            alert["labels"]["severity"].is_string(),
+            "{name} has a severity"
+        );
+        for key in ["summary", "description"] {
+            assert!(alert["annotations"][key].is_string(), "{name} has a {key}");
+        }
+        let runbook = alert["annotations"]["runbook_url"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} has a runbook_url annotation"));
+        let (doc, anchor) = runbook
+            .split_once('#')
+            .unwrap_or_else(|| panic!("{name}: {runbook} has no #anchor"));
+        assert!(
+            doc.starts_with("docs/") && doc.ends_with(".md"),
+            "{name}: {runbook}"
+        );
+        assert!(
+            anchors(doc).contains(anchor),
+            "{name}: {doc} has no heading for #{anchor}"
+        );
+    }
+}
+
+#[test]
+fn the_dashboard_is_a_grafana_model_on_the_datasource_variable() {
+    let dash: Value = serde_json::from_str(&read("charts/datajob/dashboards/datajob.json"))
+        .expect("the dashboard is JSON");
+    assert!(dash["schemaVersion"].as_u64().is_some_and(|v| v >= 36));
+    assert!(dash["uid"].is_string() && dash["title"].is_string());
+    let vars = dash["templating"]["list"].as_array().expect("variables");
+    let var = |name: &str| {
+        vars.iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("variable {name}"))
+    };
+    assert_eq!(var("datasource")["type"], "datasource");
+    assert_eq!(var("datasource")["query"], "prometheus");
+    for name in ["namespace", "datajob"] {
+        let v = var(name);
+        assert_eq!(v["type"], "query");
+        assert_eq!(v["datasource"]["uid"], "${datasource}");
+        assert!(
+            v["definition"]
+                .as_str()
+                .is_some_and(|q| q.starts_with("label_values(")),
+            "{v}"
+        );
+        assert_eq!(v["allValue"], ".*", "All is a regex for =~");
+    }
+    let panels = panels();
+    let rows: Vec<&str> = panels
+        .iter()
+        .filter(|p| p["type"] == "row")
+        .filter_map(|p| p["title"].as_str())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "Runs",
+            "Schedules",
+            "Stuck-run guard",
+            "Node groups",
+            "Operator"
+        ]
+    );
+    let mut ids = BTreeSet::new();
+    for p in &panels {
+        assert!(ids.insert(p["id"].as_u64().expect("id")), "unique ids");
+        let grid = &p["gridPos"];
+        assert!(
+            grid["x"].as_u64().unwrap() + grid["w"].as_u64().unwrap() <= 24,
+            "{}",
+            p["title"]
+        );
+        if p["type"] == "row" {
+            continue;
+        }
+        let title = p["title"].as_str().expect("title");
+        assert!(p["description"].is_string(), "{title} says what it shows");
+        assert_eq!(p["datasource"]["uid"], "${datasource}", "{title}");
+        let targets = p["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "{title} has queries");
+        for t in targets {
+            assert_eq!(t["datasource"]["uid"], "${datasource}", "{title}");
+            let expr = t["expr"].as_str().expect("expr");
+            assert!(!metric_names(expr).is_empty(), "{title}: {expr}");
+        }
+    }
+}
+
+#[test]
+fn every_metric_the_dashboard_and_the_alerts_use_is_documented() {
+    let docs = documented();
+    assert!(docs.len() > 20, "{docs:?}");
+    let mut used: BTreeMap<String, String> = BTreeMap::new();
+    for p in panels() {
+        for t in p["targets"].as_array().cloned().unwrap_or_default() {
+            for n in metric_names(t["expr"].as_str().unwrap_or_default()) {
+                used.insert(n, format!("panel {}", p["title"]));
+            }
+        }
+    }
+    for a in alerts() {
+        for n in metric_names(a["expr"].as_str().unwrap_or_default()) {
+            used.insert(n, format!("alert {}", a["alert"]));
+        }
+    }
+    assert!(used.len() > 20, "{used:?}");
+    for (name, by) in &used {
+        assert!(
+            is_documented(name, &docs),
+            "{by} uses {name}, which docs/operations.md#metrics does not list"
+        );
+    }
+    let names = metric_names(r#"sum(x{le="datajob_no"}) + datajob_a_total + up{job="x"} + upper"#);
+    assert_eq!(names, ["datajob_a_total".into(), "up".into()].into());
+}
