@@ -27,7 +27,7 @@ const RANGE_RULE: &str = concat!(
     time_pattern!(),
     "')) || timestamp(self.from) <= timestamp(self.to)"
 );
-/// The words of `slots::plan` for the same refusal.
+/// The words of `decide::backfill::plan` for the same refusal.
 const RANGE_MESSAGE: &str = r#"'spec.from "' + self.from + '" is after spec.to "' + self.to + '"; swap them: spec.from is the first time, spec.to the last'"#;
 
 fn time_message(field: &str) -> String {

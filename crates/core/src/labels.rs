@@ -92,6 +92,19 @@ pub fn to_k8s_time(t: DateTime<Utc>) -> Time {
     )
 }
 
+/// `s`, cut to at most `max` bytes at a character boundary, with `…` when cut (event
+/// notes and annotation values have limits).
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

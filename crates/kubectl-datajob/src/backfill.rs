@@ -1,7 +1,7 @@
 //! `kubectl datajob backfill NAME --from T1 --to T2`: runs every scheduled time of a
 //! DataJob in a range, by applying a `Backfill` (the operator works through it, and
 //! GitOps can hold the same object), then shows its progress and a closing summary.
-//! The input is checked first with the operator's own rules ([`datajob_core::decide::slots::plan`]).
+//! The input is checked first with the operator's own rules ([`datajob_core::decide::backfill::plan`]).
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
@@ -15,8 +15,8 @@ use super::cluster::Cluster;
 use super::error::{CliError, Result};
 use super::output::{self, Color, Format, Progress, Style};
 use datajob_api::{Backfill, BackfillSpec, BackfillState, BackfillStatus, DataJob};
+use datajob_core::decide::backfill::{self, Member};
 use datajob_core::decide::dataflow::Upstream;
-use datajob_core::decide::slots::{self, Member};
 use datajob_core::labels;
 use datajob_core::units;
 
@@ -177,12 +177,12 @@ pub async fn run(args: &BackfillArgs, cluster: &Cluster, format: Format) -> Resu
             inputs: d.spec.inputs.clone(),
         })
         .collect();
-    let plan = slots::plan(
+    let plan = backfill::plan(
         &spec,
         &cluster.namespace,
         &members,
         Utc::now(),
-        slots::FLAGS,
+        backfill::FLAGS,
     )
     .map_err(|problems| {
         let lines: Vec<String> = problems.0.iter().map(|p| format!("  ✗ {p}")).collect();

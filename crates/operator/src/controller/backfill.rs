@@ -1,5 +1,5 @@
 //! The Backfill reconciler (leader only): for each Backfill, plans its times
-//! ([`datajob_core::decide::slots::plan`]), takes one step ([`datajob_core::decide::slots::step`]): starts the runs it
+//! ([`datajob_core::decide::backfill::plan`]), takes one step ([`datajob_core::decide::backfill::step`]): starts the runs it
 //! says, oldest first and a few at a time, and writes how far it got. The runs are the
 //! DataJobs' own (owned by them, named by their logical time), so starting one twice is
 //! refused by the apiserver, and a restart carries on from the status.
@@ -23,11 +23,11 @@ use super::lifecycle;
 use crate::{Error, Result};
 use datajob_api::{Backfill, BackfillState, BackfillStatus, DataJob, NodeGroup};
 use datajob_core::admission::resolve_and_place;
+use datajob_core::decide::backfill::{self, Member};
 use datajob_core::decide::children;
 use datajob_core::decide::dataflow::{self, Upstream};
 use datajob_core::decide::nodegroups::usable_groups;
 use datajob_core::decide::runs::condition;
-use datajob_core::decide::slots::{self, Member};
 use datajob_core::labels::{self, BACKFILL, FIELD_MANAGER};
 
 const CONTROLLER: &str = "backfill";
@@ -111,7 +111,7 @@ async fn reconcile(bf: Arc<Backfill>, ctx: Arc<BackfillContext>) -> Result<Actio
             .filter(|d| d.namespace().as_deref() == Some(ns.as_str()))
             .collect();
         let members: Vec<Member> = all.iter().map(|d| member(d)).collect();
-        let mut status = match slots::plan(&bf.spec, &ns, &members, now, slots::SPEC) {
+        let mut status = match backfill::plan(&bf.spec, &ns, &members, now, backfill::SPEC) {
             Err(problems) => BackfillStatus {
                 state: Some(BackfillState::Invalid),
                 message: Some(problems.to_string()),
@@ -131,7 +131,7 @@ async fn reconcile(bf: Arc<Backfill>, ctx: Arc<BackfillContext>) -> Result<Actio
                     .map(|m| (m.name.clone(), m.inputs.clone()))
                     .collect();
                 let (mut status, starts) =
-                    slots::step(&bf.spec, &plan, &views, &inputs_of, &previous, now);
+                    backfill::step(&bf.spec, &plan, &views, &inputs_of, &previous, now);
                 for start in &starts {
                     if let Err(why) = start_run(&bf, &ctx, &ns, &all, start).await? {
                         status.message = Some(why);
@@ -190,7 +190,7 @@ async fn start_run(
     ctx: &BackfillContext,
     ns: &str,
     all: &[Arc<DataJob>],
-    start: &slots::Start,
+    start: &backfill::Start,
 ) -> Result<std::result::Result<(), String>> {
     let Some(dj) = all.iter().find(|d| d.name_any() == start.datajob) else {
         return Ok(Err(format!("DataJob {} is gone", start.datajob)));

@@ -2,7 +2,6 @@
 pub mod backfill;
 pub mod cleanup;
 pub mod datajob;
-pub mod datajob_context;
 pub mod lifecycle;
 pub mod nodegroup;
 pub mod watchdog;
