@@ -59,6 +59,48 @@ pub fn plan(
     now: DateTime<Utc>,
     names: Names,
 ) -> Result<Plan, Problems> {
+    let (range, mut p) = range(spec, names);
+    let (target, schedule) = match target(spec, namespace, members, names) {
+        Ok(found) => found,
+        Err(problem) => {
+            p.push(problem);
+            return Err(Problems(p));
+        }
+    };
+    let Some(Range { from, to, max }) = range.filter(|_| p.is_empty()) else {
+        return Err(Problems(p));
+    };
+    let until = to.min(now);
+    let limit = usize::try_from(max.max(1)).unwrap_or(1);
+    let mut out = vec![(
+        target.name.clone(),
+        schedule.between(from, until, limit + 1),
+    )];
+    if out[0].1.is_empty() {
+        return Err(Problems(vec![no_time_in_range(
+            spec, schedule, from, to, now, names,
+        )]));
+    }
+    if spec.downstream.unwrap_or(true) {
+        out.extend(downstream(&target.name, members, from, until, limit + 1));
+    }
+    let total: usize = out.iter().map(|(_, s)| s.len()).sum();
+    if total > limit {
+        return Err(Problems(vec![too_many(spec, max, out.len() > 1, names)]));
+    }
+    Ok(out)
+}
+
+/// A Backfill's range, read.
+struct Range {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    max: i32,
+}
+
+/// `from`, `to` and `maxSlots` read, with what is wrong with them; the range is `None`
+/// when a time does not parse.
+fn range(spec: &BackfillSpec, names: Names) -> (Option<Range>, Vec<Problem>) {
     let mut p = Vec::new();
     let time = |field: &str, value: &str, p: &mut Vec<Problem>| {
         let t = labels::parse_rfc3339(value);
@@ -98,8 +140,21 @@ pub fn plan(
             ),
         ));
     }
-    let target = members.iter().find(|m| m.name == spec.data_job);
-    let Some(target) = target else {
+    let range = match (from, to) {
+        (Some(from), Some(to)) => Some(Range { from, to, max }),
+        _ => None,
+    };
+    (range, p)
+}
+
+/// The DataJob the Backfill names, and its schedule; or why it cannot be backfilled.
+fn target<'a>(
+    spec: &BackfillSpec,
+    namespace: &str,
+    members: &'a [Member],
+    names: Names,
+) -> Result<(&'a Member, &'a Schedule), Problem> {
+    let Some(target) = members.iter().find(|m| m.name == spec.data_job) else {
         let close =
             crate::suggest::closest(&spec.data_job, members.iter().map(|m| m.name.as_str()));
         let fix = match close.is_empty() {
@@ -108,16 +163,15 @@ pub fn plan(
             }
             false => format!("did you mean {}?", crate::suggest::or_list(&close)),
         };
-        p.push(Problem::new(
+        return Err(Problem::new(
             names.datajob,
             &spec.data_job,
             format!("is not a DataJob in namespace {namespace}"),
             fix,
         ));
-        return Err(Problems(p));
     };
     let Some(schedule) = &target.schedule else {
-        p.push(Problem::new(
+        return Err(Problem::new(
             names.datajob,
             &spec.data_job,
             "has no schedule, so it has no times to backfill",
@@ -126,80 +180,91 @@ pub fn plan(
                 spec.data_job
             ),
         ));
-        return Err(Problems(p));
     };
-    let (Some(from), Some(to)) = (from, to) else {
-        return Err(Problems(p));
+    Ok((target, schedule))
+}
+
+/// A range with no time of the schedule in it (up to now): the nearest times it has.
+fn no_time_in_range(
+    spec: &BackfillSpec,
+    schedule: &Schedule,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+    names: Names,
+) -> Problem {
+    let before = schedule.at_or_before(from).map(labels::rfc3339);
+    let after = schedule.next_after(to).map(labels::rfc3339);
+    let nearest = [before, after].into_iter().flatten().collect::<Vec<_>>();
+    let what = match from > now {
+        true => format!(
+            "is in the future: {} has no time in it to backfill yet (the schedule will run them)",
+            spec.data_job
+        ),
+        false => format!(
+            "holds no time of {}'s schedule {:?} ({}) up to now",
+            spec.data_job,
+            schedule.expression,
+            schedule.time_zone.name()
+        ),
     };
-    if !p.is_empty() {
-        return Err(Problems(p));
-    }
-    let until = to.min(now);
-    let limit = usize::try_from(max.max(1)).unwrap_or(1);
-    let mut out = vec![(
-        target.name.clone(),
-        schedule.between(from, until, limit + 1),
-    )];
-    if out[0].1.is_empty() {
-        let before = schedule.at_or_before(from).map(labels::rfc3339);
-        let after = schedule.next_after(to).map(labels::rfc3339);
-        let nearest = [before, after].into_iter().flatten().collect::<Vec<_>>();
-        let future = from > now;
-        p.push(Problem::new(
-            format!("{}..{}", names.from, names.to),
-            format!("{}..{}", spec.from, spec.to),
-            match future {
-                true => format!("is in the future: {} has no time in it to backfill yet (the schedule will run them)", spec.data_job),
-                false => format!(
-                    "holds no time of {}'s schedule {:?} ({}) up to now",
-                    spec.data_job,
-                    schedule.expression,
-                    schedule.time_zone.name()
-                ),
-            },
-            match nearest.is_empty() {
-                true => "widen the range".to_string(),
-                false => format!("widen the range; the nearest times are {}", nearest.join(" and ")),
-            },
-        ));
-        return Err(Problems(p));
-    }
-    if spec.downstream.unwrap_or(true) {
-        let graph: Vec<(String, Vec<String>)> = members
-            .iter()
-            .map(|m| (m.name.clone(), m.inputs.clone()))
-            .collect();
-        for name in crate::decide::dataflow::downstream_of(&target.name, &graph) {
-            if let Some(s) = members
+    let fix = match nearest.is_empty() {
+        true => "widen the range".to_string(),
+        false => format!(
+            "widen the range; the nearest times are {}",
+            nearest.join(" and ")
+        ),
+    };
+    Problem::new(
+        format!("{}..{}", names.from, names.to),
+        format!("{}..{}", spec.from, spec.to),
+        what,
+        fix,
+    )
+}
+
+/// The times of the scheduled DataJobs downstream of `target` in the same range.
+fn downstream(
+    target: &str,
+    members: &[Member],
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+    most: usize,
+) -> Vec<(String, Vec<DateTime<Utc>>)> {
+    let graph: Vec<(String, Vec<String>)> = members
+        .iter()
+        .map(|m| (m.name.clone(), m.inputs.clone()))
+        .collect();
+    crate::decide::dataflow::downstream_of(target, &graph)
+        .into_iter()
+        .filter_map(|name| {
+            let schedule = members
                 .iter()
                 .find(|m| m.name == name)
-                .and_then(|m| m.schedule.as_ref())
-            {
-                out.push((name, s.between(from, until, limit + 1)));
+                .and_then(|m| m.schedule.as_ref())?;
+            let times = schedule.between(from, until, most);
+            Some((name, times))
+        })
+        .collect()
+}
+
+/// More times than `maxSlots` allows.
+fn too_many(spec: &BackfillSpec, max: i32, downstream: bool, names: Names) -> Problem {
+    Problem::new(
+        format!("{}..{}", names.from, names.to),
+        format!("{}..{}", spec.from, spec.to),
+        format!(
+            "holds more than {max} scheduled times{}",
+            match downstream {
+                true => " (its DataJob's and those of the DataJobs downstream together)",
+                false => "",
             }
-        }
-    }
-    let total: usize = out.iter().map(|(_, s)| s.len()).sum();
-    if total > limit {
-        let downstream = out.len() > 1;
-        p.push(Problem::new(
-            format!("{}..{}", names.from, names.to),
-            format!("{}..{}", spec.from, spec.to),
-            format!(
-                "holds more than {max} scheduled times{}",
-                match downstream {
-                    true => " (its DataJob's and those of the DataJobs downstream together)",
-                    false => "",
-                }
-            ),
-            format!(
-                "narrow the range, or raise {} if you mean it",
-                names.max_slots
-            ),
-        ));
-        return Err(Problems(p));
-    }
-    Ok(out)
+        ),
+        format!(
+            "narrow the range, or raise {} if you mean it",
+            names.max_slots
+        ),
+    )
 }
 
 /// What a time of a DataJob is, as far as a Backfill can tell.
@@ -261,40 +326,84 @@ pub fn step(
             .max(1),
     )
     .unwrap_or(1);
-    let rerun_failed = spec.rerun_failed.unwrap_or(false);
-    let stamp = labels::rfc3339(now);
-    let mut failed_slots = previous.failed_slots.clone();
-    let mut starts = Vec::new();
-    let mut progress: Vec<BackfillProgress> = Vec::new();
+    let mut s = Stepper {
+        plan,
+        views,
+        inputs_of,
+        parallel,
+        rerun_failed: spec.rerun_failed.unwrap_or(false),
+        stamp: labels::rfc3339(now),
+        starts: Vec::new(),
+        failed_slots: previous.failed_slots.clone(),
+        progress: Vec::new(),
+    };
     for (name, slots) in plan {
+        s.datajob(name, slots, previous);
+    }
+    let starts = std::mem::take(&mut s.starts);
+    (s.status(previous), starts)
+}
+
+/// One step of a Backfill, DataJob by DataJob (inputs first, as the plan lists them).
+struct Stepper<'a> {
+    plan: &'a [(String, Vec<DateTime<Utc>>)],
+    views: &'a BTreeMap<String, Upstream>,
+    inputs_of: &'a BTreeMap<String, Vec<String>>,
+    parallel: usize,
+    rerun_failed: bool,
+    stamp: String,
+    starts: Vec<Start>,
+    failed_slots: Vec<FailedSlot>,
+    /// The DataJobs stepped so far.
+    progress: Vec<BackfillProgress>,
+}
+
+impl Stepper<'_> {
+    /// Follows the runs DataJob `name` waits for, then starts new ones while there is room.
+    fn datajob(&mut self, name: &str, slots: &[DateTime<Utc>], previous: &BackfillStatus) {
         let mut prog = previous
             .data_jobs
             .iter()
-            .find(|p| &p.data_job == name)
+            .find(|p| p.data_job == name)
             .cloned()
             .unwrap_or_else(|| BackfillProgress {
-                data_job: name.clone(),
+                data_job: name.to_string(),
                 next: slots.first().map(|t| labels::rfc3339(*t)),
                 ..Default::default()
             });
         prog.slots = i32::try_from(slots.len()).unwrap_or(i32::MAX);
         let empty = Upstream {
-            name: name.clone(),
+            name: name.to_string(),
             schedule: None,
             output: None,
             published: vec![],
             runs: vec![],
         };
-        let view = views.get(name).unwrap_or(&empty);
-        let mut fail = |prog: &mut BackfillProgress, at: &str, reason: String| {
-            prog.failed += 1;
-            failed_slots.push(FailedSlot {
-                data_job: name.clone(),
-                logical_time: at.to_string(),
-                reason,
-            });
-        };
-        // The runs it waits for.
+        let view = self.views.get(name).unwrap_or(&empty);
+        self.follow(&mut prog, view);
+        self.start_more(&mut prog, slots, view);
+        self.progress.push(prog);
+    }
+
+    fn start(&mut self, datajob: &str, logical_time: DateTime<Utc>, rerun: bool) {
+        self.starts.push(Start {
+            datajob: datajob.to_string(),
+            logical_time,
+            rerun,
+        });
+    }
+
+    fn fail(&mut self, prog: &mut BackfillProgress, at: &str, reason: String) {
+        prog.failed += 1;
+        self.failed_slots.push(FailedSlot {
+            data_job: prog.data_job.clone(),
+            logical_time: at.to_string(),
+            reason,
+        });
+    }
+
+    /// The runs it waits for: done, failed, going, or to start (again).
+    fn follow(&mut self, prog: &mut BackfillProgress, view: &Upstream) {
         let mut still = Vec::new();
         for a in std::mem::take(&mut prog.active) {
             let Some(t) = labels::parse_rfc3339(&a.logical_time) else {
@@ -307,156 +416,156 @@ pub fn step(
                     if finished.zip(since).is_some_and(|(f, s)| f < s) =>
                 {
                     // The failure of the run it replaces: start the new one again.
-                    starts.push(Start {
-                        datajob: name.clone(),
-                        logical_time: t,
-                        rerun: true,
-                    });
+                    self.start(&prog.data_job, t, true);
                     still.push(a);
                 }
-                SlotState::Failed { reason, .. } => fail(&mut prog, &a.logical_time, reason),
+                SlotState::Failed { reason, .. } => self.fail(prog, &a.logical_time, reason),
                 SlotState::Active => still.push(a),
                 SlotState::Absent => {
-                    starts.push(Start {
-                        datajob: name.clone(),
-                        logical_time: t,
-                        rerun: false,
-                    });
+                    self.start(&prog.data_job, t, false);
                     still.push(a);
                 }
             }
         }
         prog.active = still;
-        // New runs, oldest first, while there is room.
-        while prog.active.len() < parallel {
+    }
+
+    /// New runs, oldest first, while there is room.
+    fn start_more(
+        &mut self,
+        prog: &mut BackfillProgress,
+        slots: &[DateTime<Utc>],
+        view: &Upstream,
+    ) {
+        while prog.active.len() < self.parallel {
             let Some(t) = prog.next.as_deref().and_then(labels::parse_rfc3339) else {
                 prog.next = None;
                 break;
             };
-            // A DataJob downstream starts a time once the times it reads of the inputs
-            // the Backfill also runs were started (or found done).
-            let inputs_started = inputs_of.get(name).into_iter().flatten().all(|input| {
-                let Some((_, input_slots)) = plan.iter().find(|(n, _)| n == input) else {
-                    return true;
-                };
-                let Some(matched) = views.get(input).and_then(|v| v.matched(t)) else {
-                    return true;
-                };
-                if !input_slots.contains(&matched) {
-                    return true;
-                }
-                // Its inputs come first in the plan, so their progress is known. The
-                // input's run must be seen going (or done): one just started (or started
-                // again) that the caches do not show yet would look failed or absent.
-                let at = labels::rfc3339(matched);
-                progress
-                    .iter()
-                    .find(|p| &p.data_job == input)
-                    .is_some_and(|p| {
-                        let passed = p
-                            .next
-                            .as_deref()
-                            .and_then(labels::parse_rfc3339)
-                            .is_none_or(|n| n > matched);
-                        let unseen =
-                            p.active
-                                .iter()
-                                .find(|a| a.logical_time == at)
-                                .is_some_and(|a| {
-                                    let since = labels::parse_rfc3339(&a.since);
-                                    match views.get(input).map(|v| slot_state(v, matched)) {
-                                        Some(SlotState::Absent) | None => true,
-                                        Some(SlotState::Failed { finished, .. }) => {
-                                            finished.zip(since).is_some_and(|(f, s)| f < s)
-                                        }
-                                        _ => false,
-                                    }
-                                });
-                        passed && !unseen
-                    })
-            });
-            if !inputs_started {
+            if !self.inputs_started(&prog.data_job, t) {
                 break;
             }
             prog.next = slots.iter().find(|s| **s > t).map(|s| labels::rfc3339(*s));
             let at = labels::rfc3339(t);
             let active = ActiveSlot {
                 logical_time: at.clone(),
-                since: stamp.clone(),
+                since: self.stamp.clone(),
             };
             match slot_state(view, t) {
                 SlotState::Succeeded => prog.skipped += 1,
                 SlotState::Active => prog.active.push(active),
-                SlotState::Failed { .. } if rerun_failed => {
-                    starts.push(Start {
-                        datajob: name.clone(),
-                        logical_time: t,
-                        rerun: true,
-                    });
+                SlotState::Failed { .. } if self.rerun_failed => {
+                    self.start(&prog.data_job, t, true);
                     prog.active.push(active);
                 }
-                SlotState::Failed { reason, .. } => fail(
-                    &mut prog,
+                SlotState::Failed { reason, .. } => self.fail(
+                    prog,
                     &at,
                     format!("{reason} (before this backfill; set rerunFailed to run it again)"),
                 ),
                 SlotState::Absent => {
-                    starts.push(Start {
-                        datajob: name.clone(),
-                        logical_time: t,
-                        rerun: false,
-                    });
+                    self.start(&prog.data_job, t, false);
                     prog.active.push(active);
                 }
             }
         }
-        progress.push(prog);
     }
-    failed_slots.sort_by(|a, b| {
-        a.logical_time
-            .cmp(&b.logical_time)
-            .then_with(|| a.data_job.cmp(&b.data_job))
-    });
-    failed_slots.dedup();
-    let sum = |f: fn(&BackfillProgress) -> i32| progress.iter().map(f).sum::<i32>();
-    let total = sum(|p| p.slots);
-    let (succeeded, skipped, failed) =
-        (sum(|p| p.succeeded), sum(|p| p.skipped), sum(|p| p.failed));
-    let active = progress.iter().map(|p| p.active.len() as i32).sum::<i32>();
-    let complete = progress
-        .iter()
-        .all(|p| p.next.is_none() && p.active.is_empty());
-    let done = succeeded + skipped + failed;
-    let status = BackfillStatus {
-        observed_generation: previous.observed_generation,
-        state: Some(match complete {
-            true => BackfillState::Complete,
-            false => BackfillState::Running,
-        }),
-        message: Some(match complete {
-            true => format!(
-                "every time has an outcome: {succeeded} succeeded, {skipped} had succeeded before, {failed} failed"
-            ),
-            false => format!(
-                "{done} of {total} times done, {active} going or waiting for inputs, at most {parallel} at a time per DataJob"
-            ),
-        }),
-        progress: Some(format!("{done}/{total}")),
-        total,
-        succeeded,
-        skipped,
-        failed,
-        active,
-        data_jobs: progress,
-        failed_slots,
-        start_time: previous.start_time.clone().or(Some(stamp.clone())),
-        completion_time: match complete {
-            true => previous.completion_time.clone().or(Some(stamp)),
-            false => None,
-        },
-        conditions: previous.conditions.clone(),
-    };
-    (status, starts)
+
+    /// A DataJob downstream starts a time once the times it reads of the inputs the
+    /// Backfill also runs were started (or found done).
+    fn inputs_started(&self, name: &str, t: DateTime<Utc>) -> bool {
+        self.inputs_of.get(name).into_iter().flatten().all(|input| {
+            let Some((_, input_slots)) = self.plan.iter().find(|(n, _)| n == input) else {
+                return true;
+            };
+            let Some(matched) = self.views.get(input).and_then(|v| v.matched(t)) else {
+                return true;
+            };
+            !input_slots.contains(&matched) || self.seen_going(input, matched)
+        })
+    }
+
+    /// Whether the input's run of `matched` was started by this Backfill and is seen
+    /// going (or done). Its inputs come first in the plan, so their progress is known.
+    /// One just started (or started again) that the caches do not show yet would look
+    /// failed or absent.
+    fn seen_going(&self, input: &str, matched: DateTime<Utc>) -> bool {
+        let at = labels::rfc3339(matched);
+        let Some(p) = self.progress.iter().find(|p| p.data_job == input) else {
+            return false;
+        };
+        let passed = p
+            .next
+            .as_deref()
+            .and_then(labels::parse_rfc3339)
+            .is_none_or(|n| n > matched);
+        let unseen = p
+            .active
+            .iter()
+            .find(|a| a.logical_time == at)
+            .is_some_and(|a| {
+                let since = labels::parse_rfc3339(&a.since);
+                match self.views.get(input).map(|v| slot_state(v, matched)) {
+                    Some(SlotState::Absent) | None => true,
+                    Some(SlotState::Failed { finished, .. }) => {
+                        finished.zip(since).is_some_and(|(f, s)| f < s)
+                    }
+                    _ => false,
+                }
+            });
+        passed && !unseen
+    }
+
+    /// The Backfill's status once every DataJob was stepped.
+    fn status(mut self, previous: &BackfillStatus) -> BackfillStatus {
+        let mut failed_slots = std::mem::take(&mut self.failed_slots);
+        failed_slots.sort_by(|a, b| {
+            a.logical_time
+                .cmp(&b.logical_time)
+                .then_with(|| a.data_job.cmp(&b.data_job))
+        });
+        failed_slots.dedup();
+        let progress = self.progress;
+        let sum = |f: fn(&BackfillProgress) -> i32| progress.iter().map(f).sum::<i32>();
+        let total = sum(|p| p.slots);
+        let (succeeded, skipped, failed) =
+            (sum(|p| p.succeeded), sum(|p| p.skipped), sum(|p| p.failed));
+        let active = progress.iter().map(|p| p.active.len() as i32).sum::<i32>();
+        let complete = progress
+            .iter()
+            .all(|p| p.next.is_none() && p.active.is_empty());
+        let done = succeeded + skipped + failed;
+        let (parallel, stamp) = (self.parallel, self.stamp);
+        BackfillStatus {
+            observed_generation: previous.observed_generation,
+            state: Some(match complete {
+                true => BackfillState::Complete,
+                false => BackfillState::Running,
+            }),
+            message: Some(match complete {
+                true => format!(
+                    "every time has an outcome: {succeeded} succeeded, {skipped} had succeeded before, {failed} failed"
+                ),
+                false => format!(
+                    "{done} of {total} times done, {active} going or waiting for inputs, at most {parallel} at a time per DataJob"
+                ),
+            }),
+            progress: Some(format!("{done}/{total}")),
+            total,
+            succeeded,
+            skipped,
+            failed,
+            active,
+            data_jobs: progress,
+            failed_slots,
+            start_time: previous.start_time.clone().or(Some(stamp.clone())),
+            completion_time: match complete {
+                true => previous.completion_time.clone().or(Some(stamp)),
+                false => None,
+            },
+            conditions: previous.conditions.clone(),
+        }
+    }
 }
 
 #[cfg(test)]

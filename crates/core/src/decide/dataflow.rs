@@ -127,85 +127,83 @@ pub fn decide(
 ) -> Verdict {
     let mut ready = Vec::new();
     for input in inputs {
-        let Some(up) = upstreams.get(input) else {
-            return Verdict::Waiting {
-                input: input.clone(),
-                message: format!("input {input} is not a DataJob in this namespace"),
-            };
-        };
-        let Some(slot) = up.matched(t) else {
-            let message = match up.runs.is_empty() {
-                true => format!("waiting for input {input} to run for the first time"),
-                false => format!(
-                    "input {input} has no run at or before {}",
-                    labels::rfc3339(t)
-                ),
-            };
-            return match up.runs.is_empty() {
-                true => Verdict::Waiting {
-                    input: input.clone(),
-                    message,
-                },
-                false => Verdict::UpstreamFailed {
-                    input: input.clone(),
-                    message: format!("{message}; trigger it for that time"),
-                },
-            };
-        };
-        let at = labels::rfc3339(slot);
-        if let Some(p) = up.published.iter().find(|p| p.logical_time == at) {
-            let location = up.output.as_ref().map_or_else(String::new, |o| {
-                output::input_location(o, &p.location, p.version.as_deref())
-            });
-            ready.push((input.clone(), location));
-            continue;
-        }
-        let run = up.runs.iter().find(|r| r.logical_time == at);
-        match run.map(|r| r.state) {
-            Some(RunState::Succeeded) if up.output.is_none() => {
-                ready.push((input.clone(), String::new()));
-            }
-            Some(RunState::Failed) => {
-                let r = run.map(|r| (r.name.clone(), r.reason.clone().unwrap_or_default()));
-                let (id, reason) = r.unwrap_or_default();
-                return Verdict::UpstreamFailed {
-                    input: input.clone(),
-                    message: format!(
-                        "input {input}'s run {id} for {at} failed ({reason}); when it is run again and succeeds, this run goes"
-                    ),
-                };
-            }
-            Some(state) => {
-                let doing = match state {
-                    RunState::Succeeded => "succeeded and is being published".to_string(),
-                    s => format!("is {s}"),
-                };
-                return Verdict::Waiting {
-                    input: input.clone(),
-                    message: format!("waiting for input {input}: its run for {at} {doing}"),
-                };
-            }
-            None => {
-                let passed = up
-                    .schedule
-                    .as_ref()
-                    .is_some_and(|s| slot + crate::decide::runs::starting_deadline(s, now) < now);
-                if passed {
-                    return Verdict::UpstreamFailed {
-                        input: input.clone(),
-                        message: format!(
-                            "input {input} has no run for {at}: its time passed without one (skipped, missed or suspended); backfill {input} for that time and this run goes"
-                        ),
-                    };
-                }
-                return Verdict::Waiting {
-                    input: input.clone(),
-                    message: format!("waiting for input {input} to run for {at}"),
-                };
-            }
+        match read_input(input, upstreams.get(input), t, now) {
+            Ok(location) => ready.push((input.clone(), location)),
+            Err(verdict) => return verdict,
         }
     }
     Verdict::Ready(ready)
+}
+
+/// What input `input` (`up`, `None` when no DataJob has that name) offers a run of time
+/// `t`: the location to read, or why the run waits or must end.
+fn read_input(
+    input: &str,
+    up: Option<&Upstream>,
+    t: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<String, Verdict> {
+    let waiting = |message: String| Verdict::Waiting {
+        input: input.to_string(),
+        message,
+    };
+    let failed = |message: String| Verdict::UpstreamFailed {
+        input: input.to_string(),
+        message,
+    };
+    let Some(up) = up else {
+        return Err(waiting(format!(
+            "input {input} is not a DataJob in this namespace"
+        )));
+    };
+    let Some(slot) = up.matched(t) else {
+        return Err(match up.runs.is_empty() {
+            true => waiting(format!(
+                "waiting for input {input} to run for the first time"
+            )),
+            false => failed(format!(
+                "input {input} has no run at or before {}; trigger it for that time",
+                labels::rfc3339(t)
+            )),
+        });
+    };
+    let at = labels::rfc3339(slot);
+    if let Some(p) = up.published.iter().find(|p| p.logical_time == at) {
+        return Ok(up.output.as_ref().map_or_else(String::new, |o| {
+            output::input_location(o, &p.location, p.version.as_deref())
+        }));
+    }
+    let run = up.runs.iter().find(|r| r.logical_time == at);
+    match run {
+        Some(r) if r.state == RunState::Succeeded && up.output.is_none() => Ok(String::new()),
+        Some(r) if r.state == RunState::Failed => {
+            let (id, reason) = (&r.name, r.reason.as_deref().unwrap_or_default());
+            Err(failed(format!(
+                "input {input}'s run {id} for {at} failed ({reason}); when it is run again and succeeds, this run goes"
+            )))
+        }
+        Some(r) => {
+            let doing = match r.state {
+                RunState::Succeeded => "succeeded and is being published".to_string(),
+                s => format!("is {s}"),
+            };
+            Err(waiting(format!(
+                "waiting for input {input}: its run for {at} {doing}"
+            )))
+        }
+        None => {
+            let passed = up
+                .schedule
+                .as_ref()
+                .is_some_and(|s| slot + crate::decide::runs::starting_deadline(s, now) < now);
+            Err(match passed {
+                true => failed(format!(
+                    "input {input} has no run for {at}: its time passed without one (skipped, missed or suspended); backfill {input} for that time and this run goes"
+                )),
+                false => waiting(format!("waiting for input {input} to run for {at}")),
+            })
+        }
+    }
 }
 
 /// The claims of the inputs' volume outputs (the run's pod mounts them read-only).
@@ -384,83 +382,92 @@ pub fn publish_step(
             message: "the run's Job is gone and its output was never published".into(),
         };
     };
-    let at = labels::parse_rfc3339(&run.logical_time);
-    let finished = run.finish_time.as_deref().and_then(labels::parse_rfc3339);
+    let publication = |location: String, at: DateTime<Utc>| Publication {
+        logical_time: run.logical_time.clone(),
+        run_id: run.name.clone(),
+        location,
+        version: Some(version.clone()),
+        published_at: Some(labels::rfc3339(at)),
+    };
     match out {
-        Output::ObjectStore { url } => match succeeded_pod {
-            Some(pod) => PublishStep::Done(Some(Publication {
-                logical_time: run.logical_time.clone(),
-                run_id: run.name.clone(),
-                location: output::attempt_prefix(url, &run.name, pod),
-                version: Some(version),
-                published_at: Some(labels::rfc3339(now)),
-            })),
-            None if finished.is_some_and(|f| now - f > ATTEMPT_LOOKUP_GRACE) => {
-                PublishStep::Failed {
-                    message: "the pod of the attempt that succeeded is gone, so the prefix it wrote under cannot be named; run it again".into(),
+        Output::ObjectStore { url } => {
+            let finished = run.finish_time.as_deref().and_then(labels::parse_rfc3339);
+            match succeeded_pod {
+                Some(pod) => PublishStep::Done(Some(publication(
+                    output::attempt_prefix(url, &run.name, pod),
+                    now,
+                ))),
+                None if finished.is_some_and(|f| now - f > ATTEMPT_LOOKUP_GRACE) => {
+                    PublishStep::Failed {
+                        message: "the pod of the attempt that succeeded is gone, so the prefix it wrote under cannot be named; run it again".into(),
+                    }
                 }
+                None => PublishStep::InProgress,
             }
-            None => PublishStep::InProgress,
-        },
+        }
         _ => {
             let Some(pj) = publish_job else {
                 return PublishStep::Start;
             };
-            let owner = pj
-                .owner_references()
-                .iter()
-                .find(|o| o.controller == Some(true))
-                .map(|o| o.uid.clone());
-            if owner != job.uid() {
-                return PublishStep::Stale {
-                    uid: pj.uid().unwrap_or_default(),
-                };
+            match publish_job_step(job, pj, now) {
+                Ok(when) => {
+                    let location = match labels::parse_rfc3339(&run.logical_time) {
+                        Some(t) => output::partition(&out.url(), t),
+                        None => out.url(),
+                    };
+                    PublishStep::Done(Some(publication(location, when)))
+                }
+                Err(step) => step,
             }
-            let done = |t: &str| {
-                pj.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .and_then(|cs| cs.iter().find(|c| c.type_ == t && c.status == "True"))
-                    .cloned()
-            };
-            if let Some(c) = done("Complete") {
-                let when = c
-                    .last_transition_time
-                    .as_ref()
-                    .and_then(labels::from_k8s_time)
-                    .unwrap_or(now);
-                let location = match at {
-                    Some(t) => output::partition(&out.url(), t),
-                    None => out.url(),
-                };
-                return PublishStep::Done(Some(Publication {
-                    logical_time: run.logical_time.clone(),
-                    run_id: run.name.clone(),
-                    location,
-                    version: Some(version),
-                    published_at: Some(labels::rfc3339(when)),
-                }));
-            }
-            let ended = pj.annotations().get(END_REASON).cloned();
-            if let Some(c) = done("Failed").or_else(|| done("FailureTarget")) {
-                let why = pj
-                    .annotations()
-                    .get(END_MESSAGE)
-                    .cloned()
-                    .or(c.message)
-                    .unwrap_or_default();
-                return PublishStep::Failed {
-                    message: format!(
-                        "the Job {} that publishes it failed ({}): {why}; see `kubectl logs job/{}`",
-                        pj.name_any(),
-                        ended.or(c.reason).unwrap_or_default(),
-                        pj.name_any()
-                    ),
-                };
-            }
-            PublishStep::InProgress
         }
     }
+}
+
+/// What the Job `pj` that publishes the run of Job `job` says: when it completed, or
+/// the step to take (delete a stale one, wait, or fail the run).
+fn publish_job_step(job: &Job, pj: &Job, now: DateTime<Utc>) -> Result<DateTime<Utc>, PublishStep> {
+    let owner = pj
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.uid.clone());
+    if owner != job.uid() {
+        return Err(PublishStep::Stale {
+            uid: pj.uid().unwrap_or_default(),
+        });
+    }
+    let done = |t: &str| {
+        pj.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == t && c.status == "True"))
+            .cloned()
+    };
+    if let Some(c) = done("Complete") {
+        return Ok(c
+            .last_transition_time
+            .as_ref()
+            .and_then(labels::from_k8s_time)
+            .unwrap_or(now));
+    }
+    let Some(c) = done("Failed").or_else(|| done("FailureTarget")) else {
+        return Err(PublishStep::InProgress);
+    };
+    let ended = pj.annotations().get(END_REASON).cloned();
+    let why = pj
+        .annotations()
+        .get(END_MESSAGE)
+        .cloned()
+        .or(c.message)
+        .unwrap_or_default();
+    Err(PublishStep::Failed {
+        message: format!(
+            "the Job {} that publishes it failed ({}): {why}; see `kubectl logs job/{}`",
+            pj.name_any(),
+            ended.or(c.reason).unwrap_or_default(),
+            pj.name_any()
+        ),
+    })
 }
 
 /// The run record a publish step makes of a run its Job calls Succeeded.
