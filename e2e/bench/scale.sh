@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark (`make bench-scale`): N scheduled DataJobs beside N plain CronJobs with the same
-# pod, on the local control plane with kwok nodes; prints one table (see benches/scale.rs).
+# pod, on the local control plane with kwok nodes; prints one table (see crates/e2e/benches/scale.rs).
 # Builds the operator it measures: the static (musl) release binary the image ships, the
 # one the Helm chart runs (BENCH_BINARY=glibc: the release build for this machine's libc
 # instead; BENCH_OPERATOR=path: any binary). Starts a fresh cluster and stops everything.

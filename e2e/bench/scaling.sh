@@ -8,7 +8,7 @@
 #   bash e2e/bench/scaling.sh
 #   BENCH_HOURS=1 BENCH_ONLY=schedule-aware,karpenter-like bash e2e/bench/scaling.sh   # ~11 min
 #
-# Settings (see benches/scaling.rs): BENCH_HOURS, BENCH_BOOT, BENCH_ONLY, BENCH_VERBOSE.
+# Settings (see crates/e2e/benches/scaling.rs): BENCH_HOURS, BENCH_BOOT, BENCH_ONLY, BENCH_VERBOSE.
 # The cluster's ports and directory follow e2e/cluster.sh's DATAJOB_* variables
 # (DATAJOB_CLUSTER_DIR, DATAJOB_APISERVER_PORT, …), the operator's addresses
 # DATAJOB_ADMIN_ADDR and DATAJOB_WEBHOOK_ADDR; the operator's log goes to

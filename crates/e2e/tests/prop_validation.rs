@@ -8,7 +8,7 @@
 //! * every admitted spec gets children Kubernetes would accept, as far as a pure check can
 //!   tell: names and labels within Kubernetes' limits, the pod within the `restricted` Pod
 //!   Security profile, and resources that read back exactly as resolved.
-//!   `tests/e2e_generated_specs.rs` sends a sample of the same specs to a real apiserver.
+//!   `crates/e2e/tests/e2e/shared/generated_specs.rs` sends a sample of the same specs to a real apiserver.
 //!
 //! `PROPTEST_CASES=N` sets the number of cases (default below); `make fuzz` runs it long.
 // A test: a failed expectation is meant to stop it (production code denies these).

@@ -3,7 +3,7 @@
 //! shown firing and not firing there and links a runbook section that exists, the
 //! dashboard is a well-formed Grafana model whose queries use the data source variable,
 //! and every metric the two use is one the operator documents (and so, by the unit test
-//! in src/metrics.rs, exposes). `tests/e2e_observability.rs` runs them against a real
+//! in crates/operator/src/metrics.rs, exposes). `crates/e2e/tests/e2e/alone/observability.rs` runs them against a real
 //! Prometheus. promtool comes with Debian's `prometheus` package (`.ci/run` installs it),
 //! or from `$PROMTOOL`.
 // A test: a failed expectation is meant to stop it (production code denies these).

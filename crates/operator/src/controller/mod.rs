@@ -223,7 +223,7 @@ pub fn must_relist(error: &watcher::Error) -> bool {
 /// [`must_relist`]. kube's watcher resumes from the last resource version it saw; after
 /// an apiserver restart that version is older than the new apiserver's watch cache, and
 /// the resumed watch was measured to hang 18–35 s under load before the apiserver
-/// answered `410 Expired` (tests/e2e_chaos.rs). A fresh list does not wait for that.
+/// answered `410 Expired` (crates/e2e/tests/e2e/alone/chaos.rs). A fresh list does not wait for that.
 /// Back off with [`WatchBackoff`] (or the controller's) around it: each error is
 /// yielded.
 pub fn relisting_watcher<K: Cacheable>(

@@ -3,7 +3,7 @@
 //! with the value's name, install + upgrade + uninstall leave nothing behind (and an
 //! upgrade keeps what the operator wrote at run time), and its ServiceAccount has the
 //! operator's permissions and no more. Run with
-//!   bash e2e/run-e2e.sh cargo test --features e2e --test e2e_chart -- --test-threads=2
+//!   bash e2e/run-e2e.sh cargo test -p datajob-e2e --features e2e --test e2e -- alone::chart:: --test-threads=2
 //! Helm comes from `$HELM` or `bash e2e/tools.sh`; kubectl from `$KUBECTL` or the PATH
 //! (e2e/run-e2e.sh puts the cluster's kubectl there).
 //!
@@ -692,7 +692,7 @@ async fn install_upgrade_and_uninstall_leave_nothing_behind() {
 
     // What the operator writes at run time, as it writes it: the certificate into the
     // Secret, its identity into the Lease, and the webhook configuration by server-side
-    // apply (the same fields as the chart, plus the CA bundle: src/webhook/tls.rs).
+    // apply (the same fields as the chart, plus the CA bundle: crates/operator/src/webhook/tls.rs).
     let cert = json!({"data": {"ca.crt": "Q0E=", "tls.crt": "Q0VSVA==", "tls.key": "S0VZ"}});
     must(
         kubectl_run(
@@ -735,7 +735,7 @@ async fn install_upgrade_and_uninstall_leave_nothing_behind() {
     );
     let chart_webhook =
         get_json(&["validatingwebhookconfiguration", &configuration])["webhooks"][0].clone();
-    // Exactly what the operator applies (src/webhook/tls.rs `configuration`), CA "CA".
+    // Exactly what the operator applies (crates/operator/src/webhook/tls.rs `configuration`), CA "CA".
     let applied = serde_json::to_value(self::configuration(
         &configuration,
         &Endpoint::Url(NOWHERE.into()),
@@ -1347,7 +1347,7 @@ fn webhook_configuration_matches_what_the_operator_applies() {
     let by_service = documents(&must(template("datajob", ns, &[]), "helm template"));
     let vwc = find(&by_service, "ValidatingWebhookConfiguration", "datajob.dev")
         .expect("the webhook configuration");
-    // What the operator applies (src/webhook/tls.rs `configuration`), without the CA
+    // What the operator applies (crates/operator/src/webhook/tls.rs `configuration`), without the CA
     // bundle: the chart must render the same webhook, field for field.
     let operator = |endpoint: &Endpoint, policy: &str| {
         let mut v = serde_json::to_value(configuration("datajob.dev", endpoint, "CA", policy))

@@ -11,7 +11,7 @@
 //!
 //! NodeGroups move every DataJob, and the shared operator of `e2e/with-operator.sh` must
 //! not act beside this one: `e2e/suites.sh` runs the suite on its own, in phase 2.
-//!   bash e2e/run-e2e.sh cargo test --features e2e --test e2e_observability -- --nocapture
+//!   bash e2e/run-e2e.sh cargo test -p datajob-e2e --features e2e --test e2e -- alone::observability:: --nocapture
 
 use crate::common;
 

@@ -1,4 +1,4 @@
-//! Shared helpers for the end-to-end tests (`tests/e2e_*.rs`, feature `e2e`).
+//! Shared helpers for the end-to-end tests (`crates/e2e/tests/e2e/`, feature `e2e`).
 //!
 //! They talk to the local control plane started by `e2e/cluster.sh up`
 //! (the caller exports `KUBECONFIG`; `e2e/run-e2e.sh` does all of it).

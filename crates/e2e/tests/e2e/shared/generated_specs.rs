@@ -4,7 +4,7 @@
 //! has the pod the Job controller would make from it, in a namespace that enforces the
 //! `restricted` Pod Security profile: big scratch disks (generic ephemeral volumes) and
 //! node-group placement (node selector, tolerations) included. A refusal fails the test
-//! and names the spec. tests/e2e_spellings.rs does the same for hand-made spellings.
+//! and names the spec. crates/e2e/tests/e2e/shared/spellings.rs does the same for hand-made spellings.
 //!
 //! The sample is drawn with a fixed seed (`DATAJOB_SPECS_SEED` to change it;
 //! `DATAJOB_SPECS_SAMPLE` for its size, default 400).

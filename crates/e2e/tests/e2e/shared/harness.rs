@@ -1,7 +1,7 @@
 //! End-to-end tests of the harness itself: they prove that the local control
 //! plane (e2e/cluster.sh) behaves like a real cluster with kubelets as far as
 //! the DataJob operator cares. Run with
-//!   KUBECONFIG=$HOME/.cache/datajob/cluster/kubeconfig cargo test --features e2e --test e2e_harness
+//!   KUBECONFIG=$HOME/.cache/datajob/cluster/kubeconfig cargo test -p datajob-e2e --features e2e --test e2e -- shared::harness::
 //! or simply `bash e2e/run-e2e.sh`.
 
 use crate::common;

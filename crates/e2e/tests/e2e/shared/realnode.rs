@@ -2,7 +2,7 @@
 //! runc) on `real-0`, images pulled for real from the local registry. They prove that
 //! what the kwok stages simulate (pull failures, config errors, OOM, exit codes) is what
 //! a kubelet really reports. No operator needed. Run with
-//!   bash e2e/run-e2e.sh cargo test --features e2e --test e2e_realnode -- --test-threads=2
+//!   bash e2e/run-e2e.sh cargo test -p datajob-e2e --features e2e --test e2e -- shared::realnode:: --test-threads=2
 //! Every test skips (with a SKIPPED line) when `e2e/cluster.sh up` ran without the real
 //! node; `DATAJOB_E2E_REQUIRE_REAL_NODE=1` makes that a failure.
 
