@@ -1,16 +1,16 @@
 //! Admission of a DataJob: validation plus placement on a node group, the one answer that
 //! the admission webhook, the reconciler and `kubectl datajob plan` all give.
 use crate::decide::children::{Guards, run_request};
-use crate::decide::nodegroups::{self, Group};
+use crate::decide::nodegroup::{self, Group};
 use crate::validation::{self, Limits, Problems, Resolved};
 use datajob_api::DataJob;
 
 /// Validation plus placement: what admission, the reconciler and `plan` all call.
 ///
 /// Only the groups that serve the DataJob's namespace count. A scheduled DataJob goes to
-/// the cheapest group that fits ([`place`](nodegroups::place)): its CronJob and the warm-up follow that
+/// the cheapest group that fits ([`place`](nodegroup::place)): its CronJob and the warm-up follow that
 /// group, whatever the nodes hold now. A one-off DataJob's run starts now and once: it
-/// goes where a node already has room for it ([`packing::place_packed`](nodegroups::packing::place_packed)), and stays on
+/// goes where a node already has room for it ([`packing::place_packed`](nodegroup::packing::place_packed)), and stays on
 /// the group `status.nodeGroup` names once placed (its Job is made once).
 pub fn resolve_and_place(
     dj: &DataJob,
@@ -25,16 +25,16 @@ pub fn resolve_and_place(
         .filter(|g| g.serves(&r.namespace))
         .cloned()
         .collect();
-    if let Some(p) = nodegroups::admission_problem(&request, &serving) {
+    if let Some(p) = nodegroup::admission_problem(&request, &serving) {
         return Err(Problems(vec![p]));
     }
     let placed = if r.schedule.is_some() {
-        nodegroups::place(&request, &serving)
+        nodegroup::place(&request, &serving)
     } else {
         let before = dj.status.as_ref().and_then(|s| s.node_group.as_deref());
         before
-            .and_then(|name| nodegroups::candidates(&request, &serving).find(|g| g.name == name))
-            .or_else(|| nodegroups::packing::place_packed(&request, &serving))
+            .and_then(|name| nodegroup::candidates(&request, &serving).find(|g| g.name == name))
+            .or_else(|| nodegroup::packing::place_packed(&request, &serving))
     };
     r.placement = placed.cloned();
     Ok(r)
@@ -43,8 +43,8 @@ pub fn resolve_and_place(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::nodegroups::Room;
-    use crate::decide::nodegroups::tests::{group, req};
+    use crate::decide::nodegroup::Room;
+    use crate::decide::nodegroup::tests::{group, req};
 
     #[test]
     fn a_datajob_is_placed_only_on_groups_that_serve_its_namespace() {

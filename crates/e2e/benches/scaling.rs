@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Timelike, Utc};
 use datajob_api::{DataJob, NodeGroup};
-use datajob_core::decide::nodegroups::{
+use datajob_core::decide::nodegroup::{
     self, GROUP_LABEL, Group, GroupState, ScaleDownPolicy, packing::place_packed,
 };
 use datajob_core::decide::watchdog::unschedulable_condition;
@@ -867,7 +867,7 @@ fn print_packing_trace() {
             let g = if packed {
                 place_packed(r, &groups)
             } else {
-                nodegroups::place(r, &groups)
+                nodegroup::place(r, &groups)
             };
             let i = g
                 .and_then(|g| groups.iter().position(|x| x.name == g.name))
@@ -880,7 +880,7 @@ fn print_packing_trace() {
                     active: placed[j].len(),
                     ..GroupState::default()
                 };
-                g.room = nodegroups::decide(g, &state, Utc::now()).room;
+                g.room = nodegroup::decide(g, &state, Utc::now()).room;
             }
         }
         let (mut nodes, mut cost, mut used) = (0, 0.0, Vec::new());
@@ -890,7 +890,7 @@ fn print_packing_trace() {
                 active: placed[j].len(),
                 ..GroupState::default()
             };
-            let n = nodegroups::decide(g, &state, Utc::now()).desired;
+            let n = nodegroup::decide(g, &state, Utc::now()).desired;
             nodes += n;
             cost += f64::from(n) * g.price_per_hour;
             if n > 0 {

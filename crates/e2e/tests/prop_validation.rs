@@ -20,7 +20,7 @@ use chrono::{TimeZone, Utc};
 use datajob_api::DataJob;
 use datajob_core::admission::resolve_and_place;
 use datajob_core::decide::children::{self, Guards};
-use datajob_core::decide::nodegroups::{Group, usable_groups};
+use datajob_core::decide::nodegroup::{Group, usable_groups};
 use datajob_core::resources::parse_quantity;
 use datajob_core::validation::{Limits, resolve};
 use datajob_operator::webhook::review_datajob;

@@ -521,7 +521,7 @@ pub fn publish_job(
 }
 
 /// Tolerations for a group's taints, so its runs may land there.
-fn tolerations(g: &crate::decide::nodegroups::Group) -> Vec<Toleration> {
+fn tolerations(g: &crate::decide::nodegroup::Group) -> Vec<Toleration> {
     g.taints
         .iter()
         .map(|t| Toleration {

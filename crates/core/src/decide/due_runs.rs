@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
 use crate::decide::children::{Guards, run_request};
-use crate::decide::nodegroups::{self, DueRun, Group, ScaleDownPolicy, Scheduled};
+use crate::decide::nodegroup::{self, DueRun, Group, ScaleDownPolicy, Scheduled};
 use crate::labels::{self, NAME};
 use crate::validation::{self, Limits};
 use datajob_api::{DataJob, RunState};
@@ -24,7 +24,7 @@ pub fn active(pod: &Pod) -> bool {
 }
 
 /// The next run of each scheduled, unsuspended DataJob placed on `group`
-/// ([`nodegroups::next_runs`]). DataJobs with an active pod (on any group) are left
+/// ([`nodegroup::next_runs`]). DataJobs with an active pod (on any group) are left
 /// out: their pods count as they are. A run whose pod came, even one that finished
 /// before the DataJob's status says so, is not on its way any more (else a node would
 /// be made for a run that already ran). Only the `Idle` policy without `warmUpBefore`
@@ -89,7 +89,7 @@ pub fn due_runs(
             })
         })
         .collect();
-    nodegroups::next_runs(&scheduled, now)
+    nodegroup::next_runs(&scheduled, now)
 }
 
 #[cfg(test)]

@@ -9,6 +9,6 @@ pub mod cleanup;
 pub mod dataflow;
 pub mod datajob;
 pub mod due_runs;
-pub mod nodegroups;
+pub mod nodegroup;
 pub mod runs;
 pub mod watchdog;

@@ -162,7 +162,7 @@ fn failure_reason(reason: &str, message: &str, failed_pods: i32) -> (String, Str
 pub fn estimate_costs(
     runs: &mut [RunRecord],
     request: &crate::resources::Request,
-    group: &crate::decide::nodegroups::Group,
+    group: &crate::decide::nodegroup::Group,
 ) -> Vec<(String, f64)> {
     let mut added = Vec::new();
     for run in runs
@@ -172,7 +172,7 @@ pub fn estimate_costs(
         let start = run.start_time.as_deref().and_then(labels::parse_rfc3339);
         let finish = run.finish_time.as_deref().and_then(labels::parse_rfc3339);
         if let (Some(s), Some(f)) = (start, finish) {
-            let cost = crate::decide::nodegroups::run_cost(
+            let cost = crate::decide::nodegroup::run_cost(
                 request,
                 group,
                 (f - s).to_std().unwrap_or_default(),

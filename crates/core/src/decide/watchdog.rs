@@ -7,7 +7,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod, PodCondition};
 use kube::ResourceExt;
 
-use crate::decide::nodegroups::{GROUP_LABEL, Group, usable};
+use crate::decide::nodegroup::{GROUP_LABEL, Group, usable};
 use crate::labels::{
     self, DEADLINE_SECONDS, END_REASON, LAST_FAILURE_REASON, PENDING_TIMEOUT_SECONDS,
 };
@@ -694,7 +694,7 @@ mod tests {
             ephemeral: 0,
             gpu: 0,
         };
-        let group = crate::decide::nodegroups::Group {
+        let group = crate::decide::nodegroup::Group {
             name: "burst".into(),
             shape,
             labels: Default::default(),
@@ -705,7 +705,7 @@ mod tests {
             scale_down_after: Duration::from_secs(60),
             provisioning_timeout: Duration::from_secs(600),
             warm_up_before: None,
-            provider: crate::decide::nodegroups::ProviderKind::Static,
+            provider: crate::decide::nodegroup::ProviderKind::Static,
             ..Default::default()
         };
         let until = now() + chrono::Duration::seconds(300);

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::output;
 use datajob_api::DataJob;
 use datajob_core::decide::children::{self, Guards};
-use datajob_core::decide::nodegroups::{self, Group};
+use datajob_core::decide::nodegroup::{self, Group};
 use datajob_core::labels;
 use datajob_core::units::{self, format_bytes, format_cpu};
 use datajob_core::validation::{Limits, Problem, Resolved};
@@ -138,13 +138,13 @@ pub fn placement(r: &Resolved, guards: &Guards, groups: &Groups) -> Placement {
     match r
         .placement
         .as_ref()
-        .or_else(|| nodegroups::place(&request, groups))
+        .or_else(|| nodegroup::place(&request, groups))
     {
         Some(g) => Placement::Placed {
             group: g.name.clone(),
             node: g.shape.to_string(),
             price_per_hour: g.price_per_hour,
-            max_cost_per_run: nodegroups::run_cost(&request, g, r.deadline),
+            max_cost_per_run: nodegroup::run_cost(&request, g, r.deadline),
         },
         None => Placement::Unknown {
             message: "no node group fits".into(),
@@ -304,7 +304,7 @@ mod tests {
                 ephemeral: 100 << 30,
                 gpu: 0,
             },
-            labels: [(nodegroups::GROUP_LABEL.to_string(), name.to_string())].into(),
+            labels: [(nodegroup::GROUP_LABEL.to_string(), name.to_string())].into(),
             taints: Vec::new(),
             min_size: 0,
             max_size: 10,
@@ -312,7 +312,7 @@ mod tests {
             scale_down_after: Duration::from_secs(120),
             provisioning_timeout: Duration::from_secs(600),
             warm_up_before: None,
-            provider: nodegroups::ProviderKind::Static,
+            provider: nodegroup::ProviderKind::Static,
             ..Default::default()
         }
     }
@@ -353,7 +353,7 @@ mod tests {
             "a quarter of a node for 2h"
         );
         assert_eq!(
-            p.objects[0]["spec"]["template"]["spec"]["nodeSelector"][nodegroups::GROUP_LABEL],
+            p.objects[0]["spec"]["template"]["spec"]["nodeSelector"][nodegroup::GROUP_LABEL],
             "large"
         );
         let text = render(&p, Style { color: false }, now());

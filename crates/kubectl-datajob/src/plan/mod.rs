@@ -22,7 +22,7 @@ use super::manifest::{self, Document};
 use super::output::{self, Format, Style};
 use datajob_api::{DataJob, NodeGroup};
 use datajob_core::decide::children::Guards;
-use datajob_core::decide::nodegroups;
+use datajob_core::decide::nodegroup;
 use datajob_core::units;
 use datajob_core::validation::Limits;
 
@@ -118,7 +118,7 @@ pub async fn run(args: &PlanArgs, conn: &ClusterArgs, format: Format) -> Result<
         Some(c) => Api::<NodeGroup>::all(c.client.clone())
             .list(&Default::default())
             .await
-            .map(|l| nodegroups::usable_groups(l.items.iter()))
+            .map(|l| nodegroup::usable_groups(l.items.iter()))
             .map_err(|e| {
                 cluster::classify(e, &c.url, &c.namespace, "list NodeGroups".into())
                     .to_string()

@@ -26,7 +26,7 @@ use datajob_core::admission::resolve_and_place;
 use datajob_core::decide::backfill::{self, Member};
 use datajob_core::decide::children;
 use datajob_core::decide::dataflow::{self, Upstream};
-use datajob_core::decide::nodegroups::usable_groups;
+use datajob_core::decide::nodegroup::usable_groups;
 use datajob_core::decide::runs::condition;
 use datajob_core::labels::{self, BACKFILL, FIELD_MANAGER};
 

@@ -462,7 +462,7 @@ pub fn trim_pod(pod: &mut k8s_openapi::api::core::v1::Pod) {
         // The scaler reads which node reservations a pod holds.
         if let Some(t) = spec.tolerations.as_mut() {
             t.retain(|t| {
-                t.key.as_deref() == Some(datajob_core::decide::nodegroups::reserve::RESERVED_TAINT)
+                t.key.as_deref() == Some(datajob_core::decide::nodegroup::reserve::RESERVED_TAINT)
             });
         }
         if spec.tolerations.as_ref().is_some_and(Vec::is_empty) {
@@ -1036,7 +1036,7 @@ mod tests {
             .collect();
         assert_eq!(volumes, ["data", "scratch"], "the volumes backed by claims");
         assert_eq!(
-            datajob_core::decide::nodegroups::reserve::held_by(&pod).collect::<Vec<_>>(),
+            datajob_core::decide::nodegroup::reserve::held_by(&pod).collect::<Vec<_>>(),
             ["g-1"],
             "only the tolerations of node reservations"
         );

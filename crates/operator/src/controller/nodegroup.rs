@@ -1,6 +1,6 @@
 //! The NodeGroup reconciler: counts the group's nodes and the DataJob pods placed on it,
 //! reads when the scheduled DataJobs placed on it run next, asks
-//! [`datajob_core::decide::nodegroups::decide`] for a size, and makes the provider follow: kwok Node
+//! [`datajob_core::decide::nodegroup::decide`] for a size, and makes the provider follow: kwok Node
 //! objects, a Cluster API `scale` subresource, or nothing (static). Every API call's
 //! failure is returned (the error policy logs it and retries) or logged where it is
 //! expected and handled (a node gone or changed meanwhile).
@@ -25,7 +25,7 @@ use crate::metrics::GroupLabels;
 use crate::{Error, Result};
 use datajob_api::{DataJob, NodeGroup, NodeGroupStatus, RunState};
 use datajob_core::decide::due_runs;
-use datajob_core::decide::nodegroups::{
+use datajob_core::decide::nodegroup::{
     self, GROUP_LABEL, Group, GroupState, NodeView, ProviderKind, reserve,
 };
 use datajob_core::labels::{self, FIELD_MANAGER, MANAGED_BY, MANAGED_BY_VALUE, NAME};
@@ -41,7 +41,7 @@ pub struct NodeGroupContext {
     pub datajobs: Store<DataJob>,
     /// When each group's node-seconds were last counted.
     pub counted_at: Mutex<HashMap<String, DateTime<Utc>>>,
-    /// Per kwok group, when each node on its way started to boot ([`nodegroups::boots`]).
+    /// Per kwok group, when each node on its way started to boot ([`nodegroup::boots`]).
     pub boots: Mutex<HashMap<String, Vec<DateTime<Utc>>>>,
     /// The pods (namespace, name) each node this replica made was reserved for: the
     /// pod cache may not show their new tolerations yet. After a restart the
@@ -167,7 +167,7 @@ async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Act
         // a Cluster API group's machines are its owner's business.
         return Ok(Action::await_change());
     }
-    let group = match nodegroups::resolve_group(&ng) {
+    let group = match nodegroup::resolve_group(&ng) {
         Ok(g) => g,
         Err(problem) => {
             let mut status = previous.clone();
@@ -251,7 +251,7 @@ async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Act
             .as_deref()
             .and_then(labels::parse_rfc3339),
     };
-    let mut decision = nodegroups::decide(&group, &state, now);
+    let mut decision = nodegroup::decide(&group, &state, now);
     if decision.desired < views.len() as i32 {
         // Shrinking: count the pods on each node from the API rather than the cache,
         // which may not have seen a pod just bound to a node (and a node with someone
@@ -260,7 +260,7 @@ async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Act
             (v.datajob_pods, v.foreign_pods) = live_pods(&ctx, &v.name).await?;
         }
         state.nodes = views.clone();
-        decision = nodegroups::decide(&group, &state, now);
+        decision = nodegroup::decide(&group, &state, now);
     }
     if matches!(group.provider, ProviderKind::Static) {
         decision.desired = views.len() as i32;
@@ -277,7 +277,7 @@ async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Act
         idle_since: decision.idle_since.map(labels::rfc3339),
         last_scale_time: previous.last_scale_time.clone(),
         last_scale_reason: previous.last_scale_reason.clone(),
-        room: nodegroups::room_status(&decision.room),
+        room: nodegroup::room_status(&decision.room),
         kept_for: decision.kept_for.clone(),
         conditions: vec![condition(
             &previous,
@@ -312,7 +312,7 @@ async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Act
 
 /// When the runs of `pods` (on one node) are expected to have ended: each started at its
 /// pod's start and takes as long as the longest recent successful run of its DataJob
-/// ([`nodegroups::expected_end`]). `None` when any of them has no such history.
+/// ([`nodegroup::expected_end`]). `None` when any of them has no such history.
 fn frees_at(ctx: &NodeGroupContext, pods: &[&Pod]) -> Option<DateTime<Utc>> {
     let ends = pods.iter().map(|p| {
         let started = p
@@ -329,7 +329,7 @@ fn frees_at(ctx: &NodeGroupContext, pods: &[&Pod]) -> Option<DateTime<Utc>> {
             let finish = labels::parse_rfc3339(r.finish_time.as_deref()?)?;
             (r.state == RunState::Succeeded).then(|| (finish - start).to_std().ok())?
         });
-        nodegroups::expected_end(started, took)
+        nodegroup::expected_end(started, took)
     });
     ends.collect::<Option<Vec<_>>>()?.into_iter().max()
 }
@@ -359,7 +359,7 @@ async fn live_pods(ctx: &NodeGroupContext, node: &str) -> Result<(usize, usize)>
 /// now is as asked; `false` when it is gone or changed meanwhile (the next pass retries).
 async fn set_scale_down_taint(api: &Api<Node>, node: &str, on: bool) -> Result<bool> {
     edit_taints(api, node, "scale-down taint", |t| {
-        nodegroups::with_scale_down_taint(t, on)
+        nodegroup::with_scale_down_taint(t, on)
     })
     .await
 }
@@ -637,7 +637,7 @@ async fn act(
     ctx: &NodeGroupContext,
     ng: &NodeGroup,
     group: &Group,
-    decision: &nodegroups::ScaleDecision,
+    decision: &nodegroup::ScaleDecision,
     seen: Seen<'_>,
     status: &NodeGroupStatus,
     now: DateTime<Utc>,
@@ -707,7 +707,7 @@ async fn act(
                 } else {
                     now
                 };
-                nodegroups::boots(queue, wanted, start, *boot_delay, now)
+                nodegroup::boots(queue, wanted, start, *boot_delay, now)
             };
             let mut requeue = requeue;
             if let Some(t) = next_boot {
@@ -720,7 +720,7 @@ async fn act(
                 let all = ctx.nodes.state();
                 let existing: Vec<String> = all.iter().map(|n| n.name_any()).collect();
                 let existing: Vec<&str> = existing.iter().map(String::as_str).collect();
-                let names = nodegroups::new_node_names(&group.name, &existing, booted);
+                let names = nodegroup::new_node_names(&group.name, &existing, booted);
                 let waiting = waiting_pods(ctx, &group.name, pods);
                 let views: Vec<reserve::Waiting> = waiting.iter().map(|(_, w)| w.clone()).collect();
                 let reserved = reserve::reserve(&group.shape, &views, names.len());
@@ -746,7 +746,7 @@ async fn act(
                     .nodes
                     .get(&ObjectRef::new(&v.name))
                     .and_then(|n| n.spec.as_ref()?.taints.clone())
-                    .is_some_and(|t| nodegroups::with_scale_down_taint(&t, false).is_some());
+                    .is_some_and(|t| nodegroup::with_scale_down_taint(&t, false).is_some());
                 if tainted && !set_scale_down_taint(&api, &v.name, false).await? {
                     warn!(nodegroup = %group.name, node = %v.name, "a leftover scale-down taint could not be lifted yet; the next pass lifts it");
                 }
@@ -1218,7 +1218,7 @@ mod api_calls {
         assert_eq!(
             calls[2].body,
             json!([{"op": "add", "path": "/spec/taints",
-                "value": [{"key": nodegroups::SCALE_DOWN_TAINT, "effect": "NoSchedule"}]}])
+                "value": [{"key": nodegroup::SCALE_DOWN_TAINT, "effect": "NoSchedule"}]}])
         );
         let status = written_status(&calls);
         assert_eq!(
@@ -1259,7 +1259,7 @@ mod api_calls {
 
     #[tokio::test]
     async fn a_scale_down_taint_left_on_a_busy_node_is_lifted_and_nothing_else_written() {
-        let taint = json!([{"key": nodegroups::SCALE_DOWN_TAINT, "effect": "NoSchedule"}]);
+        let taint = json!([{"key": nodegroup::SCALE_DOWN_TAINT, "effect": "NoSchedule"}]);
         let calls = calls_of_one_reconcile(
             group(at_rest()),
             vec![as_node(node(taint.clone()))],

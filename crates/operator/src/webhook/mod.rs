@@ -17,7 +17,7 @@ use crate::metrics::{AdmissionLabels, Metrics};
 use datajob_api::{DataJob, NodeGroup};
 use datajob_core::admission::resolve_and_place;
 use datajob_core::decide::children::Guards;
-use datajob_core::decide::nodegroups::{Group, usable_groups};
+use datajob_core::decide::nodegroup::{Group, usable_groups};
 use datajob_core::validation::Limits;
 use datajob_preflight::Preflight;
 

@@ -20,7 +20,7 @@ use kube::ResourceExt;
 use crate::admission::resolve_and_place;
 use crate::decide::children::{self, Guards};
 use crate::decide::dataflow::{self, Upstream};
-use crate::decide::nodegroups::Group;
+use crate::decide::nodegroup::Group;
 use crate::decide::{cleanup, runs, watchdog};
 use crate::labels::{self, JOB_NAME, TRIGGER};
 use crate::schedule::Schedule;

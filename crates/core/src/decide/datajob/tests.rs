@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::*;
 use crate::decide::children::Guards;
-use crate::decide::nodegroups::usable_groups;
+use crate::decide::nodegroup::usable_groups;
 use crate::labels::{CRONJOB_SCHEDULED, NAME};
 use crate::validation::Limits;
 

@@ -38,7 +38,7 @@ use chrono::{DateTime, Utc};
 use common::operator::{free_port, http_get, sample};
 use common::{client, test_namespace, wait_for, wait_for_object};
 use datajob_api::{DataJob, NodeGroup, RunState};
-use datajob_core::decide::nodegroups::GROUP_LABEL;
+use datajob_core::decide::nodegroup::GROUP_LABEL;
 use datajob_core::labels::{END_REASON, LOGICAL_TIME, NAME, parse_rfc3339};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};

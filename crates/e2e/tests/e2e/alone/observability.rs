@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use common::operator::{Operator, free_port, sample, spawn};
 use common::{Result, client, kwok, test_namespace, unique_name, wait_for, wait_for_object};
 use datajob_api::{DataJob, NodeGroup, RunState};
-use datajob_core::decide::nodegroups::GROUP_LABEL;
+use datajob_core::decide::nodegroup::GROUP_LABEL;
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};

@@ -17,7 +17,7 @@ use common::{client, test_namespace};
 use datajob_api::DataJob;
 use datajob_core::admission::resolve_and_place;
 use datajob_core::decide::children::{self, Guards};
-use datajob_core::decide::nodegroups::usable_groups;
+use datajob_core::decide::nodegroup::usable_groups;
 use datajob_core::validation::Limits;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};

@@ -13,7 +13,7 @@ use common::operator::wait_for_sample;
 use common::plugin::plugin;
 use common::{Result, client, kwok, test_namespace, unique_name, wait_for, wait_for_object};
 use datajob_api::{DataJob, NodeGroup, RunState};
-use datajob_core::decide::nodegroups::{GROUP_LABEL, SCALE_DOWN_TAINT, reserve};
+use datajob_core::decide::nodegroup::{GROUP_LABEL, SCALE_DOWN_TAINT, reserve};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};

@@ -20,7 +20,7 @@ use super::{Context, lifecycle};
 use crate::{Error, Result};
 use datajob_api::{DataJob, NodeGroup};
 use datajob_core::decide::datajob::{self, Observed, Settings};
-use datajob_core::decide::nodegroups::usable_groups;
+use datajob_core::decide::nodegroup::usable_groups;
 use datajob_core::labels::{self, JOB_NAME, NAME};
 
 mod apply;

@@ -140,7 +140,7 @@ pub fn lapsed(held: bool, made: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::nodegroups::tests::req;
+    use crate::decide::nodegroup::tests::req;
 
     fn at(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()
