@@ -44,7 +44,7 @@ pub fn resolve_and_place(
 mod tests {
     use super::*;
     use crate::decide::nodegroup::Room;
-    use crate::decide::nodegroup::tests::{group, req};
+    use crate::decide::nodegroup::fixtures::{group, req};
 
     #[test]
     fn a_datajob_is_placed_only_on_groups_that_serve_its_namespace() {

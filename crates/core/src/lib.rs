@@ -9,6 +9,7 @@
 //! decisions (`decide`).
 pub mod admission;
 pub mod decide;
+pub mod group;
 pub mod labels;
 pub mod output;
 pub mod problem;

@@ -97,7 +97,7 @@ pub struct Resolved {
     /// unless it is the output's own claim); set by the reconciler from its DataJob cache.
     pub input_claims: Vec<String>,
     /// The node group runs go to; set by [`crate::admission::resolve_and_place`].
-    pub placement: Option<crate::decide::nodegroup::Group>,
+    pub placement: Option<crate::group::Group>,
 }
 
 static IMAGE_RE: LazyLock<Regex> = LazyLock::new(|| {
