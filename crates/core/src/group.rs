@@ -59,7 +59,7 @@ pub struct Group {
     /// The namespaces whose DataJobs it takes; empty: every namespace.
     pub namespaces: Vec<String>,
     /// Free room on the nodes that stay, as the NodeGroup controller last wrote it
-    /// (`status.room`): what [`packing::place_packed`] reads.
+    /// (`status.room`): what [`crate::decide::nodegroup::packing::place_packed`] reads.
     pub room: Vec<Room>,
 }
 
@@ -79,36 +79,13 @@ impl Group {
     }
 }
 
-/// Parses a NodeGroup; the error says what is wrong in words for its status.
+/// Parses a NodeGroup; the error says what is wrong in words for its status. The
+/// checks run in the spec's order, so the first problem is the one named.
 pub fn resolve_group(ng: &NodeGroup) -> Result<Group, String> {
     let name = ng.name_any();
     let s = &ng.spec;
-    let cpu = units::parse_cpu_millis(s.node.cpu.as_str())
-        .map_err(|e| format!("spec.node.cpu {:?} {e}", s.node.cpu.as_str()))?;
-    let memory = units::parse_bytes(s.node.memory.as_str())
-        .map_err(|e| format!("spec.node.memory {:?} {e}", s.node.memory.as_str()))?;
-    let ephemeral = match &s.node.ephemeral_storage {
-        Some(q) => units::parse_bytes(q.as_str())
-            .map_err(|e| format!("spec.node.ephemeralStorage {:?} {e}", q.as_str()))?,
-        None => DEFAULT_EPHEMERAL,
-    };
-    let gpu = u64::try_from(s.node.gpu.unwrap_or(0))
-        .map_err(|_| "spec.node.gpu is negative".to_string())?;
-    let duration =
-        |field: &str, v: &Option<String>, default: Duration| -> Result<Duration, String> {
-            v.as_deref().map_or(Ok(default), |d| {
-                units::parse_duration(d).map_err(|e| format!("{field} {d:?} {e}"))
-            })
-        };
-    let price_per_hour = match &s.price_per_hour {
-        Some(p) => p
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|p| p.is_finite() && *p >= 0.0)
-            .ok_or_else(|| format!("spec.pricePerHour {p:?} is not a non-negative number"))?,
-        None => 0.0,
-    };
+    let shape = node_shape(&s.node)?;
+    let price_per_hour = price(s.price_per_hour.as_deref())?;
     let min_size = s.min_size.unwrap_or(0);
     if min_size < 0 || s.max_size < min_size {
         return Err(format!(
@@ -116,40 +93,8 @@ pub fn resolve_group(ng: &NodeGroup) -> Result<Group, String> {
             s.max_size
         ));
     }
-    let p = &s.provider;
-    let provider = match (&p.cluster_api, &p.r#static, &p.kwok) {
-        (Some(c), None, None) => ProviderKind::ClusterApi {
-            api_version: c
-                .api_version
-                .clone()
-                .unwrap_or_else(|| "cluster.x-k8s.io/v1beta1".into()),
-            kind: c.kind.clone().unwrap_or_else(|| "MachineDeployment".into()),
-            namespace: c.namespace.clone(),
-            name: c.name.clone(),
-        },
-        (None, Some(_), None) => ProviderKind::Static,
-        (None, None, Some(k)) => ProviderKind::Kwok {
-            boot_delay: duration(
-                "spec.provider.kwok.bootDelay",
-                &k.boot_delay,
-                Duration::from_secs(5),
-            )?,
-        },
-        _ => return Err("spec.provider must set exactly one of clusterAPI, static, kwok".into()),
-    };
-    // Runs placed here tolerate these taints: an effect Kubernetes does not know would
-    // make it refuse every one of their Jobs (found by tests/e2e_generated_specs.rs).
-    if let Some(t) = s.taints.iter().find(|t| {
-        !matches!(
-            t.effect.as_str(),
-            "NoSchedule" | "PreferNoSchedule" | "NoExecute"
-        )
-    }) {
-        return Err(format!(
-            "spec.taints effect {:?} of {:?} is not NoSchedule, PreferNoSchedule or NoExecute",
-            t.effect, t.key
-        ));
-    }
+    let provider = provider(&s.provider)?;
+    check_taints(&s.taints)?;
     let mut labels = s.labels.clone();
     labels.insert(GROUP_LABEL.into(), name.clone());
     let warm_up_before = match &s.warm_up_before {
@@ -163,12 +108,7 @@ pub fn resolve_group(ng: &NodeGroup) -> Result<Group, String> {
         _ => warm_up_before.unwrap_or(DEFAULT_BOOT_TIME),
     };
     Ok(Group {
-        shape: Request {
-            cpu_millis: cpu,
-            memory,
-            ephemeral,
-            gpu,
-        },
+        shape,
         labels,
         taints: s.taints.clone(),
         min_size,
@@ -200,6 +140,88 @@ pub fn resolve_group(ng: &NodeGroup) -> Result<Group, String> {
         provider,
         name,
     })
+}
+
+/// `spec.node`: the shape of one node.
+fn node_shape(node: &datajob_api::nodegroup::NodeShape) -> Result<Request, String> {
+    let cpu_millis = units::parse_cpu_millis(node.cpu.as_str())
+        .map_err(|e| format!("spec.node.cpu {:?} {e}", node.cpu.as_str()))?;
+    let memory = units::parse_bytes(node.memory.as_str())
+        .map_err(|e| format!("spec.node.memory {:?} {e}", node.memory.as_str()))?;
+    let ephemeral = match &node.ephemeral_storage {
+        Some(q) => units::parse_bytes(q.as_str())
+            .map_err(|e| format!("spec.node.ephemeralStorage {:?} {e}", q.as_str()))?,
+        None => DEFAULT_EPHEMERAL,
+    };
+    let gpu = u64::try_from(node.gpu.unwrap_or(0))
+        .map_err(|_| "spec.node.gpu is negative".to_string())?;
+    Ok(Request {
+        cpu_millis,
+        memory,
+        ephemeral,
+        gpu,
+    })
+}
+
+/// `spec.pricePerHour`; none is free.
+fn price(p: Option<&str>) -> Result<f64, String> {
+    match p {
+        Some(p) => p
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|p| p.is_finite() && *p >= 0.0)
+            .ok_or_else(|| format!("spec.pricePerHour {p:?} is not a non-negative number")),
+        None => Ok(0.0),
+    }
+}
+
+/// A duration field, or its default when unset.
+fn duration(field: &str, v: &Option<String>, default: Duration) -> Result<Duration, String> {
+    v.as_deref().map_or(Ok(default), |d| {
+        units::parse_duration(d).map_err(|e| format!("{field} {d:?} {e}"))
+    })
+}
+
+/// `spec.provider`: exactly one of them.
+fn provider(p: &datajob_api::nodegroup::Provider) -> Result<ProviderKind, String> {
+    Ok(match (&p.cluster_api, &p.r#static, &p.kwok) {
+        (Some(c), None, None) => ProviderKind::ClusterApi {
+            api_version: c
+                .api_version
+                .clone()
+                .unwrap_or_else(|| "cluster.x-k8s.io/v1beta1".into()),
+            kind: c.kind.clone().unwrap_or_else(|| "MachineDeployment".into()),
+            namespace: c.namespace.clone(),
+            name: c.name.clone(),
+        },
+        (None, Some(_), None) => ProviderKind::Static,
+        (None, None, Some(k)) => ProviderKind::Kwok {
+            boot_delay: duration(
+                "spec.provider.kwok.bootDelay",
+                &k.boot_delay,
+                Duration::from_secs(5),
+            )?,
+        },
+        _ => return Err("spec.provider must set exactly one of clusterAPI, static, kwok".into()),
+    })
+}
+
+/// Runs placed here tolerate these taints: an effect Kubernetes does not know would make
+/// it refuse every one of their Jobs (found by crates/e2e/tests/e2e/shared/generated_specs.rs).
+fn check_taints(taints: &[datajob_api::nodegroup::NodeTaint]) -> Result<(), String> {
+    match taints.iter().find(|t| {
+        !matches!(
+            t.effect.as_str(),
+            "NoSchedule" | "PreferNoSchedule" | "NoExecute"
+        )
+    }) {
+        Some(t) => Err(format!(
+            "spec.taints effect {:?} of {:?} is not NoSchedule, PreferNoSchedule or NoExecute",
+            t.effect, t.key
+        )),
+        None => Ok(()),
+    }
 }
 
 /// `0`, `0s`, `0m`, …: no time at all.

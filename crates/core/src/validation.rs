@@ -13,7 +13,7 @@ use crate::{
     schedule::{self, Schedule},
     units,
 };
-use datajob_api::{CatchUp, DataJob, datajob::MAX_NAME_LEN};
+use datajob_api::{CatchUp, DataJob, DataJobSpec, datajob::MAX_NAME_LEN};
 
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(3600);
 pub const DEFAULT_RETRIES: i32 = 1;
@@ -130,7 +130,8 @@ pub fn is_image_reference(image: &str) -> bool {
     image.len() <= 255 && IMAGE_RE.is_match(image)
 }
 
-/// Checks a DataJob and applies defaults. Collects every problem, not just the first.
+/// Checks a DataJob and applies defaults. Collects every problem, not just the first, in
+/// the order of the spec's fields.
 pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
     let mut p = Vec::new();
     let name = dj.metadata.name.clone().unwrap_or_default();
@@ -140,260 +141,21 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
         .clone()
         .unwrap_or_else(|| "default".into());
     let spec = &dj.spec;
-
-    if name.len() > MAX_NAME_LEN {
-        p.push(Problem::new(
-            "metadata.name",
-            &name,
-            format!("is {} characters, more than {MAX_NAME_LEN}: the CronJob, Job and pod names derived from it would overflow Kubernetes' 63-character limit", name.len()),
-            format!("use a name of at most {MAX_NAME_LEN} characters"),
-        ));
-    }
-
+    check_name(&name, &mut p);
     let image = spec.image.trim().to_string();
-    if image.is_empty() {
-        p.push(Problem::new(
-            "spec.image",
-            "",
-            "is empty",
-            "set the container image to run, e.g. ghcr.io/acme/churn:1.4.2",
-        ));
-    } else if !is_image_reference(&image) {
-        p.push(Problem::new(
-            "spec.image",
-            &image,
-            "is not a valid image reference",
-            "write it as [registry/]repository[:tag][@sha256:digest] in lowercase, e.g. ghcr.io/acme/churn:1.4.2",
-        ));
-    }
-
-    let time_zone = match spec.time_zone.as_deref() {
-        None => Tz::UTC,
-        Some(tz) => schedule::parse_time_zone(tz).unwrap_or_else(|e| {
-            p.push(Problem::new("spec.timeZone", tz, e, ""));
-            Tz::UTC
-        }),
-    };
-    let schedule = spec.schedule.as_deref().and_then(|expr| {
-        Schedule::parse(expr, time_zone)
-            .map_err(|e| p.push(Problem::new("spec.schedule", expr, e, "")))
-            .ok()
-    });
-
-    let deadline = match spec.deadline.as_deref() {
-        None => DEFAULT_DEADLINE,
-        Some(d) => match units::parse_duration(d) {
-            Ok(v) if v > limits.max_deadline => {
-                p.push(Problem::new(
-                    "spec.deadline",
-                    d,
-                    format!("is longer than this cluster's maximum of {}", units::format_duration(limits.max_deadline)),
-                    format!("split the work, or ask your platform team to raise --max-deadline (at most {})", units::format_duration(limits.max_deadline)),
-                ));
-                v
-            }
-            Ok(v) => v,
-            Err(e) => {
-                p.push(Problem::new(
-                    "spec.deadline",
-                    d,
-                    e,
-                    "write a duration such as 90m, 2h or 1h30m",
-                ));
-                DEFAULT_DEADLINE
-            }
-        },
-    };
-
-    let pending_timeout = spec.pending_timeout.as_deref().and_then(|d| {
-        units::parse_duration(d)
-            .map_err(|e| {
-                p.push(Problem::new(
-                    "spec.pendingTimeout",
-                    d,
-                    e,
-                    "write a duration such as 10m or 1h",
-                ))
-            })
-            .ok()
-    });
-
-    let retries = spec.retries.unwrap_or(DEFAULT_RETRIES);
-    if !(0..=MAX_RETRIES).contains(&retries) {
-        p.push(Problem::new(
-            "spec.retries",
-            retries,
-            format!("is outside 0-{MAX_RETRIES}"),
-            format!("use a number of retries from 0 to {MAX_RETRIES}"),
-        ));
-    }
-    let history = spec.history.unwrap_or(DEFAULT_HISTORY);
-    if !(0..=MAX_HISTORY).contains(&history) {
-        p.push(Problem::new(
-            "spec.history",
-            history,
-            format!("is outside 0-{MAX_HISTORY}"),
-            format!("keep from 0 to {MAX_HISTORY} finished runs"),
-        ));
-    }
-
-    let r = &spec.resources;
-    let cpu_millis = quantity(
-        &mut p,
-        "spec.resources.cpu",
-        r.cpu.as_ref().map(|q| q.as_str()),
-        units::parse_cpu_millis,
-        DEFAULT_CPU_MILLIS,
-        (MIN_CPU_MILLIS, MAX_CPU_MILLIS),
-        units::format_cpu,
-        "CPU cores such as 4 or 500m",
-    );
-    let memory_bytes = quantity(
-        &mut p,
-        "spec.resources.memory",
-        r.memory.as_ref().map(|q| q.as_str()),
-        units::parse_bytes,
-        DEFAULT_MEMORY,
-        (MIN_MEMORY, MAX_MEMORY),
-        units::format_bytes,
-        "a size such as 16Gi or 512Mi",
-    );
-    let disk_bytes = r.disk.as_ref().map(|d| {
-        quantity(
-            &mut p,
-            "spec.resources.disk",
-            Some(d.as_str()),
-            units::parse_bytes,
-            0,
-            (1 << 20, MAX_DISK),
-            units::format_bytes,
-            "a size such as 100Gi",
-        )
-    });
-    let gpu = r.gpu.unwrap_or(0);
-    if !(0..=MAX_GPU).contains(&gpu) {
-        p.push(Problem::new(
-            "spec.resources.gpu",
-            gpu,
-            format!("is outside 0-{MAX_GPU}"),
-            "ask for whole GPUs, from 0 to 16",
-        ));
-    }
-
-    for (i, e) in spec.env.iter().enumerate() {
-        let field = format!("spec.env[{i}].name");
-        if !ENV_NAME_RE.is_match(&e.name) {
-            p.push(Problem::new(
-                &field,
-                &e.name,
-                "is not a valid environment variable name",
-                "use letters, digits, '_', '-' and '.', not starting with a digit",
-            ));
-        } else if e.name.starts_with(RESERVED_ENV_PREFIX) {
-            p.push(Problem::new(
-                &field,
-                &e.name,
-                "is set by the operator itself",
-                format!("rename it; names starting with {RESERVED_ENV_PREFIX} are reserved"),
-            ));
-        }
-    }
-
+    check_image(&image, &mut p);
+    let (time_zone, schedule) = when(spec, &mut p);
+    let deadline = deadline(spec, limits, &mut p);
+    let pending_timeout = pending_timeout(spec, &mut p);
+    let (retries, history) = counts(spec, &mut p);
+    let (cpu_millis, memory_bytes, disk_bytes, gpu) = resources(spec, &mut p);
+    check_env_names(spec, &mut p);
     check_sizes(spec, &mut p);
-
-    for key in spec.pod_annotations.keys() {
-        let field = format!("spec.podAnnotations[{key}]");
-        let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key));
-        let valid_name = !name.is_empty() && name.len() <= 63 && QUALIFIED_NAME_RE.is_match(name);
-        // A key with a '/' needs a prefix before it: Kubernetes refuses "/a" (found by
-        // tests/e2e_generated_specs.rs).
-        let valid_prefix =
-            !key.contains('/') || (prefix.len() <= 253 && DNS_SUBDOMAIN_RE.is_match(prefix));
-        if !valid_name || !valid_prefix {
-            p.push(Problem::new(
-                &field,
-                key,
-                "is not a valid annotation key",
-                "use [prefix/]name, e.g. sidecar.istio.io/inject",
-            ));
-        } else if ["datajob.dev", "batch.kubernetes.io"].contains(&prefix) {
-            p.push(Problem::new(
-                &field,
-                key,
-                "is reserved for the operator and Kubernetes",
-                "use a key of your own",
-            ));
-        }
-    }
-
-    let run_as_user = spec.run_as_user.unwrap_or(DEFAULT_RUN_AS_USER);
-    if !(1..=i64::from(i32::MAX)).contains(&run_as_user) {
-        p.push(Problem::new(
-            "spec.runAsUser",
-            run_as_user,
-            "is not a non-root user id",
-            format!(
-                "use a user id from 1 to {}, or leave it out for {DEFAULT_RUN_AS_USER}",
-                i32::MAX
-            ),
-        ));
-    }
-
-    if let Some(sa) = &spec.service_account_name
-        && (sa.len() > 253 || !DNS_SUBDOMAIN_RE.is_match(sa))
-    {
-        p.push(Problem::new(
-            "spec.serviceAccountName",
-            sa,
-            "is not a valid service account name",
-            "use lowercase letters, digits, '-' and '.'",
-        ));
-    }
-
-    for (i, input) in spec.inputs.iter().enumerate() {
-        let field = format!("spec.inputs[{i}]");
-        if input.len() > MAX_NAME_LEN || !DNS_LABEL_RE.is_match(input) {
-            p.push(Problem::new(
-                &field,
-                input,
-                "is not a DataJob name",
-                "name a DataJob in the same namespace, e.g. raw-events",
-            ));
-        } else if *input == name {
-            p.push(Problem::new(
-                &field,
-                input,
-                "is this DataJob itself",
-                "remove it; a DataJob cannot wait for its own output",
-            ));
-        } else if spec.inputs[..i].contains(input) {
-            p.push(Problem::new(
-                &field,
-                input,
-                "is listed twice",
-                "list each input once",
-            ));
-        }
-    }
-    let output = spec
-        .output
-        .as_deref()
-        .and_then(|out| match Output::parse(out, limits.local_paths) {
-            Ok(Output::Volume { .. }) if !limits.volume_outputs => {
-                p.push(Problem::new(
-                    "spec.output",
-                    out,
-                    "is a volume, and this cluster's operator has no publisher image to publish to volumes",
-                    "ask your platform team to set the operator's --publisher-image (the chart does), or publish to an object store",
-                ));
-                None
-            }
-            Ok(o) => Some(o),
-            Err((problem, fix)) => {
-                p.push(Problem::new("spec.output", out, problem, fix));
-                None
-            }
-        });
+    check_annotations(spec, &mut p);
+    let run_as_user = run_as_user(spec, &mut p);
+    check_service_account(spec, &mut p);
+    check_inputs(spec, &name, &mut p);
+    let output = output(spec, limits, &mut p);
 
     if !p.is_empty() {
         return Err(Problems(p));
@@ -425,6 +187,301 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
         input_claims: Vec::new(),
         placement: None,
     })
+}
+
+/// `metadata.name`: short enough for the names derived from it.
+fn check_name(name: &str, p: &mut Vec<Problem>) {
+    if name.len() > MAX_NAME_LEN {
+        p.push(Problem::new(
+            "metadata.name",
+            name,
+            format!("is {} characters, more than {MAX_NAME_LEN}: the CronJob, Job and pod names derived from it would overflow Kubernetes' 63-character limit", name.len()),
+            format!("use a name of at most {MAX_NAME_LEN} characters"),
+        ));
+    }
+}
+
+/// `spec.image`: set, and a valid reference.
+fn check_image(image: &str, p: &mut Vec<Problem>) {
+    if image.is_empty() {
+        p.push(Problem::new(
+            "spec.image",
+            "",
+            "is empty",
+            "set the container image to run, e.g. ghcr.io/acme/churn:1.4.2",
+        ));
+    } else if !is_image_reference(image) {
+        p.push(Problem::new(
+            "spec.image",
+            image,
+            "is not a valid image reference",
+            "write it as [registry/]repository[:tag][@sha256:digest] in lowercase, e.g. ghcr.io/acme/churn:1.4.2",
+        ));
+    }
+}
+
+/// `spec.timeZone` and `spec.schedule`.
+fn when(spec: &DataJobSpec, p: &mut Vec<Problem>) -> (Tz, Option<Schedule>) {
+    let time_zone = match spec.time_zone.as_deref() {
+        None => Tz::UTC,
+        Some(tz) => schedule::parse_time_zone(tz).unwrap_or_else(|e| {
+            p.push(Problem::new("spec.timeZone", tz, e, ""));
+            Tz::UTC
+        }),
+    };
+    let schedule = spec.schedule.as_deref().and_then(|expr| {
+        Schedule::parse(expr, time_zone)
+            .map_err(|e| p.push(Problem::new("spec.schedule", expr, e, "")))
+            .ok()
+    });
+    (time_zone, schedule)
+}
+
+/// `spec.deadline`, within the cluster's maximum.
+fn deadline(spec: &DataJobSpec, limits: &Limits, p: &mut Vec<Problem>) -> Duration {
+    match spec.deadline.as_deref() {
+        None => DEFAULT_DEADLINE,
+        Some(d) => match units::parse_duration(d) {
+            Ok(v) if v > limits.max_deadline => {
+                p.push(Problem::new(
+                    "spec.deadline",
+                    d,
+                    format!("is longer than this cluster's maximum of {}", units::format_duration(limits.max_deadline)),
+                    format!("split the work, or ask your platform team to raise --max-deadline (at most {})", units::format_duration(limits.max_deadline)),
+                ));
+                v
+            }
+            Ok(v) => v,
+            Err(e) => {
+                p.push(Problem::new(
+                    "spec.deadline",
+                    d,
+                    e,
+                    "write a duration such as 90m, 2h or 1h30m",
+                ));
+                DEFAULT_DEADLINE
+            }
+        },
+    }
+}
+
+/// `spec.pendingTimeout`; `None` when unset or wrong.
+fn pending_timeout(spec: &DataJobSpec, p: &mut Vec<Problem>) -> Option<Duration> {
+    spec.pending_timeout.as_deref().and_then(|d| {
+        units::parse_duration(d)
+            .map_err(|e| {
+                p.push(Problem::new(
+                    "spec.pendingTimeout",
+                    d,
+                    e,
+                    "write a duration such as 10m or 1h",
+                ))
+            })
+            .ok()
+    })
+}
+
+/// `spec.retries` and `spec.history`, within their bounds.
+fn counts(spec: &DataJobSpec, p: &mut Vec<Problem>) -> (i32, i32) {
+    let retries = spec.retries.unwrap_or(DEFAULT_RETRIES);
+    if !(0..=MAX_RETRIES).contains(&retries) {
+        p.push(Problem::new(
+            "spec.retries",
+            retries,
+            format!("is outside 0-{MAX_RETRIES}"),
+            format!("use a number of retries from 0 to {MAX_RETRIES}"),
+        ));
+    }
+    let history = spec.history.unwrap_or(DEFAULT_HISTORY);
+    if !(0..=MAX_HISTORY).contains(&history) {
+        p.push(Problem::new(
+            "spec.history",
+            history,
+            format!("is outside 0-{MAX_HISTORY}"),
+            format!("keep from 0 to {MAX_HISTORY} finished runs"),
+        ));
+    }
+    (retries, history)
+}
+
+/// `spec.resources`: CPU, memory, disk and GPUs, parsed and within bounds.
+fn resources(spec: &DataJobSpec, p: &mut Vec<Problem>) -> (u64, u64, Option<u64>, i32) {
+    let r = &spec.resources;
+    let cpu_millis = quantity(
+        p,
+        "spec.resources.cpu",
+        r.cpu.as_ref().map(|q| q.as_str()),
+        units::parse_cpu_millis,
+        DEFAULT_CPU_MILLIS,
+        (MIN_CPU_MILLIS, MAX_CPU_MILLIS),
+        units::format_cpu,
+        "CPU cores such as 4 or 500m",
+    );
+    let memory_bytes = quantity(
+        p,
+        "spec.resources.memory",
+        r.memory.as_ref().map(|q| q.as_str()),
+        units::parse_bytes,
+        DEFAULT_MEMORY,
+        (MIN_MEMORY, MAX_MEMORY),
+        units::format_bytes,
+        "a size such as 16Gi or 512Mi",
+    );
+    let disk_bytes = r.disk.as_ref().map(|d| {
+        quantity(
+            p,
+            "spec.resources.disk",
+            Some(d.as_str()),
+            units::parse_bytes,
+            0,
+            (1 << 20, MAX_DISK),
+            units::format_bytes,
+            "a size such as 100Gi",
+        )
+    });
+    let gpu = r.gpu.unwrap_or(0);
+    if !(0..=MAX_GPU).contains(&gpu) {
+        p.push(Problem::new(
+            "spec.resources.gpu",
+            gpu,
+            format!("is outside 0-{MAX_GPU}"),
+            "ask for whole GPUs, from 0 to 16",
+        ));
+    }
+    (cpu_millis, memory_bytes, disk_bytes, gpu)
+}
+
+/// `spec.env[*].name`: valid, and not one the operator sets.
+fn check_env_names(spec: &DataJobSpec, p: &mut Vec<Problem>) {
+    for (i, e) in spec.env.iter().enumerate() {
+        let field = format!("spec.env[{i}].name");
+        if !ENV_NAME_RE.is_match(&e.name) {
+            p.push(Problem::new(
+                &field,
+                &e.name,
+                "is not a valid environment variable name",
+                "use letters, digits, '_', '-' and '.', not starting with a digit",
+            ));
+        } else if e.name.starts_with(RESERVED_ENV_PREFIX) {
+            p.push(Problem::new(
+                &field,
+                &e.name,
+                "is set by the operator itself",
+                format!("rename it; names starting with {RESERVED_ENV_PREFIX} are reserved"),
+            ));
+        }
+    }
+}
+
+/// `spec.podAnnotations` keys: valid, and none of the reserved prefixes.
+fn check_annotations(spec: &DataJobSpec, p: &mut Vec<Problem>) {
+    for key in spec.pod_annotations.keys() {
+        let field = format!("spec.podAnnotations[{key}]");
+        let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key));
+        let valid_name = !name.is_empty() && name.len() <= 63 && QUALIFIED_NAME_RE.is_match(name);
+        // A key with a '/' needs a prefix before it: Kubernetes refuses "/a" (found by
+        // crates/e2e/tests/e2e/shared/generated_specs.rs).
+        let valid_prefix =
+            !key.contains('/') || (prefix.len() <= 253 && DNS_SUBDOMAIN_RE.is_match(prefix));
+        if !valid_name || !valid_prefix {
+            p.push(Problem::new(
+                &field,
+                key,
+                "is not a valid annotation key",
+                "use [prefix/]name, e.g. sidecar.istio.io/inject",
+            ));
+        } else if ["datajob.dev", "batch.kubernetes.io"].contains(&prefix) {
+            p.push(Problem::new(
+                &field,
+                key,
+                "is reserved for the operator and Kubernetes",
+                "use a key of your own",
+            ));
+        }
+    }
+}
+
+/// `spec.runAsUser`: never root.
+fn run_as_user(spec: &DataJobSpec, p: &mut Vec<Problem>) -> i64 {
+    let run_as_user = spec.run_as_user.unwrap_or(DEFAULT_RUN_AS_USER);
+    if !(1..=i64::from(i32::MAX)).contains(&run_as_user) {
+        p.push(Problem::new(
+            "spec.runAsUser",
+            run_as_user,
+            "is not a non-root user id",
+            format!(
+                "use a user id from 1 to {}, or leave it out for {DEFAULT_RUN_AS_USER}",
+                i32::MAX
+            ),
+        ));
+    }
+    run_as_user
+}
+
+/// `spec.serviceAccountName`: a valid name.
+fn check_service_account(spec: &DataJobSpec, p: &mut Vec<Problem>) {
+    if let Some(sa) = &spec.service_account_name
+        && (sa.len() > 253 || !DNS_SUBDOMAIN_RE.is_match(sa))
+    {
+        p.push(Problem::new(
+            "spec.serviceAccountName",
+            sa,
+            "is not a valid service account name",
+            "use lowercase letters, digits, '-' and '.'",
+        ));
+    }
+}
+
+/// `spec.inputs`: DataJob names, not itself, each once.
+fn check_inputs(spec: &DataJobSpec, name: &str, p: &mut Vec<Problem>) {
+    for (i, input) in spec.inputs.iter().enumerate() {
+        let field = format!("spec.inputs[{i}]");
+        if input.len() > MAX_NAME_LEN || !DNS_LABEL_RE.is_match(input) {
+            p.push(Problem::new(
+                &field,
+                input,
+                "is not a DataJob name",
+                "name a DataJob in the same namespace, e.g. raw-events",
+            ));
+        } else if input == name {
+            p.push(Problem::new(
+                &field,
+                input,
+                "is this DataJob itself",
+                "remove it; a DataJob cannot wait for its own output",
+            ));
+        } else if spec.inputs[..i].contains(input) {
+            p.push(Problem::new(
+                &field,
+                input,
+                "is listed twice",
+                "list each input once",
+            ));
+        }
+    }
+}
+
+/// `spec.output`, and whether this cluster can publish to it.
+fn output(spec: &DataJobSpec, limits: &Limits, p: &mut Vec<Problem>) -> Option<Output> {
+    spec
+        .output
+        .as_deref()
+        .and_then(|out| match Output::parse(out, limits.local_paths) {
+            Ok(Output::Volume { .. }) if !limits.volume_outputs => {
+                p.push(Problem::new(
+                    "spec.output",
+                    out,
+                    "is a volume, and this cluster's operator has no publisher image to publish to volumes",
+                    "ask your platform team to set the operator's --publisher-image (the chart does), or publish to an object store",
+                ));
+                None
+            }
+            Ok(o) => Some(o),
+            Err((problem, fix)) => {
+                p.push(Problem::new("spec.output", out, problem, fix));
+                None
+            }
+        })
 }
 
 fn kib(n: usize) -> String {

@@ -274,21 +274,16 @@ fn decide_idle(
     })
 }
 
-/// The `Schedule` policy: the nodes with pods stay, and so do the empty ones pending and
-/// warm-up work was packed into (`bins`); an empty node stays for a later scheduled run
-/// only when it is due within `scaleDownAfter` and [`keep::keep_or_boot`] says keeping
-/// the node until then costs no more than booting another. Every other empty node goes
-/// now. A Cluster API group, whose machines the operator cannot pick, shrinks only
-/// while none of its nodes has pods.
-fn decide_schedule(
+/// The `Schedule` policy's keep rule for the runs due later: each due run that keeping
+/// a node pays for ([`keep::keep_or_boot`]) is counted on a node that stays anyway, or
+/// else on an empty one, which then stays. Returns why each empty node stays and when
+/// the first of those reasons lapses.
+fn keep_for_due_runs(
     group: &Group,
-    state: &GroupState,
-    desired: i32,
-    mut bins: Vec<Bin>,
+    bins: &mut [Bin],
     later: &[&DueRun],
     now: DateTime<Utc>,
-) -> ScaleDecision {
-    let current = state.nodes.len() as i32;
+) -> (Vec<String>, Option<DateTime<Utc>>) {
     let mut kept_for = Vec::new();
     let mut recheck_at: Option<DateTime<Utc>> = None;
     let grace = chrono::Duration::from_std(WARM_GRACE).unwrap_or_default();
@@ -336,6 +331,25 @@ fn decide_schedule(
         bins[i].later = bins[i].later.plus(&d.request);
         bins[i].used = true;
     }
+    (kept_for, recheck_at)
+}
+
+/// The `Schedule` policy: the nodes with pods stay, and so do the empty ones pending and
+/// warm-up work was packed into (`bins`); an empty node stays for a later scheduled run
+/// only when it is due within `scaleDownAfter` and [`keep::keep_or_boot`] says keeping
+/// the node until then costs no more than booting another. Every other empty node goes
+/// now. A Cluster API group, whose machines the operator cannot pick, shrinks only
+/// while none of its nodes has pods.
+fn decide_schedule(
+    group: &Group,
+    state: &GroupState,
+    desired: i32,
+    mut bins: Vec<Bin>,
+    later: &[&DueRun],
+    now: DateTime<Utc>,
+) -> ScaleDecision {
+    let current = state.nodes.len() as i32;
+    let (kept_for, recheck_at) = keep_for_due_runs(group, &mut bins, later, now);
     // minSize: empty nodes stay too, Ready ones first (the bins' order).
     let mut short = group.min_size - bins.iter().filter(|b| b.kept()).count() as i32;
     for b in bins.iter_mut().filter(|b| !b.kept()) {
