@@ -195,159 +195,200 @@ pub fn assess(
     }
 
     for pod in &live {
-        let scheduled = scheduled_at(pod);
-        for cs in pod
-            .status
-            .iter()
-            .flat_map(|s| s.container_statuses.iter().flatten())
-        {
-            let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
-                continue;
-            };
-            let reason = w.reason.as_deref().unwrap_or_default();
-            let msg = w.message.clone().unwrap_or_default();
-            let image = cs.image.clone();
-            let (grace, verdict) = match reason {
-                "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" => (
-                    settings.image_pull_grace,
-                    Verdict::End {
-                        reason: IMAGE_NOT_FOUND,
-                        message: format!(
-                            "{image} could not be pulled ({}); check spec.image: the tag or registry may be wrong, or the registry needs credentials",
-                            if msg.is_empty() {
-                                reason.to_string()
-                            } else {
-                                msg
-                            }
-                        ),
-                    },
-                ),
-                "CreateContainerConfigError"
-                    if msg.contains("runAsNonRoot") || msg.contains("run as root") =>
-                {
-                    (
-                        settings.config_grace,
-                        Verdict::End {
-                            reason: RUNS_AS_ROOT,
-                            message: format!(
-                                "{image} runs as root, which DataJob does not allow ({msg}); build the image with a non-root USER"
-                            ),
-                        },
-                    )
-                }
-                "CreateContainerConfigError" => (
-                    settings.config_grace,
-                    Verdict::End {
-                        reason: MISSING_CONFIG,
-                        message: format!(
-                            "{msg}; create it in namespace {} or fix the reference in spec.env",
-                            pod.namespace().unwrap_or_default()
-                        ),
-                    },
-                ),
-                _ => continue,
-            };
-            let Some(t) = scheduled else { continue };
-            if since(t, now) >= grace {
-                return verdict;
-            }
-            recheck.push(after(t, grace));
+        if let Some(verdict) = waiting_verdict(pod, settings, now, &mut recheck) {
+            return verdict;
         }
     }
-
     for pod in &live {
-        let Some(cond) = unschedulable_condition(pod) else {
-            continue;
-        };
-        // A request or a node that cannot be read is not judged: a run is never ended
-        // as unschedulable on a number that was not there.
-        let request = Request::try_of(pod).ok();
-        let scheduler = cond.message.clone().unwrap_or_default();
-        // Nodes that exist, and nodes that node groups can make.
-        let capacities: Option<Vec<Request>> = nodes
-            .iter()
-            .map(|n| Request::try_allocatable(n).ok())
-            .chain(groups.iter().map(|g| Some(g.group.shape)))
-            .collect();
-        if let (Some(request), Some(capacities)) = (request, capacities)
-            && !capacities.is_empty()
-            && !capacities.iter().any(|c| request.fits(c))
+        if let Some(verdict) = pending_verdict(job, pod, nodes, groups, settings, now, &mut recheck)
         {
-            let largest = capacities
-                .iter()
-                .max_by_key(|r| (r.memory, r.cpu_millis))
-                .copied()
-                .unwrap_or_default();
-            return Verdict::End {
-                reason: UNSCHEDULABLE,
-                message: format!(
-                    "no node can ever fit this run: it asks for {request}, the largest node offers {largest}; lower spec.resources ({scheduler})"
-                ),
-            };
+            return verdict;
         }
-        // A scale-up that could place it is under way: wait for the group's provisioning.
-        let group = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_selector.as_ref())
-            .and_then(|s| s.get(GROUP_LABEL));
-        let scaling = groups
-            .iter()
-            .find(|g| Some(&g.group.name) == group)
-            .and_then(|g| g.scale_up_until);
-        if let Some(until) = scaling.filter(|u| *u > now) {
-            recheck.push(until);
-            continue;
-        }
-        let grace =
-            annotation_secs(job, PENDING_TIMEOUT_SECONDS).unwrap_or(settings.unschedulable_grace);
-        let Some(t) = cond
-            .last_transition_time
-            .as_ref()
-            .and_then(labels::from_k8s_time)
-        else {
-            continue;
-        };
-        if since(t, now) >= grace {
-            let waited = units::format_duration(grace);
-            // A big scratch disk is a PVC: with no StorageClass that provisions it, the
-            // pod waits for the volume, not for room.
-            let message = if scheduler.contains("unbound immediate PersistentVolumeClaims") {
-                format!(
-                    "the run's scratch volume (spec.resources.disk) was not provisioned for {waited}: {scheduler}; ask your platform team for a default StorageClass, or ask for less disk so it comes from the node's own storage"
-                )
-            } else {
-                let asks = request.map_or_else(|| "its requests".to_string(), |r| r.to_string());
-                format!(
-                    "no node had room for this run ({asks}) for {waited}: {scheduler}; lower spec.resources, raise spec.pendingTimeout, or ask for more capacity"
-                )
-            };
-            return Verdict::End {
-                reason: UNSCHEDULABLE,
-                message,
-            };
-        }
-        recheck.push(after(t, grace));
     }
-
-    if let (Some(deadline), Some(start)) =
-        (annotation_secs(job, DEADLINE_SECONDS), first_start(pods))
-    {
-        if since(start, now) >= deadline {
-            return Verdict::End {
-                reason: DEADLINE_EXCEEDED,
-                message: format!(
-                    "the run took longer than its deadline of {} and was stopped; raise spec.deadline or make the job faster",
-                    units::format_duration(deadline)
-                ),
-            };
-        }
-        recheck.push(after(start, deadline));
+    if let Some(verdict) = overdue(job, pods, now, &mut recheck) {
+        return verdict;
     }
 
     out_of_memory(job, pods).unwrap_or(Verdict::Fine {
         recheck_at: recheck.into_iter().min(),
     })
+}
+
+/// A container of `pod` that waits for a reason no retry mends (an image that cannot be
+/// pulled, a missing ConfigMap or Secret, an image that runs as root): the run's end once
+/// the reason's grace has passed since the pod was scheduled, or else when to look again.
+fn waiting_verdict(
+    pod: &Pod,
+    settings: &Settings,
+    now: DateTime<Utc>,
+    recheck: &mut Vec<DateTime<Utc>>,
+) -> Option<Verdict> {
+    let scheduled = scheduled_at(pod);
+    for cs in pod
+        .status
+        .iter()
+        .flat_map(|s| s.container_statuses.iter().flatten())
+    {
+        let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
+            continue;
+        };
+        let reason = w.reason.as_deref().unwrap_or_default();
+        let msg = w.message.clone().unwrap_or_default();
+        let image = cs.image.clone();
+        let (grace, verdict) = match reason {
+            "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" => (
+                settings.image_pull_grace,
+                Verdict::End {
+                    reason: IMAGE_NOT_FOUND,
+                    message: format!(
+                        "{image} could not be pulled ({}); check spec.image: the tag or registry may be wrong, or the registry needs credentials",
+                        if msg.is_empty() {
+                            reason.to_string()
+                        } else {
+                            msg
+                        }
+                    ),
+                },
+            ),
+            "CreateContainerConfigError"
+                if msg.contains("runAsNonRoot") || msg.contains("run as root") =>
+            {
+                (
+                    settings.config_grace,
+                    Verdict::End {
+                        reason: RUNS_AS_ROOT,
+                        message: format!(
+                            "{image} runs as root, which DataJob does not allow ({msg}); build the image with a non-root USER"
+                        ),
+                    },
+                )
+            }
+            "CreateContainerConfigError" => (
+                settings.config_grace,
+                Verdict::End {
+                    reason: MISSING_CONFIG,
+                    message: format!(
+                        "{msg}; create it in namespace {} or fix the reference in spec.env",
+                        pod.namespace().unwrap_or_default()
+                    ),
+                },
+            ),
+            _ => continue,
+        };
+        let Some(t) = scheduled else { continue };
+        if since(t, now) >= grace {
+            return Some(verdict);
+        }
+        recheck.push(after(t, grace));
+    }
+    None
+}
+
+/// A pod the scheduler cannot place: the run's end when no node, present or that a
+/// group can make, could ever fit it, or when it has waited past its pending timeout
+/// (unless a scale-up that could place it is under way); or else when to look again.
+fn pending_verdict(
+    job: &Job,
+    pod: &Pod,
+    nodes: &[&Node],
+    groups: &[GroupView],
+    settings: &Settings,
+    now: DateTime<Utc>,
+    recheck: &mut Vec<DateTime<Utc>>,
+) -> Option<Verdict> {
+    let cond = unschedulable_condition(pod)?;
+    // A request or a node that cannot be read is not judged: a run is never ended
+    // as unschedulable on a number that was not there.
+    let request = Request::try_of(pod).ok();
+    let scheduler = cond.message.clone().unwrap_or_default();
+    // Nodes that exist, and nodes that node groups can make.
+    let capacities: Option<Vec<Request>> = nodes
+        .iter()
+        .map(|n| Request::try_allocatable(n).ok())
+        .chain(groups.iter().map(|g| Some(g.group.shape)))
+        .collect();
+    if let (Some(request), Some(capacities)) = (request, capacities)
+        && !capacities.is_empty()
+        && !capacities.iter().any(|c| request.fits(c))
+    {
+        let largest = capacities
+            .iter()
+            .max_by_key(|r| (r.memory, r.cpu_millis))
+            .copied()
+            .unwrap_or_default();
+        return Some(Verdict::End {
+            reason: UNSCHEDULABLE,
+            message: format!(
+                "no node can ever fit this run: it asks for {request}, the largest node offers {largest}; lower spec.resources ({scheduler})"
+            ),
+        });
+    }
+    // A scale-up that could place it is under way: wait for the group's provisioning.
+    let group = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_selector.as_ref())
+        .and_then(|s| s.get(GROUP_LABEL));
+    let scaling = groups
+        .iter()
+        .find(|g| Some(&g.group.name) == group)
+        .and_then(|g| g.scale_up_until);
+    if let Some(until) = scaling.filter(|u| *u > now) {
+        recheck.push(until);
+        return None;
+    }
+    let grace =
+        annotation_secs(job, PENDING_TIMEOUT_SECONDS).unwrap_or(settings.unschedulable_grace);
+    let t = cond
+        .last_transition_time
+        .as_ref()
+        .and_then(labels::from_k8s_time)?;
+    if since(t, now) >= grace {
+        let waited = units::format_duration(grace);
+        // A big scratch disk is a PVC: with no StorageClass that provisions it, the
+        // pod waits for the volume, not for room.
+        let message = if scheduler.contains("unbound immediate PersistentVolumeClaims") {
+            format!(
+                "the run's scratch volume (spec.resources.disk) was not provisioned for {waited}: {scheduler}; ask your platform team for a default StorageClass, or ask for less disk so it comes from the node's own storage"
+            )
+        } else {
+            let asks = request.map_or_else(|| "its requests".to_string(), |r| r.to_string());
+            format!(
+                "no node had room for this run ({asks}) for {waited}: {scheduler}; lower spec.resources, raise spec.pendingTimeout, or ask for more capacity"
+            )
+        };
+        return Some(Verdict::End {
+            reason: UNSCHEDULABLE,
+            message,
+        });
+    }
+    recheck.push(after(t, grace));
+    None
+}
+
+/// A run past its deadline (`spec.deadline`, counted from its first start): its end, or
+/// else when to look again.
+fn overdue(
+    job: &Job,
+    pods: &[&Pod],
+    now: DateTime<Utc>,
+    recheck: &mut Vec<DateTime<Utc>>,
+) -> Option<Verdict> {
+    let (Some(deadline), Some(start)) = (annotation_secs(job, DEADLINE_SECONDS), first_start(pods))
+    else {
+        return None;
+    };
+    if since(start, now) >= deadline {
+        return Some(Verdict::End {
+            reason: DEADLINE_EXCEEDED,
+            message: format!(
+                "the run took longer than its deadline of {} and was stopped; raise spec.deadline or make the job faster",
+                units::format_duration(deadline)
+            ),
+        });
+    }
+    recheck.push(after(start, deadline));
+    None
 }
 
 /// A `Record` of an attempt killed for memory, once per run.
