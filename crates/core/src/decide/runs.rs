@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
@@ -34,7 +34,7 @@ pub fn run_of(job: &Job, datajob: &str) -> Option<RunRecord> {
         .and_then(|s| labels::parse_rfc3339(s))
         .or_else(|| labels::logical_time_of(datajob, &name))?;
     let status = job.status.clone().unwrap_or_default();
-    let conditions = status.conditions.unwrap_or_default();
+    let conditions = status.conditions.clone().unwrap_or_default();
     let cond = |t: &str| {
         conditions
             .iter()
@@ -61,37 +61,7 @@ pub fn run_of(job: &Job, datajob: &str) -> Option<RunRecord> {
             .and_then(labels::from_k8s_time)
             .map(labels::rfc3339);
     } else if let Some(c) = cond("Failed").or_else(|| cond("FailureTarget")) {
-        record.state = RunState::Failed;
-        record.finish_time = c
-            .last_transition_time
-            .as_ref()
-            .and_then(labels::from_k8s_time)
-            .map(labels::rfc3339);
-        let (reason, message) = failure_reason(
-            c.reason.as_deref().unwrap_or_default(),
-            c.message.as_deref().unwrap_or_default(),
-            // Failed pods the Job controller has not counted yet are failures too.
-            status.failed.unwrap_or(0).saturating_add(
-                status
-                    .uncounted_terminated_pods
-                    .as_ref()
-                    .and_then(|u| u.failed.as_ref())
-                    .map_or(0, |f| i32::try_from(f.len()).unwrap_or(i32::MAX)),
-            ),
-        );
-        record.reason = Some(reason);
-        record.message = Some(message);
-        // An attempt's own failure (e.g. OutOfMemory) says more than "retries exhausted".
-        if let Some(r) = annotations
-            .get(LAST_FAILURE_REASON)
-            .filter(|_| record.reason.as_deref() == Some(RETRIES_EXHAUSTED))
-        {
-            record.reason = Some(r.clone());
-            record.message = annotations
-                .get(LAST_FAILURE_MESSAGE)
-                .cloned()
-                .or(record.message);
-        }
+        record_failure(&mut record, c, &status, annotations);
     } else if let Some(reason) = annotations.get(WAITING_REASON).filter(|_| suspended) {
         // Held by the operator: its inputs have not published yet.
         record.state = RunState::Waiting;
@@ -113,6 +83,47 @@ pub fn run_of(job: &Job, datajob: &str) -> Option<RunRecord> {
         record.message = annotations.get(END_MESSAGE).cloned().or(record.message);
     }
     Some(record)
+}
+
+/// A failed run's finish time and reason: the Job controller's, or the last attempt's
+/// own (e.g. OutOfMemory) when the Job says only that retries ran out.
+fn record_failure(
+    record: &mut RunRecord,
+    c: &JobCondition,
+    status: &JobStatus,
+    annotations: &BTreeMap<String, String>,
+) {
+    record.state = RunState::Failed;
+    record.finish_time = c
+        .last_transition_time
+        .as_ref()
+        .and_then(labels::from_k8s_time)
+        .map(labels::rfc3339);
+    let (reason, message) = failure_reason(
+        c.reason.as_deref().unwrap_or_default(),
+        c.message.as_deref().unwrap_or_default(),
+        // Failed pods the Job controller has not counted yet are failures too.
+        status.failed.unwrap_or(0).saturating_add(
+            status
+                .uncounted_terminated_pods
+                .as_ref()
+                .and_then(|u| u.failed.as_ref())
+                .map_or(0, |f| i32::try_from(f.len()).unwrap_or(i32::MAX)),
+        ),
+    );
+    record.reason = Some(reason);
+    record.message = Some(message);
+    // An attempt's own failure (e.g. OutOfMemory) says more than "retries exhausted".
+    if let Some(r) = annotations
+        .get(LAST_FAILURE_REASON)
+        .filter(|_| record.reason.as_deref() == Some(RETRIES_EXHAUSTED))
+    {
+        record.reason = Some(r.clone());
+        record.message = annotations
+            .get(LAST_FAILURE_MESSAGE)
+            .cloned()
+            .or(record.message.take());
+    }
 }
 
 /// Whether `run` failed for want of retries with no word yet on why its last attempt
@@ -278,7 +289,44 @@ pub fn desired_status(o: Observed<'_>) -> DataJobStatus {
         ..Default::default()
     };
     let mut conditions = Vec::new();
-    match o.spec {
+    spec_status(
+        &mut s,
+        o.spec,
+        o.rejected,
+        o.now,
+        &last_run,
+        &mut conditions,
+    );
+    run_conditions(&s, &last_run, &mut conditions);
+    s.conditions = conditions
+        .into_iter()
+        .map(|(t, status, reason, message)| {
+            condition(
+                &prev.conditions,
+                t,
+                status,
+                reason,
+                message,
+                o.generation,
+                o.now,
+            )
+        })
+        .collect();
+    s
+}
+
+/// The status a DataJob's spec decides: invalid (with its problems), or valid with its
+/// node group, next run and state (the last run's, or suspended, scheduled, pending;
+/// invalid when the apiserver refused a child); and the `Invalid` and `Ready` conditions.
+fn spec_status<'a>(
+    s: &mut DataJobStatus,
+    spec: Result<&Resolved, &Problems>,
+    rejected: Option<&str>,
+    now: DateTime<Utc>,
+    last_run: &'a Option<RunRecord>,
+    conditions: &mut Vec<(&'static str, bool, &'a str, String)>,
+) {
+    match spec {
         Err(problems) => {
             s.state = Some(RunState::Invalid);
             s.reason = Some("Invalid".into());
@@ -294,7 +342,7 @@ pub fn desired_status(o: Observed<'_>) -> DataJobStatus {
         Ok(r) => {
             conditions.push(("Invalid", false, "Valid", "the spec is valid".into()));
             s.node_group = r.placement.as_ref().map(|g| g.name.clone());
-            conditions.push(match o.rejected {
+            conditions.push(match rejected {
                 None => (
                     "Ready",
                     true,
@@ -307,7 +355,7 @@ pub fn desired_status(o: Observed<'_>) -> DataJobStatus {
                 s.next_run = r
                     .schedule
                     .as_ref()
-                    .and_then(|sc| sc.next_after(o.now))
+                    .and_then(|sc| sc.next_after(now))
                     .map(labels::rfc3339);
             }
             let (state, reason, message) = match (&last_run, r.suspend) {
@@ -319,13 +367,22 @@ pub fn desired_status(o: Observed<'_>) -> DataJobStatus {
             s.state = Some(state);
             s.reason = reason;
             s.message = message;
-            if let Some(why) = o.rejected {
+            if let Some(why) = rejected {
                 s.state = Some(RunState::Invalid);
                 s.reason = Some(CHILD_REJECTED.into());
                 s.message = Some(why.to_string());
             }
         }
     }
+}
+
+/// The `Running` and `Failed` conditions: whether a run is active, and whether the last
+/// one failed (and why).
+fn run_conditions<'a>(
+    s: &DataJobStatus,
+    last_run: &'a Option<RunRecord>,
+    conditions: &mut Vec<(&'static str, bool, &'a str, String)>,
+) {
     let running = !s.active_runs.is_empty();
     conditions.push((
         "Running",
@@ -360,21 +417,6 @@ pub fn desired_status(o: Observed<'_>) -> DataJobStatus {
             "the last run did not fail".into()
         },
     ));
-    s.conditions = conditions
-        .into_iter()
-        .map(|(t, status, reason, message)| {
-            condition(
-                &prev.conditions,
-                t,
-                status,
-                reason,
-                message,
-                o.generation,
-                o.now,
-            )
-        })
-        .collect();
-    s
 }
 
 /// A status condition; its transition time moves only when its status changes from the
