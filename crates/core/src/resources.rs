@@ -58,6 +58,10 @@ const NANO: i128 = 1_000_000_000;
 /// `<sign><digits>[.<digits>]<suffix>`, the suffix one of `Ki Mi Gi Ti Pi Ei`,
 /// `n u m "" k M G T P E`, or `e<exponent>` / `E<exponent>`. Precision below a nano-unit
 /// is rounded up, as Kubernetes does.
+///
+/// Stays whole: it is one left-to-right pass over the quantity grammar, in the order
+/// of Kubernetes' own `ParseQuantity`, so each step can be checked against it; split,
+/// the position and the partial number would be threaded through every part.
 pub fn parse_quantity(s: &str) -> Result<i128, String> {
     let s = s.trim();
     if s.is_empty() {

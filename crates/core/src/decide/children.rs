@@ -445,41 +445,7 @@ pub fn publish_job(
         controller: Some(true),
         block_owner_deletion: None,
     };
-    let res = BTreeMap::from([
-        ("cpu".to_string(), Quantity("50m".into())),
-        ("memory".to_string(), Quantity("64Mi".into())),
-    ]);
-    let container = Container {
-        name: "publish".into(),
-        image: Some(publisher_image(guards)),
-        command: Some(vec!["/datajob-operator".into()]),
-        args: Some(vec![
-            "publish".into(),
-            "--root".into(),
-            out.root_in_pod(),
-            "--run-id".into(),
-            run_id.clone(),
-            "--logical-time".into(),
-            labels::rfc3339(logical_time),
-            "--version".into(),
-            publish_version(&run_id, &uid),
-            "--grace".into(),
-            crate::units::format_duration(guards.sweep_grace),
-            "--datajob".into(),
-            r.name.clone(),
-            "--datajob-namespace".into(),
-            r.namespace.clone(),
-        ]),
-        resources: Some(ResourceRequirements {
-            requests: Some(res.clone()),
-            limits: Some(res),
-            ..Default::default()
-        }),
-        security_context: Some(restricted()),
-        termination_message_policy: Some("FallbackToLogsOnError".into()),
-        volume_mounts: Some(claim_mounts(r)),
-        ..Default::default()
-    };
+    let container = publisher_container(r, guards, out, &run_id, &uid, logical_time);
     Some(Job {
         metadata: ObjectMeta {
             name: Some(name),
@@ -520,8 +486,55 @@ pub fn publish_job(
     })
 }
 
+/// The publish Job's one container: `datajob-operator publish` with the run's output
+/// root, run id, logical time and version; small fixed requests.
+fn publisher_container(
+    r: &Resolved,
+    guards: &Guards,
+    out: &Output,
+    run_id: &str,
+    uid: &str,
+    logical_time: DateTime<Utc>,
+) -> Container {
+    let res = BTreeMap::from([
+        ("cpu".to_string(), Quantity("50m".into())),
+        ("memory".to_string(), Quantity("64Mi".into())),
+    ]);
+    Container {
+        name: "publish".into(),
+        image: Some(publisher_image(guards)),
+        command: Some(vec!["/datajob-operator".into()]),
+        args: Some(vec![
+            "publish".into(),
+            "--root".into(),
+            out.root_in_pod(),
+            "--run-id".into(),
+            run_id.to_string(),
+            "--logical-time".into(),
+            labels::rfc3339(logical_time),
+            "--version".into(),
+            publish_version(run_id, uid),
+            "--grace".into(),
+            crate::units::format_duration(guards.sweep_grace),
+            "--datajob".into(),
+            r.name.clone(),
+            "--datajob-namespace".into(),
+            r.namespace.clone(),
+        ]),
+        resources: Some(ResourceRequirements {
+            requests: Some(res.clone()),
+            limits: Some(res),
+            ..Default::default()
+        }),
+        security_context: Some(restricted()),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        volume_mounts: Some(claim_mounts(r)),
+        ..Default::default()
+    }
+}
+
 /// Tolerations for a group's taints, so its runs may land there.
-fn tolerations(g: &crate::decide::nodegroup::Group) -> Vec<Toleration> {
+fn tolerations(g: &crate::group::Group) -> Vec<Toleration> {
     g.taints
         .iter()
         .map(|t| Toleration {

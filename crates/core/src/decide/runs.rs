@@ -173,7 +173,7 @@ fn failure_reason(reason: &str, message: &str, failed_pods: i32) -> (String, Str
 pub fn estimate_costs(
     runs: &mut [RunRecord],
     request: &crate::resources::Request,
-    group: &crate::decide::nodegroup::Group,
+    group: &crate::group::Group,
 ) -> Vec<(String, f64)> {
     let mut added = Vec::new();
     for run in runs

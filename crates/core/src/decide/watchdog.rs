@@ -735,7 +735,7 @@ mod tests {
             ephemeral: 0,
             gpu: 0,
         };
-        let group = crate::decide::nodegroup::Group {
+        let group = crate::group::Group {
             name: "burst".into(),
             shape,
             labels: Default::default(),
