@@ -23,20 +23,20 @@ pub const END_MESSAGE: &str = "datajob.dev/message";
 pub const LAST_FAILURE_REASON: &str = "datajob.dev/last-failure-reason";
 pub const LAST_FAILURE_MESSAGE: &str = "datajob.dev/last-failure-message";
 /// On Jobs: the run's deadline in seconds, counted from its first container start.
-pub const DEADLINE_SECONDS: &str = "datajob.dev/deadline-seconds";
+pub(crate) const DEADLINE_SECONDS: &str = "datajob.dev/deadline-seconds";
 /// On Jobs: how long the run may wait for a node, in seconds (absent: operator default).
-pub const PENDING_TIMEOUT_SECONDS: &str = "datajob.dev/pending-timeout-seconds";
+pub(crate) const PENDING_TIMEOUT_SECONDS: &str = "datajob.dev/pending-timeout-seconds";
 /// On a DataJob: ask for a run now (`kubectl datajob trigger`), value RFC 3339.
 pub const TRIGGER: &str = "datajob.dev/trigger";
 /// On the Job that publishes a run's output (and its pod): the run id.
-pub const PUBLISH_OF: &str = "datajob.dev/publish-of";
+pub(crate) const PUBLISH_OF: &str = "datajob.dev/publish-of";
 /// On the runs a Backfill started: its name.
 pub const BACKFILL: &str = "datajob.dev/backfill";
 /// On a run that replays a missed scheduled time (`catchUp: all`).
-pub const CATCH_UP: &str = "datajob.dev/catch-up";
+pub(crate) const CATCH_UP: &str = "datajob.dev/catch-up";
 /// On a run's Job that waits to start: why (e.g. `WaitingForInput`), and in words.
-pub const WAITING_REASON: &str = "datajob.dev/waiting-reason";
-pub const WAITING_MESSAGE: &str = "datajob.dev/waiting-message";
+pub(crate) const WAITING_REASON: &str = "datajob.dev/waiting-reason";
+pub(crate) const WAITING_MESSAGE: &str = "datajob.dev/waiting-message";
 /// Set by the CronJob controller on the Jobs it creates.
 pub const CRONJOB_SCHEDULED: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
 /// Set by the Job controller on its pods.
@@ -56,7 +56,7 @@ pub fn run_id(datajob: &str, logical_time: DateTime<Utc>) -> String {
 }
 
 /// The logical time a run id encodes, when it is one of ours.
-pub fn logical_time_of(datajob: &str, run_id: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn logical_time_of(datajob: &str, run_id: &str) -> Option<DateTime<Utc>> {
     let minutes: i64 = run_id
         .strip_prefix(datajob)?
         .strip_prefix('-')?

@@ -25,9 +25,9 @@ pub const VERSIONS_DIR: &str = "_versions";
 /// The manifest a published version holds: run id, logical time, files and sizes.
 pub const MANIFEST: &str = "_DATAJOB.json";
 /// Where a run's pod sees a claim: `/datajob/pvc/<claim>`.
-pub const PVC_MOUNT_ROOT: &str = "/datajob/pvc";
+pub(crate) const PVC_MOUNT_ROOT: &str = "/datajob/pvc";
 /// The schemes of object stores.
-pub const OBJECT_STORE_SCHEMES: [&str; 4] = ["s3", "gs", "abfs", "abfss"];
+pub(crate) const OBJECT_STORE_SCHEMES: [&str; 4] = ["s3", "gs", "abfs", "abfss"];
 
 /// Where a DataJob publishes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub enum Output {
 }
 
 /// Why a `spec.output` is refused: (problem, fix).
-pub type Refusal = (String, String);
+pub(crate) type Refusal = (String, String);
 
 fn refuse(problem: impl Into<String>, fix: impl Into<String>) -> Refusal {
     (problem.into(), fix.into())
@@ -152,7 +152,7 @@ impl Output {
 
     /// The output root as a run's pod sees it: `/datajob/pvc/<claim>/<path>` for a volume,
     /// the URL for an object store.
-    pub fn root_in_pod(&self) -> String {
+    pub(crate) fn root_in_pod(&self) -> String {
         match self {
             Output::Volume { claim, path } => join(&format!("{PVC_MOUNT_ROOT}/{claim}"), path),
             Output::ObjectStore { url } => url.clone(),
@@ -203,12 +203,12 @@ pub fn version_name(run_id: &str, nonce: &str) -> String {
 }
 
 /// `<root>/_versions/<version>`.
-pub fn version_dir(root: &str, version: &str) -> String {
+pub(crate) fn version_dir(root: &str, version: &str) -> String {
     format!("{root}/{VERSIONS_DIR}/{version}")
 }
 
 /// `<url>/_runs/<run id>/<attempt>/`: the prefix one attempt writes in an object store.
-pub fn attempt_prefix(url: &str, run_id: &str, attempt: &str) -> String {
+pub(crate) fn attempt_prefix(url: &str, run_id: &str, attempt: &str) -> String {
     format!("{url}/{STAGING_DIR}/{run_id}/{attempt}/")
 }
 
@@ -223,13 +223,13 @@ pub fn input_env(input: &str) -> String {
 }
 
 /// The annotation on a run's Job and pod that carries an input's location.
-pub fn input_annotation(input: &str) -> String {
+pub(crate) fn input_annotation(input: &str) -> String {
     format!("datajob.dev/input.{input}")
 }
 
 /// What a run's pod is given for a published input: the version directory of a volume
 /// (it never changes while read), the prefix of an object store.
-pub fn input_location(output: &Output, location: &str, version: Option<&str>) -> String {
+pub(crate) fn input_location(output: &Output, location: &str, version: Option<&str>) -> String {
     match (output, version) {
         (Output::Volume { .. }, Some(v)) => version_dir(&output.root_in_pod(), v),
         _ => location.to_string(),

@@ -29,7 +29,7 @@ pub struct Request {
 /// A quantity of a resource that could not be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{resource} {value:?} {problem}")]
-pub struct QuantityError {
+pub(crate) struct QuantityError {
     /// `cpu`, `memory`, `ephemeral-storage` or `nvidia.com/gpu`.
     pub resource: String,
     pub value: String,
@@ -166,7 +166,9 @@ fn count(resource: &str, q: &str, unit: Unit) -> Result<u64, QuantityError> {
 impl Request {
     /// The resources in a `requests` or `allocatable` map; a missing resource is 0, an
     /// unreadable one an error.
-    pub fn try_from_map(m: Option<&BTreeMap<String, Quantity>>) -> Result<Self, QuantityError> {
+    pub(crate) fn try_from_map(
+        m: Option<&BTreeMap<String, Quantity>>,
+    ) -> Result<Self, QuantityError> {
         let mut values = [0u64; 4];
         for (slot, (resource, unit)) in values.iter_mut().zip(RESOURCES) {
             if let Some(q) = m.and_then(|m| m.get(resource)) {
@@ -203,7 +205,7 @@ impl Request {
     }
 
     /// The sum of the pod's container requests, or the first one that cannot be read.
-    pub fn try_of(pod: &Pod) -> Result<Self, QuantityError> {
+    pub(crate) fn try_of(pod: &Pod) -> Result<Self, QuantityError> {
         pod.spec
             .iter()
             .flat_map(|s| s.containers.iter())
@@ -237,7 +239,7 @@ impl Request {
     }
 
     /// What the node offers to pods, or the first resource that cannot be read.
-    pub fn try_allocatable(node: &Node) -> Result<Self, QuantityError> {
+    pub(crate) fn try_allocatable(node: &Node) -> Result<Self, QuantityError> {
         Request::try_from_map(node.status.as_ref().and_then(|s| s.allocatable.as_ref()))
     }
 
@@ -315,7 +317,7 @@ impl Request {
     }
 
     /// The largest share of `shape` this takes in any dimension (0.0 to 1.0 when it fits).
-    pub fn share_of(&self, shape: &Request) -> f64 {
+    pub(crate) fn share_of(&self, shape: &Request) -> f64 {
         let ratio = |a: u64, b: u64| {
             if a == 0 {
                 0.0

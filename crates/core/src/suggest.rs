@@ -1,7 +1,7 @@
 //! "Did you mean …?": the names closest to a mistyped one.
 
 /// Edit distance (insertions, deletions, substitutions) between `a` and `b`.
-pub fn distance(a: &str, b: &str) -> usize {
+pub(crate) fn distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

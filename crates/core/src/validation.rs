@@ -16,15 +16,15 @@ use crate::{
 use datajob_api::{CatchUp, DataJob, DataJobSpec, datajob::MAX_NAME_LEN};
 
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(3600);
-pub const DEFAULT_RETRIES: i32 = 1;
-pub const MAX_RETRIES: i32 = 10;
-pub const DEFAULT_CPU_MILLIS: u64 = 1000;
-pub const DEFAULT_MEMORY: u64 = 2 << 30;
-pub const DEFAULT_HISTORY: i32 = 5;
+pub(crate) const DEFAULT_RETRIES: i32 = 1;
+pub(crate) const MAX_RETRIES: i32 = 10;
+pub(crate) const DEFAULT_CPU_MILLIS: u64 = 1000;
+pub(crate) const DEFAULT_MEMORY: u64 = 2 << 30;
+pub(crate) const DEFAULT_HISTORY: i32 = 5;
 /// The user and group a run runs as unless `spec.runAsUser` says otherwise (the
 /// `nonroot` user of distroless images).
-pub const DEFAULT_RUN_AS_USER: i64 = 65532;
-pub const MAX_HISTORY: i32 = 50;
+pub(crate) const DEFAULT_RUN_AS_USER: i64 = 65532;
+pub(crate) const MAX_HISTORY: i32 = 50;
 const MAX_CPU_MILLIS: u64 = 512_000;
 const MIN_CPU_MILLIS: u64 = 10;
 const MAX_MEMORY: u64 = 16 << 40;
@@ -35,14 +35,14 @@ const MAX_GPU: i32 = 16;
 pub const RESERVED_ENV_PREFIX: &str = "DATAJOB_";
 /// The largest `spec.env[].value`: configuration beyond this belongs in a ConfigMap or
 /// Secret (`valueFrom`).
-pub const MAX_ENV_VALUE_BYTES: usize = 32 << 10;
+pub(crate) const MAX_ENV_VALUE_BYTES: usize = 32 << 10;
 /// The largest spec, as JSON. The DataJob, its CronJob, its Jobs and their pods each
 /// carry it, and Kubernetes refuses objects past etcd's request limit (1.5 MiB) with an
 /// HTTP 500 that names no field.
-pub const MAX_SPEC_BYTES: usize = 256 << 10;
+pub(crate) const MAX_SPEC_BYTES: usize = 256 << 10;
 /// The largest `spec.podAnnotations`, keys and values together (Kubernetes allows 256 KiB
 /// of annotations on a pod, and the operator adds its own).
-pub const MAX_POD_ANNOTATIONS_BYTES: usize = 64 << 10;
+pub(crate) const MAX_POD_ANNOTATIONS_BYTES: usize = 64 << 10;
 
 /// Limits a platform engineer sets in the operator's configuration, and what the place
 /// a DataJob runs in can do.

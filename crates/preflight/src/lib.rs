@@ -86,7 +86,7 @@ pub fn references(spec: &DataJobSpec) -> References {
 
 /// What a look-up found.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Lookup<T> {
+pub(crate) enum Lookup<T> {
     Found(T),
     Missing,
     /// Not known: an error, a refusal, a time-out. Says nothing.
@@ -95,7 +95,7 @@ pub enum Lookup<T> {
 
 /// What the look-ups found for one spec.
 #[derive(Clone, Debug, Default)]
-pub struct Answers {
+pub(crate) struct Answers {
     /// The image: found, or missing with the registry's words.
     pub image: Option<Lookup<()>>,
     pub image_detail: String,
@@ -135,7 +135,7 @@ fn key_findings(
 
 /// The warnings for what was found: one sentence each, naming the field, the value and
 /// what happens if nothing changes.
-pub fn findings(refs: &References, answers: &Answers, namespace: &str) -> Vec<String> {
+pub(crate) fn findings(refs: &References, answers: &Answers, namespace: &str) -> Vec<String> {
     let mut out = Vec::new();
     if answers.image == Some(Lookup::Missing) {
         out.push(format!(
@@ -180,7 +180,7 @@ struct DockerAuth {
 }
 
 /// The registry of an image reference as pull secrets name it (`docker.io` for short names).
-pub fn registry_of(image: &str) -> String {
+pub(crate) fn registry_of(image: &str) -> String {
     let first = image.split('/').next().unwrap_or_default();
     let has_registry =
         image.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
@@ -195,7 +195,7 @@ pub fn registry_of(image: &str) -> String {
 /// (measured with heaptrack under bench-scale). `None` for what is not an image
 /// reference. Docker Hub's short names are completed as Docker completes them
 /// (`busybox` is `library/busybox`), and the tag defaults to `latest`.
-pub fn reference_of(image: &str) -> Option<oci_client::Reference> {
+pub(crate) fn reference_of(image: &str) -> Option<oci_client::Reference> {
     if !datajob_core::validation::is_image_reference(image) {
         return None;
     }
@@ -503,7 +503,7 @@ fn image_answer(
 }
 
 /// The key names of a Secret or ConfigMap.
-pub trait HasKeys {
+pub(crate) trait HasKeys {
     fn key_names(&self) -> BTreeSet<String>;
 }
 

@@ -172,7 +172,7 @@ pub struct Entry {
 /// What finished runs left that no reader or run can still need: staging directories
 /// and unreferenced versions older than `grace` (the longest a run can live: the
 /// cluster's longest deadline plus its startup allowance), except the staging of `keep`.
-pub fn to_sweep(
+pub(crate) fn to_sweep(
     entries: &[Entry],
     referenced: &HashSet<String>,
     grace: Duration,

@@ -269,7 +269,7 @@ fn too_many(spec: &BackfillSpec, max: i32, downstream: bool, names: Names) -> Pr
 
 /// What a time of a DataJob is, as far as a Backfill can tell.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SlotState {
+pub(crate) enum SlotState {
     /// Its run succeeded (and its output is published).
     Succeeded,
     /// Its run failed, for this reason, at this time.
@@ -284,7 +284,7 @@ pub enum SlotState {
 }
 
 /// The state of time `t` of the DataJob `view` describes.
-pub fn slot_state(view: &Upstream, t: DateTime<Utc>) -> SlotState {
+pub(crate) fn slot_state(view: &Upstream, t: DateTime<Utc>) -> SlotState {
     let at = labels::rfc3339(t);
     if view.published.iter().any(|p| p.logical_time == at) {
         return SlotState::Succeeded;

@@ -11,12 +11,12 @@ use crate::schedule::Schedule;
 /// The most missed times `catchUp: all` runs again: older ones are given up (and
 /// counted as missed), so no number of missed schedules can stall a DataJob
 /// (kubernetes#42649: a CronJob without a starting deadline stops after 100).
-pub const MAX_CATCH_UP: usize = 100;
+pub(crate) const MAX_CATCH_UP: usize = 100;
 /// With `catchUp: none`, how late a scheduled run may still start.
-pub const NONE_LATENESS: chrono::Duration = chrono::Duration::seconds(60);
+pub(crate) const NONE_LATENESS: chrono::Duration = chrono::Duration::seconds(60);
 
 /// Whether a run the CronJob made for `slot`, seen for the first time at `now`, may start.
-pub fn admissible(
+pub(crate) fn admissible(
     policy: CatchUp,
     schedule: &Schedule,
     slot: DateTime<Utc>,

@@ -403,7 +403,7 @@ fn stage_container(r: &Resolved, guards: &Guards) -> Option<Container> {
 
 /// The name of the Job that publishes run `run_id`: `<run id>-publish`, shortened with a
 /// hash when that passes 63 characters.
-pub fn publish_job_name(run_id: &str) -> String {
+pub(crate) fn publish_job_name(run_id: &str) -> String {
     let name = format!("{run_id}-publish");
     if name.len() <= 63 {
         return name;
@@ -416,7 +416,7 @@ pub fn publish_job_name(run_id: &str) -> String {
 
 /// The version directory a publication of `run` gets: its run id and the first
 /// characters of its Job's uid, so a re-run of the same logical time never reuses one.
-pub fn publish_version(run_id: &str, job_uid: &str) -> String {
+pub(crate) fn publish_version(run_id: &str, job_uid: &str) -> String {
     let nonce: String = job_uid.chars().filter(|c| *c != '-').take(8).collect();
     output::version_name(run_id, &nonce)
 }
@@ -425,7 +425,7 @@ pub fn publish_version(run_id: &str, job_uid: &str) -> String {
 /// image renames the staging directory into a version and swaps the partition's symlink
 /// (`datajob-operator publish`). Owned by the run's Job, so it goes when the run is
 /// pruned; placed like the run. `None` without a volume output.
-pub fn publish_job(
+pub(crate) fn publish_job(
     r: &Resolved,
     guards: &Guards,
     run_job: &Job,
@@ -735,7 +735,7 @@ fn env(r: &Resolved) -> Vec<EnvVar> {
 
 /// The DataJob field a field of its CronJob or Job comes from, so that a refusal of the
 /// child by the apiserver can say what the user must fix.
-pub fn datajob_field(child_field: &str) -> Option<String> {
+pub(crate) fn datajob_field(child_field: &str) -> Option<String> {
     let f = child_field
         .trim_start_matches("spec.jobTemplate.")
         .trim_start_matches("spec.template.");

@@ -122,7 +122,11 @@ where
 }
 
 /// Finished Jobs of one DataJob beyond the newest `history`, oldest last.
-pub fn jobs_beyond_history<'a>(datajob: &str, jobs: &[&'a Job], history: usize) -> Vec<&'a Job> {
+pub(crate) fn jobs_beyond_history<'a>(
+    datajob: &str,
+    jobs: &[&'a Job],
+    history: usize,
+) -> Vec<&'a Job> {
     let mut finished: Vec<(String, &Job)> = jobs
         .iter()
         .filter_map(|j| {

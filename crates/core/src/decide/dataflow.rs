@@ -22,7 +22,7 @@ use crate::validation::Problem;
 use datajob_api::{DataJob, Publication, RunRecord, RunState};
 
 /// The reason of a run that did not start because an input failed.
-pub const UPSTREAM_FAILED: &str = "UpstreamFailed";
+pub(crate) const UPSTREAM_FAILED: &str = "UpstreamFailed";
 /// The reason of a run that waits for an input.
 pub const WAITING_FOR_INPUT: &str = "WaitingForInput";
 /// The reason of a succeeded run whose output is being published.
@@ -30,10 +30,10 @@ pub const PUBLISHING: &str = "Publishing";
 /// The reason of a run whose output could not be published.
 pub const PUBLISH_FAILED: &str = "PublishFailed";
 /// How many publications `status.published` keeps.
-pub const PUBLISHED_KEPT: usize = 50;
+pub(crate) const PUBLISHED_KEPT: usize = 50;
 /// How long a succeeded run on an object store may wait for its attempt's pod to be seen
 /// (to name its prefix) before it counts as not published.
-pub const ATTEMPT_LOOKUP_GRACE: chrono::Duration = chrono::Duration::minutes(2);
+pub(crate) const ATTEMPT_LOOKUP_GRACE: chrono::Duration = chrono::Duration::minutes(2);
 
 /// What a downstream run needs to know about one input DataJob.
 #[derive(Clone, Debug)]
@@ -73,7 +73,7 @@ impl Upstream {
     }
 
     /// The logical time of this input that a run of `t` reads.
-    pub fn matched(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub(crate) fn matched(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match &self.schedule {
             Some(s) => s.at_or_before(t),
             None => self
@@ -91,7 +91,7 @@ impl Upstream {
 /// The history in a status refreshed with the records of the Jobs now: a Job's record
 /// wins, unless the status knows more about the same attempt (its output could not be
 /// published: the Job alone says Succeeded).
-pub fn merge_views(status: &[RunRecord], jobs: Vec<RunRecord>) -> Vec<RunRecord> {
+pub(crate) fn merge_views(status: &[RunRecord], jobs: Vec<RunRecord>) -> Vec<RunRecord> {
     let mut by_name: BTreeMap<String, RunRecord> =
         status.iter().map(|r| (r.name.clone(), r.clone())).collect();
     for run in jobs {
@@ -293,7 +293,7 @@ fn path_to(graph: &BTreeMap<&str, &[String]>, from: &str, to: &str) -> Option<Ve
 
 /// The DataJobs that read `name`, directly or through others, each once and after all
 /// of its inputs that are among them.
-pub fn downstream_of(name: &str, all: &[(String, Vec<String>)]) -> Vec<String> {
+pub(crate) fn downstream_of(name: &str, all: &[(String, Vec<String>)]) -> Vec<String> {
     let mut closure: Vec<String> = Vec::new();
     let mut frontier = vec![name.to_string()];
     while let Some(n) = frontier.pop() {
@@ -338,7 +338,7 @@ pub fn downstream_of(name: &str, all: &[(String, Vec<String>)]) -> Vec<String> {
 
 /// What a succeeded run of a DataJob with an output still needs.
 #[derive(Clone, Debug, PartialEq)]
-pub enum PublishStep {
+pub(crate) enum PublishStep {
     /// Published (or nothing to publish): the run stands as Succeeded.
     Done(Option<Publication>),
     /// Create the publish Job.
@@ -354,7 +354,7 @@ pub enum PublishStep {
 /// The next step for `run` (Succeeded by its Job), whose Job is `run_job` (`None` once
 /// pruned), with `publish_job` (the Job named for publishing it, if any), the name of
 /// the pod that succeeded (object stores), and what the status already records.
-pub fn publish_step(
+pub(crate) fn publish_step(
     run: &RunRecord,
     run_job: Option<&Job>,
     out: Option<&Output>,
@@ -471,7 +471,7 @@ fn publish_job_step(job: &Job, pj: &Job, now: DateTime<Utc>) -> Result<DateTime<
 }
 
 /// The run record a publish step makes of a run its Job calls Succeeded.
-pub fn apply_step(run: &mut RunRecord, step: &PublishStep, out: Option<&Output>) {
+pub(crate) fn apply_step(run: &mut RunRecord, step: &PublishStep, out: Option<&Output>) {
     match step {
         PublishStep::Done(_) => {}
         PublishStep::Start | PublishStep::Stale { .. } | PublishStep::InProgress => {
@@ -493,7 +493,10 @@ pub fn apply_step(run: &mut RunRecord, step: &PublishStep, out: Option<&Output>)
 
 /// The publications to record: `previous` with `new` ones (one per logical time, the
 /// newest run's), newest logical time first, at most [`PUBLISHED_KEPT`].
-pub fn merge_publications(previous: &[Publication], new: Vec<Publication>) -> Vec<Publication> {
+pub(crate) fn merge_publications(
+    previous: &[Publication],
+    new: Vec<Publication>,
+) -> Vec<Publication> {
     let mut by_time: BTreeMap<String, Publication> = previous
         .iter()
         .map(|p| (p.logical_time.clone(), p.clone()))

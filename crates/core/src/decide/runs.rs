@@ -19,7 +19,7 @@ use crate::validation::{Problems, Resolved};
 use datajob_api::{DataJob, DataJobStatus, RunRecord, RunState};
 
 /// How many runs `status.recentRuns` keeps.
-pub const RECENT_RUNS: usize = 10;
+pub(crate) const RECENT_RUNS: usize = 10;
 
 static EXIT_CODE_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"exit code (\d+)").unwrap_or_else(|e| unreachable!("{e}")));
@@ -128,13 +128,13 @@ fn record_failure(
 
 /// Whether `run` failed for want of retries with no word yet on why its last attempt
 /// died (the watchdog records that on the Job, sometimes after the Job failed).
-pub fn needs_attempt_reason(run: &RunRecord) -> bool {
+pub(crate) fn needs_attempt_reason(run: &RunRecord) -> bool {
     run.state == RunState::Failed && run.reason.as_deref() == Some(RETRIES_EXHAUSTED)
 }
 
 /// Gives a run that [`needs_attempt_reason`] the reason its last attempt died, when
 /// one is known.
-pub fn set_attempt_reason(run: &mut RunRecord, failure: Option<(&str, String)>) {
+pub(crate) fn set_attempt_reason(run: &mut RunRecord, failure: Option<(&str, String)>) {
     if let Some((reason, message)) = failure.filter(|_| needs_attempt_reason(run)) {
         run.reason = Some(reason.into());
         run.message = Some(message);
@@ -170,7 +170,7 @@ fn failure_reason(reason: &str, message: &str, failed_pods: i32) -> (String, Str
 }
 
 /// Adds an estimated cost to finished runs that have none yet.
-pub fn estimate_costs(
+pub(crate) fn estimate_costs(
     runs: &mut [RunRecord],
     request: &crate::resources::Request,
     group: &crate::group::Group,
@@ -199,7 +199,11 @@ pub fn estimate_costs(
 /// can tell once its Job is gone: it is in `recentRuns`, or `recentRuns` is full and
 /// every run there is newer (the run fell out of the history). Without this, a one-off
 /// run whose Job was pruned or expired would be created again, and again.
-pub fn already_ran(status: Option<&DataJobStatus>, id: &str, logical_time: DateTime<Utc>) -> bool {
+pub(crate) fn already_ran(
+    status: Option<&DataJobStatus>,
+    id: &str,
+    logical_time: DateTime<Utc>,
+) -> bool {
     let Some(s) = status else {
         return false;
     };
@@ -216,7 +220,7 @@ pub fn already_ran(status: Option<&DataJobStatus>, id: &str, logical_time: DateT
 
 /// The logical time a `datajob.dev/trigger` annotation asks for, unless the status says
 /// that request was handled already (`status.lastTrigger`): a trigger acts once.
-pub fn pending_trigger(
+pub(crate) fn pending_trigger(
     annotation: Option<&str>,
     status: Option<&DataJobStatus>,
 ) -> Option<DateTime<Utc>> {
@@ -266,11 +270,11 @@ pub struct Observed<'a> {
 }
 
 /// The reason on a DataJob whose CronJob or Job the apiserver refused.
-pub const CHILD_REJECTED: &str = "ChildRejected";
+pub(crate) const CHILD_REJECTED: &str = "ChildRejected";
 
 /// The status the DataJob should have. Condition transition times are kept from the
 /// previous status when nothing changed, so an unchanged status compares equal.
-pub fn desired_status(o: Observed<'_>) -> DataJobStatus {
+pub(crate) fn desired_status(o: Observed<'_>) -> DataJobStatus {
     let empty = DataJobStatus::default();
     let prev = o.previous.unwrap_or(&empty);
     let recent_runs = merge_runs(&prev.recent_runs, o.runs);
@@ -448,7 +452,7 @@ pub fn condition(
 
 /// An event a change of run state deserves.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunEvent {
+pub(crate) struct RunEvent {
     pub warning: bool,
     pub reason: &'static str,
     pub note: String,
@@ -456,7 +460,7 @@ pub struct RunEvent {
 }
 
 /// Runs that started, succeeded or failed between two statuses.
-pub fn run_events(previous: &[RunRecord], current: &[RunRecord]) -> Vec<RunEvent> {
+pub(crate) fn run_events(previous: &[RunRecord], current: &[RunRecord]) -> Vec<RunEvent> {
     let mut events = Vec::new();
     for run in current {
         let before = previous.iter().find(|p| p.name == run.name);
@@ -543,7 +547,7 @@ fn started(state: RunState) -> bool {
 /// scheduled run and its container start is known (a run whose container never started,
 /// e.g. its image could not be pulled, has no lag), or it is running (its container has
 /// started by `now`).
-pub fn run_changes(
+pub(crate) fn run_changes(
     previous: &[RunRecord],
     current: &[RunRecord],
     start_of: impl Fn(&str) -> Start,
@@ -585,7 +589,7 @@ pub fn run_changes(
 }
 
 /// When the first container of a run's pods started (running now, or finished).
-pub fn container_started(pods: &[&Pod]) -> Option<DateTime<Utc>> {
+pub(crate) fn container_started(pods: &[&Pod]) -> Option<DateTime<Utc>> {
     pods.iter()
         .filter_map(|p| p.status.as_ref()?.container_statuses.as_ref())
         .flatten()
@@ -606,14 +610,14 @@ pub fn container_started(pods: &[&Pod]) -> Option<DateTime<Utc>> {
 
 /// `startingDeadlineSeconds` of a DataJob's CronJob, as `children::cronjob` sets it (a
 /// test holds them equal): the shortest gap between two runs, clamped to 60 s – 1 h.
-pub fn starting_deadline(schedule: &Schedule, now: DateTime<Utc>) -> chrono::Duration {
+pub(crate) fn starting_deadline(schedule: &Schedule, now: DateTime<Utc>) -> chrono::Duration {
     let gap = schedule.min_interval(now).map_or(3600, |d| d.num_seconds());
     chrono::Duration::seconds(gap.clamp(60, 3600))
 }
 
 /// Added to the starting deadline before a slot counts as missed: the Job the CronJob
 /// controller made at the last moment needs a moment to reach the operator's cache.
-pub const MISS_MARGIN: chrono::Duration = chrono::Duration::seconds(10);
+pub(crate) const MISS_MARGIN: chrono::Duration = chrono::Duration::seconds(10);
 
 /// Scheduled times that got no run, and when to look again.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -635,7 +639,7 @@ const MAX_SLOTS: usize = 10_080;
 /// runs out of time at one moment, so consecutive windows count it once. Only slots
 /// after `since` count: the CronJob controller never runs a time before its CronJob
 /// existed (or had this schedule).
-pub fn missed_slots(
+pub(crate) fn missed_slots(
     schedule: &Schedule,
     deadline: chrono::Duration,
     ran: &std::collections::BTreeSet<DateTime<Utc>>,
@@ -669,7 +673,7 @@ pub fn missed_slots(
 /// one-off DataJob's single run, at the minute it was created, and a pending
 /// `datajob.dev/trigger`; each only when it has no Job (`job_exists`, by run id) and is
 /// not in the history. Oldest first, each time once.
-pub fn runs_to_create(
+pub(crate) fn runs_to_create(
     dj: &DataJob,
     one_off: bool,
     job_exists: &dyn Fn(&str) -> bool,

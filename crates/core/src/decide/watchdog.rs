@@ -51,13 +51,13 @@ pub enum Verdict {
 }
 
 /// Reasons the watchdog gives, with what the user should do. Documented in docs/reasons.md.
-pub const IMAGE_NOT_FOUND: &str = "ImageNotFound";
-pub const MISSING_CONFIG: &str = "MissingConfig";
-pub const RUNS_AS_ROOT: &str = "RunsAsRoot";
-pub const UNSCHEDULABLE: &str = "Unschedulable";
-pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
-pub const OUT_OF_MEMORY: &str = "OutOfMemory";
-pub const COMMAND_NOT_RUNNABLE: &str = "CommandNotRunnable";
+pub(crate) const IMAGE_NOT_FOUND: &str = "ImageNotFound";
+pub(crate) const MISSING_CONFIG: &str = "MissingConfig";
+pub(crate) const RUNS_AS_ROOT: &str = "RunsAsRoot";
+pub(crate) const UNSCHEDULABLE: &str = "Unschedulable";
+pub(crate) const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
+pub(crate) const OUT_OF_MEMORY: &str = "OutOfMemory";
+pub(crate) const COMMAND_NOT_RUNNABLE: &str = "CommandNotRunnable";
 
 /// The scheduler's `PodScheduled=False/Unschedulable` condition of `pod`, if it has one.
 pub fn unschedulable_condition(pod: &Pod) -> Option<&PodCondition> {
@@ -439,7 +439,7 @@ fn start_error(pods: &[&Pod]) -> Option<(&'static str, String)> {
 /// Why an attempt among `pods` died, when it says more than its exit code: its command
 /// could not be started (`CommandNotRunnable`), or it was killed for memory
 /// (`OutOfMemory`), with the limit it hit; and what to do.
-pub fn attempt_failure(pods: &[&Pod]) -> Option<(&'static str, String)> {
+pub(crate) fn attempt_failure(pods: &[&Pod]) -> Option<(&'static str, String)> {
     if let Some(found) = start_error(pods) {
         return Some(found);
     }

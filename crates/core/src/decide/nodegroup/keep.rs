@@ -18,7 +18,7 @@ use std::time::Duration;
 
 /// Keeping an idle node until a run is due, against removing it and booting another.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct KeepOrBoot {
+pub(crate) struct KeepOrBoot {
     /// How long the node idles until the run is due, if kept.
     pub idle: Duration,
     /// How long a node booted for the run is paid for before the run starts on it.
@@ -41,7 +41,7 @@ impl KeepOrBoot {
 /// The rule for a run due in `until_due` on a group whose nodes cost `price_per_hour`,
 /// take `boot_time` to be Ready, and are started `warm_up_before` ahead of a scheduled
 /// run (`None`: when the run's pod waits).
-pub fn keep_or_boot(
+pub(crate) fn keep_or_boot(
     price_per_hour: f64,
     until_due: Duration,
     boot_time: Duration,
