@@ -30,6 +30,10 @@ lint: ## rustfmt check and clippy with warnings as errors
 unit: ## unit, property and doc tests of every crate, CRD drift check (no cluster)
 	$(CARGO) test --workspace
 
+.PHONY: shape
+shape: ## the code's shape: functions of 80 lines or more, the biggest files, pub items per crate
+	python3 e2e/code-shape.py
+
 .PHONY: crds
 crds: ## regenerate crds/, the chart's copy and docs/api.md from the Rust types
 	$(CARGO) run -q --bin crdgen -- --write crds
