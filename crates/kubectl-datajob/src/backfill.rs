@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::cluster::Cluster;
 use super::error::{CliError, Result};
-use super::output::{self, Color, Format, Progress, Style};
+use super::terminal::{self, Color, Format, Progress, Style};
 use datajob_api::{Backfill, BackfillSpec, BackfillState, BackfillStatus, DataJob};
 use datajob_core::decide::backfill::{self, Member};
 use datajob_core::decide::dataflow::Upstream;
@@ -103,7 +103,7 @@ pub fn progress_line(status: &BackfillStatus, waited: Duration) -> String {
     if status.active > 0 {
         line.push_str(&format!(" · {} going or waiting", status.active));
     }
-    line.push_str(&format!(" · {}", output::short_duration(waited)));
+    line.push_str(&format!(" · {}", terminal::short_duration(waited)));
     line
 }
 
@@ -243,7 +243,7 @@ pub async fn run(args: &BackfillArgs, cluster: &Cluster, format: Format) -> Resu
     if args.no_wait {
         match format {
             Format::Human => println!("{name}"),
-            _ => output::print_data(
+            _ => terminal::print_data(
                 format,
                 &api.get(&name)
                     .await
@@ -283,7 +283,7 @@ pub async fn run(args: &BackfillArgs, cluster: &Cluster, format: Format) -> Resu
             progress.finish();
             return Err(CliError::Local(format!(
                 "gave up waiting after {}: backfill {name} is at {}; it goes on (`kubectl get backfill {name}`)",
-                output::short_duration(waited),
+                terminal::short_duration(waited),
                 status.progress.unwrap_or_default()
             )));
         }
@@ -291,11 +291,11 @@ pub async fn run(args: &BackfillArgs, cluster: &Cluster, format: Format) -> Resu
             true => progress_line(&status, waited),
             false if waited > Duration::from_secs(20) => format!(
                 "backfill {name}: the operator has not picked it up yet (is it running?) · {}",
-                output::short_duration(waited)
+                terminal::short_duration(waited)
             ),
             false => format!(
                 "backfill {name}: waiting for the operator · {}",
-                output::short_duration(waited)
+                terminal::short_duration(waited)
             ),
         };
         for _ in 0..4 {
@@ -307,7 +307,7 @@ pub async fn run(args: &BackfillArgs, cluster: &Cluster, format: Format) -> Resu
     let status = done.status.clone().unwrap_or_default();
     eprint!("{}", summary(&name, &args.name, &status, Style::stderr()));
     if format != Format::Human {
-        output::print_data(format, &done)?;
+        terminal::print_data(format, &done)?;
     }
     match status.failed {
         0 => Ok(()),

@@ -10,8 +10,8 @@ use kube::api::{Api, ListParams};
 
 use super::cluster::Cluster;
 use super::error::Result;
-use super::output::zone_of;
-use super::output::{self, Format, Style, Table, state_color};
+use super::terminal::zone_of;
+use super::terminal::{self, Format, Style, Table, state_color};
 use datajob_api::{DataJob, RunRecord};
 use datajob_core::decide::runs;
 use datajob_core::labels::{self, NAME};
@@ -87,7 +87,7 @@ pub fn took(run: &RunRecord, now: DateTime<Utc>) -> Option<Duration> {
 /// `churn-features-29926260  2026-11-25 03:00 GMT  Failed (ImageNotFound) after 1m5s`
 pub fn run_line(run: &RunRecord, tz: Tz, now: DateTime<Utc>) -> String {
     let logical = labels::parse_rfc3339(&run.logical_time)
-        .map_or_else(|| run.logical_time.clone(), |t| output::local_time(t, tz));
+        .map_or_else(|| run.logical_time.clone(), |t| terminal::local_time(t, tz));
     let mut s = format!("{}  {logical}  {}", run.name, run.state);
     if let Some(r) = &run.reason {
         s.push_str(&format!(" ({r})"));
@@ -98,7 +98,7 @@ pub fn run_line(run: &RunRecord, tz: Tz, now: DateTime<Utc>) -> String {
         } else {
             "for"
         };
-        s.push_str(&format!(" {word} {}", output::short_duration(d)));
+        s.push_str(&format!(" {word} {}", terminal::short_duration(d)));
     }
     s
 }
@@ -124,14 +124,14 @@ pub fn table(runs: &[RunRecord], tz: Tz, now: DateTime<Utc>, style: Style) -> St
             .start_time
             .as_deref()
             .and_then(labels::parse_rfc3339)
-            .map_or_else(|| "-".to_string(), |t| output::relative(t, now));
+            .map_or_else(|| "-".to_string(), |t| terminal::relative(t, now));
         let duration = took(run, now).map_or_else(
             || "-".to_string(),
             |d| {
                 if run.state.is_finished() {
-                    output::short_duration(d)
+                    terminal::short_duration(d)
                 } else {
-                    format!("{} so far", output::short_duration(d))
+                    format!("{} so far", terminal::short_duration(d))
                 }
             },
         );
@@ -139,7 +139,7 @@ pub fn table(runs: &[RunRecord], tz: Tz, now: DateTime<Utc>, style: Style) -> St
             (run.name.clone(), None),
             (
                 labels::parse_rfc3339(&run.logical_time)
-                    .map_or_else(|| run.logical_time.clone(), |t| output::local_time(t, tz)),
+                    .map_or_else(|| run.logical_time.clone(), |t| terminal::local_time(t, tz)),
                 None,
             ),
             (state.clone(), state_color(&state)),
@@ -162,7 +162,7 @@ pub async fn run(args: &RunsArgs, cluster: &Cluster, format: Format) -> Result<(
     let dj = cluster.datajob(&args.name).await?;
     let runs = runs_of(cluster, &dj).await?;
     if format != Format::Human {
-        return output::print_data(format, &runs);
+        return terminal::print_data(format, &runs);
     }
     if runs.is_empty() {
         eprintln!(
@@ -173,7 +173,7 @@ pub async fn run(args: &RunsArgs, cluster: &Cluster, format: Format) -> Result<(
                 .and_then(|s| s.next_run.as_deref())
                 .map(|n| format!(
                     "; the next is due {}",
-                    output::status_time(n, zone_of(&dj), Utc::now())
+                    terminal::status_time(n, zone_of(&dj), Utc::now())
                 ))
                 .unwrap_or_default()
         );

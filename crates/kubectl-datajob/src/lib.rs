@@ -9,9 +9,9 @@ pub mod history;
 pub mod local;
 pub mod logs;
 pub mod manifest;
-pub mod output;
 pub mod plan;
 pub mod status;
+pub mod terminal;
 pub mod trigger;
 
 use std::process::ExitCode;
@@ -20,7 +20,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use self::cluster::{Cluster, ClusterArgs};
 use self::error::{CliError, Result};
-use self::output::Format;
+use self::terminal::Format;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -131,8 +131,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if !matches!(e, CliError::Reported(_)) {
-                let style = output::Style::stderr();
-                eprintln!("{} {e}", style.paint("error:", output::Color::Red));
+                let style = terminal::Style::stderr();
+                eprintln!("{} {e}", style.paint("error:", terminal::Color::Red));
             }
             e.exit_code()
         }

@@ -11,8 +11,8 @@ use kube::api::{Api, ListParams, LogParams};
 use super::cluster::Cluster;
 use super::error::{CliError, Result};
 use super::history;
-use super::output::zone_of;
-use super::output::{self, Progress};
+use super::terminal::zone_of;
+use super::terminal::{self, Progress};
 use datajob_api::RunRecord;
 use datajob_core::labels::{self, CONTAINER, JOB_NAME};
 
@@ -245,8 +245,10 @@ pub async fn run(args: &LogsArgs, cluster: &Cluster) -> Result<()> {
     eprintln!(
         "==> run {} (logical time {}){attempt}: pod {pod_name} on node {node}",
         run.name,
-        labels::parse_rfc3339(&run.logical_time)
-            .map_or_else(|| run.logical_time.clone(), |t| output::local_time(t, zone)),
+        labels::parse_rfc3339(&run.logical_time).map_or_else(
+            || run.logical_time.clone(),
+            |t| terminal::local_time(t, zone)
+        ),
     );
     let api: Api<Pod> = cluster.api();
     let params = LogParams {

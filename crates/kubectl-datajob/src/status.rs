@@ -6,7 +6,7 @@ use kube::api::{Api, ListParams};
 use super::cluster::Cluster;
 use super::error::Result;
 use super::history;
-use super::output::{self, Color, Format, Style, Table, state_color, zone_of};
+use super::terminal::{self, Color, Format, Style, Table, state_color, zone_of};
 use datajob_api::{DataJob, RunRecord};
 use datajob_core::labels;
 
@@ -30,7 +30,7 @@ pub fn state_of(dj: &DataJob) -> String {
 
 fn when(s: Option<&str>, now: DateTime<Utc>) -> String {
     s.and_then(labels::parse_rfc3339)
-        .map_or_else(|| "-".to_string(), |t| output::relative(t, now))
+        .map_or_else(|| "-".to_string(), |t| terminal::relative(t, now))
 }
 
 /// The table `status` prints without a name.
@@ -98,7 +98,7 @@ pub fn one(dj: &DataJob, runs: &[RunRecord], now: DateTime<Utc>, style: Style) -
     rows.push((
         "next run",
         match (&status.next_run, &dj.spec.schedule) {
-            (Some(n), _) => output::status_time(n, tz, now),
+            (Some(n), _) => terminal::status_time(n, tz, now),
             (None, Some(_)) if dj.spec.suspend == Some(true) => "none: suspended".into(),
             (None, Some(_)) => "-".into(),
             (None, None) => {
@@ -137,7 +137,7 @@ pub async fn run(args: &StatusArgs, cluster: &Cluster, format: Format) -> Result
         Some(name) => {
             let dj = cluster.datajob(name).await?;
             if format != Format::Human {
-                return output::print_data(format, &for_scripts(dj));
+                return terminal::print_data(format, &for_scripts(dj));
             }
             let runs = history::runs_of(cluster, &dj).await?;
             print!("{}", one(&dj, &runs, now, Style::stdout()));
@@ -161,7 +161,7 @@ pub async fn run(args: &StatusArgs, cluster: &Cluster, format: Format) -> Result
             list.sort_by_key(|d| (d.namespace(), d.name_any()));
             if format != Format::Human {
                 let items: Vec<DataJob> = list.into_iter().map(for_scripts).collect();
-                return output::print_data(
+                return terminal::print_data(
                     format,
                     &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}),
                 );

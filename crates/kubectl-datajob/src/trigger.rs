@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::cluster::Cluster;
 use super::error::{CliError, Result};
 use super::history;
-use super::output::{self, Color, Format, Progress, Style};
+use super::terminal::{self, Color, Format, Progress, Style};
 use datajob_api::{DataJob, RunRecord, RunState};
 use datajob_core::labels::{self, TRIGGER};
 use datajob_core::units;
@@ -43,7 +43,7 @@ pub struct TriggerArgs {
 /// What `trigger -o json|yaml` prints.
 #[derive(Serialize, Debug)]
 #[serde(rename_all = "camelCase")]
-pub struct Report {
+pub struct TriggerReport {
     pub datajob: String,
     pub namespace: String,
     pub run_id: String,
@@ -56,7 +56,7 @@ pub struct Report {
 
 /// The progress text while waiting.
 pub fn wait_text(id: &str, run: Option<&RunRecord>, waited: Duration, picked_up: bool) -> String {
-    let w = output::short_duration(waited);
+    let w = terminal::short_duration(waited);
     match run {
         Some(r) => format!("run {id}: {} · {w}", r.state),
         None if picked_up || waited < Duration::from_secs(15) => {
@@ -71,7 +71,7 @@ pub fn wait_text(id: &str, run: Option<&RunRecord>, waited: Duration, picked_up:
 /// The final line of `trigger --wait`.
 pub fn finished_line(run: &RunRecord, now: DateTime<Utc>, style: Style) -> String {
     let took = history::took(run, now)
-        .map(|d| format!(" after {}", output::short_duration(d)))
+        .map(|d| format!(" after {}", terminal::short_duration(d)))
         .unwrap_or_default();
     match run.state {
         RunState::Succeeded => format!(
@@ -133,7 +133,7 @@ pub async fn run(args: &TriggerArgs, cluster: &Cluster, format: Format) -> Resul
             eprintln!("triggered run {id} (logical time {value})");
         }
     }
-    let mut report = Report {
+    let mut report = TriggerReport {
         datajob: args.name.clone(),
         namespace: cluster.namespace.clone(),
         run_id: id.clone(),
@@ -143,7 +143,7 @@ pub async fn run(args: &TriggerArgs, cluster: &Cluster, format: Format) -> Resul
     };
     if !args.wait {
         if format != Format::Human {
-            output::print_data(format, &report)?;
+            terminal::print_data(format, &report)?;
         } else {
             println!("{id}");
         }
@@ -181,7 +181,7 @@ pub async fn run(args: &TriggerArgs, cluster: &Cluster, format: Format) -> Resul
             let state = run.map_or_else(|| "not created".to_string(), |r| r.state.to_string());
             return Err(CliError::Local(format!(
                 "gave up waiting after {}: run {id} is {state}; see `kubectl datajob describe {}`",
-                output::short_duration(timeout),
+                terminal::short_duration(timeout),
                 args.name
             )));
         }
@@ -195,7 +195,7 @@ pub async fn run(args: &TriggerArgs, cluster: &Cluster, format: Format) -> Resul
     let failed = finished.state != RunState::Succeeded;
     report.run = Some(finished);
     if format != Format::Human {
-        output::print_data(format, &report)?;
+        terminal::print_data(format, &report)?;
     }
     if failed {
         return Err(CliError::Reported("the run failed"));

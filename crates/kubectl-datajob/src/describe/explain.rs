@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
-use crate::output;
-use crate::output::zone_of;
+use crate::terminal;
+use crate::terminal::zone_of;
 use crate::{history, logs};
 use datajob_api::{DataJob, RunRecord, RunState};
 use datajob_core::labels::{self, JOB_NAME};
@@ -22,12 +22,13 @@ pub struct Facts<'a> {
 }
 
 fn when(s: &str, f: &Facts) -> String {
-    output::status_time(s, zone_of(f.dj), f.now)
+    terminal::status_time(s, zone_of(f.dj), f.now)
 }
 
 /// A logical time in the DataJob's zone (how long ago it was says little).
 fn logical(s: &str, f: &Facts) -> String {
-    labels::parse_rfc3339(s).map_or_else(|| s.to_string(), |t| output::local_time(t, zone_of(f.dj)))
+    labels::parse_rfc3339(s)
+        .map_or_else(|| s.to_string(), |t| terminal::local_time(t, zone_of(f.dj)))
 }
 
 fn deadline_of(dj: &DataJob) -> Duration {
@@ -157,8 +158,8 @@ pub fn explain(f: &Facts) -> Vec<String> {
                     "Run {} (logical time {}) has been running for {}; it is stopped if it is still running in {} (its deadline is {}).",
                     run.name,
                     logical(&run.logical_time, f),
-                    output::short_duration(ran),
-                    output::short_duration(left),
+                    terminal::short_duration(ran),
+                    terminal::short_duration(left),
                     units::format_duration(deadline_of(dj))
                 ));
             }
@@ -172,7 +173,7 @@ pub fn explain(f: &Facts) -> Vec<String> {
                     logical(&run.logical_time, f),
                     finished.map(|t| format!(" at {t}")).unwrap_or_default(),
                     history::took(run, f.now)
-                        .map(|d| format!(" after {}", output::short_duration(d)))
+                        .map(|d| format!(" after {}", terminal::short_duration(d)))
                         .unwrap_or_default()
                 ));
             }

@@ -18,10 +18,10 @@ use serde::Serialize;
 use super::cluster::Cluster;
 use super::error::Result;
 use super::history;
-use super::output::zone_of;
-use super::output::{self, Format, Style};
 use super::plan::Summary;
 use super::status;
+use super::terminal::zone_of;
+use super::terminal::{self, Format, Style};
 use datajob_api::RunRecord;
 use datajob_core::labels::{self, NAME};
 use datajob_core::validation::{self, Limits};
@@ -148,7 +148,7 @@ pub async fn run(args: &DescribeArgs, cluster: &Cluster, format: Format) -> Resu
             .collect(),
     };
     if format != Format::Human {
-        return output::print_data(format, &description);
+        return terminal::print_data(format, &description);
     }
     print!(
         "{}",

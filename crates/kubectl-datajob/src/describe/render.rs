@@ -6,7 +6,7 @@ use kube::ResourceExt;
 
 use super::{Child, Description};
 use crate::history;
-use crate::output::{self, Color, Style, Table, state_color};
+use crate::terminal::{self, Color, Style, Table, state_color};
 use datajob_core::labels::{self, JOB_NAME};
 
 /// The CronJob and the run Jobs with their pods, in a line each.
@@ -27,7 +27,7 @@ pub fn children(
             .and_then(labels::from_k8s_time)
             .map_or_else(
                 || "never scheduled yet".to_string(),
-                |t| format!("last scheduled {}", output::relative(t, now)),
+                |t| format!("last scheduled {}", terminal::relative(t, now)),
             );
         out.push(Child {
             kind: "CronJob".into(),
@@ -98,7 +98,7 @@ pub fn render(d: &Description, tz: chrono_tz::Tz, now: DateTime<Utc>, style: Sty
         let mut line = s.command.clone();
         line.extend(s.args.iter().cloned());
         if !line.is_empty() {
-            field(&mut out, "Command", &output::shell_words(&line));
+            field(&mut out, "Command", &terminal::shell_words(&line));
         }
         field(
             &mut out,
@@ -175,7 +175,7 @@ pub fn render(d: &Description, tz: chrono_tz::Tz, now: DateTime<Utc>, style: Sty
         let mut t = Table::new(&["AGE", "TYPE", "REASON", "MESSAGE"]);
         for e in &d.events {
             let age = labels::parse_rfc3339(&e.time)
-                .map_or_else(|| "-".into(), |t| output::relative(t, now));
+                .map_or_else(|| "-".into(), |t| terminal::relative(t, now));
             let color = (e.type_ == "Warning").then_some(Color::Yellow);
             t.row(vec![
                 (age, None),

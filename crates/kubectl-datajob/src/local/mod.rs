@@ -22,7 +22,7 @@ use self::engine::{Choice, EngineArg};
 use self::process::{Attempt, Runner};
 use self::setup::{Prepared, Setup, prepare};
 use super::error::{CliError, Result};
-use super::output::{self, Color, Format, Progress, Style};
+use super::terminal::{self, Color, Format, Progress, Style};
 use datajob_api::RunState;
 use datajob_core::labels;
 
@@ -74,7 +74,7 @@ pub struct AttemptReport {
 /// What `run --local -o json|yaml` prints at the end.
 #[derive(Serialize, Debug, Clone)]
 #[serde(rename_all = "camelCase")]
-pub struct Report {
+pub struct LocalRunReport {
     pub datajob: String,
     pub namespace: String,
     pub run_id: String,
@@ -110,7 +110,7 @@ fn seconds(d: Duration) -> String {
     } else if d < Duration::from_secs(60) {
         format!("{:.1}s", d.as_secs_f64())
     } else {
-        output::short_duration(d)
+        terminal::short_duration(d)
     }
 }
 
@@ -289,7 +289,7 @@ async fn attempts(
         progress.say(&format!(
             "{} attempt {attempt} of {max_attempts}: {}",
             style.paint("▶", Color::Cyan),
-            output::shell_words(&[vec![program.clone()], argv.clone()].concat())
+            terminal::shell_words(&[vec![program.clone()], argv.clone()].concat())
         ));
         let attempt_start = Instant::now();
         let ticker = {
@@ -300,7 +300,7 @@ async fn attempts(
                     progress.set(format!(
                         "run {run_id} · attempt {attempt}/{max_attempts} · {} · deadline in {}",
                         seconds(now - started),
-                        output::short_duration(deadline_at.saturating_duration_since(now))
+                        terminal::short_duration(deadline_at.saturating_duration_since(now))
                     ));
                     tokio::time::sleep(Duration::from_millis(120)).await;
                 }
@@ -364,7 +364,7 @@ pub async fn run(args: &RunArgs, namespace: Option<&str>, format: Format) -> Res
                 why.message
             ));
             if format != Format::Human {
-                let report = Report {
+                let report = LocalRunReport {
                     datajob: r.name.clone(),
                     namespace: r.namespace.clone(),
                     run_id,
@@ -381,7 +381,7 @@ pub async fn run(args: &RunArgs, namespace: Option<&str>, format: Format) -> Res
                     published: None,
                     inputs: Vec::new(),
                 };
-                output::print_data(format, &report)?;
+                terminal::print_data(format, &report)?;
             }
             return Err(CliError::Reported("the run did not start"));
         }
@@ -428,7 +428,7 @@ pub async fn run(args: &RunArgs, namespace: Option<&str>, format: Format) -> Res
         Style::stderr(),
     ));
     if format != Format::Human {
-        let report = Report {
+        let report = LocalRunReport {
             datajob: setup.r.name.clone(),
             namespace: setup.r.namespace.clone(),
             run_id: setup.run_id.clone(),
@@ -452,7 +452,7 @@ pub async fn run(args: &RunArgs, namespace: Option<&str>, format: Format) -> Res
                 })
                 .collect(),
         };
-        output::print_data(format, &report)?;
+        terminal::print_data(format, &report)?;
     }
     match outcome.state {
         RunState::Succeeded => Ok(()),

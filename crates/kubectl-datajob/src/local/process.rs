@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::attempts::AttemptEnd;
 use super::engine::Engine;
-use crate::output::Progress;
+use crate::terminal::Progress;
 
 /// How long a stopped attempt gets between TERM and KILL.
 pub const GRACE: Duration = Duration::from_secs(5);

@@ -10,7 +10,7 @@ use super::engine::{self, Choice, Engine, EngineArg, Probe};
 use super::{RunArgs, env, staging};
 use crate::error::{CliError, Result};
 use crate::manifest::{self, Document};
-use crate::output::Progress;
+use crate::terminal::Progress;
 use datajob_api::DataJob;
 use datajob_core::decide::children::{self, Guards};
 use datajob_core::labels;

@@ -1,10 +1,10 @@
 //! `kubectl datajob plan -f job.yaml`: what applying a DataJob would do, without doing it.
 //! The checks are admission's own ([`datajob_core::validation::resolve`]), the objects are the
 //! operator's own ([`datajob_core::decide::children`]); only the server-side dry run talks to a cluster.
-mod decide;
+mod assess;
 mod render;
 
-pub use decide::{
+pub use assess::{
     DryRun, Groups, NextRun, Placement, Plan, ProblemView, Summary, malformed, placement, plan,
 };
 pub use render::render;
@@ -19,7 +19,7 @@ use kube::api::{Api, Patch, PatchParams};
 use super::cluster::{self, Cluster, ClusterArgs};
 use super::error::{CliError, Result};
 use super::manifest::{self, Document};
-use super::output::{self, Format, Style};
+use super::terminal::{self, Format, Style};
 use datajob_api::{DataJob, NodeGroup};
 use datajob_core::decide::children::Guards;
 use datajob_core::decide::nodegroup;
@@ -211,8 +211,8 @@ pub async fn run(args: &PlanArgs, conn: &ClusterArgs, format: Format) -> Result<
             let texts: Vec<String> = plans.iter().map(|p| render(p, style, now)).collect();
             print!("{}", texts.join("\n---\n\n"));
         }
-        _ if plans.len() == 1 => output::print_data(format, &plans[0])?,
-        _ => output::print_data(format, &plans)?,
+        _ if plans.len() == 1 => terminal::print_data(format, &plans[0])?,
+        _ => terminal::print_data(format, &plans)?,
     }
     if plans.iter().all(|p| p.valid) {
         Ok(())

@@ -5,8 +5,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::JobSpec;
 
-use super::decide::{DryRun, Placement, Plan};
-use crate::output::{self, Color, Style};
+use super::assess::{DryRun, Placement, Plan};
+use crate::terminal::{self, Color, Style};
 use datajob_core::decide::children::UNRETRYABLE_EXIT_CODES;
 use datajob_core::labels;
 use datajob_core::units;
@@ -140,7 +140,7 @@ pub fn render(plan: &Plan, style: Style, now: DateTime<Utc>) -> String {
             if line.is_empty() {
                 "the image's own entrypoint".into()
             } else {
-                output::shell_words(&line)
+                terminal::shell_words(&line)
             },
         ));
         rows.push((
@@ -198,7 +198,7 @@ pub fn render(plan: &Plan, style: Style, now: DateTime<Utc>) -> String {
         out.push_str(&format!("\nNext {} runs ({tz}):\n", plan.next_runs.len()));
         for r in &plan.next_runs {
             let when = labels::parse_rfc3339(&r.utc)
-                .map(|t| output::relative(t, now))
+                .map(|t| terminal::relative(t, now))
                 .unwrap_or_default();
             out.push_str(&format!(
                 "  {}   {}\n",

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use kube::ResourceExt;
 use serde::Serialize;
 
-use crate::output;
+use crate::terminal;
 use datajob_api::DataJob;
 use datajob_core::decide::children::{self, Guards};
 use datajob_core::decide::nodegroup::{self, Group};
@@ -237,7 +237,7 @@ pub fn plan(
             .into_iter()
             .map(|t| NextRun {
                 utc: labels::rfc3339(t),
-                local: output::local_time_with_day(t, r.time_zone),
+                local: terminal::local_time_with_day(t, r.time_zone),
             })
             .collect();
     }
@@ -279,8 +279,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::output::Style;
     use crate::plan::render;
+    use crate::terminal::Style;
     use datajob_api::DataJobSpec;
 
     fn dj(spec: DataJobSpec) -> DataJob {
