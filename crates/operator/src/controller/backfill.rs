@@ -16,7 +16,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, info, info_span};
 
 use super::Context;
 use super::lifecycle;
@@ -64,13 +64,13 @@ pub async fn run(
 }
 
 fn error_policy(bf: Arc<Backfill>, error: &Error, ctx: Arc<BackfillContext>) -> Action {
-    let retry = Duration::from_secs(15);
-    warn!(backfill = %bf.name_any(), namespace = bf.namespace().unwrap_or_default(), %error, "reconcile failed; retrying in 15s");
-    ctx.base.metrics.reconcile_failure(CONTROLLER, error);
-    // A Warning event on the Backfill (rate-limited), so the user sees it without logs.
-    ctx.base
-        .error_event(bf.object_ref(&()), CONTROLLER, error, retry);
-    Action::requeue(retry)
+    // Told on the Backfill, so its user sees it without logs.
+    ctx.base.failed(
+        CONTROLLER,
+        Some(bf.object_ref(&())),
+        error,
+        Duration::from_secs(15),
+    )
 }
 
 /// A DataJob as a Backfill plans with it.

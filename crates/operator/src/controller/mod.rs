@@ -105,6 +105,35 @@ impl Context {
         }
     }
 
+    /// The one error policy of every controller (DataJob, watchdog, NodeGroup, Backfill):
+    /// the log line, the error metric by kind (`datajob_reconcile_errors_total`), a
+    /// Warning event `ReconcileFailed` on `reference` (the object whose user should hear
+    /// of it; rate-limited by [`EventLimiter`]), and a requeue after `retry`.
+    pub fn failed(
+        &self,
+        controller: &str,
+        reference: Option<k8s_openapi::api::core::v1::ObjectReference>,
+        error: &crate::Error,
+        retry: Duration,
+    ) -> kube::runtime::controller::Action {
+        let (name, namespace) = reference.as_ref().map_or((None, None), |r| {
+            (r.name.as_deref(), r.namespace.as_deref())
+        });
+        tracing::warn!(
+            controller,
+            name = name.unwrap_or_default(),
+            namespace = namespace.unwrap_or_default(),
+            %error,
+            "reconcile failed; retrying in {}s",
+            retry.as_secs()
+        );
+        self.metrics.reconcile_failure(controller, error);
+        if let Some(reference) = reference {
+            self.error_event(reference, controller, error, retry);
+        }
+        kube::runtime::controller::Action::requeue(retry)
+    }
+
     /// Publishes a failed reconcile as a Warning event `ReconcileFailed` on `reference`
     /// (in the background: error policies are not async), unless [`EventLimiter`] says
     /// the object was told recently. `retry` says when the controller tries again.

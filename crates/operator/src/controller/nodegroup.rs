@@ -145,9 +145,14 @@ pub async fn run<G, P, N, D>(
 }
 
 fn error_policy(ng: Arc<NodeGroup>, error: &Error, ctx: Arc<NodeGroupContext>) -> Action {
-    warn!(nodegroup = %ng.name_any(), %error, "node group reconcile failed; retrying in 10s");
-    ctx.base.metrics.reconcile_failure(CONTROLLER, error);
-    Action::requeue(Duration::from_secs(10))
+    // Told on the NodeGroup (cluster-scoped: the event is in `default`), where the
+    // platform team looks.
+    ctx.base.failed(
+        CONTROLLER,
+        Some(ng.object_ref(&())),
+        error,
+        Duration::from_secs(10),
+    )
 }
 
 fn node_ready(node: &Node) -> bool {
@@ -1066,6 +1071,59 @@ mod api_calls {
                 "message": "the node group is valid and its provider answers",
                 "lastTransitionTime": "2026-12-01T02:00:00Z"}],
         })
+    }
+
+    /// The shared error policy on a NodeGroup: the error metric, a Warning event on the
+    /// group (published in the background) and a requeue in 10 s.
+    #[tokio::test]
+    async fn a_failed_reconcile_is_told_on_the_node_group_as_a_warning_event() {
+        let (client, calls) = mock::client_holding(json!({}), Vec::new());
+        let ctx = Arc::new(NodeGroupContext {
+            base: Context::new(
+                client,
+                Metrics::new(true),
+                datajob_core::validation::Limits::default(),
+                datajob_core::decide::children::Guards::default(),
+            ),
+            pods: mock::store_of(Vec::new()),
+            nodes: mock::store_of(Vec::new()),
+            datajobs: mock::store_of(Vec::new()),
+            counted_at: Mutex::new(HashMap::new()),
+            boots: Mutex::new(HashMap::new()),
+            reserved_for: Mutex::new(HashMap::new()),
+        });
+        let error = Error::MissingNamespace("batch".into());
+        let action = error_policy(Arc::new(group(json!(null))), &error, ctx.clone());
+        assert_eq!(action, Action::requeue(Duration::from_secs(10)));
+        let mut event = None;
+        for _ in 0..100 {
+            event = calls.lock().ok().and_then(|c| {
+                c.iter()
+                    .find(|c| c.call.starts_with("POST /apis/events.k8s.io/v1/"))
+                    .cloned()
+            });
+            if event.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let event = event.expect("a Warning event is posted");
+        assert_eq!(event.body["type"], "Warning");
+        assert_eq!(event.body["reason"], "ReconcileFailed");
+        assert_eq!(event.body["regarding"]["kind"], "NodeGroup");
+        assert_eq!(event.body["regarding"]["name"], "batch");
+        let note = event.body["note"].as_str().unwrap_or_default();
+        assert!(note.contains("retrying in 10s"), "{note}");
+        let metrics = ctx.base.metrics.encode();
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("datajob_reconcile_errors_total{")
+                    && l.contains("controller=\"nodegroup\"")
+                    && l.contains("error=\"missing_namespace\"")
+                    && l.ends_with(" 1")),
+            "{metrics}"
+        );
     }
 
     #[tokio::test]

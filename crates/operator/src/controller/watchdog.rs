@@ -14,7 +14,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::Context;
 use crate::metrics::ReasonLabels;
@@ -78,15 +78,13 @@ pub struct WatchdogCaches {
 const RETRY: Duration = Duration::from_secs(10);
 
 fn error_policy(job: Arc<Job>, error: &Error, ctx: Arc<WatchdogContext>) -> Action {
-    let ns = job.namespace().unwrap_or_default();
-    warn!(run = %job.name_any(), namespace = %ns, %error, "watchdog failed; retrying in 10s");
-    ctx.base.metrics.reconcile_failure(CONTROLLER, error);
     // Told on the run's DataJob, where its user looks.
-    if let Some(datajob) = job.labels().get(NAME) {
-        let reference = Context::datajob_ref(&ns, datajob);
-        ctx.base.error_event(reference, CONTROLLER, error, RETRY);
-    }
-    Action::requeue(RETRY)
+    let ns = job.namespace().unwrap_or_default();
+    let reference = job
+        .labels()
+        .get(NAME)
+        .map(|datajob| Context::datajob_ref(&ns, datajob));
+    ctx.base.failed(CONTROLLER, reference, error, RETRY)
 }
 
 async fn reconcile(job: Arc<Job>, ctx: Arc<WatchdogContext>) -> Result<Action> {

@@ -14,7 +14,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, info_span};
 
 use super::{Context, lifecycle};
 use crate::{Error, Result};
@@ -113,13 +113,13 @@ pub async fn run<D, J, G, U>(
 }
 
 fn error_policy(dj: Arc<DataJob>, error: &Error, ctx: Arc<DataJobContext>) -> Action {
-    let retry = Duration::from_secs(15);
-    warn!(datajob = %dj.name_any(), namespace = dj.namespace().unwrap_or_default(), %error, "reconcile failed; retrying in 15s");
-    ctx.base.metrics.reconcile_failure(CONTROLLER, error);
-    // A Warning event on the DataJob (rate-limited), so the user sees it without logs.
-    ctx.base
-        .error_event(dj.object_ref(&()), CONTROLLER, error, retry);
-    Action::requeue(retry)
+    // Told on the DataJob, so its user sees it without logs.
+    ctx.base.failed(
+        CONTROLLER,
+        Some(dj.object_ref(&())),
+        error,
+        Duration::from_secs(15),
+    )
 }
 
 /// Reads, plans and applies. A child the apiserver refuses (400, 403, 422) is something
