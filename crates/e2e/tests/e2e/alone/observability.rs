@@ -22,12 +22,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::operator::{Operator, free_port, sample, spawn};
-use common::{Result, client, kwok, test_namespace, unique_name, wait_for, wait_for_object};
+use common::{
+    GroupGuard, Result, client, kwok, test_namespace, unique_name, wait_for, wait_for_object,
+};
 use datajob_api::{DataJob, NodeGroup, RunState};
-use datajob_core::decide::nodegroup::GROUP_LABEL;
-use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -309,40 +310,6 @@ async fn start_operator() -> Operator {
     .await
     .unwrap();
     op
-}
-
-/// Deletes a NodeGroup (and so its kwok nodes) when dropped.
-struct GroupGuard(String);
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        let name = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok(c) = Client::try_default().await {
-                    let _ = Api::<NodeGroup>::all(c.clone())
-                        .delete(&name, &DeleteParams::foreground())
-                        .await;
-                    let nodes: Api<Node> = Api::all(c);
-                    if let Ok(list) = nodes
-                        .list(&ListParams::default().labels(&format!("{GROUP_LABEL}={name}")))
-                        .await
-                    {
-                        for n in list.items {
-                            let _ = nodes.delete(&n.name_any(), &DeleteParams::default()).await;
-                        }
-                    }
-                }
-            });
-        })
-        .join();
-    }
 }
 
 async fn node_group(client: &Client, name: &str, spec: Value) -> GroupGuard {

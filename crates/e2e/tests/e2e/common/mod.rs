@@ -400,3 +400,42 @@ pub fn job_has_condition(job: &Job, type_: &str) -> bool {
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == type_ && c.status == "True"))
 }
+
+/// Deletes a NodeGroup (and so its kwok nodes) when dropped.
+pub struct GroupGuard(pub String);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(c) = Client::try_default().await {
+                    let _ = Api::<datajob_api::NodeGroup>::all(c.clone())
+                        .delete(&name, &DeleteParams::foreground())
+                        .await;
+                    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(c);
+                    if let Ok(list) = nodes
+                        .list(&ListParams::default().labels(&format!(
+                            "{}={name}",
+                            datajob_core::decide::nodegroup::GROUP_LABEL
+                        )))
+                        .await
+                    {
+                        for n in list.items {
+                            let _ = nodes
+                                .delete(&kube::ResourceExt::name_any(&n), &DeleteParams::default())
+                                .await;
+                        }
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use common::operator::wait_for_sample;
 use common::plugin::plugin;
-use common::{Result, client, kwok, test_namespace, unique_name, wait_for, wait_for_object};
+use common::{
+    GroupGuard, Result, client, kwok, test_namespace, unique_name, wait_for, wait_for_object,
+};
 use datajob_api::{DataJob, NodeGroup, RunState};
 use datajob_core::decide::nodegroup::{GROUP_LABEL, SCALE_DOWN_TAINT, reserve};
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -22,40 +24,6 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Deletes the NodeGroup (and so its kwok nodes) when dropped.
-struct GroupGuard(String);
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        let name = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok(c) = Client::try_default().await {
-                    let _ = Api::<NodeGroup>::all(c.clone())
-                        .delete(&name, &DeleteParams::foreground())
-                        .await;
-                    let nodes: Api<Node> = Api::all(c);
-                    if let Ok(list) = nodes
-                        .list(&ListParams::default().labels(&format!("{GROUP_LABEL}={name}")))
-                        .await
-                    {
-                        for n in list.items {
-                            let _ = nodes.delete(&n.name_any(), &DeleteParams::default()).await;
-                        }
-                    }
-                }
-            });
-        })
-        .join();
-    }
-}
 
 async fn node_group(
     client: &Client,
