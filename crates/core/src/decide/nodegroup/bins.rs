@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::due::DueRun;
-use super::scale::{GroupState, NodeView};
+use super::state::{GroupState, NodeView};
 use crate::group::{Group, Room};
 use crate::resources::Request;
 

@@ -5,8 +5,8 @@
 //! booting another: [`keep`]; or after a fixed idle time), and which waiting runs a new
 //! node is for ([`reserve`]). Pure functions.
 //!
-//! One file per concern: [`placement`], [`bins`] (first-fit-decreasing packing),
-//! [`scale`], [`due`] (scheduled runs and warm-up), [`keep`], [`packing`], [`reserve`];
+//! One file per concern: [`placement`], [`state`] (a group now), [`bins`] (first-fit-decreasing
+//! packing), [`scale`], [`due`] (scheduled runs and warm-up), [`keep`], [`packing`], [`reserve`];
 //! the [`Group`] they read is [`crate::group`]. The items other crates use are
 //! re-exported here.
 pub mod bins;
@@ -16,6 +16,7 @@ pub mod packing;
 pub mod placement;
 pub mod reserve;
 pub mod scale;
+pub mod state;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -28,6 +29,7 @@ pub use bins::nodes_needed;
 pub use due::{DueRun, Scheduled, WARM_GRACE, next_runs, warm_up};
 pub use placement::{admission_problem, candidates, place, run_cost};
 pub use scale::{
-    GroupState, NodeView, SCALE_DOWN_TAINT, ScaleDecision, boots, decide, expected_end,
-    new_node_names, with_scale_down_taint,
+    SCALE_DOWN_TAINT, ScaleDecision, boots, decide, expected_end, new_node_names,
+    with_scale_down_taint,
 };
+pub use state::{GroupState, NodeView};

@@ -1,6 +1,7 @@
 //! Tests of [`super`].
 use super::*;
 use crate::decide::nodegroup::fixtures::*;
+use crate::resources::Request;
 
 #[test]
 fn the_scale_down_taint_is_added_and_removed_and_nothing_else_changes() {
