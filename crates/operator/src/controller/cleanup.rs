@@ -120,3 +120,96 @@ async fn sweep_once(
         }
     }
 }
+
+/// The exact calls one sweep makes, against kube's mocked client.
+#[cfg(test)]
+mod api_calls {
+    use super::*;
+    use crate::controller::mock::{self, Call};
+    use crate::metrics::Metrics;
+    use datajob_core::labels::{MANAGED_BY, MANAGED_BY_VALUE, NAME, RUN_ID};
+    use serde_json::json;
+
+    const PODS: &str = "/api/v1/namespaces/data/pods";
+    const PVC: &str = "/api/v1/namespaces/data/persistentvolumeclaims/nightly-1-scratch";
+
+    /// The scratch PVC of run `nightly-1`, made an hour ago, as the metadata cache holds it.
+    fn scratch_pvc() -> PartialObjectMeta<PersistentVolumeClaim> {
+        serde_json::from_value(json!({
+            "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": {"name": "nightly-1-scratch", "namespace": "data",
+                "labels": {MANAGED_BY: MANAGED_BY_VALUE, NAME: "nightly", RUN_ID: "nightly-1"},
+                "creationTimestamp": labels::rfc3339(Utc::now() - chrono::Duration::hours(1))},
+        }))
+        .expect("a PVC's metadata")
+    }
+
+    /// The namespace's pods as the apiserver lists them: `claims` each mounted by a pod
+    /// DataJob does not manage.
+    fn pod_list(claims: &[&str]) -> serde_json::Value {
+        let items: Vec<serde_json::Value> = claims
+            .iter()
+            .map(|c| {
+                json!({"metadata": {"name": format!("reader-of-{c}"), "namespace": "data"},
+                    "spec": {"containers": [{"name": "c", "image": "busybox"}],
+                        "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": c}}]}})
+            })
+            .collect();
+        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
+    }
+
+    async fn calls_of_one_sweep(listed: serde_json::Value) -> Vec<Call> {
+        let held_pvc = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "nightly-1-scratch", "namespace": "data"}});
+        let (client, calls) = mock::client_holding(
+            json!({}),
+            vec![(PODS.to_string(), listed), (PVC.to_string(), held_pvc)],
+        );
+        let base = Context::new(
+            client,
+            Metrics::new(true),
+            datajob_core::validation::Limits::default(),
+            datajob_core::decide::children::Guards::default(),
+        );
+        // The run's Job is gone and no cached pod mounts the claim: a candidate.
+        sweep_once(
+            &base,
+            &mock::store_of(vec![scratch_pvc()]),
+            &mock::store_of(Vec::<Pod>::new()),
+            &mock::store_of(Vec::<Job>::new()),
+            Duration::from_secs(300),
+        )
+        .await;
+        calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn methods_and_paths(calls: &[Call]) -> Vec<&str> {
+        calls.iter().map(|c| c.call.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_pvc_whose_run_is_gone_is_deleted_after_the_namespace_is_asked_and_told_once() {
+        let calls = calls_of_one_sweep(pod_list(&[])).await;
+        assert_eq!(
+            methods_and_paths(&calls),
+            [
+                // Every pod of the namespace, not only DataJob's, before anything goes.
+                format!("GET {PODS}").as_str(),
+                format!("DELETE {PVC}").as_str(),
+                "POST /apis/events.k8s.io/v1/namespaces/data/events",
+            ]
+        );
+        assert_eq!(calls[1].body["propagationPolicy"], "Background");
+        let event = &calls[2].body;
+        assert_eq!(event["reason"], "PVCDeleted");
+        assert_eq!(event["type"], "Normal");
+        assert_eq!(event["regarding"]["kind"], "DataJob");
+        assert_eq!(event["regarding"]["name"], "nightly");
+    }
+
+    #[tokio::test]
+    async fn a_pvc_another_pod_mounts_is_kept_and_only_the_namespace_is_asked() {
+        let calls = calls_of_one_sweep(pod_list(&["nightly-1-scratch"])).await;
+        assert_eq!(methods_and_paths(&calls), [format!("GET {PODS}").as_str()]);
+    }
+}
