@@ -96,3 +96,62 @@ pub async fn delete_job(api: &Api<Job>, name: &str, uid: &str, ns: &str) -> Resu
         Err(e) => Err(Error::api("delete", "Job", ns, name)(e)),
     }
 }
+
+/// The exact calls of the shared Job helpers, against kube's mocked client.
+#[cfg(test)]
+mod api_calls {
+    use super::*;
+    use crate::controller::mock;
+    use serde_json::json;
+
+    const JOBS: &str = "/apis/batch/v1/namespaces/data/jobs";
+
+    fn run_job() -> Job {
+        serde_json::from_value(json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "nightly-29934840", "namespace": "data", "labels": {NAME: "nightly"}},
+            "spec": {"template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "main", "image": "registry.example/etl:1.0"}]}}},
+        }))
+        .expect("a Job")
+    }
+
+    #[tokio::test]
+    async fn a_run_is_created_with_one_post_of_its_job() {
+        let (client, calls) = mock::client_holding(json!({}), Vec::new());
+        let api: Api<Job> = Api::namespaced(client, "data");
+        let created = create_job(&api, &run_job(), "data").await;
+        assert!(matches!(created, Ok(true)), "{created:?}");
+        let calls = calls.lock().map(|c| c.clone()).unwrap_or_default();
+        assert_eq!(calls.len(), 1, "{calls:#?}");
+        assert_eq!(calls[0].call, format!("POST {JOBS}"));
+        assert_eq!(calls[0].body["metadata"]["name"], "nightly-29934840");
+        assert_eq!(calls[0].body["metadata"]["labels"][NAME], "nightly");
+    }
+
+    #[tokio::test]
+    async fn a_run_is_deleted_only_as_the_object_it_was_with_its_pods() {
+        let held = serde_json::to_value(run_job()).unwrap_or_default();
+        let path = format!("{JOBS}/nightly-29934840");
+        let (client, calls) = mock::client_holding(json!({}), vec![(path.clone(), held)]);
+        let api: Api<Job> = Api::namespaced(client, "data");
+        let deleted = delete_job(&api, "nightly-29934840", "uid-1", "data").await;
+        assert!(deleted.is_ok(), "{deleted:?}");
+        let calls = calls.lock().map(|c| c.clone()).unwrap_or_default();
+        assert_eq!(calls.len(), 1, "{calls:#?}");
+        assert_eq!(calls[0].call, format!("DELETE {path}"));
+        // A Job made again under the same name (a new uid) is not the one deleted.
+        assert_eq!(calls[0].body["preconditions"]["uid"], "uid-1");
+        assert_eq!(calls[0].body["propagationPolicy"], "Background");
+    }
+
+    #[tokio::test]
+    async fn a_run_already_gone_is_not_an_error() {
+        let (client, calls) = mock::client_holding(json!({}), Vec::new());
+        let api: Api<Job> = Api::namespaced(client, "data");
+        let deleted = delete_job(&api, "nightly-29934840", "uid-1", "data").await;
+        assert!(deleted.is_ok(), "a 404 is done: {deleted:?}");
+        let calls = calls.lock().map(|c| c.clone()).unwrap_or_default();
+        assert_eq!(calls.len(), 1, "one DELETE, no retry: {calls:#?}");
+    }
+}
