@@ -275,3 +275,102 @@ async fn write_status(
     }
     Ok(())
 }
+
+/// The exact calls one Backfill reconcile makes, against kube's mocked client.
+#[cfg(test)]
+mod api_calls {
+    use super::*;
+    use crate::controller::mock::{self, Call};
+    use crate::metrics::Metrics;
+
+    const STATUS: &str = "/apis/datajob.dev/v1alpha1/namespaces/data/backfills/november/status";
+    const JOBS: &str = "/apis/batch/v1/namespaces/data/jobs";
+
+    fn backfill(datajob: &str) -> Backfill {
+        serde_json::from_value(json!({
+            "apiVersion": "datajob.dev/v1alpha1", "kind": "Backfill",
+            "metadata": {"name": "november", "namespace": "data", "generation": 1, "uid": "bf-uid"},
+            "spec": {"dataJob": datajob, "from": "2026-11-01T00:00:00Z",
+                "to": "2026-11-01T01:00:00Z", "parallel": 2},
+        }))
+        .expect("a Backfill")
+    }
+
+    /// A DataJob that runs hourly.
+    fn hourly() -> DataJob {
+        serde_json::from_value(json!({
+            "apiVersion": "datajob.dev/v1alpha1", "kind": "DataJob",
+            "metadata": {"name": "hourly", "namespace": "data", "uid": "dj-uid",
+                "creationTimestamp": "2026-10-01T00:00:00Z"},
+            "spec": {"image": "registry.example/etl:1.0", "schedule": "0 * * * *"},
+        }))
+        .expect("a DataJob")
+    }
+
+    async fn one_reconcile(bf: Backfill, datajobs: Vec<DataJob>) -> (Action, Vec<Call>) {
+        let answer = serde_json::to_value(&bf).unwrap_or_default();
+        let (client, calls) = mock::client_holding(answer, Vec::new());
+        let ctx = Arc::new(BackfillContext {
+            base: Context::new(
+                client,
+                Metrics::new(true),
+                datajob_core::validation::Limits::default(),
+                datajob_core::decide::children::Guards::default(),
+            ),
+            jobs: mock::store_of(Vec::new()),
+            datajobs: mock::store_of(datajobs),
+            groups: mock::store_of(Vec::new()),
+        });
+        let action = reconcile(Arc::new(bf), ctx).await;
+        let calls = calls.lock().map(|c| c.clone()).unwrap_or_default();
+        match action {
+            Ok(a) => (a, calls),
+            Err(e) => panic!("the reconcile failed: {e}; calls: {calls:#?}"),
+        }
+    }
+
+    fn methods_and_paths(calls: &[Call]) -> Vec<&str> {
+        calls.iter().map(|c| c.call.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_new_backfill_starts_its_first_times_and_writes_how_far_it_got() {
+        let (action, calls) = one_reconcile(backfill("hourly"), vec![hourly()]).await;
+        assert_eq!(
+            methods_and_paths(&calls),
+            [
+                format!("POST {JOBS}").as_str(),
+                format!("POST {JOBS}").as_str(),
+                format!("PATCH {STATUS}").as_str(),
+            ]
+        );
+        // The two times of the range, each a run named by its logical time.
+        let names: Vec<&str> = calls[..2]
+            .iter()
+            .filter_map(|c| c.body["metadata"]["name"].as_str())
+            .collect();
+        // 2026-11-01T00:00Z and 01:00Z in minutes since the epoch.
+        assert_eq!(names, ["hourly-29891520", "hourly-29891580"]);
+        for c in &calls[..2] {
+            assert_eq!(c.body["metadata"]["labels"][BACKFILL], "november");
+        }
+        assert_eq!(calls[2].body["status"]["state"], "Running");
+        assert_eq!(action, Action::requeue(POLL));
+    }
+
+    #[tokio::test]
+    async fn a_backfill_of_an_unknown_datajob_is_invalid_told_once_and_starts_nothing() {
+        let (action, calls) = one_reconcile(backfill("nope"), vec![hourly()]).await;
+        assert_eq!(
+            methods_and_paths(&calls),
+            [
+                format!("PATCH {STATUS}").as_str(),
+                "POST /apis/events.k8s.io/v1/namespaces/data/events",
+            ]
+        );
+        assert_eq!(calls[0].body["status"]["state"], "Invalid");
+        assert_eq!(calls[1].body["reason"], "Invalid");
+        assert_eq!(calls[1].body["type"], "Warning");
+        assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    }
+}
