@@ -720,9 +720,11 @@ fn api_in(client: &kube::Client, ns: &str) -> Api<DataJob> {
 
 /// The same 2 MB env value at `kubectl apply`: refused by the webhook with the field and
 /// the limit, not by etcd with an HTTP 500 (the review is larger than axum's default
-/// body limit, so the webhook must read it).
+/// body limit, so the webhook must read it). It needs the webhook registered as the
+/// operator wrote it, so it waits while another test points it elsewhere.
 #[tokio::test]
 async fn an_oversized_datajob_is_refused_at_apply_with_the_field_and_the_limit() {
+    let _guard = ADMISSION.lock().await;
     let client = client().await;
     let ns = test_namespace(&client, "oversized").await;
     let api: Api<DataJob> = Api::namespaced(client.clone(), ns.name());
