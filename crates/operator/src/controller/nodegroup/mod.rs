@@ -1,0 +1,272 @@
+//! The NodeGroup reconciler, in the common shape: [`observe`] reads the caches into what
+//! the group looks like now, [`datajob_core::decide::nodegroup::decide`] says what size it
+//! should be, [`status::of`] what its status says, and [`act`] makes the provider follow:
+//! kwok Node objects ([`kwok`]), a Cluster API `scale` subresource ([`cluster_api`]), or
+//! nothing (static). Every API call's failure is returned (the error policy logs it and
+//! retries) or logged where it is expected and handled (a node gone or changed meanwhile).
+mod cluster_api;
+mod kwok;
+mod observe;
+mod status;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use tracing::{debug, info, warn};
+
+use super::Context;
+use crate::{Error, Result};
+use datajob_api::{DataJob, NodeGroup, NodeGroupStatus};
+use datajob_core::decide::nodegroup::{self, GROUP_LABEL, Group, ProviderKind};
+use observe::Observed;
+
+const CONTROLLER: &str = "nodegroup";
+
+pub struct NodeGroupContext {
+    pub base: Context,
+    pub pods: Store<Pod>,
+    pub nodes: Store<Node>,
+    /// DataJobs, for the scheduled runs a group warms up for.
+    pub datajobs: Store<DataJob>,
+    /// When each group's node-seconds were last counted.
+    pub counted_at: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Per kwok group, when each node on its way started to boot ([`nodegroup::boots`]).
+    pub boots: Mutex<HashMap<String, Vec<DateTime<Utc>>>>,
+    /// The pods (namespace, name) each node this replica made was reserved for: the
+    /// pod cache may not show their new tolerations yet. After a restart the
+    /// tolerations in the cache say it alone.
+    pub reserved_for: Mutex<HashMap<String, Vec<(String, String)>>>,
+}
+
+/// The caches the NodeGroup controller reads, with their change streams. None is
+/// watched here: every replica keeps the NodeGroups and DataJobs, the leader the pods
+/// and nodes.
+pub struct NodeGroupCaches<G, P, N, D> {
+    /// Every NodeGroup (the cache every replica keeps for admission): the controller's
+    /// own store.
+    pub groups: Store<NodeGroup>,
+    /// Every group of `groups` once, then each one that changed.
+    pub group_events: G,
+    pub pods: Store<Pod>,
+    pub pod_events: P,
+    pub nodes: Store<Node>,
+    pub node_events: N,
+    pub datajobs: Store<DataJob>,
+    pub datajob_events: D,
+}
+
+/// Runs the NodeGroup controller until `shutdown` resolves.
+pub async fn run<G, P, N, D>(
+    base: Context,
+    caches: NodeGroupCaches<G, P, N, D>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) where
+    G: futures::Stream<Item = Arc<NodeGroup>> + Send + 'static,
+    P: futures::Stream<Item = Pod> + Send + 'static,
+    N: futures::Stream<Item = Node> + Send + 'static,
+    D: futures::Stream<Item = DataJob> + Send + 'static,
+{
+    let NodeGroupCaches {
+        groups,
+        group_events,
+        pods,
+        pod_events,
+        nodes,
+        node_events,
+        datajobs,
+        datajob_events,
+    } = caches;
+    let metrics = base.metrics.clone();
+    let ctx = Arc::new(NodeGroupContext {
+        base,
+        pods,
+        nodes,
+        datajobs,
+        counted_at: Mutex::new(HashMap::new()),
+        boots: Mutex::new(HashMap::new()),
+        reserved_for: Mutex::new(HashMap::new()),
+    });
+    let controller = Controller::for_shared_stream(group_events, groups)
+        .watches_stream(pod_events.map(Ok::<_, watcher::Error>), |pod| {
+            let group = pod
+                .spec
+                .as_ref()?
+                .node_selector
+                .as_ref()?
+                .get(GROUP_LABEL)?
+                .clone();
+            Some(ObjectRef::<NodeGroup>::new(&group))
+        })
+        .watches_stream(node_events.map(Ok::<_, watcher::Error>), |node| {
+            node.labels()
+                .get(GROUP_LABEL)
+                .map(|g| ObjectRef::<NodeGroup>::new(g))
+        })
+        // A DataJob placed on a group (its schedule may call for a warm-up).
+        .watches_stream(datajob_events.map(Ok::<_, watcher::Error>), |dj| {
+            dj.status
+                .as_ref()?
+                .node_group
+                .as_deref()
+                .map(ObjectRef::<NodeGroup>::new)
+        })
+        .graceful_shutdown_on(shutdown);
+    // The node-group gauges (desired, current, ready, pending pods, max) read this cache
+    // while we lead: a deleted group leaves no series behind.
+    let _served = metrics.caches.nodegroups.serve(controller.store());
+    controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((group, _)) => debug!(nodegroup = %group.name, "reconciled"),
+                // The error policy has logged it with the group.
+                Err(kube::runtime::controller::Error::ReconcilerFailed(error, group)) => {
+                    debug!(nodegroup = %group.name, %error, "reconcile failed")
+                }
+                // A wake-up for a group deleted meanwhile: nothing to do.
+                Err(kube::runtime::controller::Error::ObjectNotFound(group)) => {
+                    debug!(nodegroup = %group.name, "reconcile of a deleted node group skipped")
+                }
+                Err(error) => warn!(%error, "node group controller: watch or queue error"),
+            }
+        })
+        .await;
+}
+
+fn error_policy(ng: Arc<NodeGroup>, error: &Error, ctx: Arc<NodeGroupContext>) -> Action {
+    // Told on the NodeGroup (cluster-scoped: the event is in `default`), where the
+    // platform team looks.
+    ctx.base.failed(
+        CONTROLLER,
+        Some(ng.object_ref(&())),
+        error,
+        Duration::from_secs(10),
+    )
+}
+
+async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Action> {
+    let _timer = ctx.base.metrics.reconcile(CONTROLLER);
+    let name = ng.name_any();
+    let now = Utc::now();
+    let previous = ng.status.clone().unwrap_or_default();
+    if ng.metadata.deletion_timestamp.is_some() {
+        // Being deleted: no scaling; the garbage collector removes its kwok nodes, and
+        // a Cluster API group's machines are its owner's business.
+        return Ok(Action::await_change());
+    }
+    let group = match nodegroup::resolve_group(&ng) {
+        Ok(g) => g,
+        Err(problem) => {
+            status::write(
+                &ctx,
+                &name,
+                &previous,
+                status::invalid(&previous, &problem, now),
+            )
+            .await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let mut seen = observe::observe(&ctx, &group, &previous, now);
+    let decision = size(&ctx, &group, &mut seen, now).await?;
+    let status = status::of(&previous, &decision, &seen, now);
+    if let Some(reason) = &decision.reason {
+        info!(nodegroup = %name, from = previous.desired, to = decision.desired, %reason, "scaling");
+    }
+    let mut requeue = act(&ctx, &ng, &group, &decision, &seen, &status, now).await?;
+    if let Some(t) = decision.recheck_at {
+        // Wake up when a warm-up begins, a kept node's run is overdue or the idle wait
+        // ends (a moment late, so that it has happened).
+        requeue = requeue.min((t - now).to_std().unwrap_or_default() + Duration::from_millis(200));
+    }
+    status::count_node_seconds(&ctx, &group, &status, now);
+    status::write(&ctx, &name, &previous, status).await?;
+    Ok(Action::requeue(requeue))
+}
+
+/// The size the group should be ([`nodegroup::decide`]). Before it shrinks, the pods on
+/// each node are counted from the API rather than the cache, which may not have seen a
+/// pod just bound to a node (and a node with someone else's pods is never removed). A
+/// static group is what it is.
+async fn size(
+    ctx: &NodeGroupContext,
+    group: &Group,
+    seen: &mut Observed,
+    now: DateTime<Utc>,
+) -> Result<nodegroup::ScaleDecision> {
+    let mut decision = nodegroup::decide(group, &seen.state, now);
+    if decision.desired < seen.state.nodes.len() as i32 {
+        for v in seen.state.nodes.iter_mut() {
+            (v.datajob_pods, v.foreign_pods) = observe::live_pods(ctx, &v.name).await?;
+        }
+        decision = nodegroup::decide(group, &seen.state, now);
+    }
+    if matches!(group.provider, ProviderKind::Static) {
+        decision.desired = seen.state.nodes.len() as i32;
+        decision.reason = None;
+        decision.kept_for.clear();
+    }
+    Ok(decision)
+}
+
+/// Makes the provider follow the decision; returns when to look again: soon while the
+/// group is on its way somewhere, in 30 s at rest, sooner when the provider says so.
+async fn act(
+    ctx: &NodeGroupContext,
+    ng: &NodeGroup,
+    group: &Group,
+    decision: &nodegroup::ScaleDecision,
+    seen: &Observed,
+    status: &NodeGroupStatus,
+    now: DateTime<Utc>,
+) -> Result<Duration> {
+    let busy = status.pending_pods > 0
+        || status.desired != status.ready
+        || status.active_pods == 0 && status.current > 0;
+    let requeue = if busy {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_secs(30)
+    };
+    let sooner = match &group.provider {
+        ProviderKind::Static => None,
+        ProviderKind::ClusterApi {
+            api_version,
+            kind,
+            namespace,
+            name,
+        } => {
+            let target = cluster_api::Target {
+                api_version,
+                kind,
+                namespace,
+                name,
+            };
+            cluster_api::scale(ctx, &group.name, &target, decision.desired).await?;
+            None
+        }
+        ProviderKind::Kwok { boot_delay } => {
+            let clock = kwok::Clock {
+                boot_delay: *boot_delay,
+                last_scale: status.last_scale_time.as_deref(),
+                now,
+            };
+            kwok::scale(ctx, ng, group, decision, seen, clock).await?
+        }
+    };
+    Ok(sooner.map_or(requeue, |s| requeue.min(s)))
+}
+
+/// The exact calls one NodeGroup reconcile makes, against kube's mocked client: no
+/// cluster, every request recorded and answered as the apiserver would.
+#[cfg(test)]
+#[path = "api_calls.rs"]
+mod api_calls;

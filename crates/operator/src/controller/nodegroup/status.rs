@@ -1,0 +1,141 @@
+//! What a NodeGroup's status says after a reconcile (pure: [`of`], [`invalid`]), writing
+//! it, and counting its node-seconds and idle cost.
+use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::Resource;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::NodeGroupContext;
+use super::observe::Observed;
+use crate::metrics::GroupLabels;
+use crate::{Error, Result};
+use datajob_api::{NodeGroup, NodeGroupStatus};
+use datajob_core::decide::nodegroup::{self, Group, ScaleDecision};
+use datajob_core::labels::{self, FIELD_MANAGER};
+
+/// The status of a valid group that `seen` shows and `decision` sizes, after `previous`.
+pub(super) fn of(
+    previous: &NodeGroupStatus,
+    decision: &ScaleDecision,
+    seen: &Observed,
+    now: DateTime<Utc>,
+) -> NodeGroupStatus {
+    let nodes = &seen.state.nodes;
+    let mut status = NodeGroupStatus {
+        desired: decision.desired,
+        current: nodes.len() as i32,
+        ready: nodes.iter().filter(|v| v.ready).count() as i32,
+        pending_pods: seen.state.pending.len() as i32,
+        active_pods: seen.pods.len() as i32,
+        idle_since: decision.idle_since.map(labels::rfc3339),
+        last_scale_time: previous.last_scale_time.clone(),
+        last_scale_reason: previous.last_scale_reason.clone(),
+        room: nodegroup::room_status(&decision.room),
+        kept_for: decision.kept_for.clone(),
+        conditions: vec![condition(
+            previous,
+            true,
+            "Reconciled",
+            "the node group is valid and its provider answers",
+            now,
+        )],
+    };
+    if let Some(reason) = &decision.reason {
+        status.last_scale_time = Some(labels::rfc3339(now));
+        status.last_scale_reason = Some(format!(
+            "{} -> {}: {reason}",
+            previous.desired, decision.desired
+        ));
+    }
+    status
+}
+
+/// The status of a group whose spec is not valid: not Ready, with the `problem`.
+pub(super) fn invalid(
+    previous: &NodeGroupStatus,
+    problem: &str,
+    now: DateTime<Utc>,
+) -> NodeGroupStatus {
+    let mut status = previous.clone();
+    status.conditions = vec![condition(previous, false, "Invalid", problem, now)];
+    status
+}
+
+pub(super) fn count_node_seconds(
+    ctx: &NodeGroupContext,
+    group: &Group,
+    status: &NodeGroupStatus,
+    now: DateTime<Utc>,
+) {
+    let labels = GroupLabels {
+        nodegroup: group.name.clone(),
+    };
+    let m = &ctx.base.metrics;
+    let Ok(mut counted) = ctx.counted_at.lock() else {
+        warn!(nodegroup = %group.name, "node-seconds not counted: their clock's lock is poisoned");
+        return;
+    };
+    let last = counted.insert(group.name.clone(), now).unwrap_or(now);
+    let secs = (now - last).num_milliseconds().max(0) as f64 / 1000.0 * f64::from(status.current);
+    m.node_seconds.get_or_create(&labels).inc_by(secs);
+    // Every series exists from the group's first reconcile (at 0 while busy), so the
+    // first idle seconds show as an increase.
+    let idle = if status.active_pods == 0 { secs } else { 0.0 };
+    m.idle_node_seconds.get_or_create(&labels).inc_by(idle);
+    m.idle_cost
+        .get_or_create(&labels)
+        .inc_by(idle / 3600.0 * group.price_per_hour);
+}
+
+fn condition(
+    prev: &NodeGroupStatus,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    now: DateTime<Utc>,
+) -> Condition {
+    let status = if ok { "True" } else { "False" }.to_string();
+    let last_transition_time = match prev.conditions.iter().find(|c| c.type_ == "Ready") {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => labels::to_k8s_time(now),
+    };
+    Condition {
+        type_: "Ready".into(),
+        status,
+        reason: reason.into(),
+        message: message.into(),
+        observed_generation: None,
+        last_transition_time,
+    }
+}
+
+pub(super) async fn write(
+    ctx: &NodeGroupContext,
+    name: &str,
+    previous: &NodeGroupStatus,
+    status: NodeGroupStatus,
+) -> Result<()> {
+    if *previous == status {
+        return Ok(());
+    }
+    let api: Api<NodeGroup> = Api::all(ctx.base.client.clone());
+    let patch =
+        json!({"apiVersion": NodeGroup::api_version(&()), "kind": "NodeGroup", "status": status});
+    match api
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            info!(nodegroup = %name, error = %e, "status not written: the NodeGroup is gone");
+            Ok(())
+        }
+        Err(e) => Err(Error::api("update status of", "NodeGroup", "", name)(e)),
+    }
+}
