@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use crate::decide::dataflow::Upstream;
+use crate::decide::runs::condition;
 use crate::labels;
 use crate::schedule::Schedule;
 use crate::validation::{Problem, Problems};
 use datajob_api::{
     ActiveSlot, BackfillProgress, BackfillSpec, BackfillState, BackfillStatus, FailedSlot, RunState,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 /// The field names a door uses in its words: the Backfill's spec, or the plugin's flags.
 #[derive(Clone, Copy, Debug)]
@@ -568,6 +570,66 @@ impl Stepper<'_> {
     }
 }
 
+/// The status a step starts from: the Backfill's `previous` status, or, after a spec
+/// change (`generation` not yet observed), an empty one that keeps only the conditions: a
+/// new spec is a new backfill, every time is looked at again (what already succeeded is
+/// skipped, so nothing runs twice).
+pub fn starting_status(
+    previous: Option<&BackfillStatus>,
+    generation: Option<i64>,
+) -> BackfillStatus {
+    let previous = previous.cloned().unwrap_or_default();
+    if previous.observed_generation == generation {
+        return previous;
+    }
+    BackfillStatus {
+        conditions: previous.conditions,
+        ..Default::default()
+    }
+}
+
+/// The Backfill's conditions for `status`: `Complete` (with why not yet) and `Invalid`
+/// (with the refusal), their transition times kept from `previous` while they hold.
+pub fn conditions(
+    previous: &[Condition],
+    status: &BackfillStatus,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> Vec<Condition> {
+    let state = status.state.unwrap_or_default();
+    let message = status.message.clone().unwrap_or_default();
+    vec![
+        condition(
+            previous,
+            "Complete",
+            state == BackfillState::Complete,
+            match state {
+                BackfillState::Complete => "AllTimesDone",
+                BackfillState::Running => "InProgress",
+                BackfillState::Invalid => "Invalid",
+            },
+            message.clone(),
+            generation,
+            now,
+        ),
+        condition(
+            previous,
+            "Invalid",
+            state == BackfillState::Invalid,
+            match state {
+                BackfillState::Invalid => "Invalid",
+                _ => "Valid",
+            },
+            match state {
+                BackfillState::Invalid => message,
+                _ => "the spec is valid".into(),
+            },
+            generation,
+            now,
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -894,5 +956,64 @@ mod tests {
         assert_eq!(starts.len(), 1);
         assert_eq!(st.failed, 0);
         assert_eq!(st.state, Some(BackfillState::Running));
+    }
+
+    #[test]
+    fn a_new_spec_starts_a_new_backfill_that_keeps_only_its_conditions() {
+        let now = t("2026-12-01T03:00:00Z");
+        let mut was = BackfillStatus {
+            state: Some(BackfillState::Complete),
+            observed_generation: Some(1),
+            message: Some("done".into()),
+            ..Default::default()
+        };
+        was.conditions = conditions(&[], &was, Some(1), now);
+        assert_eq!(starting_status(Some(&was), Some(1)), was);
+        let fresh = starting_status(Some(&was), Some(2));
+        assert_eq!(fresh.state, None);
+        assert_eq!(fresh.message, None);
+        assert_eq!(fresh.conditions, was.conditions);
+        assert_eq!(starting_status(None, Some(1)), BackfillStatus::default());
+    }
+
+    #[test]
+    fn conditions_say_complete_or_why_not_and_invalid_with_the_refusal() {
+        let now = t("2026-12-01T03:00:00Z");
+        let later = t("2026-12-01T04:00:00Z");
+        let invalid = BackfillStatus {
+            state: Some(BackfillState::Invalid),
+            message: Some("spec.from: not a time".into()),
+            ..Default::default()
+        };
+        let cs = conditions(&[], &invalid, Some(3), now);
+        let by = |cs: &[Condition], t: &str| cs.iter().find(|c| c.type_ == t).cloned().unwrap();
+        assert_eq!(by(&cs, "Complete").status, "False");
+        assert_eq!(by(&cs, "Complete").reason, "Invalid");
+        assert_eq!(by(&cs, "Invalid").status, "True");
+        assert_eq!(by(&cs, "Invalid").message, "spec.from: not a time");
+        assert_eq!(by(&cs, "Invalid").observed_generation, Some(3));
+        let running = BackfillStatus {
+            state: Some(BackfillState::Running),
+            ..Default::default()
+        };
+        let next = conditions(&cs, &running, Some(4), later);
+        assert_eq!(by(&next, "Complete").reason, "InProgress");
+        assert_eq!(by(&next, "Invalid").message, "the spec is valid");
+        // Complete stayed False: its transition time is kept; Invalid changed: it moves.
+        assert_eq!(
+            by(&next, "Complete").last_transition_time,
+            by(&cs, "Complete").last_transition_time
+        );
+        assert_ne!(
+            by(&next, "Invalid").last_transition_time,
+            by(&cs, "Invalid").last_transition_time
+        );
+        let done = BackfillStatus {
+            state: Some(BackfillState::Complete),
+            ..Default::default()
+        };
+        let fin = conditions(&next, &done, Some(4), later);
+        assert_eq!(by(&fin, "Complete").status, "True");
+        assert_eq!(by(&fin, "Complete").reason, "AllTimesDone");
     }
 }

@@ -27,7 +27,6 @@ use datajob_core::decide::backfill::{self, Member};
 use datajob_core::decide::children;
 use datajob_core::decide::dataflow::{self, Upstream};
 use datajob_core::decide::nodegroup::usable_groups;
-use datajob_core::decide::runs::condition;
 use datajob_core::labels::{self, BACKFILL, FIELD_MANAGER};
 
 const CONTROLLER: &str = "backfill";
@@ -95,15 +94,7 @@ async fn reconcile(bf: Arc<Backfill>, ctx: Arc<BackfillContext>) -> Result<Actio
         }
         let now = Utc::now();
         let generation = bf.metadata.generation;
-        let mut previous = bf.status.clone().unwrap_or_default();
-        if previous.observed_generation != generation {
-            // A new spec is a new backfill: every time is looked at again (what already
-            // succeeded is skipped, so nothing runs twice).
-            previous = BackfillStatus {
-                conditions: previous.conditions,
-                ..Default::default()
-            };
-        }
+        let previous = backfill::starting_status(bf.status.as_ref(), generation);
         let all: Vec<Arc<DataJob>> = ctx
             .datajobs
             .state()
@@ -118,20 +109,7 @@ async fn reconcile(bf: Arc<Backfill>, ctx: Arc<BackfillContext>) -> Result<Actio
                 ..previous.clone()
             },
             Ok(plan) => {
-                let views: BTreeMap<String, Upstream> = plan
-                    .iter()
-                    .filter_map(|(name, _)| {
-                        let dj = all.iter().find(|d| d.name_any() == *name)?;
-                        let runs = lifecycle::job_runs(&ctx.jobs, &ns, name);
-                        Some((name.clone(), Upstream::of(dj, runs)))
-                    })
-                    .collect();
-                let inputs_of: BTreeMap<String, Vec<String>> = members
-                    .iter()
-                    .map(|m| (m.name.clone(), m.inputs.clone()))
-                    .collect();
-                let (mut status, starts) =
-                    backfill::step(&bf.spec, &plan, &views, &inputs_of, &previous, now);
+                let (mut status, starts) = step(&bf, &ctx, &ns, &all, &plan, &previous, now);
                 for start in &starts {
                     if let Err(why) = start_run(&bf, &ctx, &ns, &all, start).await? {
                         status.message = Some(why);
@@ -141,38 +119,9 @@ async fn reconcile(bf: Arc<Backfill>, ctx: Arc<BackfillContext>) -> Result<Actio
             }
         };
         status.observed_generation = generation;
+        status.conditions = backfill::conditions(&previous.conditions, &status, generation, now);
         let state = status.state.unwrap_or_default();
-        status.conditions = vec![
-            condition(
-                &previous.conditions,
-                "Complete",
-                state == BackfillState::Complete,
-                match state {
-                    BackfillState::Complete => "AllTimesDone",
-                    BackfillState::Running => "InProgress",
-                    BackfillState::Invalid => "Invalid",
-                },
-                status.message.clone().unwrap_or_default(),
-                generation,
-                now,
-            ),
-            condition(
-                &previous.conditions,
-                "Invalid",
-                state == BackfillState::Invalid,
-                match state {
-                    BackfillState::Invalid => "Invalid",
-                    _ => "Valid",
-                },
-                match state {
-                    BackfillState::Invalid => status.message.clone().unwrap_or_default(),
-                    _ => "the spec is valid".into(),
-                },
-                generation,
-                now,
-            ),
-        ];
-        write_status(&bf, &ctx, &ns, status.clone()).await?;
+        write_status(&bf, &ctx, &ns, status).await?;
         Ok(match state {
             BackfillState::Running => Action::requeue(POLL),
             // The DataJob may be created or given a schedule: look again.
@@ -182,6 +131,32 @@ async fn reconcile(bf: Arc<Backfill>, ctx: Arc<BackfillContext>) -> Result<Actio
     }
     .instrument(span)
     .await
+}
+
+/// The next step of a valid Backfill ([`backfill::step`]), with what each planned DataJob
+/// says now (its runs, from the Job cache) and every DataJob's inputs.
+fn step(
+    bf: &Backfill,
+    ctx: &BackfillContext,
+    ns: &str,
+    all: &[Arc<DataJob>],
+    plan: &backfill::Plan,
+    previous: &BackfillStatus,
+    now: chrono::DateTime<Utc>,
+) -> (BackfillStatus, Vec<backfill::Start>) {
+    let views: BTreeMap<String, Upstream> = plan
+        .iter()
+        .filter_map(|(name, _)| {
+            let dj = all.iter().find(|d| d.name_any() == *name)?;
+            let runs = lifecycle::job_runs(&ctx.jobs, ns, name);
+            Some((name.clone(), Upstream::of(dj, runs)))
+        })
+        .collect();
+    let inputs_of: BTreeMap<String, Vec<String>> = all
+        .iter()
+        .map(|d| (d.name_any(), d.spec.inputs.clone()))
+        .collect();
+    backfill::step(&bf.spec, plan, &views, &inputs_of, previous, now)
 }
 
 /// Starts one run a step asked for; `Ok(Err(why))` when its DataJob cannot run now.
