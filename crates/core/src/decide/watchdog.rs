@@ -9,7 +9,8 @@ use kube::ResourceExt;
 
 use crate::decide::nodegroup::{GROUP_LABEL, Group, usable};
 use crate::labels::{
-    self, DEADLINE_SECONDS, END_REASON, LAST_FAILURE_REASON, PENDING_TIMEOUT_SECONDS,
+    self, DEADLINE_SECONDS, END_MESSAGE, END_REASON, LAST_FAILURE_MESSAGE, LAST_FAILURE_REASON,
+    PENDING_TIMEOUT_SECONDS,
 };
 use crate::resources::Request;
 use crate::units;
@@ -478,6 +479,58 @@ pub(crate) fn attempt_failure(pods: &[&Pod]) -> Option<(&'static str, String)> {
     ))
 }
 
+/// What the watchdog writes on a run's Job for a verdict that is not
+/// [`Verdict::Fine`], and how it is told (a log line, a metric, an event on the DataJob).
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobChange {
+    /// A merge patch of the Job.
+    pub patch: serde_json::Value,
+    pub reason: &'static str,
+    /// The event's action: `EndRun` or `RecordFailure`.
+    pub action: &'static str,
+    pub note: String,
+    /// The run ends (counted as ended, not as a failed attempt).
+    pub ends: bool,
+}
+
+/// The change `verdict` asks of `job`, the run `id`; `None` for [`Verdict::Fine`].
+///
+/// Ending a run shrinks `activeDeadlineSeconds` to the time it has run (at least 1 s):
+/// the Job controller then fails the Job and deletes its pods at once, with no further
+/// retry. The reason and message go on the Job's annotations, where the DataJob
+/// controller reads them.
+pub fn job_change(job: &Job, id: &str, verdict: &Verdict, now: DateTime<Utc>) -> Option<JobChange> {
+    match verdict {
+        Verdict::Fine { .. } => None,
+        Verdict::End { reason, message } => {
+            let started = job
+                .status
+                .as_ref()
+                .and_then(|s| s.start_time.as_ref())
+                .and_then(labels::from_k8s_time);
+            let elapsed = started.map_or(1, |t| (now - t).num_seconds().max(1));
+            Some(JobChange {
+                patch: serde_json::json!({
+                    "metadata": {"annotations": {END_REASON: reason, END_MESSAGE: message}},
+                    "spec": {"activeDeadlineSeconds": elapsed},
+                }),
+                reason,
+                action: "EndRun",
+                note: format!("run {id} ended: {message}"),
+                ends: true,
+            })
+        }
+        Verdict::Record { reason, message } => Some(JobChange {
+            patch: serde_json::json!({"metadata": {"annotations": {
+                LAST_FAILURE_REASON: reason, LAST_FAILURE_MESSAGE: message}}}),
+            reason,
+            action: "RecordFailure",
+            note: format!("run {id}: {message}"),
+            ends: false,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -855,5 +908,50 @@ mod tests {
             assess(&done, &[&stuck], &[], &[], &s, now()),
             Verdict::Fine { recheck_at: None }
         );
+    }
+
+    #[test]
+    fn ending_a_run_shrinks_its_deadline_to_the_time_it_ran_and_notes_why() {
+        let now = labels::parse_rfc3339("2026-12-01T02:10:00Z").unwrap();
+        let job: Job = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "nightly-1"},
+            "status": {"startTime": "2026-12-01T02:00:00Z"},
+        }))
+        .unwrap();
+        let end = Verdict::End {
+            reason: IMAGE_NOT_FOUND,
+            message: "no such image".into(),
+        };
+        let c = job_change(&job, "nightly-1", &end, now).unwrap();
+        assert!(c.ends);
+        assert_eq!(c.action, "EndRun");
+        assert_eq!(c.patch["spec"]["activeDeadlineSeconds"], 600);
+        assert_eq!(
+            c.patch["metadata"]["annotations"][END_REASON],
+            IMAGE_NOT_FOUND
+        );
+        assert_eq!(
+            c.patch["metadata"]["annotations"][END_MESSAGE],
+            "no such image"
+        );
+        assert_eq!(c.note, "run nightly-1 ended: no such image");
+        // A Job not started yet (or started in the future, by a skewed clock): 1 s.
+        let fresh = Job::default();
+        let c = job_change(&fresh, "nightly-1", &end, now).unwrap();
+        assert_eq!(c.patch["spec"]["activeDeadlineSeconds"], 1);
+        let record = Verdict::Record {
+            reason: OUT_OF_MEMORY,
+            message: "killed".into(),
+        };
+        let c = job_change(&job, "nightly-1", &record, now).unwrap();
+        assert!(!c.ends);
+        assert_eq!(c.action, "RecordFailure");
+        assert!(c.patch.get("spec").is_none());
+        assert_eq!(
+            c.patch["metadata"]["annotations"][LAST_FAILURE_REASON],
+            OUT_OF_MEMORY
+        );
+        let fine = Verdict::Fine { recheck_at: None };
+        assert_eq!(job_change(&job, "nightly-1", &fine, now), None);
     }
 }

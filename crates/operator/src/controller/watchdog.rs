@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -13,17 +13,14 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use serde_json::json;
 use tracing::info;
 
 use super::Context;
 use crate::metrics::ReasonLabels;
 use crate::{Error, Result};
 use datajob_api::NodeGroup;
-use datajob_core::decide::watchdog::{self, GroupView, Settings, Verdict};
-use datajob_core::labels::{
-    self, END_MESSAGE, END_REASON, JOB_NAME, LAST_FAILURE_MESSAGE, LAST_FAILURE_REASON, NAME,
-};
+use datajob_core::decide::watchdog::{self, GroupView, JobChange, Settings, Verdict};
+use datajob_core::labels::{JOB_NAME, NAME};
 
 const CONTROLLER: &str = "watchdog";
 
@@ -93,80 +90,52 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<WatchdogContext>) -> Result<Action> {
         .namespace()
         .ok_or_else(|| Error::MissingNamespace(job.name_any()))?;
     let id = job.name_any();
+    let now = Utc::now();
+    let verdict = assess(&ctx, &job, &ns, &id, now);
+    if let Verdict::Fine { recheck_at } = verdict {
+        return Ok(match recheck_at {
+            Some(t) => {
+                Action::requeue((t - now).to_std().unwrap_or_default() + Duration::from_millis(500))
+            }
+            None => Action::await_change(),
+        });
+    }
+    if let Some(change) = watchdog::job_change(&job, &id, &verdict, now) {
+        let datajob = job.labels().get(NAME).cloned().unwrap_or_default();
+        let api: Api<Job> = Api::namespaced(ctx.base.client.clone(), &ns);
+        let act = Act {
+            api: &api,
+            ns: &ns,
+            id: &id,
+            datajob: &datajob,
+        };
+        act.apply(&ctx, change).await?;
+    }
+    Ok(Action::await_change())
+}
+
+/// [`watchdog::assess`] of the run `id`, with its pods, the nodes and the node groups
+/// from the caches.
+fn assess(ctx: &WatchdogContext, job: &Job, ns: &str, id: &str, now: DateTime<Utc>) -> Verdict {
     let pods: Vec<Arc<Pod>> = ctx
         .pods
         .state()
         .into_iter()
         .filter(|p| {
-            p.namespace().as_deref() == Some(ns.as_str()) && p.labels().get(JOB_NAME) == Some(&id)
+            p.namespace().as_deref() == Some(ns)
+                && p.labels().get(JOB_NAME).map(String::as_str) == Some(id)
         })
         .collect();
     let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
     let nodes = ctx.nodes.state();
     let nodes: Vec<&Node> = nodes.iter().map(|n| n.as_ref()).collect();
-    let now = Utc::now();
     let groups: Vec<GroupView> = ctx
         .groups
         .state()
         .iter()
         .filter_map(|g| GroupView::of(g))
         .collect();
-    let verdict = watchdog::assess(&job, &pods, &nodes, &groups, &ctx.settings, now);
-    let datajob = job.labels().get(NAME).cloned().unwrap_or_default();
-    let api: Api<Job> = Api::namespaced(ctx.base.client.clone(), &ns);
-    let act = Act {
-        api: &api,
-        ns: &ns,
-        id: &id,
-        datajob: &datajob,
-    };
-    match verdict {
-        Verdict::Fine { recheck_at } => Ok(match recheck_at {
-            Some(t) => {
-                Action::requeue((t - now).to_std().unwrap_or_default() + Duration::from_millis(500))
-            }
-            None => Action::await_change(),
-        }),
-        Verdict::End { reason, message } => {
-            // Shrinking activeDeadlineSeconds makes the Job controller fail the Job and
-            // delete its pods at once, with no further retry.
-            let started = job
-                .status
-                .as_ref()
-                .and_then(|s| s.start_time.as_ref())
-                .and_then(labels::from_k8s_time);
-            let elapsed = started.map_or(1, |t| (now - t).num_seconds().max(1));
-            let patch = json!({
-                "metadata": {"annotations": {END_REASON: reason, END_MESSAGE: message}},
-                "spec": {"activeDeadlineSeconds": elapsed},
-            });
-            let note = format!("run {id} ended: {message}");
-            act.apply(
-                &ctx,
-                &patch,
-                reason,
-                "EndRun",
-                note,
-                &ctx.base.metrics.runs_ended,
-            )
-            .await?;
-            Ok(Action::await_change())
-        }
-        Verdict::Record { reason, message } => {
-            let patch = json!({"metadata": {"annotations": {LAST_FAILURE_REASON: reason, LAST_FAILURE_MESSAGE: message}}});
-            let note = format!("run {id}: {message}");
-            act.apply(
-                &ctx,
-                &patch,
-                reason,
-                "RecordFailure",
-                note,
-                &ctx.base.metrics.attempts_failed,
-            )
-            .await?;
-            Ok(Action::await_change())
-        }
-    }
+    watchdog::assess(job, &pods, &nodes, &groups, &ctx.settings, now)
 }
 
 /// One watchdog action on a run's Job, told as a log line, a metric and an event.
@@ -178,27 +147,29 @@ struct Act<'a> {
 }
 
 impl Act<'_> {
-    async fn apply(
-        &self,
-        ctx: &WatchdogContext,
-        patch: &serde_json::Value,
-        reason: &'static str,
-        action: &'static str,
-        note: String,
-        counter: &prometheus_client::metrics::family::Family<
-            ReasonLabels,
-            prometheus_client::metrics::counter::Counter,
-        >,
-    ) -> Result<()> {
+    async fn apply(&self, ctx: &WatchdogContext, change: JobChange) -> Result<()> {
+        let JobChange {
+            patch,
+            reason,
+            action,
+            note,
+            ends,
+        } = change;
         self.api
-            .patch(self.id, &PatchParams::default(), &Patch::Merge(patch))
+            .patch(self.id, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(Error::api("annotate", "Job", self.ns, self.id))?;
         info!(run = %self.id, datajob = %self.datajob, namespace = %self.ns, %reason, %note, "{action}");
+        let m = &ctx.base.metrics;
+        let counter = if ends {
+            &m.runs_ended
+        } else {
+            &m.attempts_failed
+        };
         counter
             .get_or_create(&ReasonLabels {
                 namespace: self.ns.into(),
-                datajob: ctx.base.metrics.datajob(self.datajob),
+                datajob: m.datajob(self.datajob),
                 reason: reason.into(),
             })
             .inc();
@@ -213,6 +184,7 @@ impl Act<'_> {
 mod api_calls {
     use super::*;
     use crate::metrics::Metrics;
+    use serde_json::json;
 
     fn ago(secs: i64) -> String {
         (Utc::now() - chrono::Duration::seconds(secs))
