@@ -129,8 +129,8 @@ async fn run(config: Config) -> Result<()> {
         .map_err(|e| Error::Config(format!("cannot reach the cluster: {e}")))?;
     let metrics = Metrics::new(config.metrics_per_datajob);
     let ready = Readiness::default();
-    // `stop` ends everything (a signal, or the controllers ended); `act` ends the
-    // controllers (a signal, or the Lease was lost).
+    // `stop` ends everything (a signal, or the controllers ended); the controllers also
+    // end when the Lease is lost.
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
     let signal_task = {
@@ -142,66 +142,9 @@ async fn run(config: Config) -> Result<()> {
         })
     };
     let admin = serve_admin(&config, metrics.clone(), ready.clone(), stop_rx.clone()).await?;
-
-    // Every replica: the NodeGroup cache (the webhook judges DataJobs against it) and
-    // the webhook itself.
-    let (groups, group_stream) =
-        controller::cache::<NodeGroup>(client.clone(), watcher::Config::default(), |_| {});
-    // The only NodeGroup watch: its changes also go to the leader's NodeGroup controller
-    // through a bounded broadcast (`controller::all_then_changes`).
-    let (group_broadcast, _) =
-        tokio::sync::broadcast::channel::<Arc<NodeGroup>>(controller::CHANGES_BUFFER);
-    let group_stream = {
-        let tx = group_broadcast.clone();
-        group_stream.inspect(move |g| {
-            let _ = tx.send(Arc::new(g.clone()));
-        })
-    };
-    let (group_changes, group_pump) = controller::spec_changes(group_stream, groups.clone());
-    let group_pump = tokio::spawn(group_pump);
-    // Every replica: the DataJob cache (the webhook checks inputs against it); its changes
-    // are broadcast, so the leader reconciles the readers of a DataJob that changed.
-    let (datajobs, datajob_stream) =
-        controller::cache::<DataJob>(client.clone(), watcher::Config::default(), |_| {});
-    // The only DataJob watch: the leader's controllers read this cache and follow its
-    // changes through a bounded broadcast (`controller::all_then_changes`).
-    let (datajob_changes, _) =
-        tokio::sync::broadcast::channel::<Arc<DataJob>>(controller::CHANGES_BUFFER);
-    let datajob_pump = {
-        let tx = datajob_changes.clone();
-        tokio::spawn(datajob_stream.for_each(move |dj| {
-            let _ = tx.send(Arc::new(dj));
-            async {}
-        }))
-    };
-    // Each cache's sync, for any number of waiters (see `controller::Synced`).
-    let (groups_synced, datajobs_synced) = (
-        controller::Synced::of(&groups),
-        controller::Synced::of(&datajobs),
-    );
+    let (shared, pumps) = watch_shared(&client);
     let served = match webhook_settings {
-        Some(s) => {
-            let preflight = config
-                .preflight
-                .then(|| datajob_preflight::Preflight::new(client.clone()));
-            let app = webhook::router(
-                config.limits(),
-                config.guards(),
-                webhook::Caches {
-                    groups: groups.clone(),
-                    groups_synced: groups_synced.clone(),
-                    datajobs: datajobs.clone(),
-                    datajobs_synced: datajobs_synced.clone(),
-                },
-                Some(client.clone()),
-                metrics.clone(),
-                preflight,
-            );
-            Some(
-                webhook::serve::start(client.clone(), s, app, metrics.clone(), stop_rx.clone())
-                    .await?,
-            )
-        }
+        Some(s) => Some(start_webhook(&config, s, &client, &shared, &metrics, &stop_rx).await?),
         None => {
             info!(
                 "no --webhook-url or --webhook-service: bad DataJobs are marked Invalid by the reconciler only"
@@ -209,16 +152,8 @@ async fn run(config: Config) -> Result<()> {
             None
         }
     };
-    {
-        let (synced, ready) = (groups_synced.clone(), ready.clone());
-        tokio::spawn(async move {
-            if synced.wait().await {
-                info!("ready: serving");
-                ready.set_ready();
-            }
-        });
-    }
-
+    // Ready once the NodeGroup cache synced: the webhook cannot judge a DataJob before.
+    tokio::spawn(ready_when(shared.groups_synced.clone(), ready.clone()));
     // The leader alone runs the controllers.
     let mut leadership = election.map(|s| {
         let gauge = metrics.leader.clone();
@@ -226,56 +161,8 @@ async fn run(config: Config) -> Result<()> {
             gauge.set(i64::from(leading));
         })
     });
-    let leads = match leadership.as_mut() {
-        Some(l) => {
-            info!("waiting for the leader Lease");
-            tokio::select! {
-                acquired = l.acquired() => acquired,
-                _ = stopped(stop_rx.clone()) => false,
-            }
-        }
-        None => {
-            metrics.leader.set(1);
-            true
-        }
-    };
-    let mut lost_lease = false;
-    if leads {
-        let (act_tx, act_rx) = watch::channel(false);
-        let lost = leadership.as_ref().map(|l| l.lost());
-        let mut stop_watch = stop_rx.clone();
-        let act_guard = tokio::spawn(async move {
-            let lost_it = match lost {
-                Some(lost) => tokio::select! {
-                    _ = lost => true,
-                    _ = stop_watch.wait_for(|s| *s) => false,
-                },
-                None => {
-                    let _ = stop_watch.wait_for(|s| *s).await;
-                    false
-                }
-            };
-            let _ = act_tx.send(true);
-            lost_it
-        });
-        let ctx = Context::new(
-            client.clone(),
-            metrics.clone(),
-            config.limits(),
-            config.guards(),
-        );
-        let shared = Shared {
-            groups,
-            group_changes,
-            group_broadcast: group_broadcast.clone(),
-            groups_synced: groups_synced.clone(),
-            datajobs_synced: datajobs_synced.clone(),
-            datajobs,
-            datajob_changes: datajob_changes.clone(),
-        };
-        run_controllers(ctx, &config, shared, act_rx).await;
-        lost_lease = act_guard.await.unwrap_or(false);
-    }
+    let ctx = Context::new(client, metrics.clone(), config.limits(), config.guards());
+    let lost_lease = lead(leadership.as_mut(), ctx, &config, shared, stop_rx).await;
     // Controllers have stopped: only now may another replica act.
     if let Some(l) = leadership {
         l.release().await;
@@ -285,14 +172,143 @@ async fn run(config: Config) -> Result<()> {
     if let Some(s) = served {
         s.shutdown().await;
     }
-    group_pump.abort();
-    datajob_pump.abort();
+    for pump in pumps {
+        pump.abort();
+    }
     let _ = admin.await;
     signal_task.abort();
     match lost_lease {
         true => Err(Error::LostLease),
         false => Ok(()),
     }
+}
+
+/// Says `ready` once `synced` (never, when the cache stops before).
+async fn ready_when(synced: controller::Synced, ready: Readiness) {
+    if synced.wait().await {
+        info!("ready: serving");
+        ready.set_ready();
+    }
+}
+
+/// The caches every replica keeps: the NodeGroups (the webhook judges DataJobs against
+/// them) and the DataJobs (the webhook checks inputs against them). Each has the only
+/// watch of its kind: its changes go to the leader's controllers through bounded
+/// broadcasts (`controller::all_then_changes`). Returns the tasks that keep them filled.
+fn watch_shared(client: &Client) -> (Shared, [tokio::task::JoinHandle<()>; 2]) {
+    let (groups, group_stream) =
+        controller::cache::<NodeGroup>(client.clone(), watcher::Config::default(), |_| {});
+    let (group_broadcast, _) =
+        tokio::sync::broadcast::channel::<Arc<NodeGroup>>(controller::CHANGES_BUFFER);
+    let group_stream = {
+        let tx = group_broadcast.clone();
+        group_stream.inspect(move |g| {
+            let _ = tx.send(Arc::new(g.clone()));
+        })
+    };
+    let (group_changes, group_pump) = controller::spec_changes(group_stream, groups.clone());
+    // The DataJob cache's changes are broadcast, so the leader reconciles the readers of
+    // a DataJob that changed.
+    let (datajobs, datajob_stream) =
+        controller::cache::<DataJob>(client.clone(), watcher::Config::default(), |_| {});
+    let (datajob_changes, _) =
+        tokio::sync::broadcast::channel::<Arc<DataJob>>(controller::CHANGES_BUFFER);
+    let datajob_pump = {
+        let tx = datajob_changes.clone();
+        datajob_stream.for_each(move |dj| {
+            let _ = tx.send(Arc::new(dj));
+            async {}
+        })
+    };
+    // Each cache's sync, for any number of waiters (see `controller::Synced`).
+    let shared = Shared {
+        groups_synced: controller::Synced::of(&groups),
+        datajobs_synced: controller::Synced::of(&datajobs),
+        groups,
+        group_changes,
+        group_broadcast,
+        datajobs,
+        datajob_changes,
+    };
+    (
+        shared,
+        [tokio::spawn(group_pump), tokio::spawn(datajob_pump)],
+    )
+}
+
+/// Serves the admission webhook (every replica) with the shared caches, and registers it.
+async fn start_webhook(
+    config: &Config,
+    settings: webhook::serve::Settings,
+    client: &Client,
+    shared: &Shared,
+    metrics: &Metrics,
+    stop: &watch::Receiver<bool>,
+) -> Result<webhook::serve::Served> {
+    let preflight = config
+        .preflight
+        .then(|| datajob_preflight::Preflight::new(client.clone()));
+    let app = webhook::router(
+        config.limits(),
+        config.guards(),
+        webhook::Caches {
+            groups: shared.groups.clone(),
+            groups_synced: shared.groups_synced.clone(),
+            datajobs: shared.datajobs.clone(),
+            datajobs_synced: shared.datajobs_synced.clone(),
+        },
+        Some(client.clone()),
+        metrics.clone(),
+        preflight,
+    );
+    webhook::serve::start(client.clone(), settings, app, metrics.clone(), stop.clone()).await
+}
+
+/// Waits for the leader Lease (none: this replica leads at once), then runs the
+/// controllers until `stop` says so or the Lease is lost. Returns whether it was lost.
+async fn lead(
+    mut leadership: Option<&mut Leadership>,
+    ctx: Context,
+    config: &Config,
+    shared: Shared,
+    stop: watch::Receiver<bool>,
+) -> bool {
+    let leads = match &mut leadership {
+        Some(l) => {
+            info!("waiting for the leader Lease");
+            tokio::select! {
+                acquired = l.acquired() => acquired,
+                _ = stopped(stop.clone()) => false,
+            }
+        }
+        None => {
+            ctx.metrics.leader.set(1);
+            true
+        }
+    };
+    if !leads {
+        return false;
+    }
+    // `act` ends the controllers: a stop, or the Lease lost.
+    let (act_tx, act_rx) = watch::channel(false);
+    let lost = leadership.as_ref().map(|l| l.lost());
+    let mut stop_watch = stop;
+    let act_guard = tokio::spawn(async move {
+        let lost_it = match lost {
+            Some(lost) => tokio::select! {
+                _ = lost => true,
+                _ = stop_watch.wait_for(|s| *s) => false,
+            },
+            None => {
+                let _ = stop_watch.wait_for(|s| *s).await;
+                false
+            }
+        };
+        let _ = act_tx.send(true);
+        lost_it
+    });
+    run_controllers(ctx, config, shared, act_rx).await;
+    act_guard.await.unwrap_or(false)
 }
 
 async fn serve_admin(
@@ -351,6 +367,10 @@ fn input_changes(
 /// The leader's work: the DataJob reconciler, the watchdog, the NodeGroup controller,
 /// the Backfill reconciler and the clean-up loop, with the caches they share, until
 /// `act` says stop.
+///
+/// It stays whole: it is the one place that shows which controller reads which cache
+/// and which change stream, one call per controller; split, that wiring would be
+/// spread over functions that each pass most of the caches on.
 async fn run_controllers(
     ctx: Context,
     config: &Config,

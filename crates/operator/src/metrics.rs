@@ -156,6 +156,10 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Every metric, registered. `per_datajob` is `--metrics-per-datajob`.
+    ///
+    /// It stays whole: one registration per metric, name and help side by side in the
+    /// one list (docs/operations.md has the table), so a metric is added or renamed in one
+    /// place; it holds no logic to split.
     pub fn new(per_datajob: bool) -> Self {
         let mut r = Registry::with_prefix("datajob");
         let reg = &mut r;
