@@ -15,7 +15,7 @@ use super::cluster::Cluster;
 use super::error::{CliError, Result};
 use super::terminal::{self, Color, Format, Progress, Style};
 use datajob_api::{Backfill, BackfillSpec, BackfillState, BackfillStatus, DataJob};
-use datajob_core::decide::backfill::{self, Member};
+use datajob_core::decide::backfill::{self, Member, Plan};
 use datajob_core::decide::dataflow::Upstream;
 use datajob_core::labels;
 use datajob_core::units;
@@ -145,89 +145,11 @@ pub fn summary(name: &str, datajob: &str, status: &BackfillStatus, style: Style)
 
 pub async fn run(args: &BackfillArgs, cluster: &Cluster, format: Format) -> Result<()> {
     let dj = cluster.datajob(&args.name).await?;
-    let tz = dj
-        .spec
-        .time_zone
-        .as_deref()
-        .and_then(|z| z.parse::<Tz>().ok())
-        .unwrap_or(chrono_tz::UTC);
-    let rfc =
-        |s: &str, end: bool| parse_time(s, tz, end).map_or_else(|| s.to_string(), labels::rfc3339);
-    let spec = BackfillSpec {
-        data_job: args.name.clone(),
-        from: rfc(&args.from, false),
-        to: rfc(&args.to, true),
-        parallel: Some(args.parallel),
-        rerun_failed: Some(args.rerun_failed),
-        downstream: Some(!args.no_downstream),
-        max_slots: Some(args.max_slots),
-    };
-    // The operator's own rules, with the flags' names: refused before anything is applied.
-    let all = cluster
-        .api::<DataJob>()
-        .list(&Default::default())
-        .await
-        .map_err(cluster.error(format!("list DataJobs in {}", cluster.namespace)))?;
-    let members: Vec<Member> = all
-        .items
-        .iter()
-        .map(|d| Member {
-            name: d.name_any(),
-            schedule: Upstream::of(d, Vec::new()).schedule,
-            inputs: d.spec.inputs.clone(),
-        })
-        .collect();
-    let plan = backfill::plan(
-        &spec,
-        &cluster.namespace,
-        &members,
-        Utc::now(),
-        backfill::FLAGS,
-    )
-    .map_err(|problems| {
-        let lines: Vec<String> = problems.0.iter().map(|p| format!("  ✗ {p}")).collect();
-        CliError::Usage(format!(
-            "cannot backfill {}:\n{}",
-            args.name,
-            lines.join("\n")
-        ))
-    })?;
+    let spec = spec_of(args, &dj);
+    let plan = check(args, cluster, &spec).await?;
     let name = backfill_name(&args.name, &spec.from, &spec.to);
     let api: Api<Backfill> = cluster.api();
-    let existing = api
-        .get_opt(&name)
-        .await
-        .map_err(cluster.error(format!("get Backfill {name}")))?;
-    // The same range asked again with --rerun-failed after it finished: start afresh.
-    if let Some(b) = &existing
-        && b.spec == spec
-        && args.rerun_failed
-        && b.status
-            .as_ref()
-            .is_some_and(|s| s.state == Some(BackfillState::Complete) && s.failed > 0)
-    {
-        api.delete(&name, &DeleteParams::default())
-            .await
-            .map_err(cluster.error(format!("delete Backfill {name}")))?;
-        for _ in 0..50 {
-            if api.get_opt(&name).await.ok().flatten().is_none() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    let body = json!({
-        "apiVersion": "datajob.dev/v1alpha1", "kind": "Backfill",
-        "metadata": {"name": name, "namespace": cluster.namespace},
-        "spec": spec,
-    });
-    api.patch(
-        &name,
-        &PatchParams::apply("kubectl-datajob").force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(cluster.error(format!("apply Backfill {name}")))?;
+    apply(args, cluster, &api, &name, &spec).await?;
     let times: usize = plan.iter().map(|(_, s)| s.len()).sum();
     let who: Vec<String> = plan
         .iter()
@@ -252,17 +174,137 @@ pub async fn run(args: &BackfillArgs, cluster: &Cluster, format: Format) -> Resu
         }
         return Ok(());
     }
+    let done = wait_done(args, cluster, &api, &name).await?;
+    let status = done.status.clone().unwrap_or_default();
+    eprint!("{}", summary(&name, &args.name, &status, Style::stderr()));
+    if format != Format::Human {
+        terminal::print_data(format, &done)?;
+    }
+    match status.failed {
+        0 => Ok(()),
+        _ => Err(CliError::Reported("some times failed")),
+    }
+}
+
+/// The Backfill the flags ask for, its times in the DataJob's time zone.
+fn spec_of(args: &BackfillArgs, dj: &DataJob) -> BackfillSpec {
+    let tz = dj
+        .spec
+        .time_zone
+        .as_deref()
+        .and_then(|z| z.parse::<Tz>().ok())
+        .unwrap_or(chrono_tz::UTC);
+    let rfc =
+        |s: &str, end: bool| parse_time(s, tz, end).map_or_else(|| s.to_string(), labels::rfc3339);
+    BackfillSpec {
+        data_job: args.name.clone(),
+        from: rfc(&args.from, false),
+        to: rfc(&args.to, true),
+        parallel: Some(args.parallel),
+        rerun_failed: Some(args.rerun_failed),
+        downstream: Some(!args.no_downstream),
+        max_slots: Some(args.max_slots),
+    }
+}
+
+/// The operator's own rules, with the flags' names: refused before anything is applied.
+/// Returns the times each DataJob runs.
+async fn check(args: &BackfillArgs, cluster: &Cluster, spec: &BackfillSpec) -> Result<Plan> {
+    let all = cluster
+        .api::<DataJob>()
+        .list(&Default::default())
+        .await
+        .map_err(cluster.error(format!("list DataJobs in {}", cluster.namespace)))?;
+    let members: Vec<Member> = all
+        .items
+        .iter()
+        .map(|d| Member {
+            name: d.name_any(),
+            schedule: Upstream::of(d, Vec::new()).schedule,
+            inputs: d.spec.inputs.clone(),
+        })
+        .collect();
+    backfill::plan(
+        spec,
+        &cluster.namespace,
+        &members,
+        Utc::now(),
+        backfill::FLAGS,
+    )
+    .map_err(|problems| {
+        let lines: Vec<String> = problems.0.iter().map(|p| format!("  ✗ {p}")).collect();
+        CliError::Usage(format!(
+            "cannot backfill {}:\n{}",
+            args.name,
+            lines.join("\n")
+        ))
+    })
+}
+
+/// Applies the Backfill `name` (server-side). The same range asked again with
+/// --rerun-failed after it finished with failures starts afresh: the old one goes first.
+async fn apply(
+    args: &BackfillArgs,
+    cluster: &Cluster,
+    api: &Api<Backfill>,
+    name: &str,
+    spec: &BackfillSpec,
+) -> Result<()> {
+    let existing = api
+        .get_opt(name)
+        .await
+        .map_err(cluster.error(format!("get Backfill {name}")))?;
+    if let Some(b) = &existing
+        && b.spec == *spec
+        && args.rerun_failed
+        && b.status
+            .as_ref()
+            .is_some_and(|s| s.state == Some(BackfillState::Complete) && s.failed > 0)
+    {
+        api.delete(name, &DeleteParams::default())
+            .await
+            .map_err(cluster.error(format!("delete Backfill {name}")))?;
+        for _ in 0..50 {
+            if api.get_opt(name).await.ok().flatten().is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let body = json!({
+        "apiVersion": "datajob.dev/v1alpha1", "kind": "Backfill",
+        "metadata": {"name": name, "namespace": cluster.namespace},
+        "spec": spec,
+    });
+    api.patch(
+        name,
+        &PatchParams::apply("kubectl-datajob").force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(cluster.error(format!("apply Backfill {name}")))?;
+    Ok(())
+}
+
+/// Follows the Backfill `name` on one progress line until the operator says it is
+/// complete (for its current spec), refuses it, or `--timeout` passes.
+async fn wait_done(
+    args: &BackfillArgs,
+    cluster: &Cluster,
+    api: &Api<Backfill>,
+    name: &str,
+) -> Result<Backfill> {
     let progress = Progress::new();
     let started = Instant::now();
     let generation = api
-        .get(&name)
+        .get(name)
         .await
         .map_err(cluster.error(format!("get Backfill {name}")))?
         .metadata
         .generation;
     let done = loop {
         let b = api
-            .get(&name)
+            .get(name)
             .await
             .map_err(cluster.error(format!("get Backfill {name}")))?;
         let status = b.status.clone().unwrap_or_default();
@@ -304,15 +346,7 @@ pub async fn run(args: &BackfillArgs, cluster: &Cluster, format: Format) -> Resu
         }
     };
     progress.finish();
-    let status = done.status.clone().unwrap_or_default();
-    eprint!("{}", summary(&name, &args.name, &status, Style::stderr()));
-    if format != Format::Human {
-        terminal::print_data(format, &done)?;
-    }
-    match status.failed {
-        0 => Ok(()),
-        _ => Err(CliError::Reported("some times failed")),
-    }
+    Ok(done)
 }
 
 #[cfg(test)]
