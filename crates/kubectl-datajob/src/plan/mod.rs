@@ -93,106 +93,35 @@ async fn server_dry_run(cluster: &Cluster, dj: &DataJob) -> DryRun {
 pub async fn run(args: &PlanArgs, conn: &ClusterArgs, format: Format) -> Result<()> {
     let (label, docs) = manifest::read(&args.file)?;
     let now = Utc::now();
-    // The namespace and cluster come from the kubeconfig when there is one; plan works without.
-    let (cluster, unreachable) = if args.offline {
-        (None, "--offline".to_string())
-    } else {
-        match Cluster::connect(conn).await {
-            Ok(c) => (Some(c), String::new()),
-            Err(CliError::Kubeconfig(e)) => (None, format!("no cluster configured: {e}")),
-            Err(e) => (None, e.to_string().replace('\n', " ")),
-        }
-    };
+    let (cluster, unreachable) = connect(args, conn).await;
     let namespace = conn
         .namespace
         .clone()
         .or_else(|| cluster.as_ref().map(|c| c.namespace.clone()))
         .unwrap_or_else(|| "default".into());
-    let limits = Limits {
-        max_deadline: args.max_deadline,
-        ..Limits::default()
-    };
-    let guards = Guards::default();
-    let groups: Groups = match &cluster {
-        None => Err("node groups live in the cluster, which this plan did not ask".into()),
-        Some(c) => Api::<NodeGroup>::all(c.client.clone())
-            .list(&Default::default())
-            .await
-            .map(|l| nodegroup::usable_groups(l.items.iter()))
-            .map_err(|e| {
-                cluster::classify(e, &c.url, &c.namespace, "list NodeGroups".into())
-                    .to_string()
-                    .replace('\n', " ")
-            }),
-    };
-    let preflight = cluster
-        .as_ref()
-        .map(|c| datajob_preflight::Preflight::new(c.client.clone()));
-    // Inputs must be DataJobs of the namespace (the cluster's, or the file's) and make no
-    // cycle: admission's check, when the cluster's DataJobs can be read.
-    let in_file: Vec<(String, Vec<String>)> = docs
-        .iter()
-        .filter_map(|d| match d {
-            Document::DataJob(dj) => Some((dj.name_any(), dj.spec.inputs.clone())),
-            _ => None,
-        })
-        .collect();
-    let graph: Option<Vec<(String, Vec<String>)>> = match &cluster {
-        None => None,
-        Some(c) => Api::<DataJob>::namespaced(c.client.clone(), &namespace)
-            .list(&Default::default())
-            .await
-            .ok()
-            .map(|l| {
-                let mut g: Vec<(String, Vec<String>)> = l
-                    .items
-                    .iter()
-                    .map(|d| (d.name_any(), d.spec.inputs.clone()))
-                    .filter(|(n, _)| !in_file.iter().any(|(f, _)| f == n))
-                    .collect();
-                g.extend(in_file.iter().cloned());
-                g
-            }),
+    let checks = Checks {
+        limits: Limits {
+            max_deadline: args.max_deadline,
+            ..Limits::default()
+        },
+        guards: Guards::default(),
+        groups: node_groups(cluster.as_ref()).await,
+        graph: graph(cluster.as_ref(), &namespace, &docs).await,
+        preflight: cluster
+            .as_ref()
+            .map(|c| datajob_preflight::Preflight::new(c.client.clone())),
+        cluster: cluster.as_ref(),
+        unreachable,
+        namespace,
+        now,
+        next: args.next,
     };
     let mut plans = Vec::new();
     for doc in docs {
         match doc {
-            Document::DataJob(dj) => {
-                let mut p = plan(&dj, &namespace, &limits, &guards, &groups, now, args.next);
-                if let Some(g) = &graph {
-                    let problems = datajob_core::decide::dataflow::check_graph(
-                        &p.name,
-                        &p.namespace,
-                        &dj.spec.inputs,
-                        g,
-                    );
-                    if !problems.is_empty() {
-                        p.valid = false;
-                        p.problems.extend(problems.iter().map(ProblemView::from));
-                    }
-                }
-                if p.valid {
-                    p.server_dry_run = match &cluster {
-                        Some(c) => {
-                            let mut dj = (*dj).clone();
-                            dj.metadata.namespace = Some(p.namespace.clone());
-                            server_dry_run(c, &dj).await
-                        }
-                        None => DryRun::Skipped {
-                            reason: unreachable.clone(),
-                        },
-                    };
-                    if matches!(p.server_dry_run, DryRun::Refused { .. }) {
-                        p.valid = false;
-                    }
-                    if let Some(pf) = &preflight {
-                        p.warnings = pf.warnings(&p.namespace, &dj.spec).await;
-                    }
-                }
-                plans.push(p);
-            }
+            Document::DataJob(dj) => plans.push(checks.plan(&dj).await),
             Document::Malformed { name, problem } => {
-                plans.push(malformed(&name, &namespace, &problem));
+                plans.push(malformed(&name, &checks.namespace, &problem));
             }
             Document::Other { kind, name } => {
                 eprintln!("skipping {kind} {name}: not a DataJob");
@@ -218,5 +147,127 @@ pub async fn run(args: &PlanArgs, conn: &ClusterArgs, format: Format) -> Result<
         Ok(())
     } else {
         Err(CliError::Reported("the DataJob is invalid"))
+    }
+}
+
+/// The cluster of the kubeconfig, when there is one and `--offline` is not given; plan
+/// works without (the text says why it did not ask).
+async fn connect(args: &PlanArgs, conn: &ClusterArgs) -> (Option<Cluster>, String) {
+    if args.offline {
+        return (None, "--offline".to_string());
+    }
+    match Cluster::connect(conn).await {
+        Ok(c) => (Some(c), String::new()),
+        Err(CliError::Kubeconfig(e)) => (None, format!("no cluster configured: {e}")),
+        Err(e) => (None, e.to_string().replace('\n', " ")),
+    }
+}
+
+/// The cluster's usable node groups, or why they are not known.
+async fn node_groups(cluster: Option<&Cluster>) -> Groups {
+    match cluster {
+        None => Err("node groups live in the cluster, which this plan did not ask".into()),
+        Some(c) => Api::<NodeGroup>::all(c.client.clone())
+            .list(&Default::default())
+            .await
+            .map(|l| nodegroup::usable_groups(l.items.iter()))
+            .map_err(|e| {
+                cluster::classify(e, &c.url, &c.namespace, "list NodeGroups".into())
+                    .to_string()
+                    .replace('\n', " ")
+            }),
+    }
+}
+
+/// Every DataJob of the namespace with its inputs: the cluster's, with the file's in
+/// place of those of the same name. `None` when the cluster's DataJobs cannot be read.
+async fn graph(
+    cluster: Option<&Cluster>,
+    namespace: &str,
+    docs: &[Document],
+) -> Option<Vec<(String, Vec<String>)>> {
+    let in_file: Vec<(String, Vec<String>)> = docs
+        .iter()
+        .filter_map(|d| match d {
+            Document::DataJob(dj) => Some((dj.name_any(), dj.spec.inputs.clone())),
+            _ => None,
+        })
+        .collect();
+    let listed = Api::<DataJob>::namespaced(cluster?.client.clone(), namespace)
+        .list(&Default::default())
+        .await
+        .ok()?;
+    let mut g: Vec<(String, Vec<String>)> = listed
+        .items
+        .iter()
+        .map(|d| (d.name_any(), d.spec.inputs.clone()))
+        .filter(|(n, _)| !in_file.iter().any(|(f, _)| f == n))
+        .collect();
+    g.extend(in_file);
+    Some(g)
+}
+
+/// What every DataJob of the file is checked against.
+struct Checks<'a> {
+    namespace: String,
+    limits: Limits,
+    guards: Guards,
+    groups: Groups,
+    /// The namespace's DataJobs and inputs (see [`graph`]).
+    graph: Option<Vec<(String, Vec<String>)>>,
+    cluster: Option<&'a Cluster>,
+    /// Why the cluster was not asked, when it was not.
+    unreachable: String,
+    preflight: Option<datajob_preflight::Preflight>,
+    now: chrono::DateTime<Utc>,
+    next: usize,
+}
+
+impl Checks<'_> {
+    /// The plan of one DataJob: admission's checks, then (when valid) its inputs as a
+    /// graph (admission's check: inputs are DataJobs of the namespace and make no cycle),
+    /// the server-side dry run and the preflight's warnings.
+    async fn plan(&self, dj: &DataJob) -> Plan {
+        let mut p = plan(
+            dj,
+            &self.namespace,
+            &self.limits,
+            &self.guards,
+            &self.groups,
+            self.now,
+            self.next,
+        );
+        if let Some(g) = &self.graph {
+            let problems = datajob_core::decide::dataflow::check_graph(
+                &p.name,
+                &p.namespace,
+                &dj.spec.inputs,
+                g,
+            );
+            if !problems.is_empty() {
+                p.valid = false;
+                p.problems.extend(problems.iter().map(ProblemView::from));
+            }
+        }
+        if !p.valid {
+            return p;
+        }
+        p.server_dry_run = match self.cluster {
+            Some(c) => {
+                let mut dj = dj.clone();
+                dj.metadata.namespace = Some(p.namespace.clone());
+                server_dry_run(c, &dj).await
+            }
+            None => DryRun::Skipped {
+                reason: self.unreachable.clone(),
+            },
+        };
+        if matches!(p.server_dry_run, DryRun::Refused { .. }) {
+            p.valid = false;
+        }
+        if let Some(pf) = &self.preflight {
+            p.warnings = pf.warnings(&p.namespace, &dj.spec).await;
+        }
+        p
     }
 }
