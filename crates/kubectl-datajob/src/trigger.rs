@@ -104,15 +104,7 @@ fn check_runnable(dj: &DataJob, name: &str) -> Result<()> {
 pub async fn run(args: &TriggerArgs, cluster: &Cluster, format: Format) -> Result<()> {
     let dj = cluster.datajob(&args.name).await?;
     check_runnable(&dj, &args.name)?;
-    let at = match &args.at {
-        Some(s) => labels::parse_rfc3339(s).ok_or_else(|| {
-            CliError::Usage(format!(
-                "--at {s:?} is not an RFC 3339 time; write e.g. 2026-11-25T03:00:00Z"
-            ))
-        })?,
-        None => Utc::now(),
-    };
-    let logical_time = labels::truncate_to_minute(at);
+    let logical_time = labels::truncate_to_minute(at(args)?);
     let value = labels::rfc3339(logical_time);
     let id = labels::run_id(&args.name, logical_time);
     let runs = history::runs_of(cluster, &dj).await?;
@@ -149,7 +141,41 @@ pub async fn run(args: &TriggerArgs, cluster: &Cluster, format: Format) -> Resul
         }
         return Ok(());
     }
+    let finished = wait_finished(args, cluster, &dj, &id, &value).await?;
+    eprintln!("{}", finished_line(&finished, Utc::now(), Style::stderr()));
+    let failed = finished.state != RunState::Succeeded;
+    report.run = Some(finished);
+    if format != Format::Human {
+        terminal::print_data(format, &report)?;
+    }
+    if failed {
+        return Err(CliError::Reported("the run failed"));
+    }
+    Ok(())
+}
 
+/// The time `--at` names (now when not given).
+fn at(args: &TriggerArgs) -> Result<DateTime<Utc>> {
+    match &args.at {
+        Some(s) => labels::parse_rfc3339(s).ok_or_else(|| {
+            CliError::Usage(format!(
+                "--at {s:?} is not an RFC 3339 time; write e.g. 2026-11-25T03:00:00Z"
+            ))
+        }),
+        None => Ok(Utc::now()),
+    }
+}
+
+/// Follows run `id` (logical time `value`) of `dj` on one progress line until it has
+/// finished and the operator recorded it, or `--timeout` (default: the run's deadline
+/// and 20 minutes) passes.
+async fn wait_finished(
+    args: &TriggerArgs,
+    cluster: &Cluster,
+    dj: &DataJob,
+    id: &str,
+    value: &str,
+) -> Result<RunRecord> {
     let deadline = dj
         .spec
         .deadline
@@ -170,12 +196,11 @@ pub async fn run(args: &TriggerArgs, cluster: &Cluster, format: Format) -> Resul
         let run = runs.into_iter().find(|r| r.name == id);
         if let Some(r) = run.as_ref().filter(|r| r.state.is_finished()) {
             let since = *job_finished_at.get_or_insert_with(Instant::now);
-            if recorded(&dj, &id) || since.elapsed() >= RECORD_GRACE {
+            if recorded(&dj, id) || since.elapsed() >= RECORD_GRACE {
                 break r.clone();
             }
         }
-        let picked_up =
-            dj.status.as_ref().and_then(|s| s.last_trigger.as_deref()) == Some(value.as_str());
+        let picked_up = dj.status.as_ref().and_then(|s| s.last_trigger.as_deref()) == Some(value);
         if started.elapsed() >= timeout {
             progress.finish();
             let state = run.map_or_else(|| "not created".to_string(), |r| r.state.to_string());
@@ -186,21 +211,12 @@ pub async fn run(args: &TriggerArgs, cluster: &Cluster, format: Format) -> Resul
             )));
         }
         for _ in 0..8 {
-            progress.set(wait_text(&id, run.as_ref(), started.elapsed(), picked_up));
+            progress.set(wait_text(id, run.as_ref(), started.elapsed(), picked_up));
             tokio::time::sleep(Duration::from_millis(125)).await;
         }
     };
     progress.finish();
-    eprintln!("{}", finished_line(&finished, Utc::now(), Style::stderr()));
-    let failed = finished.state != RunState::Succeeded;
-    report.run = Some(finished);
-    if format != Format::Human {
-        terminal::print_data(format, &report)?;
-    }
-    if failed {
-        return Err(CliError::Reported("the run failed"));
-    }
-    Ok(())
+    Ok(finished)
 }
 
 /// How long `trigger --wait` waits, after the run's Job finished, for the DataJob's
