@@ -241,6 +241,49 @@ fn announce(s: &Setup, progress: &Progress) {
     }
 }
 
+/// How an attempt runs: in the engine's container `container`, or on the host, where the
+/// caller's own environment stays (tools, PATH) except the names the operator reserves:
+/// a run sees only its own DATAJOB_ variables, as a pod.
+fn runner(s: &Setup, container: String, command: &mut Command) -> Runner {
+    match &s.choice {
+        Choice::Container { engine, .. } => Runner::Container {
+            engine: *engine,
+            name: container,
+        },
+        Choice::Host { .. } => {
+            for (k, _) in std::env::vars_os() {
+                if k.to_string_lossy()
+                    .starts_with(datajob_core::validation::RESERVED_ENV_PREFIX)
+                {
+                    command.env_remove(k);
+                }
+            }
+            command.envs(s.env.vars.iter().map(|(k, v)| (k, v)));
+            Runner::Host
+        }
+    }
+}
+
+/// Keeps the progress line of attempt `n` of `of` fresh: the time since the run
+/// `started` and what is left before its deadline. Runs until aborted.
+async fn tick(
+    progress: Arc<Progress>,
+    run_id: String,
+    (n, of): (u32, u32),
+    started: Instant,
+    deadline_at: Instant,
+) {
+    loop {
+        let now = Instant::now();
+        progress.set(format!(
+            "run {run_id} · attempt {n}/{of} · {} · deadline in {}",
+            seconds(now - started),
+            terminal::short_duration(deadline_at.saturating_duration_since(now))
+        ));
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+}
+
 /// The attempts, until one decides the run. Returns the outcome and each attempt.
 async fn attempts(
     s: &Setup,
@@ -267,45 +310,20 @@ async fn attempts(
         let (program, argv) = command_line(s, &container);
         let mut command = Command::new(&program);
         command.args(&argv);
-        let runner = match &s.choice {
-            Choice::Container { engine, .. } => Runner::Container {
-                engine: *engine,
-                name: container,
-            },
-            Choice::Host { .. } => {
-                // The caller's own environment stays (tools, PATH), except the names the
-                // operator reserves: a run sees only its own DATAJOB_ variables, as a pod.
-                for (k, _) in std::env::vars_os() {
-                    if k.to_string_lossy()
-                        .starts_with(datajob_core::validation::RESERVED_ENV_PREFIX)
-                    {
-                        command.env_remove(k);
-                    }
-                }
-                command.envs(s.env.vars.iter().map(|(k, v)| (k, v)));
-                Runner::Host
-            }
-        };
+        let runner = runner(s, container, &mut command);
         progress.say(&format!(
             "{} attempt {attempt} of {max_attempts}: {}",
             style.paint("▶", Color::Cyan),
             terminal::shell_words(&[vec![program.clone()], argv.clone()].concat())
         ));
         let attempt_start = Instant::now();
-        let ticker = {
-            let (progress, run_id) = (progress.clone(), s.run_id.clone());
-            tokio::spawn(async move {
-                loop {
-                    let now = Instant::now();
-                    progress.set(format!(
-                        "run {run_id} · attempt {attempt}/{max_attempts} · {} · deadline in {}",
-                        seconds(now - started),
-                        terminal::short_duration(deadline_at.saturating_duration_since(now))
-                    ));
-                    tokio::time::sleep(Duration::from_millis(120)).await;
-                }
-            })
-        };
+        let ticker = tokio::spawn(tick(
+            progress.clone(),
+            s.run_id.clone(),
+            (attempt, max_attempts),
+            started,
+            deadline_at,
+        ));
         let a = Attempt {
             progress: progress.clone(),
             stdout_to_stderr: format != Format::Human,
@@ -364,17 +382,18 @@ pub async fn run(args: &RunArgs, namespace: Option<&str>, format: Format) -> Res
                 why.message
             ));
             if format != Format::Human {
+                let outcome = Outcome {
+                    state: RunState::Waiting,
+                    reason: Some(why.reason.to_string()),
+                    message: why.message,
+                };
                 let report = LocalRunReport {
                     datajob: r.name.clone(),
                     namespace: r.namespace.clone(),
                     run_id,
                     logical_time: labels::rfc3339(logical_time),
                     engine: String::new(),
-                    outcome: Outcome {
-                        state: RunState::Waiting,
-                        reason: Some(why.reason.to_string()),
-                        message: why.message,
-                    },
+                    outcome,
                     seconds: 0.0,
                     attempts: Vec::new(),
                     staging: None,
@@ -390,36 +409,7 @@ pub async fn run(args: &RunArgs, namespace: Option<&str>, format: Format) -> Res
     let started = Instant::now();
     let (outcome, reports) = attempts(&setup, &progress, format).await?;
     let took = started.elapsed();
-
-    let mut published = None;
-    if let Some(st) = &setup.stage {
-        if outcome.state == RunState::Succeeded {
-            let origin = datajob_publish::Origin {
-                data_job: Some(setup.r.name.clone()),
-                namespace: Some(setup.r.namespace.clone()),
-            };
-            let (partition, manifest) =
-                staging::publish(&st.root, &setup.run_id, setup.logical_time, &origin).map_err(
-                    CliError::io(format!(
-                        "publishing {} as {}",
-                        st.dir.display(),
-                        st.partition.display()
-                    )),
-                )?;
-            progress.say(&format!(
-                "published the staged output as {} ({} file(s), manifest {})",
-                partition.display(),
-                manifest.files.len(),
-                datajob_core::output::MANIFEST
-            ));
-            published = Some(partition.display().to_string());
-        } else {
-            progress.say(&format!(
-                "not published: the staged output stays in {} for you to look at",
-                st.dir.display()
-            ));
-        }
-    }
+    let published = publish(&setup, &outcome, &progress)?;
     progress.say(&final_line(
         &outcome,
         &setup.run_id,
@@ -427,36 +417,82 @@ pub async fn run(args: &RunArgs, namespace: Option<&str>, format: Format) -> Res
         reports.len() as u32,
         Style::stderr(),
     ));
+    let failed = outcome.state != RunState::Succeeded;
     if format != Format::Human {
-        let report = LocalRunReport {
-            datajob: setup.r.name.clone(),
-            namespace: setup.r.namespace.clone(),
-            run_id: setup.run_id.clone(),
-            logical_time: labels::rfc3339(setup.logical_time),
-            engine: match &setup.choice {
-                Choice::Container { engine, .. } => engine.program().into(),
-                Choice::Host { .. } => "host".into(),
-            },
-            outcome: outcome.clone(),
-            seconds: took.as_secs_f64(),
-            attempts: reports,
-            staging: setup.stage.as_ref().map(|st| st.dir.display().to_string()),
-            published,
-            inputs: setup
-                .inputs
-                .iter()
-                .map(|(name, at, dir)| InputReport {
-                    name: name.clone(),
-                    logical_time: at.clone(),
-                    location: dir.display().to_string(),
-                })
-                .collect(),
-        };
+        let report = report(&setup, outcome, took, reports, published);
         terminal::print_data(format, &report)?;
     }
-    match outcome.state {
-        RunState::Succeeded => Ok(()),
-        _ => Err(CliError::Reported("the run failed")),
+    match failed {
+        false => Ok(()),
+        true => Err(CliError::Reported("the run failed")),
+    }
+}
+
+/// Publishes the staged output of a run that succeeded (as the operator's `publish`
+/// step does); says where it stays otherwise. Returns the partition published.
+fn publish(setup: &Setup, outcome: &Outcome, progress: &Progress) -> Result<Option<String>> {
+    let Some(st) = &setup.stage else {
+        return Ok(None);
+    };
+    if outcome.state != RunState::Succeeded {
+        progress.say(&format!(
+            "not published: the staged output stays in {} for you to look at",
+            st.dir.display()
+        ));
+        return Ok(None);
+    }
+    let origin = datajob_publish::Origin {
+        data_job: Some(setup.r.name.clone()),
+        namespace: Some(setup.r.namespace.clone()),
+    };
+    let (partition, manifest) =
+        staging::publish(&st.root, &setup.run_id, setup.logical_time, &origin).map_err(
+            CliError::io(format!(
+                "publishing {} as {}",
+                st.dir.display(),
+                st.partition.display()
+            )),
+        )?;
+    progress.say(&format!(
+        "published the staged output as {} ({} file(s), manifest {})",
+        partition.display(),
+        manifest.files.len(),
+        datajob_core::output::MANIFEST
+    ));
+    Ok(Some(partition.display().to_string()))
+}
+
+/// What `-o json|yaml` prints about a run that started.
+fn report(
+    setup: &Setup,
+    outcome: Outcome,
+    took: Duration,
+    attempts: Vec<AttemptReport>,
+    published: Option<String>,
+) -> LocalRunReport {
+    LocalRunReport {
+        datajob: setup.r.name.clone(),
+        namespace: setup.r.namespace.clone(),
+        run_id: setup.run_id.clone(),
+        logical_time: labels::rfc3339(setup.logical_time),
+        engine: match &setup.choice {
+            Choice::Container { engine, .. } => engine.program().into(),
+            Choice::Host { .. } => "host".into(),
+        },
+        outcome,
+        seconds: took.as_secs_f64(),
+        attempts,
+        staging: setup.stage.as_ref().map(|st| st.dir.display().to_string()),
+        published,
+        inputs: setup
+            .inputs
+            .iter()
+            .map(|(name, at, dir)| InputReport {
+                name: name.clone(),
+                logical_time: at.clone(),
+                location: dir.display().to_string(),
+            })
+            .collect(),
     }
 }
 
