@@ -187,6 +187,53 @@ fn writable_dir(dir: &std::path::Path) -> Result<()> {
         .map_err(CliError::io(format!("making {} writable", dir.display())))
 }
 
+/// The time `--logical-time` names (now when not given).
+fn logical_time(args: &RunArgs) -> Result<DateTime<Utc>> {
+    match &args.logical_time {
+        Some(s) => labels::parse_rfc3339(s).ok_or_else(|| {
+            CliError::Usage(format!(
+                "--logical-time {s:?} is not an RFC 3339 time; write e.g. 2026-11-25T03:00:00Z"
+            ))
+        }),
+        None => Ok(Utc::now()),
+    }
+}
+
+/// The container engines `--engine` asks about, each probed for `image` (auto: docker,
+/// then podman when docker cannot run it).
+async fn probes(choice: EngineArg, image: &str, progress: &Progress) -> Vec<Probe> {
+    match choice {
+        EngineArg::Host => Vec::new(),
+        EngineArg::Docker => vec![engine::probe(Engine::Docker, image).await],
+        EngineArg::Podman => vec![engine::probe(Engine::Podman, image).await],
+        EngineArg::Auto => {
+            progress.set("looking for a container engine");
+            let mut v = vec![engine::probe(Engine::Docker, image).await];
+            if !(v[0].working && v[0].image_present) {
+                v.push(engine::probe(Engine::Podman, image).await);
+            }
+            progress.finish();
+            v
+        }
+    }
+}
+
+/// Where run `run_id` stages its output and where it publishes it, on this machine.
+fn stage(
+    output: &Output,
+    state_dir: &std::path::Path,
+    run_id: &str,
+    logical_time: DateTime<Utc>,
+) -> Stage {
+    let (root, note) = staging::local_root(output, state_dir);
+    Stage {
+        dir: root.join(datajob_core::output::STAGING_DIR).join(run_id),
+        partition: root.join(datajob_core::output::partition_name(logical_time)),
+        root,
+        note,
+    }
+}
+
 pub(super) async fn prepare(
     args: &RunArgs,
     namespace: Option<&str>,
@@ -214,32 +261,11 @@ pub(super) async fn prepare(
             lines.join("\n")
         ))
     })?;
-    let logical_time = match &args.logical_time {
-        Some(s) => labels::parse_rfc3339(s).ok_or_else(|| {
-            CliError::Usage(format!(
-                "--logical-time {s:?} is not an RFC 3339 time; write e.g. 2026-11-25T03:00:00Z"
-            ))
-        })?,
-        None => Utc::now(),
-    };
-    let logical_time = labels::truncate_to_minute(logical_time);
+    let logical_time = labels::truncate_to_minute(logical_time(args)?);
     let run_id = labels::run_id(&r.name, logical_time);
     let overrides = parse_env(&args.env)?;
 
-    let probes: Vec<Probe> = match args.engine {
-        EngineArg::Host => Vec::new(),
-        EngineArg::Docker => vec![engine::probe(Engine::Docker, &r.image).await],
-        EngineArg::Podman => vec![engine::probe(Engine::Podman, &r.image).await],
-        EngineArg::Auto => {
-            progress.set("looking for a container engine");
-            let mut v = vec![engine::probe(Engine::Docker, &r.image).await];
-            if !(v[0].working && v[0].image_present) {
-                v.push(engine::probe(Engine::Podman, &r.image).await);
-            }
-            progress.finish();
-            v
-        }
-    };
+    let probes = probes(args.engine, &r.image, progress).await;
     let choice = engine::choose(args.engine, &probes, &r.image, !r.command.is_empty())
         .map_err(CliError::Local)?;
 
@@ -249,15 +275,10 @@ pub(super) async fn prepare(
     let state_dir = std::env::current_dir()
         .map_err(CliError::io("reading the current directory"))?
         .join(&args.state_dir);
-    let stage = r.output.as_ref().map(|o| {
-        let (root, note) = staging::local_root(o, &state_dir);
-        Stage {
-            dir: root.join(datajob_core::output::STAGING_DIR).join(&run_id),
-            partition: root.join(datajob_core::output::partition_name(logical_time)),
-            root,
-            note,
-        }
-    });
+    let stage = r
+        .output
+        .as_ref()
+        .map(|o| stage(o, &state_dir, &run_id, logical_time));
     // The same paths in a container (mounted where they are) and on the host.
     if let Some(st) = &stage {
         env.set("DATAJOB_OUTPUT", st.partition.display().to_string());
@@ -289,6 +310,7 @@ pub(super) async fn prepare(
         env.set("HOME", home.display().to_string());
         env.set("DATAJOB_SCRATCH", scratch.display().to_string());
     }
+    // `-e NAME=VALUE` wins, and a warning that NAME is not set goes.
     for (k, v) in &overrides {
         env.set(k, v.clone());
         let unset = format!("{k} is not set");

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::JobSpec;
 
-use super::assess::{DryRun, Placement, Plan};
+use super::assess::{DryRun, Placement, Plan, Summary};
 use crate::terminal::{self, Color, Style};
 use datajob_core::decide::children::UNRETRYABLE_EXIT_CODES;
 use datajob_core::labels;
@@ -97,120 +97,149 @@ fn objects_in_words(plan: &Plan) -> Vec<String> {
     out
 }
 
-/// The human report of one plan.
+/// The human report of one plan: a refusal in the field's words, or what the DataJob
+/// is, when it runs next, what it would create, where it would run, what would stop its
+/// runs, and what the cluster said.
 pub fn render(plan: &Plan, style: Style, now: DateTime<Utc>) -> String {
-    let mut out = String::new();
     let id = format!("{}/{}", plan.namespace, plan.name);
     if !plan.valid {
-        let n = plan.problems.len();
-        let head = if n == 0 {
-            format!("DataJob {id} would be refused by the cluster.")
-        } else {
-            format!(
-                "DataJob {id} is invalid: {n} problem{}.",
-                if n == 1 { "" } else { "s" }
-            )
-        };
-        out.push_str(&style.paint(&head, Color::Red));
-        out.push_str("\n\n");
-        for p in &plan.problems {
-            out.push_str(&format!(
-                "  {} {}\n",
-                style.paint("✗", Color::Red),
-                p.message
-            ));
-        }
-        if let DryRun::Refused { cluster, message } = &plan.server_dry_run {
-            out.push_str(&format!(
-                "  {} the cluster at {cluster} refused it: {message}\n",
-                style.paint("✗", Color::Red)
-            ));
-        }
-        out.push_str("\n`kubectl apply` would refuse it with the same words. Fix the fields above and plan again.\n");
-        return out;
+        return refusal(plan, &id, style);
     }
+    let mut out = String::new();
     out.push_str(&style.paint(&format!("DataJob {id} is valid."), Color::Green));
     out.push_str("\n\n");
     if let Some(s) = &plan.spec {
-        let mut rows: Vec<(&str, String)> = vec![("image", s.image.clone())];
-        let mut line = s.command.clone();
-        line.extend(s.args.iter().cloned());
-        rows.push((
-            "command",
-            if line.is_empty() {
-                "the image's own entrypoint".into()
-            } else {
-                terminal::shell_words(&line)
-            },
-        ));
-        rows.push((
-            "schedule",
-            match &s.schedule {
-                Some(e) => format!("{e} in {}", s.time_zone),
-                None => "none: runs once, as soon as it is applied".into(),
-            },
-        ));
-        let mut res = format!("cpu {}, memory {}", s.cpu, s.memory);
-        if let Some(d) = &s.disk {
-            res.push_str(&format!(", disk {d}"));
-        }
-        if s.gpu > 0 {
-            res.push_str(&format!(", gpu {}", s.gpu));
-        }
-        rows.push(("resources", res));
-        rows.push((
-            "deadline",
-            format!("{} (a run is stopped when it runs longer)", s.deadline),
-        ));
-        rows.push((
-            "retries",
-            format!("{} (at most {} attempts per run)", s.retries, s.retries + 1),
-        ));
-        rows.push((
-            "history",
-            format!("{} finished runs keep their Job and logs", s.history),
-        ));
-        if !s.inputs.is_empty() {
-            rows.push(("inputs", s.inputs.join(", ")));
-        }
-        if let Some(o) = &s.output {
-            rows.push((
-                "output",
-                format!("{o} (staged per run, published on success)"),
-            ));
-        }
-        if s.suspend {
-            rows.push((
-                "suspend",
-                "true: no runs are scheduled until it is false".into(),
-            ));
-        }
-        for (k, v) in rows {
+        for (k, v) in summary_rows(s) {
             out.push_str(&format!("  {k:<10} {v}\n"));
         }
     }
     if !plan.next_runs.is_empty() {
-        let tz = plan
-            .spec
-            .as_ref()
-            .map(|s| s.time_zone.clone())
-            .unwrap_or_default();
-        out.push_str(&format!("\nNext {} runs ({tz}):\n", plan.next_runs.len()));
-        for r in &plan.next_runs {
-            let when = labels::parse_rfc3339(&r.utc)
-                .map(|t| terminal::relative(t, now))
-                .unwrap_or_default();
-            out.push_str(&format!(
-                "  {}   {}\n",
-                r.local,
-                style.paint(&when, Color::Dim)
-            ));
-        }
+        out.push_str(&next_runs(plan, style, now));
     }
     out.push_str("\nWould create (the full objects with -o yaml):\n");
     for l in objects_in_words(plan) {
         out.push_str(&format!("  {l}\n"));
     }
+    out.push_str(&placement_warnings_and_dry_run(plan, style));
+    out.push_str("Nothing was changed.\n");
+    out
+}
+
+/// Why the DataJob `id` would be refused: each problem, and the cluster's refusal.
+fn refusal(plan: &Plan, id: &str, style: Style) -> String {
+    let mut out = String::new();
+    let n = plan.problems.len();
+    let head = if n == 0 {
+        format!("DataJob {id} would be refused by the cluster.")
+    } else {
+        format!(
+            "DataJob {id} is invalid: {n} problem{}.",
+            if n == 1 { "" } else { "s" }
+        )
+    };
+    out.push_str(&style.paint(&head, Color::Red));
+    out.push_str("\n\n");
+    for p in &plan.problems {
+        out.push_str(&format!(
+            "  {} {}\n",
+            style.paint("✗", Color::Red),
+            p.message
+        ));
+    }
+    if let DryRun::Refused { cluster, message } = &plan.server_dry_run {
+        out.push_str(&format!(
+            "  {} the cluster at {cluster} refused it: {message}\n",
+            style.paint("✗", Color::Red)
+        ));
+    }
+    out.push_str("\n`kubectl apply` would refuse it with the same words. Fix the fields above and plan again.\n");
+    out
+}
+
+/// What the DataJob is, one row per field that matters, in words.
+fn summary_rows(s: &Summary) -> Vec<(&'static str, String)> {
+    let mut rows: Vec<(&'static str, String)> = vec![("image", s.image.clone())];
+    let mut line = s.command.clone();
+    line.extend(s.args.iter().cloned());
+    rows.push((
+        "command",
+        if line.is_empty() {
+            "the image's own entrypoint".into()
+        } else {
+            terminal::shell_words(&line)
+        },
+    ));
+    rows.push((
+        "schedule",
+        match &s.schedule {
+            Some(e) => format!("{e} in {}", s.time_zone),
+            None => "none: runs once, as soon as it is applied".into(),
+        },
+    ));
+    let mut res = format!("cpu {}, memory {}", s.cpu, s.memory);
+    if let Some(d) = &s.disk {
+        res.push_str(&format!(", disk {d}"));
+    }
+    if s.gpu > 0 {
+        res.push_str(&format!(", gpu {}", s.gpu));
+    }
+    rows.push(("resources", res));
+    rows.push((
+        "deadline",
+        format!("{} (a run is stopped when it runs longer)", s.deadline),
+    ));
+    rows.push((
+        "retries",
+        format!("{} (at most {} attempts per run)", s.retries, s.retries + 1),
+    ));
+    rows.push((
+        "history",
+        format!("{} finished runs keep their Job and logs", s.history),
+    ));
+    if !s.inputs.is_empty() {
+        rows.push(("inputs", s.inputs.join(", ")));
+    }
+    if let Some(o) = &s.output {
+        rows.push((
+            "output",
+            format!("{o} (staged per run, published on success)"),
+        ));
+    }
+    if s.suspend {
+        rows.push((
+            "suspend",
+            "true: no runs are scheduled until it is false".into(),
+        ));
+    }
+    rows
+}
+
+/// Its next run times, in its time zone, with how far off each is.
+fn next_runs(plan: &Plan, style: Style, now: DateTime<Utc>) -> String {
+    let mut out = String::new();
+    let tz = plan
+        .spec
+        .as_ref()
+        .map(|s| s.time_zone.clone())
+        .unwrap_or_default();
+    out.push_str(&format!("\nNext {} runs ({tz}):\n", plan.next_runs.len()));
+    for r in &plan.next_runs {
+        let when = labels::parse_rfc3339(&r.utc)
+            .map(|t| terminal::relative(t, now))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  {}   {}\n",
+            r.local,
+            style.paint(&when, Color::Dim)
+        ));
+    }
+    out
+}
+
+/// Where it would run and what a run costs, what would stop its runs, and what the
+/// server-side dry run said.
+fn placement_warnings_and_dry_run(plan: &Plan, style: Style) -> String {
+    let mut out = String::new();
     match &plan.node_group {
         Some(Placement::Placed {
             group,
@@ -251,6 +280,5 @@ pub fn render(plan: &Plan, style: Style, now: DateTime<Utc>) -> String {
             style.paint("refused", Color::Red)
         )),
     }
-    out.push_str("Nothing was changed.\n");
     out
 }
