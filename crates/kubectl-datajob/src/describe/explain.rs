@@ -74,6 +74,68 @@ fn advice(reason: &str, message: &str, name: &str, run: &str) -> Option<String> 
     (!message.contains(field)).then(|| words.to_string())
 }
 
+/// Why run `run` has not started: what its pod waits for, or what the run says.
+fn not_started(run: &RunRecord, f: &Facts) -> String {
+    let pods: Vec<Pod> = f
+        .pods
+        .iter()
+        .filter(|p| p.labels().get(JOB_NAME) == Some(&run.name))
+        .cloned()
+        .collect();
+    let situation = match logs::pick_pod(&pods) {
+        None => run
+            .message
+            .clone()
+            .unwrap_or_else(|| "its pod has not been created yet".into()),
+        Some(p) => format!(
+            "its pod {} is waiting: {}",
+            p.name_any(),
+            logs::not_started(p).unwrap_or_else(|| "starting".into())
+        ),
+    };
+    format!(
+        "Run {} (logical time {}) has not started: {situation}. The operator ends a run that cannot start within a bounded time, with a reason.",
+        run.name,
+        logical(&run.logical_time, f)
+    )
+}
+
+/// How long run `run` has run, and how long it may go on before its deadline stops it.
+fn running(run: &RunRecord, f: &Facts) -> String {
+    let ran = history::took(run, f.now).unwrap_or_default();
+    let left = deadline_of(f.dj).saturating_sub(ran);
+    format!(
+        "Run {} (logical time {}) has been running for {}; it is stopped if it is still running in {} (its deadline is {}).",
+        run.name,
+        logical(&run.logical_time, f),
+        terminal::short_duration(ran),
+        terminal::short_duration(left),
+        units::format_duration(deadline_of(f.dj))
+    )
+}
+
+/// How the last run, `run`, of the DataJob `name` failed, and what to do about it.
+fn failed(run: &RunRecord, f: &Facts, name: &str) -> Vec<String> {
+    let reason = run.reason.as_deref().unwrap_or("Failed");
+    let mut why = vec![format!(
+        "The last run, {} (logical time {}), failed{}: {reason}: {}",
+        run.name,
+        logical(&run.logical_time, f),
+        run.finish_time
+            .as_deref()
+            .map(|t| format!(" at {}", when(t, f)))
+            .unwrap_or_default(),
+        run.message.as_deref().unwrap_or("no message")
+    )];
+    why.extend(advice(
+        reason,
+        run.message.as_deref().unwrap_or_default(),
+        name,
+        &run.name,
+    ));
+    why
+}
+
 /// Why the DataJob is in its state, in plain words.
 pub fn explain(f: &Facts) -> Vec<String> {
     let dj = f.dj;
@@ -122,46 +184,12 @@ pub fn explain(f: &Facts) -> Vec<String> {
             }
         }
         RunState::Pending => match latest.filter(|r| !r.state.is_finished()) {
-            Some(run) => {
-                let pod = logs::pick_pod(
-                    &f.pods
-                        .iter()
-                        .filter(|p| p.labels().get(JOB_NAME) == Some(&run.name))
-                        .cloned()
-                        .collect::<Vec<_>>(),
-                )
-                .cloned();
-                let situation = match &pod {
-                    None => run
-                        .message
-                        .clone()
-                        .unwrap_or_else(|| "its pod has not been created yet".into()),
-                    Some(p) => format!(
-                        "its pod {} is waiting: {}",
-                        p.name_any(),
-                        logs::not_started(p).unwrap_or_else(|| "starting".into())
-                    ),
-                };
-                why.push(format!(
-                    "Run {} (logical time {}) has not started: {situation}. The operator ends a run that cannot start within a bounded time, with a reason.",
-                    run.name,
-                    logical(&run.logical_time, f)
-                ));
-            }
+            Some(run) => why.push(not_started(run, f)),
             None => why.push("A run was asked for and is being created.".into()),
         },
         RunState::Running => {
             if let Some(run) = latest.filter(|r| !r.state.is_finished()) {
-                let ran = history::took(run, f.now).unwrap_or_default();
-                let left = deadline_of(dj).saturating_sub(ran);
-                why.push(format!(
-                    "Run {} (logical time {}) has been running for {}; it is stopped if it is still running in {} (its deadline is {}).",
-                    run.name,
-                    logical(&run.logical_time, f),
-                    terminal::short_duration(ran),
-                    terminal::short_duration(left),
-                    units::format_duration(deadline_of(dj))
-                ));
+                why.push(running(run, f));
             }
         }
         RunState::Succeeded => {
@@ -180,23 +208,7 @@ pub fn explain(f: &Facts) -> Vec<String> {
         }
         RunState::Failed => {
             if let Some(run) = latest {
-                let reason = run.reason.as_deref().unwrap_or("Failed");
-                why.push(format!(
-                    "The last run, {} (logical time {}), failed{}: {reason}: {}",
-                    run.name,
-                    logical(&run.logical_time, f),
-                    run.finish_time
-                        .as_deref()
-                        .map(|t| format!(" at {}", when(t, f)))
-                        .unwrap_or_default(),
-                    run.message.as_deref().unwrap_or("no message")
-                ));
-                why.extend(advice(
-                    reason,
-                    run.message.as_deref().unwrap_or_default(),
-                    &name,
-                    &run.name,
-                ));
+                why.extend(failed(run, f, &name));
             }
         }
     }
