@@ -4,7 +4,7 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
-use super::{Child, Description};
+use super::{Child, Description, EventLine, Summary};
 use crate::history;
 use crate::terminal::{self, Color, Style, Table, state_color};
 use datajob_core::labels::{self, JOB_NAME};
@@ -86,50 +86,16 @@ pub fn children(
     out
 }
 
-/// The human report.
+/// The human report: the DataJob in short, its state and why, its children, recent runs
+/// and events.
 pub fn render(d: &Description, tz: chrono_tz::Tz, now: DateTime<Utc>, style: Style) -> String {
     let mut out = String::new();
     let field =
         |out: &mut String, k: &str, v: &str| out.push_str(&format!("{:<11}{v}\n", format!("{k}:")));
     field(&mut out, "Name", &d.name);
     field(&mut out, "Namespace", &d.namespace);
-    if let Some(s) = &d.spec {
-        field(&mut out, "Image", &s.image);
-        let mut line = s.command.clone();
-        line.extend(s.args.iter().cloned());
-        if !line.is_empty() {
-            field(&mut out, "Command", &terminal::shell_words(&line));
-        }
-        field(
-            &mut out,
-            "Schedule",
-            &match &s.schedule {
-                Some(e) => format!("{e} ({})", s.time_zone),
-                None => "none (runs once)".into(),
-            },
-        );
-        let mut res = format!("cpu {}, memory {}", s.cpu, s.memory);
-        if let Some(disk) = &s.disk {
-            res.push_str(&format!(", disk {disk}"));
-        }
-        if s.gpu > 0 {
-            res.push_str(&format!(", gpu {}", s.gpu));
-        }
-        field(&mut out, "Resources", &res);
-        field(
-            &mut out,
-            "Limits",
-            &format!(
-                "deadline {}, retries {}, keeps {} finished runs",
-                s.deadline, s.retries, s.history
-            ),
-        );
-        if !s.inputs.is_empty() {
-            field(&mut out, "Inputs", &s.inputs.join(", "));
-        }
-        if let Some(o) = &s.output {
-            field(&mut out, "Output", o);
-        }
+    for (k, v) in d.spec.as_ref().map(spec_fields).unwrap_or_default() {
+        field(&mut out, k, &v);
     }
     let state = match state_color(&d.state) {
         Some(c) => style.paint(&d.state, c),
@@ -146,49 +112,95 @@ pub fn render(d: &Description, tz: chrono_tz::Tz, now: DateTime<Utc>, style: Sty
         out.push_str(&format!("  {line}\n"));
     }
     out.push_str(&format!("\n{}\n", style.paint("Children:", Color::Bold)));
-    if d.children.is_empty() {
-        out.push_str("  none\n");
-    } else {
-        let mut t = Table::new(&["KIND", "NAME", "STATE", "DETAIL"]);
-        for c in &d.children {
-            t.row(vec![
-                (c.kind.clone(), None),
-                (c.name.clone(), None),
-                (c.state.clone(), state_color(&c.state)),
-                (c.detail.clone(), None),
-            ]);
-        }
-        for line in t.render(style).lines() {
-            out.push_str(&format!("  {line}\n"));
-        }
-    }
+    out.push_str(&indented(children_table(&d.children, style)));
     if !d.runs.is_empty() {
         out.push_str(&format!("\n{}\n", style.paint("Recent runs:", Color::Bold)));
-        for line in history::table(&d.runs, tz, now, style).lines() {
-            out.push_str(&format!("  {line}\n"));
-        }
+        out.push_str(&indented(history::table(&d.runs, tz, now, style)));
     }
     out.push_str(&format!("\n{}\n", style.paint("Events:", Color::Bold)));
-    if d.events.is_empty() {
-        out.push_str("  none\n");
-    } else {
-        let mut t = Table::new(&["AGE", "TYPE", "REASON", "MESSAGE"]);
-        for e in &d.events {
-            let age = labels::parse_rfc3339(&e.time)
-                .map_or_else(|| "-".into(), |t| terminal::relative(t, now));
-            let color = (e.type_ == "Warning").then_some(Color::Yellow);
-            t.row(vec![
-                (age, None),
-                (e.type_.clone(), color),
-                (e.reason.clone(), None),
-                (e.message.clone(), None),
-            ]);
-        }
-        for line in t.render(style).lines() {
-            out.push_str(&format!("  {line}\n"));
-        }
-    }
+    out.push_str(&indented(events_table(&d.events, now, style)));
     out
+}
+
+/// Each line of `text`, indented by two spaces.
+fn indented(text: String) -> String {
+    text.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+/// The DataJob's spec in short, one field per row.
+fn spec_fields(s: &Summary) -> Vec<(&'static str, String)> {
+    let mut rows = vec![("Image", s.image.clone())];
+    let mut line = s.command.clone();
+    line.extend(s.args.iter().cloned());
+    if !line.is_empty() {
+        rows.push(("Command", terminal::shell_words(&line)));
+    }
+    rows.push((
+        "Schedule",
+        match &s.schedule {
+            Some(e) => format!("{e} ({})", s.time_zone),
+            None => "none (runs once)".into(),
+        },
+    ));
+    let mut res = format!("cpu {}, memory {}", s.cpu, s.memory);
+    if let Some(disk) = &s.disk {
+        res.push_str(&format!(", disk {disk}"));
+    }
+    if s.gpu > 0 {
+        res.push_str(&format!(", gpu {}", s.gpu));
+    }
+    rows.push(("Resources", res));
+    rows.push((
+        "Limits",
+        format!(
+            "deadline {}, retries {}, keeps {} finished runs",
+            s.deadline, s.retries, s.history
+        ),
+    ));
+    if !s.inputs.is_empty() {
+        rows.push(("Inputs", s.inputs.join(", ")));
+    }
+    if let Some(o) = &s.output {
+        rows.push(("Output", o.clone()));
+    }
+    rows
+}
+
+/// The DataJob's CronJob, Jobs and pods, one row each (`none` when it has none).
+fn children_table(children: &[Child], style: Style) -> String {
+    if children.is_empty() {
+        return "none".into();
+    }
+    let mut t = Table::new(&["KIND", "NAME", "STATE", "DETAIL"]);
+    for c in children {
+        t.row(vec![
+            (c.kind.clone(), None),
+            (c.name.clone(), None),
+            (c.state.clone(), state_color(&c.state)),
+            (c.detail.clone(), None),
+        ]);
+    }
+    t.render(style)
+}
+
+/// The DataJob's events, in the order given (`none` when it has none).
+fn events_table(events: &[EventLine], now: DateTime<Utc>, style: Style) -> String {
+    if events.is_empty() {
+        return "none".into();
+    }
+    let mut t = Table::new(&["AGE", "TYPE", "REASON", "MESSAGE"]);
+    for e in events {
+        let age = labels::parse_rfc3339(&e.time)
+            .map_or_else(|| "-".into(), |t| terminal::relative(t, now));
+        let color = (e.type_ == "Warning").then_some(Color::Yellow);
+        t.row(vec![
+            (age, None),
+            (e.type_.clone(), color),
+            (e.reason.clone(), None),
+            (e.message.clone(), None),
+        ]);
+    }
+    t.render(style)
 }
 
 #[cfg(test)]
