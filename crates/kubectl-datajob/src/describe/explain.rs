@@ -148,9 +148,7 @@ pub fn explain(f: &Facts) -> Vec<String> {
     if let (Some(seen), Some(current)) = (status.observed_generation, dj.metadata.generation)
         && seen < current
     {
-        why.push(format!(
-            "The operator has not caught up with the latest change yet (it last saw generation {seen}, the DataJob is at {current}); what follows may be out of date."
-        ));
+        why.push(format!("The operator has not caught up with the latest change yet (it last saw generation {seen}, the DataJob is at {current}); what follows may be out of date."));
     }
     let next = status.next_run.as_deref().map(|n| when(n, f));
     let latest = f.runs.first();
@@ -212,16 +210,23 @@ pub fn explain(f: &Facts) -> Vec<String> {
             }
         }
     }
-    match (&next, &dj.spec.schedule) {
-        (Some(n), _) if status.state != Some(RunState::Scheduled) => {
-            why.push(format!("The next run is due {n}."));
-        }
-        (None, None) => why.push(format!(
-            "It has no schedule: it runs once. `kubectl datajob trigger {name}` starts another run."
-        )),
-        _ => {}
-    }
+    why.extend(what_next(next.as_deref(), dj, status.state));
     why
+}
+
+/// When the next run is due (said already for a DataJob that has not run yet), or that
+/// it has no schedule.
+fn what_next(next: Option<&str>, dj: &DataJob, state: Option<RunState>) -> Option<String> {
+    match (next, &dj.spec.schedule) {
+        (Some(n), _) if state != Some(RunState::Scheduled) => {
+            Some(format!("The next run is due {n}."))
+        }
+        (None, None) => Some(format!(
+            "It has no schedule: it runs once. `kubectl datajob trigger {}` starts another run.",
+            dj.name_any()
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -34,6 +34,16 @@ impl Env {
         }
     }
 
+    /// Sets each of `-e NAME=VALUE`'s `overrides`: they win, and a warning that NAME is
+    /// not set goes.
+    pub fn override_with(&mut self, overrides: &[(String, String)]) {
+        for (k, v) in overrides {
+            self.set(k, v.clone());
+            let unset = format!("{k} is not set");
+            self.warnings.retain(|w| !w.starts_with(&unset));
+        }
+    }
+
     fn map(&self) -> BTreeMap<String, String> {
         self.vars.iter().cloned().collect()
     }

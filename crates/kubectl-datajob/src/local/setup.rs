@@ -14,7 +14,7 @@ use crate::terminal::Progress;
 use datajob_api::DataJob;
 use datajob_core::decide::children::{self, Guards};
 use datajob_core::labels;
-use datajob_core::output::Output;
+use datajob_core::output::{Output, input_env};
 use datajob_core::validation::{Limits, Resolved, resolve};
 
 /// Picks the DataJob to run from the file's documents; the others come back too (they
@@ -187,6 +187,23 @@ fn writable_dir(dir: &std::path::Path) -> Result<()> {
         .map_err(CliError::io(format!("making {} writable", dir.display())))
 }
 
+/// The DataJob resolved by admission's rules (local paths allowed as output), or every
+/// problem in the field's words.
+fn resolved(dj: &DataJob) -> Result<Resolved> {
+    let limits = Limits {
+        local_paths: true,
+        ..Limits::default()
+    };
+    resolve(dj, &limits).map_err(|problems| {
+        let lines: Vec<String> = problems.0.iter().map(|p| format!("  ✗ {p}")).collect();
+        CliError::Invalid(format!(
+            "DataJob {} is invalid:\n{}",
+            dj.name_any(),
+            lines.join("\n")
+        ))
+    })
+}
+
 /// The time `--logical-time` names (now when not given).
 fn logical_time(args: &RunArgs) -> Result<DateTime<Utc>> {
     match &args.logical_time {
@@ -249,18 +266,7 @@ pub(super) async fn prepare(
     if dj.metadata.namespace.is_none() {
         dj.metadata.namespace = Some(namespace.unwrap_or("default").to_string());
     }
-    let limits = Limits {
-        local_paths: true,
-        ..Limits::default()
-    };
-    let r = resolve(&dj, &limits).map_err(|problems| {
-        let lines: Vec<String> = problems.0.iter().map(|p| format!("  ✗ {p}")).collect();
-        CliError::Invalid(format!(
-            "DataJob {} is invalid:\n{}",
-            dj.name_any(),
-            lines.join("\n")
-        ))
-    })?;
+    let r = resolved(&dj)?;
     let logical_time = labels::truncate_to_minute(logical_time(args)?);
     let run_id = labels::run_id(&r.name, logical_time);
     let overrides = parse_env(&args.env)?;
@@ -296,10 +302,7 @@ pub(super) async fn prepare(
         }
     };
     for (input, _, dir) in &inputs {
-        env.set(
-            &datajob_core::output::input_env(input),
-            dir.display().to_string(),
-        );
+        env.set(&input_env(input), dir.display().to_string());
     }
     // Scratch and home, as the pod has them: empty and writable by the run's user.
     let run_dir = state_dir.join("runs").join(&run_id);
@@ -310,12 +313,7 @@ pub(super) async fn prepare(
         env.set("HOME", home.display().to_string());
         env.set("DATAJOB_SCRATCH", scratch.display().to_string());
     }
-    // `-e NAME=VALUE` wins, and a warning that NAME is not set goes.
-    for (k, v) in &overrides {
-        env.set(k, v.clone());
-        let unset = format!("{k} is not set");
-        env.warnings.retain(|w| !w.starts_with(&unset));
-    }
+    env.override_with(&overrides);
     Ok(Prepared::Ready(Box::new(Setup {
         command: env.expand_all(&r.command),
         args: env.expand_all(&r.args),
