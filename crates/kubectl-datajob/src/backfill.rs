@@ -66,7 +66,7 @@ pub struct BackfillArgs {
 }
 
 /// A time the user typed: RFC 3339, or a date in `tz` (its start, or with `end` its end).
-pub fn parse_time(s: &str, tz: Tz, end: bool) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_time(s: &str, tz: Tz, end: bool) -> Option<DateTime<Utc>> {
     if let Some(t) = labels::parse_rfc3339(s) {
         return Some(t);
     }
@@ -82,7 +82,7 @@ pub fn parse_time(s: &str, tz: Tz, end: bool) -> Option<DateTime<Utc>> {
 
 /// The Backfill's name: the DataJob's and a hash of the range, so the same command
 /// applies the same object (and running it again creates nothing new).
-pub fn backfill_name(datajob: &str, from: &str, to: &str) -> String {
+pub(crate) fn backfill_name(datajob: &str, from: &str, to: &str) -> String {
     use sha2::Digest;
     let hash = sha2::Sha256::digest(format!("{from}/{to}").as_bytes());
     let short: String = hash.iter().take(4).map(|b| format!("{b:02x}")).collect();
@@ -90,7 +90,7 @@ pub fn backfill_name(datajob: &str, from: &str, to: &str) -> String {
 }
 
 /// `[█████░░░░░] 5/10 · 1 failed · 2 going · 1m05s`
-pub fn progress_line(status: &BackfillStatus, waited: Duration) -> String {
+pub(crate) fn progress_line(status: &BackfillStatus, waited: Duration) -> String {
     let total = status.total.max(0) as usize;
     let done = (status.succeeded + status.skipped + status.failed).max(0) as usize;
     let width = 20;
@@ -108,7 +108,7 @@ pub fn progress_line(status: &BackfillStatus, waited: Duration) -> String {
 }
 
 /// The closing summary: counts, every failed time, and what to do about them.
-pub fn summary(name: &str, datajob: &str, status: &BackfillStatus, style: Style) -> String {
+pub(crate) fn summary(name: &str, datajob: &str, status: &BackfillStatus, style: Style) -> String {
     let mut out = String::new();
     let head = format!(
         "backfill {name} of {datajob}: {} time(s), {} succeeded, {} had succeeded before, {} failed",
@@ -143,7 +143,7 @@ pub fn summary(name: &str, datajob: &str, status: &BackfillStatus, style: Style)
     out
 }
 
-pub async fn run(args: &BackfillArgs, cluster: &Cluster, format: Format) -> Result<()> {
+pub(crate) async fn run(args: &BackfillArgs, cluster: &Cluster, format: Format) -> Result<()> {
     let dj = cluster.datajob(&args.name).await?;
     let spec = spec_of(args, &dj);
     let plan = check(args, cluster, &spec).await?;

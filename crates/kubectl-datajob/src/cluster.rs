@@ -29,7 +29,7 @@ pub struct ClusterArgs {
 }
 
 /// Loads the client configuration without talking to the cluster.
-pub async fn load_config(args: &ClusterArgs) -> Result<Config> {
+pub(crate) async fn load_config(args: &ClusterArgs) -> Result<Config> {
     let options = KubeConfigOptions {
         context: args.context.clone(),
         ..Default::default()
@@ -54,14 +54,14 @@ pub async fn load_config(args: &ClusterArgs) -> Result<Config> {
 
 /// A client for the chosen cluster and namespace.
 #[derive(Clone)]
-pub struct Cluster {
+pub(crate) struct Cluster {
     pub client: Client,
     pub namespace: String,
     pub url: String,
 }
 
 impl Cluster {
-    pub async fn connect(args: &ClusterArgs) -> Result<Cluster> {
+    pub(crate) async fn connect(args: &ClusterArgs) -> Result<Cluster> {
         let mut config = load_config(args).await?;
         // Say "cannot reach" quickly rather than hang on a dead address.
         config.connect_timeout = Some(Duration::from_secs(5));
@@ -85,7 +85,7 @@ impl Cluster {
         })
     }
 
-    pub fn api<K>(&self) -> Api<K>
+    pub(crate) fn api<K>(&self) -> Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
         <K as kube::Resource>::DynamicType: Default,
@@ -94,13 +94,13 @@ impl Cluster {
     }
 
     /// Turns a failed call into what to do about it. `action` reads "get DataJob x".
-    pub fn error(&self, action: impl Into<String>) -> impl FnOnce(kube::Error) -> CliError {
+    pub(crate) fn error(&self, action: impl Into<String>) -> impl FnOnce(kube::Error) -> CliError {
         let (action, url, namespace) = (action.into(), self.url.clone(), self.namespace.clone());
         move |e| classify(e, &url, &namespace, action)
     }
 
     /// The DataJob `name`, or an error that says which names exist.
-    pub async fn datajob(&self, name: &str) -> Result<DataJob> {
+    pub(crate) async fn datajob(&self, name: &str) -> Result<DataJob> {
         let api: Api<DataJob> = self.api();
         match api.get_opt(name).await {
             Ok(Some(dj)) => Ok(dj),
@@ -127,7 +127,7 @@ impl Cluster {
 }
 
 /// The words for a DataJob that is not there, from what is there.
-pub fn not_found_message(
+pub(crate) fn not_found_message(
     name: &str,
     namespace: &str,
     here: &[String],
@@ -153,7 +153,7 @@ pub fn not_found_message(
 }
 
 /// A kube error as a [`CliError`].
-pub fn classify(e: kube::Error, url: &str, namespace: &str, action: String) -> CliError {
+pub(crate) fn classify(e: kube::Error, url: &str, namespace: &str, action: String) -> CliError {
     match e {
         kube::Error::Api(s) => match s.code {
             401 => CliError::Unauthorized {
@@ -189,7 +189,7 @@ pub fn classify(e: kube::Error, url: &str, namespace: &str, action: String) -> C
 /// What to do when the apiserver could not call DataJob's admission webhook and its
 /// `failurePolicy` is `Fail` (the apiserver's message names the webhook and the network
 /// error only: it has no field for a message of ours).
-pub fn webhook_unreachable_hint(message: &str) -> Option<String> {
+pub(crate) fn webhook_unreachable_hint(message: &str) -> Option<String> {
     let name = datajob_core::labels::WEBHOOK_NAME;
     message
         .contains(&format!("failed calling webhook \"{name}\""))
@@ -201,7 +201,7 @@ pub fn webhook_unreachable_hint(message: &str) -> Option<String> {
 }
 
 /// An error and its causes, each once: `client error (Connect): tcp connect error: Connection refused`.
-pub fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut cur: Option<&dyn std::error::Error> = Some(e);
     while let Some(err) = cur {

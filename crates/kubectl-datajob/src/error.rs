@@ -6,14 +6,14 @@ use std::process::ExitCode;
 use thiserror::Error;
 
 /// The command ran and the answer is "no": the DataJob is invalid, the run failed.
-pub const EXIT_FAILED: u8 = 1;
+pub(crate) const EXIT_FAILED: u8 = 1;
 /// Wrong usage (clap uses the same code for bad flags).
-pub const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_USAGE: u8 = 2;
 /// The command could not do what was asked: no cluster, no such DataJob, unreadable file.
 pub const EXIT_ERROR: u8 = 3;
 
 #[derive(Debug, Error)]
-pub enum CliError {
+pub(crate) enum CliError {
     /// Already reported to the user in full (problems, a failed run's final line).
     #[error("{0}")]
     Reported(&'static str),
@@ -86,12 +86,12 @@ pub enum CliError {
 }
 
 impl CliError {
-    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
         let what = what.into();
         move |source| CliError::Io { what, source }
     }
 
-    pub fn exit_code(&self) -> ExitCode {
+    pub(crate) fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             CliError::Reported(_) | CliError::Invalid(_) => EXIT_FAILED,
             CliError::Usage(_) => EXIT_USAGE,
@@ -100,4 +100,4 @@ impl CliError {
     }
 }
 
-pub type Result<T, E = CliError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = CliError> = std::result::Result<T, E>;

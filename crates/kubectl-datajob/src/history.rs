@@ -23,7 +23,7 @@ pub struct RunsArgs {
 }
 
 /// The run Jobs of DataJob `name` still in the cluster.
-pub async fn jobs_of(cluster: &Cluster, name: &str) -> Result<Vec<Job>> {
+pub(crate) async fn jobs_of(cluster: &Cluster, name: &str) -> Result<Vec<Job>> {
     let api: Api<Job> = cluster.api();
     Ok(api
         .list(&ListParams::default().labels(&format!("{NAME}={name}")))
@@ -33,7 +33,7 @@ pub async fn jobs_of(cluster: &Cluster, name: &str) -> Result<Vec<Job>> {
 }
 
 /// The runs of `dj`, newest first: its status' history refreshed with its Jobs.
-pub fn runs_from(dj: &DataJob, jobs: &[Job]) -> Vec<RunRecord> {
+pub(crate) fn runs_from(dj: &DataJob, jobs: &[Job]) -> Vec<RunRecord> {
     let name = dj.name_any();
     let previous = dj
         .status
@@ -68,13 +68,13 @@ pub fn runs_from(dj: &DataJob, jobs: &[Job]) -> Vec<RunRecord> {
 }
 
 /// The runs of `dj`, newest first.
-pub async fn runs_of(cluster: &Cluster, dj: &DataJob) -> Result<Vec<RunRecord>> {
+pub(crate) async fn runs_of(cluster: &Cluster, dj: &DataJob) -> Result<Vec<RunRecord>> {
     let jobs = jobs_of(cluster, &dj.name_any()).await?;
     Ok(runs_from(dj, &jobs))
 }
 
 /// How long a run took, or has been going.
-pub fn took(run: &RunRecord, now: DateTime<Utc>) -> Option<Duration> {
+pub(crate) fn took(run: &RunRecord, now: DateTime<Utc>) -> Option<Duration> {
     let start = labels::parse_rfc3339(run.start_time.as_deref()?)?;
     let end = match run.finish_time.as_deref() {
         Some(f) => labels::parse_rfc3339(f)?,
@@ -85,7 +85,7 @@ pub fn took(run: &RunRecord, now: DateTime<Utc>) -> Option<Duration> {
 }
 
 /// `churn-features-29926260  2026-11-25 03:00 GMT  Failed (ImageNotFound) after 1m5s`
-pub fn run_line(run: &RunRecord, tz: Tz, now: DateTime<Utc>) -> String {
+pub(crate) fn run_line(run: &RunRecord, tz: Tz, now: DateTime<Utc>) -> String {
     let logical = labels::parse_rfc3339(&run.logical_time)
         .map_or_else(|| run.logical_time.clone(), |t| terminal::local_time(t, tz));
     let mut s = format!("{}  {logical}  {}", run.name, run.state);
@@ -104,7 +104,7 @@ pub fn run_line(run: &RunRecord, tz: Tz, now: DateTime<Utc>) -> String {
 }
 
 /// The history table; a COST column when the runs have estimated costs (node groups).
-pub fn table(runs: &[RunRecord], tz: Tz, now: DateTime<Utc>, style: Style) -> String {
+pub(crate) fn table(runs: &[RunRecord], tz: Tz, now: DateTime<Utc>, style: Style) -> String {
     let costs = runs.iter().any(|r| r.estimated_cost.is_some());
     let mut headers = vec![
         "RUN ID",
@@ -158,7 +158,7 @@ pub fn table(runs: &[RunRecord], tz: Tz, now: DateTime<Utc>, style: Style) -> St
     t.render(style)
 }
 
-pub async fn run(args: &RunsArgs, cluster: &Cluster, format: Format) -> Result<()> {
+pub(crate) async fn run(args: &RunsArgs, cluster: &Cluster, format: Format) -> Result<()> {
     let dj = cluster.datajob(&args.name).await?;
     let runs = runs_of(cluster, &dj).await?;
     if format != Format::Human {

@@ -1,18 +1,18 @@
 //! `kubectl datajob`: the kubectl plugin for DataJobs (see docs/cli.md). This module
 //! holds the command line; each command lives in its own module, with its decisions
 //! and formatting as pure functions and the API calls at the edge.
-pub mod backfill;
-pub mod cluster;
-pub mod describe;
+pub(crate) mod backfill;
+pub(crate) mod cluster;
+pub(crate) mod describe;
 pub mod error;
-pub mod history;
-pub mod local;
-pub mod logs;
-pub mod manifest;
+pub(crate) mod history;
+pub(crate) mod local;
+pub(crate) mod logs;
+pub(crate) mod manifest;
 pub mod plan;
-pub mod status;
-pub mod terminal;
-pub mod trigger;
+pub(crate) mod status;
+pub(crate) mod terminal;
+pub(crate) mod trigger;
 
 use std::process::ExitCode;
 

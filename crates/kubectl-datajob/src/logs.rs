@@ -32,7 +32,7 @@ pub struct LogsArgs {
 }
 
 /// The run `wanted` names (an id or a logical time), or the latest.
-pub fn pick_run<'a>(
+pub(crate) fn pick_run<'a>(
     runs: &'a [RunRecord],
     wanted: Option<&str>,
     datajob: &str,
@@ -59,13 +59,13 @@ pub fn pick_run<'a>(
 }
 
 /// The pod of the run's latest attempt: the newest.
-pub fn pick_pod(pods: &[Pod]) -> Option<&Pod> {
+pub(crate) fn pick_pod(pods: &[Pod]) -> Option<&Pod> {
     pods.iter()
         .max_by_key(|p| (p.creation_timestamp().map(|t| t.0), p.name_any()))
 }
 
 /// Why a pod has no logs yet, or `None` when its container started.
-pub fn not_started(pod: &Pod) -> Option<String> {
+pub(crate) fn not_started(pod: &Pod) -> Option<String> {
     let status = pod.status.as_ref()?;
     let container = status
         .container_statuses
@@ -99,7 +99,13 @@ pub fn not_started(pod: &Pod) -> Option<String> {
 }
 
 /// The sentence for logs the node did not serve.
-pub fn unavailable(run: &str, pod: &str, node: &str, error: &str, simulated: bool) -> String {
+pub(crate) fn unavailable(
+    run: &str,
+    pod: &str,
+    node: &str,
+    error: &str,
+    simulated: bool,
+) -> String {
     let mut m = format!(
         "cannot read the logs of run {run}: its pod {pod} runs on node {node}, which did not serve them ({error})"
     );
@@ -221,7 +227,7 @@ async fn find(args: &LogsArgs, cluster: &Cluster, progress: &Progress) -> Result
     }
 }
 
-pub async fn run(args: &LogsArgs, cluster: &Cluster) -> Result<()> {
+pub(crate) async fn run(args: &LogsArgs, cluster: &Cluster) -> Result<()> {
     let progress = Progress::new();
     let found = find(args, cluster, &progress).await;
     progress.finish();

@@ -10,11 +10,11 @@ use super::error::{CliError, Result};
 use datajob_api::DataJob;
 use datajob_core::validation::Problem;
 
-pub const API_VERSION: &str = "datajob.dev/v1alpha1";
+pub(crate) const API_VERSION: &str = "datajob.dev/v1alpha1";
 
 /// One document of the file.
 #[derive(Debug)]
-pub enum Document {
+pub(crate) enum Document {
     DataJob(Box<DataJob>),
     /// Parses as YAML but is not a DataJob's shape; the problem names the field.
     Malformed {
@@ -29,7 +29,7 @@ pub enum Document {
 }
 
 /// Reads `path` (`-` for stdin).
-pub fn read(path: &Path) -> Result<(String, Vec<Document>)> {
+pub(crate) fn read(path: &Path) -> Result<(String, Vec<Document>)> {
     let label = path.display().to_string();
     let text = if label == "-" {
         let mut s = String::new();
@@ -55,7 +55,7 @@ pub fn read(path: &Path) -> Result<(String, Vec<Document>)> {
 }
 
 /// Parses a multi-document YAML stream.
-pub fn parse(text: &str) -> Result<Vec<Document>, String> {
+pub(crate) fn parse(text: &str) -> Result<Vec<Document>, String> {
     let mut docs = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let value = Value::deserialize(doc)

@@ -21,7 +21,7 @@ pub struct StatusArgs {
 }
 
 /// The state word, `Unknown` before the operator wrote any status.
-pub fn state_of(dj: &DataJob) -> String {
+pub(crate) fn state_of(dj: &DataJob) -> String {
     dj.status
         .as_ref()
         .and_then(|s| s.state)
@@ -34,7 +34,12 @@ fn when(s: Option<&str>, now: DateTime<Utc>) -> String {
 }
 
 /// The table `status` prints without a name.
-pub fn table(djs: &[DataJob], all_namespaces: bool, now: DateTime<Utc>, style: Style) -> String {
+pub(crate) fn table(
+    djs: &[DataJob],
+    all_namespaces: bool,
+    now: DateTime<Utc>,
+    style: Style,
+) -> String {
     let mut headers = vec![
         "NAME", "SCHEDULE", "LAST RUN", "STATE", "NEXT RUN", "REASON",
     ];
@@ -68,7 +73,7 @@ pub fn table(djs: &[DataJob], all_namespaces: bool, now: DateTime<Utc>, style: S
 }
 
 /// One DataJob's state in a few lines.
-pub fn one(dj: &DataJob, runs: &[RunRecord], now: DateTime<Utc>, style: Style) -> String {
+pub(crate) fn one(dj: &DataJob, runs: &[RunRecord], now: DateTime<Utc>, style: Style) -> String {
     let tz = zone_of(dj);
     let status = dj.status.clone().unwrap_or_default();
     let state = state_of(dj);
@@ -126,12 +131,12 @@ pub fn one(dj: &DataJob, runs: &[RunRecord], now: DateTime<Utc>, style: Style) -
 }
 
 /// A DataJob for `-o json|yaml`: as the API has it, without managed fields.
-pub fn for_scripts(mut dj: DataJob) -> DataJob {
+pub(crate) fn for_scripts(mut dj: DataJob) -> DataJob {
     dj.metadata.managed_fields = None;
     dj
 }
 
-pub async fn run(args: &StatusArgs, cluster: &Cluster, format: Format) -> Result<()> {
+pub(crate) async fn run(args: &StatusArgs, cluster: &Cluster, format: Format) -> Result<()> {
     let now = Utc::now();
     match &args.name {
         Some(name) => {

@@ -22,7 +22,7 @@ pub enum Format {
 }
 
 /// Prints `value` as JSON or YAML on stdout.
-pub fn print_data<T: Serialize>(format: Format, value: &T) -> Result<()> {
+pub(crate) fn print_data<T: Serialize>(format: Format, value: &T) -> Result<()> {
     let text = match format {
         Format::Json => serde_json::to_string_pretty(value)
             .map(|s| s + "\n")
@@ -36,7 +36,7 @@ pub fn print_data<T: Serialize>(format: Format, value: &T) -> Result<()> {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Color {
+pub(crate) enum Color {
     Green,
     Red,
     Yellow,
@@ -47,7 +47,7 @@ pub enum Color {
 
 /// Colours, when the stream they go to is a terminal and `NO_COLOR` is not set.
 #[derive(Clone, Copy, Debug)]
-pub struct Style {
+pub(crate) struct Style {
     pub color: bool,
 }
 
@@ -58,19 +58,19 @@ impl Style {
             && std::env::var("TERM").map_or(true, |t| t != "dumb")
     }
 
-    pub fn stdout() -> Style {
+    pub(crate) fn stdout() -> Style {
         Style {
             color: Self::wanted(std::io::stdout().is_terminal()),
         }
     }
 
-    pub fn stderr() -> Style {
+    pub(crate) fn stderr() -> Style {
         Style {
             color: Self::wanted(std::io::stderr().is_terminal()),
         }
     }
 
-    pub fn paint(&self, text: &str, color: Color) -> String {
+    pub(crate) fn paint(&self, text: &str, color: Color) -> String {
         if !self.color || text.is_empty() {
             return text.to_string();
         }
@@ -87,7 +87,7 @@ impl Style {
 }
 
 /// The colour a state word gets.
-pub fn state_color(state: &str) -> Option<Color> {
+pub(crate) fn state_color(state: &str) -> Option<Color> {
     match state {
         "Succeeded" => Some(Color::Green),
         "Failed" | "Invalid" => Some(Color::Red),
@@ -98,7 +98,7 @@ pub fn state_color(state: &str) -> Option<Color> {
 }
 
 /// Columns aligned on the widest cell, two spaces apart, the last one unpadded.
-pub struct Table {
+pub(crate) struct Table {
     headers: Vec<String>,
     rows: Vec<Vec<(String, Option<Color>)>>,
 }
@@ -111,17 +111,11 @@ impl Table {
         }
     }
 
-    pub fn row(&mut self, cells: Vec<(String, Option<Color>)>) {
+    pub(crate) fn row(&mut self, cells: Vec<(String, Option<Color>)>) {
         self.rows.push(cells);
     }
 
-    /// A row of plain cells.
-    pub fn plain(&mut self, cells: Vec<String>) {
-        self.rows
-            .push(cells.into_iter().map(|c| (c, None)).collect());
-    }
-
-    pub fn render(&self, style: Style) -> String {
+    pub(crate) fn render(&self, style: Style) -> String {
         let n = self.headers.len();
         let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
         for row in &self.rows {
@@ -156,7 +150,7 @@ impl Table {
 }
 
 /// A short duration the way people say it: `42s`, `3m12s`, `2h5m`, `3d4h`.
-pub fn short_duration(d: Duration) -> String {
+pub(crate) fn short_duration(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         0..60 => format!("{s}s"),
@@ -170,7 +164,7 @@ pub fn short_duration(d: Duration) -> String {
 }
 
 /// `5m ago`, `in 3h`, `just now`: `t` relative to `now`, coarse (one unit).
-pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+pub(crate) fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let secs = (t - now).num_seconds();
     let a = secs.unsigned_abs();
     if a < 5 {
@@ -190,12 +184,12 @@ pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
 }
 
 /// `2026-11-26 03:00 GMT` in the given time zone.
-pub fn local_time(t: DateTime<Utc>, tz: Tz) -> String {
+pub(crate) fn local_time(t: DateTime<Utc>, tz: Tz) -> String {
     t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
 }
 
 /// `Thu 2026-11-26 03:00 GMT` in the given time zone.
-pub fn local_time_with_day(t: DateTime<Utc>, tz: Tz) -> String {
+pub(crate) fn local_time_with_day(t: DateTime<Utc>, tz: Tz) -> String {
     t.with_timezone(&tz)
         .format("%a %Y-%m-%d %H:%M %Z")
         .to_string()
@@ -203,7 +197,7 @@ pub fn local_time_with_day(t: DateTime<Utc>, tz: Tz) -> String {
 
 /// An RFC 3339 time from the status as `2026-11-25 03:00 UTC (7h ago)`, or as written
 /// when it does not parse.
-pub fn status_time(s: &str, tz: Tz, now: DateTime<Utc>) -> String {
+pub(crate) fn status_time(s: &str, tz: Tz, now: DateTime<Utc>) -> String {
     match datajob_core::labels::parse_rfc3339(s) {
         Some(t) => format!("{} ({})", local_time(t, tz), relative(t, now)),
         None => s.to_string(),
@@ -211,7 +205,7 @@ pub fn status_time(s: &str, tz: Tz, now: DateTime<Utc>) -> String {
 }
 
 /// A command line as a shell would need it written: `sh -c 'echo hi'`.
-pub fn shell_words(words: &[String]) -> String {
+pub(crate) fn shell_words(words: &[String]) -> String {
     let safe = |w: &str| {
         !w.is_empty()
             && w.chars()
@@ -234,7 +228,7 @@ const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "�
 
 /// A single status line at the bottom of a terminal (stderr), redrawn in place, that
 /// output from a running job flows above. Does nothing when stderr is not a terminal.
-pub struct Progress {
+pub(crate) struct Progress {
     enabled: bool,
     state: Mutex<ProgressState>,
 }
@@ -253,7 +247,7 @@ impl Progress {
         Self::with(std::io::stderr().is_terminal())
     }
 
-    pub fn with(enabled: bool) -> Progress {
+    pub(crate) fn with(enabled: bool) -> Progress {
         Progress {
             enabled,
             state: Mutex::new(ProgressState {
@@ -263,10 +257,6 @@ impl Progress {
                 frame: 0,
             }),
         }
-    }
-
-    pub fn enabled(&self) -> bool {
-        self.enabled
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ProgressState> {
@@ -297,7 +287,7 @@ impl Progress {
     }
 
     /// Sets the status text and redraws it, the spinner one step on.
-    pub fn set(&self, text: impl Into<String>) {
+    pub(crate) fn set(&self, text: impl Into<String>) {
         let mut s = self.lock();
         s.text = text.into();
         s.frame = s.frame.wrapping_add(1);
@@ -307,7 +297,7 @@ impl Progress {
     }
 
     /// Writes a chunk of a job's output (to stdout or stderr) above the status line.
-    pub fn write(&self, to_stderr: bool, bytes: &[u8]) {
+    pub(crate) fn write(&self, to_stderr: bool, bytes: &[u8]) {
         let mut s = self.lock();
         let mut err = std::io::stderr().lock();
         Self::erase(&mut s, &mut err);
@@ -327,7 +317,7 @@ impl Progress {
     }
 
     /// Prints one line of our own on stderr, above the status line.
-    pub fn say(&self, line: &str) {
+    pub(crate) fn say(&self, line: &str) {
         let mut s = self.lock();
         let mut err = std::io::stderr().lock();
         Self::erase(&mut s, &mut err);
@@ -340,7 +330,7 @@ impl Progress {
     }
 
     /// Removes the status line for good.
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         let mut s = self.lock();
         s.text.clear();
         let mut err = std::io::stderr().lock();
@@ -356,7 +346,7 @@ impl Default for Progress {
 }
 
 /// The DataJob's time zone (UTC when unset or unknown).
-pub fn zone_of(dj: &DataJob) -> Tz {
+pub(crate) fn zone_of(dj: &DataJob) -> Tz {
     dj.spec
         .time_zone
         .as_deref()
@@ -403,7 +393,11 @@ mod tests {
             ("Failed".into(), Some(Color::Red)),
             ("ImageNotFound".into(), None),
         ]);
-        t.plain(vec!["a".into(), "Succeeded".into(), "".into()]);
+        t.row(vec![
+            ("a".into(), None),
+            ("Succeeded".into(), None),
+            ("".into(), None),
+        ]);
         let plain = t.render(Style { color: false });
         assert_eq!(
             plain,

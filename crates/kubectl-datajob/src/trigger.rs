@@ -43,7 +43,7 @@ pub struct TriggerArgs {
 /// What `trigger -o json|yaml` prints.
 #[derive(Serialize, Debug)]
 #[serde(rename_all = "camelCase")]
-pub struct TriggerReport {
+pub(crate) struct TriggerReport {
     pub datajob: String,
     pub namespace: String,
     pub run_id: String,
@@ -55,7 +55,12 @@ pub struct TriggerReport {
 }
 
 /// The progress text while waiting.
-pub fn wait_text(id: &str, run: Option<&RunRecord>, waited: Duration, picked_up: bool) -> String {
+pub(crate) fn wait_text(
+    id: &str,
+    run: Option<&RunRecord>,
+    waited: Duration,
+    picked_up: bool,
+) -> String {
     let w = terminal::short_duration(waited);
     match run {
         Some(r) => format!("run {id}: {} · {w}", r.state),
@@ -69,7 +74,7 @@ pub fn wait_text(id: &str, run: Option<&RunRecord>, waited: Duration, picked_up:
 }
 
 /// The final line of `trigger --wait`.
-pub fn finished_line(run: &RunRecord, now: DateTime<Utc>, style: Style) -> String {
+pub(crate) fn finished_line(run: &RunRecord, now: DateTime<Utc>, style: Style) -> String {
     let took = history::took(run, now)
         .map(|d| format!(" after {}", terminal::short_duration(d)))
         .unwrap_or_default();
@@ -101,7 +106,7 @@ fn check_runnable(dj: &DataJob, name: &str) -> Result<()> {
     Ok(())
 }
 
-pub async fn run(args: &TriggerArgs, cluster: &Cluster, format: Format) -> Result<()> {
+pub(crate) async fn run(args: &TriggerArgs, cluster: &Cluster, format: Format) -> Result<()> {
     let dj = cluster.datajob(&args.name).await?;
     check_runnable(&dj, &args.name)?;
     let logical_time = labels::truncate_to_minute(at(args)?);

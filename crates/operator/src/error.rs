@@ -48,7 +48,7 @@ pub enum Error {
 
 impl Error {
     /// A short, stable label for the `datajob_reconcile_errors_total` metric.
-    pub fn metric_label(&self) -> &'static str {
+    pub(crate) fn metric_label(&self) -> &'static str {
         match self {
             Error::Api { .. } => "api",
             Error::MissingNamespace(_) => "missing_namespace",
@@ -62,7 +62,7 @@ impl Error {
     }
 
     /// Wraps a kube error with what was being done to which object.
-    pub fn api(
+    pub(crate) fn api(
         action: &'static str,
         kind: &'static str,
         namespace: &str,

@@ -65,7 +65,7 @@ impl Settings {
 
 /// A unique identity for this process: the pod's name (or the host's) and a suffix, so
 /// a restarted pod never mistakes the Lease of its previous life for its own.
-pub fn identity(pod_name: Option<&str>) -> String {
+pub(crate) fn identity(pod_name: Option<&str>) -> String {
     let base = pod_name
         .map(str::to_string)
         .or_else(|| {
@@ -84,7 +84,7 @@ pub fn identity(pod_name: Option<&str>) -> String {
 
 /// What a replica last read of the Lease and when, by its own clock.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Record {
+pub(crate) struct Record {
     pub holder: Option<String>,
     /// `renewTime` as written; only compared, never read as a time.
     pub renew_time: Option<String>,
@@ -93,7 +93,7 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn of(lease: &Lease) -> Record {
+    pub(crate) fn of(lease: &Lease) -> Record {
         let spec = lease.spec.clone().unwrap_or_default();
         Record {
             holder: spec.holder_identity.filter(|h| !h.is_empty()),
@@ -106,7 +106,7 @@ impl Record {
 
 /// The record and the local instant it was first seen in that form.
 #[derive(Clone, Debug)]
-pub struct Observed {
+pub(crate) struct Observed {
     pub record: Record,
     pub since: Instant,
 }
@@ -114,7 +114,7 @@ pub struct Observed {
 impl Observed {
     /// Folds a new read into what was seen: the clock restarts only when the record
     /// changed (a live holder renews, so its record keeps changing).
-    pub fn update(previous: Option<Observed>, record: Record, now: Instant) -> Observed {
+    pub(crate) fn update(previous: Option<Observed>, record: Record, now: Instant) -> Observed {
         match previous {
             Some(p) if p.record == record => p,
             _ => Observed { record, since: now },
@@ -124,7 +124,7 @@ impl Observed {
 
 /// May `me` write itself into the Lease now? Yes when nobody holds it, when `me`
 /// holds it (a renewal), or when the holder's record has not changed for its duration.
-pub fn may_take(observed: &Observed, me: &str, now: Instant) -> bool {
+pub(crate) fn may_take(observed: &Observed, me: &str, now: Instant) -> bool {
     match observed.record.holder.as_deref() {
         None => true,
         Some(holder) if holder == me => true,
@@ -133,7 +133,7 @@ pub fn may_take(observed: &Observed, me: &str, now: Instant) -> bool {
 }
 
 /// The Lease spec after `me` took or renewed it at `now`.
-pub fn taken(previous: Option<&LeaseSpec>, me: &str, duration: Duration) -> LeaseSpec {
+pub(crate) fn taken(previous: Option<&LeaseSpec>, me: &str, duration: Duration) -> LeaseSpec {
     let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
     let prev = previous.cloned().unwrap_or_default();
     let ours = prev.holder_identity.as_deref() == Some(me);
@@ -193,11 +193,6 @@ impl Leadership {
             let _ = rx.wait_for(|l| *l).await;
             let _ = rx.wait_for(|l| !*l).await;
         }
-    }
-
-    /// True while this replica holds the Lease.
-    pub fn is_leading(&self) -> bool {
-        *self.leading.borrow()
     }
 
     /// Stops electing and, when this replica holds the Lease, gives it up at once.

@@ -5,7 +5,7 @@
 pub mod admin;
 pub mod config;
 pub mod controller;
-pub mod error;
+pub(crate) mod error;
 pub mod heap;
 pub mod leader;
 pub mod metrics;

@@ -90,13 +90,13 @@ pub struct BuildLabels {
 
 /// Buckets of `datajob_schedule_lag_seconds`, in seconds: round numbers, so that an
 /// alert can ask "later than 5 minutes" (`le="300"`).
-pub const LAG_BUCKETS: [f64; 15] = [
+pub(crate) const LAG_BUCKETS: [f64; 15] = [
     1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0,
     14400.0,
 ];
 
 /// Buckets of `datajob_run_duration_seconds`, in seconds (1 s to the 24 h deadline cap).
-pub const DURATION_BUCKETS: [f64; 16] = [
+pub(crate) const DURATION_BUCKETS: [f64; 16] = [
     1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0,
     28800.0, 57600.0, 86400.0,
 ];
@@ -349,12 +349,12 @@ impl Metrics {
     }
 
     /// The `datajob` label of a DataJob: its name, or "" with `--metrics-per-datajob=false`.
-    pub fn datajob(&self, name: &str) -> String {
+    pub(crate) fn datajob(&self, name: &str) -> String {
         datajob_label(self.per_datajob, name)
     }
 
     /// The labels of one DataJob's series.
-    pub fn datajob_labels(&self, namespace: &str, name: &str) -> DataJobLabels {
+    pub(crate) fn datajob_labels(&self, namespace: &str, name: &str) -> DataJobLabels {
         DataJobLabels {
             namespace: namespace.into(),
             datajob: self.datajob(name),
@@ -362,7 +362,7 @@ impl Metrics {
     }
 
     /// Counts a reconciliation and times it until the guard drops.
-    pub fn reconcile(&self, controller: &str) -> ReconcileTimer {
+    pub(crate) fn reconcile(&self, controller: &str) -> ReconcileTimer {
         let labels = ControllerLabels {
             controller: controller.to_string(),
         };
@@ -373,7 +373,7 @@ impl Metrics {
         }
     }
 
-    pub fn reconcile_failure(&self, controller: &str, error: &crate::Error) {
+    pub(crate) fn reconcile_failure(&self, controller: &str, error: &crate::Error) {
         self.reconcile_errors
             .get_or_create(&ErrorLabels {
                 controller: controller.into(),
@@ -382,7 +382,7 @@ impl Metrics {
             .inc();
     }
 
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let last = self.last_len.load(Ordering::Relaxed);
         let mut out = String::with_capacity(last + last / 16);
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
@@ -400,7 +400,7 @@ fn datajob_label(per_datajob: bool, name: &str) -> String {
     }
 }
 
-pub struct ReconcileTimer {
+pub(crate) struct ReconcileTimer {
     start: Instant,
     histogram: Histogram,
 }
@@ -428,7 +428,7 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Clone for Slot<K> {
 
 impl<K: Resource<DynamicType = ()> + Clone + 'static> Slot<K> {
     /// Reads `store` at each scrape until the returned guard drops (the controller stopped).
-    pub fn serve(&self, store: Store<K>) -> Served<K> {
+    pub(crate) fn serve(&self, store: Store<K>) -> Served<K> {
         if let Ok(mut slot) = self.0.write() {
             *slot = Some(store);
         }
@@ -442,7 +442,7 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Slot<K> {
 }
 
 /// Lends a cache to the metrics; taken back when dropped.
-pub struct Served<K: Resource<DynamicType = ()> + Clone + 'static>(Slot<K>);
+pub(crate) struct Served<K: Resource<DynamicType = ()> + Clone + 'static>(Slot<K>);
 
 impl<K: Resource<DynamicType = ()> + Clone + 'static> Drop for Served<K> {
     fn drop(&mut self) {
@@ -460,10 +460,10 @@ pub struct Caches {
 }
 
 /// Gauge values by label set.
-pub type Series<L> = Vec<(L, i64)>;
+pub(crate) type Series<L> = Vec<(L, i64)>;
 
 /// Gauges of each DataJob: (active runs, whether its last run failed and why).
-pub fn datajob_gauges(
+pub(crate) fn datajob_gauges(
     datajobs: &[&DataJob],
     per_datajob: bool,
 ) -> (Series<DataJobLabels>, Series<ReasonLabels>) {
@@ -502,7 +502,7 @@ pub fn datajob_gauges(
 
 /// What a NodeGroup's status and spec say, for its gauges.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GroupFigures {
+pub(crate) struct GroupFigures {
     pub desired: i64,
     pub current: i64,
     pub ready: i64,
@@ -510,7 +510,7 @@ pub struct GroupFigures {
     pub max: i64,
 }
 
-pub fn nodegroup_gauges(groups: &[&NodeGroup]) -> Vec<(GroupLabels, GroupFigures)> {
+pub(crate) fn nodegroup_gauges(groups: &[&NodeGroup]) -> Vec<(GroupLabels, GroupFigures)> {
     groups
         .iter()
         .map(|g| {
@@ -627,7 +627,7 @@ impl Collector for ObjectGauges {
 const USER_HZ: f64 = 100.0;
 
 /// Resident memory in bytes, from `/proc/self/status` (`VmRSS:   1234 kB`).
-pub fn resident_memory(status: &str) -> Option<u64> {
+pub(crate) fn resident_memory(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let mut words = line["VmRSS:".len()..].split_whitespace();
     let value: u64 = words.next()?.parse().ok()?;
@@ -639,7 +639,7 @@ pub fn resident_memory(status: &str) -> Option<u64> {
 
 /// User plus system CPU time in seconds, from `/proc/self/stat`. The command name (field
 /// 2) is in parentheses and may hold spaces: the fields are counted after the last `)`.
-pub fn cpu_seconds(stat: &str) -> Option<f64> {
+pub(crate) fn cpu_seconds(stat: &str) -> Option<f64> {
     let (_, rest) = stat.rsplit_once(')')?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // `rest` starts at field 3 (state); utime and stime are fields 14 and 15.

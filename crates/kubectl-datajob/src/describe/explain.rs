@@ -14,7 +14,7 @@ use datajob_core::units;
 use datajob_core::validation;
 
 /// The facts `describe` reasons from.
-pub struct Facts<'a> {
+pub(crate) struct Facts<'a> {
     pub dj: &'a DataJob,
     pub runs: &'a [RunRecord],
     pub pods: &'a [Pod],
@@ -137,7 +137,7 @@ fn failed(run: &RunRecord, f: &Facts, name: &str) -> Vec<String> {
 }
 
 /// Why the DataJob is in its state, in plain words.
-pub fn explain(f: &Facts) -> Vec<String> {
+pub(crate) fn explain(f: &Facts) -> Vec<String> {
     let dj = f.dj;
     let name = dj.name_any();
     let mut why = Vec::new();

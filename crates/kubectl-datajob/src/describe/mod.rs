@@ -3,8 +3,8 @@
 mod explain;
 mod render;
 
-pub use explain::{Facts, explain};
-pub use render::{children, render};
+pub(crate) use explain::{Facts, explain};
+pub(crate) use render::{children, render};
 
 use std::time::Duration;
 
@@ -34,7 +34,7 @@ pub struct DescribeArgs {
 
 /// One object the DataJob owns.
 #[derive(Serialize, Debug, Clone, PartialEq)]
-pub struct Child {
+pub(crate) struct Child {
     pub kind: String,
     pub name: String,
     pub state: String,
@@ -42,7 +42,7 @@ pub struct Child {
 }
 
 #[derive(Serialize, Debug, Clone)]
-pub struct EventLine {
+pub(crate) struct EventLine {
     pub time: String,
     #[serde(rename = "type")]
     pub type_: String,
@@ -53,7 +53,7 @@ pub struct EventLine {
 /// Everything `describe` says.
 #[derive(Serialize, Debug, Clone)]
 #[serde(rename_all = "camelCase")]
-pub struct Description {
+pub(crate) struct Description {
     pub name: String,
     pub namespace: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -86,7 +86,7 @@ fn event_time(e: &Event) -> Option<DateTime<Utc>> {
         })
 }
 
-pub async fn run(args: &DescribeArgs, cluster: &Cluster, format: Format) -> Result<()> {
+pub(crate) async fn run(args: &DescribeArgs, cluster: &Cluster, format: Format) -> Result<()> {
     let dj = cluster.datajob(&args.name).await?;
     let name = dj.name_any();
     let jobs = history::jobs_of(cluster, &name).await?;

@@ -10,7 +10,7 @@ use crate::terminal::{self, Color, Style, Table, state_color};
 use datajob_core::labels::{self, JOB_NAME};
 
 /// The CronJob and the run Jobs with their pods, in a line each.
-pub fn children(
+pub(crate) fn children(
     name: &str,
     cronjob: Option<&CronJob>,
     jobs: &[Job],
@@ -88,7 +88,12 @@ pub fn children(
 
 /// The human report: the DataJob in short, its state and why, its children, recent runs
 /// and events.
-pub fn render(d: &Description, tz: chrono_tz::Tz, now: DateTime<Utc>, style: Style) -> String {
+pub(crate) fn render(
+    d: &Description,
+    tz: chrono_tz::Tz,
+    now: DateTime<Utc>,
+    style: Style,
+) -> String {
     let mut out = String::new();
     let field =
         |out: &mut String, k: &str, v: &str| out.push_str(&format!("{:<11}{v}\n", format!("{k}:")));

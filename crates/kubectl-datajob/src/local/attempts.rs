@@ -11,7 +11,7 @@ use datajob_core::units;
 
 /// How one attempt ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AttemptEnd {
+pub(crate) enum AttemptEnd {
     /// The process (or container) exited; `oom` when the engine says it was killed
     /// for memory.
     Exited { code: i32, oom: bool },
@@ -22,7 +22,7 @@ pub enum AttemptEnd {
 }
 
 impl AttemptEnd {
-    pub fn exit_code(&self) -> Option<i32> {
+    pub(crate) fn exit_code(&self) -> Option<i32> {
         match self {
             AttemptEnd::Exited { code, .. } => Some(*code),
             _ => None,
@@ -32,7 +32,7 @@ impl AttemptEnd {
 
 /// The run's outcome, in the words the cluster uses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub state: RunState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -40,7 +40,7 @@ pub struct Outcome {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     Retry,
     Finish(Outcome),
 }
@@ -54,7 +54,7 @@ fn failed(reason: &str, message: String) -> Decision {
 }
 
 /// The outcome of a run stopped at its deadline.
-pub fn deadline_exceeded(deadline: Duration) -> Outcome {
+pub(crate) fn deadline_exceeded(deadline: Duration) -> Outcome {
     Outcome {
         state: RunState::Failed,
         reason: Some("DeadlineExceeded".into()),
@@ -66,7 +66,7 @@ pub fn deadline_exceeded(deadline: Duration) -> Outcome {
 }
 
 /// The outcome of a run the user stopped.
-pub fn interrupted() -> Outcome {
+pub(crate) fn interrupted() -> Outcome {
     Outcome {
         state: RunState::Failed,
         reason: Some("Interrupted".into()),
@@ -75,7 +75,7 @@ pub fn interrupted() -> Outcome {
 }
 
 /// What follows attempt number `attempt` (1-based) of a run allowed `retries` retries.
-pub fn decide(end: &AttemptEnd, attempt: u32, retries: u32, deadline: Duration) -> Decision {
+pub(crate) fn decide(end: &AttemptEnd, attempt: u32, retries: u32, deadline: Duration) -> Decision {
     match *end {
         AttemptEnd::Exited { code: 0, .. } => Decision::Finish(Outcome {
             state: RunState::Succeeded,

@@ -25,13 +25,13 @@ pub enum EngineArg {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Engine {
+pub(crate) enum Engine {
     Docker,
     Podman,
 }
 
 impl Engine {
-    pub fn program(self) -> &'static str {
+    pub(crate) fn program(self) -> &'static str {
         match self {
             Engine::Docker => "docker",
             Engine::Podman => "podman",
@@ -41,7 +41,7 @@ impl Engine {
 
 /// What probing one engine found.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Probe {
+pub(crate) struct Probe {
     pub engine: Engine,
     pub installed: bool,
     /// `<engine> info` succeeded: there is an engine to talk to.
@@ -53,13 +53,13 @@ pub struct Probe {
 
 /// Where the run goes, and why, in words.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Choice {
+pub(crate) enum Choice {
     Container { engine: Engine, why: String },
     Host { why: String },
 }
 
 /// Picks where to run. `Err` says why the run cannot go anywhere.
-pub fn choose(
+pub(crate) fn choose(
     requested: EngineArg,
     probes: &[Probe],
     image: &str,
@@ -159,7 +159,7 @@ async fn quiet(program: &str, args: &[&str]) -> Option<(bool, String, String)> {
 }
 
 /// Asks `engine` whether it works and has `image`.
-pub async fn probe(engine: Engine, image: &str) -> Probe {
+pub(crate) async fn probe(engine: Engine, image: &str) -> Probe {
     let program = engine.program();
     let mut p = Probe {
         engine,
@@ -199,7 +199,7 @@ pub async fn probe(engine: Engine, image: &str) -> Probe {
 /// hard limits (`/proc/self/limits`), and no more processes than the kernel has ids
 /// (`kernel.pid_max`). An engine's own defaults may be above what the machine allows,
 /// and runc then fails (`error setting rlimit type 7: operation not permitted`).
-pub fn hard_limits() -> Option<(u64, u64)> {
+pub(crate) fn hard_limits() -> Option<(u64, u64)> {
     let text = std::fs::read_to_string("/proc/self/limits").ok()?;
     let hard = |name: &str| -> Option<u64> {
         let line = text.lines().find(|l| l.starts_with(name))?;
@@ -219,7 +219,7 @@ pub fn hard_limits() -> Option<(u64, u64)> {
 /// data it reads and writes (its output root, its inputs' versions), each at the same
 /// path as on the host, read-only when marked.
 #[derive(Clone, Copy, Debug)]
-pub struct Mounts<'a> {
+pub(crate) struct Mounts<'a> {
     pub scratch: &'a Path,
     pub home: &'a Path,
     pub data: &'a [(&'a Path, bool)],
@@ -229,7 +229,7 @@ pub struct Mounts<'a> {
 /// security and command rules as the run's pod (command replaces the entrypoint, args
 /// the CMD).
 #[allow(clippy::too_many_arguments)]
-pub fn run_args(
+pub(crate) fn run_args(
     engine: Engine,
     container_name: &str,
     r: &Resolved,

@@ -11,13 +11,14 @@ use datajob_core::labels::JOB_NAME;
 
 /// Resolved variables, in order, and what could not be resolved without a cluster.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Env {
+pub(crate) struct Env {
     pub vars: Vec<(String, String)>,
     pub warnings: Vec<String>,
 }
 
 impl Env {
-    pub fn get(&self, name: &str) -> Option<&str> {
+    #[cfg(test)]
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.vars
             .iter()
             .rev()
@@ -26,7 +27,7 @@ impl Env {
     }
 
     /// Sets `name`, replacing an earlier value in place.
-    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+    pub(crate) fn set(&mut self, name: &str, value: impl Into<String>) {
         let value = value.into();
         match self.vars.iter_mut().find(|(k, _)| k == name) {
             Some(slot) => slot.1 = value,
@@ -36,7 +37,7 @@ impl Env {
 
     /// Sets each of `-e NAME=VALUE`'s `overrides`: they win, and a warning that NAME is
     /// not set goes.
-    pub fn override_with(&mut self, overrides: &[(String, String)]) {
+    pub(crate) fn override_with(&mut self, overrides: &[(String, String)]) {
         for (k, v) in overrides {
             self.set(k, v.clone());
             let unset = format!("{k} is not set");
@@ -49,14 +50,14 @@ impl Env {
     }
 
     /// `command` and `args` with `$(VAR)` references expanded, as Kubernetes does.
-    pub fn expand_all(&self, words: &[String]) -> Vec<String> {
+    pub(crate) fn expand_all(&self, words: &[String]) -> Vec<String> {
         let map = self.map();
         words.iter().map(|w| expand(w, &map)).collect()
     }
 }
 
 /// The container environment of the pod the Job would start, named `pod_name`.
-pub fn container_env(job: &Job, pod_name: &str) -> Env {
+pub(crate) fn container_env(job: &Job, pod_name: &str) -> Env {
     let template = job.spec.as_ref().map(|s| &s.template);
     let meta = template
         .and_then(|t| t.metadata.clone())
@@ -143,7 +144,7 @@ fn resolve_var(
 
 /// Kubernetes' `$(VAR)` expansion: a defined variable is replaced, an undefined one is
 /// left as written, and `$$` is a literal `$`.
-pub fn expand(s: &str, vars: &BTreeMap<String, String>) -> String {
+pub(crate) fn expand(s: &str, vars: &BTreeMap<String, String>) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('$') {

@@ -2,12 +2,12 @@
 //! the cluster's semantics and no cluster: the same environment (read from the Job the
 //! operator would create), one deadline for the whole run, the same retry and exit-code
 //! rules, and a staging directory published only on success.
-pub mod attempts;
-pub mod engine;
-pub mod env;
-pub mod process;
+pub(crate) mod attempts;
+pub(crate) mod engine;
+pub(crate) mod env;
+pub(crate) mod process;
 mod setup;
-pub mod staging;
+pub(crate) mod staging;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -64,7 +64,7 @@ pub struct RunArgs {
 /// One attempt, for `-o json|yaml`.
 #[derive(Serialize, Debug, Clone)]
 #[serde(rename_all = "camelCase")]
-pub struct AttemptReport {
+pub(crate) struct AttemptReport {
     pub attempt: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
@@ -74,7 +74,7 @@ pub struct AttemptReport {
 /// What `run --local -o json|yaml` prints at the end.
 #[derive(Serialize, Debug, Clone)]
 #[serde(rename_all = "camelCase")]
-pub struct LocalRunReport {
+pub(crate) struct LocalRunReport {
     pub datajob: String,
     pub namespace: String,
     pub run_id: String,
@@ -98,7 +98,7 @@ pub struct LocalRunReport {
 /// An input a local run read.
 #[derive(Serialize, Debug, Clone)]
 #[serde(rename_all = "camelCase")]
-pub struct InputReport {
+pub(crate) struct InputReport {
     pub name: String,
     pub logical_time: String,
     pub location: String,
@@ -115,7 +115,7 @@ fn seconds(d: Duration) -> String {
 }
 
 /// The final line: state, reason, duration.
-pub fn final_line(
+pub(crate) fn final_line(
     outcome: &Outcome,
     run_id: &str,
     took: Duration,
@@ -364,7 +364,7 @@ async fn attempts(
 }
 
 /// `run --local`.
-pub async fn run(args: &RunArgs, namespace: Option<&str>, format: Format) -> Result<()> {
+pub(crate) async fn run(args: &RunArgs, namespace: Option<&str>, format: Format) -> Result<()> {
     let progress = Arc::new(Progress::new());
     let setup = match prepare(args, namespace, &progress).await? {
         Prepared::Ready(s) => *s,

@@ -17,16 +17,16 @@ use super::engine::Engine;
 use crate::terminal::Progress;
 
 /// How long a stopped attempt gets between TERM and KILL.
-pub const GRACE: Duration = Duration::from_secs(5);
+pub(crate) const GRACE: Duration = Duration::from_secs(5);
 
 /// What runs the attempt, which decides how it is stopped.
 #[derive(Clone, Debug)]
-pub enum Runner {
+pub(crate) enum Runner {
     Host,
     Container { engine: Engine, name: String },
 }
 
-pub struct Attempt {
+pub(crate) struct Attempt {
     pub progress: Arc<Progress>,
     /// Send the job's stdout to our stderr (when stdout carries `-o json|yaml`).
     pub stdout_to_stderr: bool,
@@ -35,7 +35,7 @@ pub struct Attempt {
 
 /// Runs `cmd` to its end. A command that cannot be started ends like a container's
 /// would: 127 when it does not exist, 126 when it cannot be executed.
-pub async fn run(
+pub(crate) async fn run(
     mut cmd: Command,
     program: &str,
     runner: &Runner,
@@ -155,7 +155,7 @@ async fn signal_group(pid: u32, signal: &str) {
 }
 
 /// After a container attempt: whether it was killed for memory; then removes it.
-pub async fn finish_container(engine: Engine, name: &str) -> bool {
+pub(crate) async fn finish_container(engine: Engine, name: &str) -> bool {
     let oom = Command::new(engine.program())
         .args(["inspect", "--format", "{{.State.OOMKilled}}", name])
         .stdin(Stdio::null())

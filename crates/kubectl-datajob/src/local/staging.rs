@@ -19,7 +19,7 @@ const GRACE: std::time::Duration = std::time::Duration::from_secs(24 * 3600 + 15
 /// The directory on this machine that stands for an output root, and a note when it
 /// is not the output itself: a claim is `<state dir>/pvc/<claim>/<path>`, an object
 /// store `<state dir>/<scheme>/<bucket>/<path>`.
-pub fn local_root(out: &Output, state_dir: &Path) -> (PathBuf, Option<String>) {
+pub(crate) fn local_root(out: &Output, state_dir: &Path) -> (PathBuf, Option<String>) {
     match out {
         Output::Local { path } => (PathBuf::from(path), None),
         Output::Volume { claim, path } => {
@@ -44,7 +44,7 @@ pub fn local_root(out: &Output, state_dir: &Path) -> (PathBuf, Option<String>) {
 
 /// The staging directory of `run_id` under `root`, empty, and writable by a container's
 /// user (not this user).
-pub fn prepare(root: &Path, run_id: &str) -> io::Result<PathBuf> {
+pub(crate) fn prepare(root: &Path, run_id: &str) -> io::Result<PathBuf> {
     let dir = publish::stage(root, run_id, GRACE, SystemTime::now())?;
     use std::os::unix::fs::PermissionsExt;
     for d in [
@@ -59,7 +59,7 @@ pub fn prepare(root: &Path, run_id: &str) -> io::Result<PathBuf> {
 
 /// Publishes the staged output of `run_id` as the partition of `logical_time`; returns
 /// the partition and its manifest.
-pub fn publish(
+pub(crate) fn publish(
     root: &Path,
     run_id: &str,
     logical_time: DateTime<Utc>,
@@ -80,7 +80,7 @@ pub fn publish(
 
 /// The version directory an input published for `slot` under `root`, or, for an input
 /// without a schedule (`slot` None), its latest publication at or before `t`.
-pub fn published_input(
+pub(crate) fn published_input(
     root: &Path,
     slot: Option<DateTime<Utc>>,
     t: DateTime<Utc>,

@@ -7,7 +7,7 @@ mod render;
 pub use assess::{
     DryRun, Groups, NextRun, Placement, Plan, ProblemView, Summary, malformed, placement, plan,
 };
-pub use render::render;
+pub(crate) use render::render;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -90,7 +90,7 @@ async fn server_dry_run(cluster: &Cluster, dj: &DataJob) -> DryRun {
 }
 
 /// `plan`: prints the plans; fails (exit 1) when any DataJob is invalid.
-pub async fn run(args: &PlanArgs, conn: &ClusterArgs, format: Format) -> Result<()> {
+pub(crate) async fn run(args: &PlanArgs, conn: &ClusterArgs, format: Format) -> Result<()> {
     let (label, docs) = manifest::read(&args.file)?;
     let now = Utc::now();
     let (cluster, unreachable) = connect(args, conn).await;

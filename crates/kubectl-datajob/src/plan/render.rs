@@ -100,7 +100,7 @@ fn objects_in_words(plan: &Plan) -> Vec<String> {
 /// The human report of one plan: a refusal in the field's words, or what the DataJob
 /// is, when it runs next, what it would create, where it would run, what would stop its
 /// runs, and what the cluster said.
-pub fn render(plan: &Plan, style: Style, now: DateTime<Utc>) -> String {
+pub(crate) fn render(plan: &Plan, style: Style, now: DateTime<Utc>) -> String {
     let id = format!("{}/{}", plan.namespace, plan.name);
     if !plan.valid {
         return refusal(plan, &id, style);

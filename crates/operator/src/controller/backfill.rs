@@ -33,7 +33,7 @@ const CONTROLLER: &str = "backfill";
 /// How often a Backfill that is under way looks at its runs.
 const POLL: Duration = Duration::from_secs(3);
 
-pub struct BackfillContext {
+pub(crate) struct BackfillContext {
     pub base: Context,
     pub jobs: Store<Job>,
     pub datajobs: Store<DataJob>,

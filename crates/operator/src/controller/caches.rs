@@ -39,7 +39,7 @@ impl<K> Cacheable for K where
 /// from the cache waits until the cache is ready and returns a version it can watch
 /// from. Nothing is lost either way: the watch goes on from the list's version. The
 /// e2e chaos test measures how long the watches take to come back.
-pub fn watch_config() -> watcher::Config {
+pub(crate) fn watch_config() -> watcher::Config {
     watcher::Config::default().any_semantic()
 }
 
@@ -48,7 +48,7 @@ pub fn watch_config() -> watcher::Config {
 /// be (re)started or broke (a connection refused or cut, a 403 while a restarted
 /// apiserver's authorizer warms up, ...). A `410 Expired` makes kube's watcher list
 /// again by itself.
-pub fn must_relist(error: &watcher::Error) -> bool {
+pub(crate) fn must_relist(error: &watcher::Error) -> bool {
     match error {
         watcher::Error::WatchStartFailed(_) | watcher::Error::WatchFailed(_) => true,
         watcher::Error::WatchError(status) => status.code != 410,
@@ -64,7 +64,7 @@ pub fn must_relist(error: &watcher::Error) -> bool {
 /// answered `410 Expired` (crates/e2e/tests/e2e/alone/chaos.rs). A fresh list does not wait for that.
 /// Back off with [`WatchBackoff`] (or the controller's) around it: each error is
 /// yielded.
-pub fn relisting_watcher<K: Cacheable>(
+pub(crate) fn relisting_watcher<K: Cacheable>(
     client: Client,
     config: watcher::Config,
 ) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static {
@@ -124,7 +124,7 @@ where
 /// Watch events as a cache takes them: each object is trimmed ([`as_cached`]) before
 /// `writer` stores it, so the store never holds what the trim removes (trimming after the
 /// reflector trims only the copy passed on, and the store keeps whole objects).
-pub fn cached_events<K, S>(
+pub(crate) fn cached_events<K, S>(
     writer: reflector::store::Writer<K>,
     events: S,
     trim: fn(&mut K),
@@ -208,13 +208,13 @@ pub fn trim_pod(pod: &mut k8s_openapi::api::core::v1::Pod) {
 /// apiserver's authorizer warms up); a handful of watches retrying every 4 s is no
 /// burden for an apiserver.
 #[derive(Clone, Debug)]
-pub struct WatchBackoff {
+pub(crate) struct WatchBackoff {
     next: Duration,
 }
 
 impl WatchBackoff {
-    pub const FIRST: Duration = Duration::from_millis(250);
-    pub const LONGEST: Duration = Duration::from_secs(4);
+    pub(crate) const FIRST: Duration = Duration::from_millis(250);
+    pub(crate) const LONGEST: Duration = Duration::from_secs(4);
 }
 
 impl Default for WatchBackoff {
@@ -241,7 +241,7 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
 
 /// What a watch says about itself in the log: every failure (the watcher retries with
 /// backoff), and, once it delivers again, that it is back and after how long.
-pub struct WatchHealth {
+pub(crate) struct WatchHealth {
     kind: String,
     failing_since: Option<std::time::Instant>,
     failures: u32,
@@ -257,7 +257,7 @@ impl WatchHealth {
     }
 
     /// Takes one item of a watch stream (its error, if it is one); true for a good one.
-    pub fn observe(&mut self, error: Option<&watcher::Error>) -> bool {
+    pub(crate) fn observe(&mut self, error: Option<&watcher::Error>) -> bool {
         match error {
             Some(e) => {
                 self.failures += 1;

@@ -25,9 +25,9 @@ pub struct Context {
 
 /// How often the same object's reconcile errors become events: a retry loop (every
 /// 15 s) must not flood the namespace's events, yet a new error is told within a minute.
-pub const ERROR_EVENT_MIN_GAP: Duration = Duration::from_secs(60);
+pub(crate) const ERROR_EVENT_MIN_GAP: Duration = Duration::from_secs(60);
 /// The same error again is told at most this often (the event's series counts it).
-pub const ERROR_EVENT_REPEAT_AFTER: Duration = Duration::from_secs(600);
+pub(crate) const ERROR_EVENT_REPEAT_AFTER: Duration = Duration::from_secs(600);
 
 /// Decides which error events to publish: per object, at most one every
 /// [`ERROR_EVENT_MIN_GAP`], and the same message again only after
@@ -40,7 +40,7 @@ pub struct EventLimiter {
 impl EventLimiter {
     /// Whether an event about `key` saying `note` may be published at `now`; if so, it
     /// is recorded as published.
-    pub fn allow(&mut self, key: &str, note: &str, now: Instant) -> bool {
+    pub(crate) fn allow(&mut self, key: &str, note: &str, now: Instant) -> bool {
         let quiet = match self.last.get(key) {
             Some((t, n)) if n == note => now.duration_since(*t) < ERROR_EVENT_REPEAT_AFTER,
             Some((t, _)) => now.duration_since(*t) < ERROR_EVENT_MIN_GAP,
@@ -60,7 +60,10 @@ impl EventLimiter {
 
 impl Context {
     /// A reference to a DataJob for events, from its namespace and name alone.
-    pub fn datajob_ref(namespace: &str, name: &str) -> k8s_openapi::api::core::v1::ObjectReference {
+    pub(crate) fn datajob_ref(
+        namespace: &str,
+        name: &str,
+    ) -> k8s_openapi::api::core::v1::ObjectReference {
         k8s_openapi::api::core::v1::ObjectReference {
             api_version: Some("datajob.dev/v1alpha1".into()),
             kind: Some("DataJob".into()),
@@ -71,7 +74,7 @@ impl Context {
     }
 
     /// Publishes an event on a DataJob; a failure to publish is logged, never fatal.
-    pub async fn event(
+    pub(crate) async fn event(
         &self,
         reference: &k8s_openapi::api::core::v1::ObjectReference,
         warning: bool,
@@ -99,7 +102,7 @@ impl Context {
     /// the log line, the error metric by kind (`datajob_reconcile_errors_total`), a
     /// Warning event `ReconcileFailed` on `reference` (the object whose user should hear
     /// of it; rate-limited by [`EventLimiter`]), and a requeue after `retry`.
-    pub fn failed(
+    pub(crate) fn failed(
         &self,
         controller: &str,
         reference: Option<k8s_openapi::api::core::v1::ObjectReference>,
@@ -127,7 +130,7 @@ impl Context {
     /// Publishes a failed reconcile as a Warning event `ReconcileFailed` on `reference`
     /// (in the background: error policies are not async), unless [`EventLimiter`] says
     /// the object was told recently. `retry` says when the controller tries again.
-    pub fn error_event(
+    pub(crate) fn error_event(
         &self,
         reference: k8s_openapi::api::core::v1::ObjectReference,
         controller: &str,
@@ -162,7 +165,7 @@ impl Context {
 }
 
 /// `s` cut to at most `max` bytes (on a character boundary), with an ellipsis when cut.
-pub fn truncate(s: &str, max: usize) -> String {
+pub(crate) fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }

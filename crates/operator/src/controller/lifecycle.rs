@@ -17,7 +17,7 @@ use datajob_core::decide::runs;
 use datajob_core::labels::NAME;
 
 /// The runs of DataJob `name` in `ns` as their Jobs say now.
-pub fn job_runs(jobs: &Store<Job>, ns: &str, name: &str) -> Vec<RunRecord> {
+pub(crate) fn job_runs(jobs: &Store<Job>, ns: &str, name: &str) -> Vec<RunRecord> {
     jobs.state()
         .iter()
         .filter(|j| {
@@ -31,7 +31,7 @@ pub fn job_runs(jobs: &Store<Job>, ns: &str, name: &str) -> Vec<RunRecord> {
 
 /// The DataJobs of namespace `ns` in the shared cache; `None` before it has synced (it
 /// then does not even hold the DataJob being reconciled).
-pub fn namespace_datajobs(
+pub(crate) fn namespace_datajobs(
     datajobs: &Store<DataJob>,
     ns: &str,
     name: &str,
@@ -45,7 +45,7 @@ pub fn namespace_datajobs(
 }
 
 /// What each input of `inputs` says now: its status, refreshed with its Jobs.
-pub fn upstreams(
+pub(crate) fn upstreams(
     jobs: &Store<Job>,
     ns: &str,
     inputs: &[String],
@@ -79,7 +79,7 @@ fn delete_exactly(uid: &str) -> DeleteParams {
 
 /// Creates `job`; one that exists already (the same run, or one still being deleted) is
 /// left to the next reconcile. Returns whether it was created.
-pub async fn create_job(api: &Api<Job>, job: &Job, ns: &str) -> Result<bool> {
+pub(crate) async fn create_job(api: &Api<Job>, job: &Job, ns: &str) -> Result<bool> {
     let name = job.name_any();
     match api.create(&PostParams::default(), job).await {
         Ok(_) => Ok(true),
@@ -89,7 +89,7 @@ pub async fn create_job(api: &Api<Job>, job: &Job, ns: &str) -> Result<bool> {
 }
 
 /// Deletes the Job with this uid (not a newer one of the same name); gone is fine.
-pub async fn delete_job(api: &Api<Job>, name: &str, uid: &str, ns: &str) -> Result<()> {
+pub(crate) async fn delete_job(api: &Api<Job>, name: &str, uid: &str, ns: &str) -> Result<()> {
     match api.delete(name, &delete_exactly(uid)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409) => Ok(()),

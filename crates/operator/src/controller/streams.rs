@@ -14,7 +14,7 @@ use super::caches::Cacheable;
 /// Says what a controller's stream reports: watch failures of its own watches (retried
 /// with backoff) and anything the runner could not do. A reconcile error was already
 /// told by the controller's `error_policy`; an object gone before its turn is normal.
-pub fn report<K, E>(
+pub(crate) fn report<K, E>(
     controller: &'static str,
     result: Result<
         (reflector::ObjectRef<K>, kube::runtime::controller::Action),
@@ -47,7 +47,7 @@ where
 /// How many changes a consumer of [`fan_out`] may be behind before the watch waits
 /// for it. Bounded: a slow consumer slows the watch down (back-pressure); no queue grows
 /// with the size of the cluster.
-pub const FAN_OUT_BUFFER: usize = 256;
+pub(crate) const FAN_OUT_BUFFER: usize = 256;
 
 /// Not kube-runtime's shared streams (`reflector::store_shared` and `ReflectHandle`,
 /// behind the `unstable-runtime` features since kube 0.91,
@@ -114,11 +114,6 @@ impl Synced {
     pub async fn wait(&self) -> bool {
         let mut rx = self.0.clone();
         rx.wait_for(|synced| *synced).await.is_ok()
-    }
-
-    /// Whether the store has synced already.
-    pub fn now(&self) -> bool {
-        *self.0.borrow()
     }
 }
 

@@ -24,7 +24,7 @@ use datajob_core::labels::{JOB_NAME, NAME};
 
 const CONTROLLER: &str = "watchdog";
 
-pub struct WatchdogContext {
+pub(crate) struct WatchdogContext {
     pub base: Context,
     pub settings: Settings,
     pub pods: Store<Pod>,

@@ -21,7 +21,7 @@ use datajob_core::decide::nodegroup::{Group, usable_groups};
 use datajob_core::validation::Limits;
 use datajob_preflight::Preflight;
 
-pub const PATH: &str = "/validate-datajob";
+pub(crate) const PATH: &str = "/validate-datajob";
 /// The largest admission review read: twice the apiserver's 3 MiB request limit, with room.
 const MAX_REVIEW_BYTES: usize = 8 << 20;
 

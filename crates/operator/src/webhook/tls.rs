@@ -29,7 +29,7 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::pem::Pem;
 
 use crate::{Error, Result};
-pub use datajob_core::labels::WEBHOOK_NAME;
+pub(crate) use datajob_core::labels::WEBHOOK_NAME;
 use datajob_core::labels::{FIELD_MANAGER, MANAGED_BY, MANAGED_BY_VALUE};
 
 /// The configuration's name when `--webhook-configuration` is not set.
@@ -416,7 +416,7 @@ pub enum Source {
 }
 
 impl Source {
-    pub fn parse(s: &str) -> Source {
+    pub(crate) fn parse(s: &str) -> Source {
         match s {
             "external" => Source::External,
             _ => Source::Operator,
@@ -426,7 +426,7 @@ impl Source {
 
 /// What [`ensure`] found.
 #[derive(Debug)]
-pub struct Ensured {
+pub(crate) struct Ensured {
     pub cert: ServingCert,
     /// Why the stored certificate was replaced, when it was.
     pub replaced: Option<Unfit>,
@@ -441,7 +441,7 @@ fn now_unix() -> i64 {
 /// (create, or replace with the Secret's resourceVersion, so of two replicas renewing at
 /// once one wins and the other reads its certificate). With [`Source::External`] an unfit
 /// certificate is an error that says why.
-pub async fn ensure(
+pub(crate) async fn ensure(
     client: Client,
     namespace: &str,
     name: &str,
@@ -571,7 +571,7 @@ pub fn configuration(
 }
 
 /// Writes the ValidatingWebhookConfiguration `name` (server-side apply).
-pub async fn register(
+pub(crate) async fn register(
     client: Client,
     name: &str,
     endpoint: &Endpoint,

@@ -32,7 +32,7 @@ fn merge_params() -> PatchParams {
 /// Applies the DataJob's children. Returns the apiserver's refusal of one (invalid,
 /// 422; refused by an admission policy or a quota, 403; a request it cannot take, 400)
 /// in the DataJob's words; the children after it are not applied.
-pub async fn children(
+pub(crate) async fn children(
     steps: &[Step],
     dj: &DataJob,
     ctx: &DataJobContext,
@@ -64,7 +64,12 @@ fn refused(e: &kube::Error) -> Option<&kube::core::Status> {
 
 /// Applies the rest of the plan: the runs' steps, the status (with its events and
 /// metrics), the cost; returns when to look again.
-pub async fn rest(plan: Plan, dj: &DataJob, ctx: &DataJobContext, ns: &str) -> Result<Action> {
+pub(crate) async fn rest(
+    plan: Plan,
+    dj: &DataJob,
+    ctx: &DataJobContext,
+    ns: &str,
+) -> Result<Action> {
     for step in &plan.steps {
         one(step, dj, ctx, ns).await?;
     }

@@ -11,7 +11,7 @@ use kube::runtime::reflector::Store;
 use crate::controller::Context;
 use datajob_api::{DataJob, NodeGroup};
 
-pub struct DataJobContext {
+pub(crate) struct DataJobContext {
     pub base: Context,
     /// How far each DataJob's missed schedules were counted.
     pub missed_counted: Mutex<MissedCounted>,
@@ -31,7 +31,7 @@ pub struct DataJobContext {
 /// starts afresh. In memory: a new leader counts the slots due after it started
 /// following them that run out of time while it leads.
 #[derive(Default)]
-pub struct MissedCounted {
+pub(crate) struct MissedCounted {
     followed: HashMap<(String, String), Followed>,
     pruned: Option<DateTime<Utc>>,
 }
@@ -47,7 +47,7 @@ impl MissedCounted {
     /// What [`MissedCounted::advance`] would return now, without recording anything:
     /// (since, counted up to before), or `None` when this generation is seen for the
     /// first time (or its entry is old enough to be pruned first).
-    pub fn peek(
+    pub(crate) fn peek(
         &self,
         key: &(String, String),
         generation: Option<i64>,
@@ -63,7 +63,7 @@ impl MissedCounted {
 
     /// Records that `key` is counted up to `now`; returns (since, counted up to before),
     /// or `None` when this generation is seen for the first time.
-    pub fn advance(
+    pub(crate) fn advance(
         &mut self,
         key: (String, String),
         generation: Option<i64>,

@@ -26,7 +26,7 @@ use datajob_core::labels::{self, JOB_NAME, NAME};
 mod apply;
 mod context;
 
-pub use context::{DataJobContext, MissedCounted};
+pub(crate) use context::{DataJobContext, MissedCounted};
 
 const CONTROLLER: &str = "datajob";
 

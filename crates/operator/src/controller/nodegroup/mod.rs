@@ -30,7 +30,7 @@ use observe::Observed;
 
 const CONTROLLER: &str = "nodegroup";
 
-pub struct NodeGroupContext {
+pub(crate) struct NodeGroupContext {
     pub base: Context,
     pub pods: Store<Pod>,
     pub nodes: Store<Node>,
