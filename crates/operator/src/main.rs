@@ -359,7 +359,7 @@ fn input_changes(
         }
     })
     .flat_map(move |dj| {
-        let refs = controller::lifecycle::downstream_refs(&dj, &datajobs.state());
+        let refs = controller::jobs::downstream_refs(&dj, &datajobs.state());
         futures::stream::iter(refs)
     })
 }

@@ -19,7 +19,7 @@ use serde_json::json;
 use tracing::{Instrument, info, info_span};
 
 use super::Context;
-use super::lifecycle;
+use super::jobs;
 use crate::{Error, Result};
 use datajob_api::{Backfill, BackfillState, BackfillStatus, DataJob, NodeGroup};
 use datajob_core::admission::resolve_and_place;
@@ -148,7 +148,7 @@ fn step(
         .iter()
         .filter_map(|(name, _)| {
             let dj = all.iter().find(|d| d.name_any() == *name)?;
-            let runs = lifecycle::job_runs(&ctx.jobs, ns, name);
+            let runs = jobs::job_runs(&ctx.jobs, ns, name);
             Some((name.clone(), Upstream::of(dj, runs)))
         })
         .collect();
@@ -180,14 +180,14 @@ async fn start_run(
             )));
         }
     };
-    let upstreams = lifecycle::upstreams(&ctx.jobs, ns, &r.inputs, all);
+    let upstreams = jobs::upstreams(&ctx.jobs, ns, &r.inputs, all);
     r.input_claims = dataflow::input_claims(&r.inputs, &upstreams);
     let api: Api<Job> = Api::namespaced(ctx.base.client.clone(), ns);
     let id = labels::run_id(&r.name, start.logical_time);
     if start.rerun
         && let Some(old) = ctx.jobs.get(&ObjectRef::new(&id).within(ns))
     {
-        lifecycle::delete_job(&api, &id, &old.uid().unwrap_or_default(), ns).await?;
+        jobs::delete_job(&api, &id, &old.uid().unwrap_or_default(), ns).await?;
     }
     // A run with inputs waits (suspended) for them: the DataJob's reconciler starts it.
     let job = children::job(
@@ -199,7 +199,7 @@ async fn start_run(
     );
     let extra = BTreeMap::from([(BACKFILL.to_string(), bf.name_any())]);
     let job = children::with_inputs(job, &[], &extra);
-    if lifecycle::create_job(&api, &job, ns).await? {
+    if jobs::create_job(&api, &job, ns).await? {
         info!(run = %id, logical_time = %labels::rfc3339(start.logical_time), rerun = start.rerun, "backfill started a run");
     }
     Ok(Ok(()))

@@ -4,7 +4,7 @@ mod caches;
 pub mod cleanup;
 mod context;
 pub mod datajob;
-pub mod lifecycle;
+pub mod jobs;
 #[cfg(test)]
 pub(crate) mod mock;
 pub mod nodegroup;

@@ -9,7 +9,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::DataJobContext;
-use crate::controller::lifecycle::{create_job, delete_job};
+use crate::controller::jobs::{create_job, delete_job};
 use crate::metrics::{CostLabels, RunLabels, StateLabels};
 use crate::{Error, Result};
 use datajob_api::{DataJob, RunState};

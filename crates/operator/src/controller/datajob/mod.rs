@@ -16,7 +16,7 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use tracing::{Instrument, info_span};
 
-use super::{Context, lifecycle};
+use super::{Context, jobs};
 use crate::{Error, Result};
 use datajob_api::{DataJob, NodeGroup};
 use datajob_core::decide::datajob::{self, Observed, Settings};
@@ -178,7 +178,7 @@ fn read(dj: &DataJob, ns: &str, ctx: &DataJobContext, now: DateTime<Utc>) -> Obs
         .spec
         .inputs
         .iter()
-        .map(|input| (input.clone(), lifecycle::job_runs(&ctx.jobs, ns, input)))
+        .map(|input| (input.clone(), jobs::job_runs(&ctx.jobs, ns, input)))
         .collect();
     let key = (ns.to_string(), name.clone());
     let missed_counted = ctx
@@ -188,7 +188,7 @@ fn read(dj: &DataJob, ns: &str, ctx: &DataJobContext, now: DateTime<Utc>) -> Obs
         .and_then(|c| c.peek(&key, dj.metadata.generation, now));
     Observed {
         groups: usable_groups(ctx.groups.state().iter().map(|g| g.as_ref())),
-        namespace: lifecycle::namespace_datajobs(&ctx.datajobs, ns, &name),
+        namespace: jobs::namespace_datajobs(&ctx.datajobs, ns, &name),
         jobs,
         job_names,
         input_runs,
