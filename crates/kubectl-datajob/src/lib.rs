@@ -5,6 +5,7 @@ pub(crate) mod backfill;
 pub(crate) mod cluster;
 pub(crate) mod describe;
 pub mod error;
+pub(crate) mod flags;
 pub(crate) mod history;
 pub(crate) mod local;
 pub(crate) mod logs;

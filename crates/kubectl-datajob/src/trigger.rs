@@ -109,7 +109,8 @@ fn check_runnable(dj: &DataJob, name: &str) -> Result<()> {
 pub(crate) async fn run(args: &TriggerArgs, cluster: &Cluster, format: Format) -> Result<()> {
     let dj = cluster.datajob(&args.name).await?;
     check_runnable(&dj, &args.name)?;
-    let logical_time = labels::truncate_to_minute(at(args)?);
+    let logical_time =
+        labels::truncate_to_minute(crate::flags::time_or_now("--at", args.at.as_deref())?);
     let value = labels::rfc3339(logical_time);
     let id = labels::run_id(&args.name, logical_time);
     let runs = history::runs_of(cluster, &dj).await?;
@@ -157,18 +158,6 @@ pub(crate) async fn run(args: &TriggerArgs, cluster: &Cluster, format: Format) -
         return Err(CliError::Reported("the run failed"));
     }
     Ok(())
-}
-
-/// The time `--at` names (now when not given).
-fn at(args: &TriggerArgs) -> Result<DateTime<Utc>> {
-    match &args.at {
-        Some(s) => labels::parse_rfc3339(s).ok_or_else(|| {
-            CliError::Usage(format!(
-                "--at {s:?} is not an RFC 3339 time; write e.g. 2026-11-25T03:00:00Z"
-            ))
-        }),
-        None => Ok(Utc::now()),
-    }
 }
 
 /// Follows run `id` (logical time `value`) of `dj` on one progress line until it has

@@ -147,14 +147,7 @@ fn spec_fields(s: &Summary) -> Vec<(&'static str, String)> {
             None => "none (runs once)".into(),
         },
     ));
-    let mut res = format!("cpu {}, memory {}", s.cpu, s.memory);
-    if let Some(disk) = &s.disk {
-        res.push_str(&format!(", disk {disk}"));
-    }
-    if s.gpu > 0 {
-        res.push_str(&format!(", gpu {}", s.gpu));
-    }
-    rows.push(("Resources", res));
+    rows.push(("Resources", s.resources()));
     rows.push((
         "Limits",
         format!(

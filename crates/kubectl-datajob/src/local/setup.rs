@@ -204,18 +204,6 @@ fn resolved(dj: &DataJob) -> Result<Resolved> {
     })
 }
 
-/// The time `--logical-time` names (now when not given).
-fn logical_time(args: &RunArgs) -> Result<DateTime<Utc>> {
-    match &args.logical_time {
-        Some(s) => labels::parse_rfc3339(s).ok_or_else(|| {
-            CliError::Usage(format!(
-                "--logical-time {s:?} is not an RFC 3339 time; write e.g. 2026-11-25T03:00:00Z"
-            ))
-        }),
-        None => Ok(Utc::now()),
-    }
-}
-
 /// The container engines `--engine` asks about, each probed for `image` (auto: docker,
 /// then podman when docker cannot run it).
 async fn probes(choice: EngineArg, image: &str, progress: &Progress) -> Vec<Probe> {
@@ -267,7 +255,10 @@ pub(super) async fn prepare(
         dj.metadata.namespace = Some(namespace.unwrap_or("default").to_string());
     }
     let r = resolved(&dj)?;
-    let logical_time = labels::truncate_to_minute(logical_time(args)?);
+    let logical_time = labels::truncate_to_minute(crate::flags::time_or_now(
+        "--logical-time",
+        args.logical_time.as_deref(),
+    )?);
     let run_id = labels::run_id(&r.name, logical_time);
     let overrides = parse_env(&args.env)?;
 

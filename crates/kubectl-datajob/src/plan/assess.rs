@@ -62,6 +62,20 @@ pub struct Summary {
     pub output: Option<String>,
 }
 
+impl Summary {
+    /// What a run asks for, in words: `cpu 2, memory 4Gi, disk 100Gi, gpu 1`.
+    pub fn resources(&self) -> String {
+        let mut res = format!("cpu {}, memory {}", self.cpu, self.memory);
+        if let Some(d) = &self.disk {
+            res.push_str(&format!(", disk {d}"));
+        }
+        if self.gpu > 0 {
+            res.push_str(&format!(", gpu {}", self.gpu));
+        }
+        res
+    }
+}
+
 impl From<&Resolved> for Summary {
     fn from(r: &Resolved) -> Self {
         Summary {

@@ -176,14 +176,7 @@ fn summary_rows(s: &Summary) -> Vec<(&'static str, String)> {
             None => "none: runs once, as soon as it is applied".into(),
         },
     ));
-    let mut res = format!("cpu {}, memory {}", s.cpu, s.memory);
-    if let Some(d) = &s.disk {
-        res.push_str(&format!(", disk {d}"));
-    }
-    if s.gpu > 0 {
-        res.push_str(&format!(", gpu {}", s.gpu));
-    }
-    rows.push(("resources", res));
+    rows.push(("resources", s.resources()));
     rows.push((
         "deadline",
         format!("{} (a run is stopped when it runs longer)", s.deadline),
