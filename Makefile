@@ -45,7 +45,7 @@ k8s-build: ## build the local control plane from the Go module proxy (cached)
 	bash e2e/build.sh
 
 .PHONY: cluster-up
-cluster-up: ## start etcd, kube-apiserver, controller-manager, scheduler and kwok on 127.0.0.1
+cluster-up: ## start etcd, kube-apiserver, controller-manager, scheduler and kwok on 127.0.0.1 (DATAJOB_KARPENTER=1: real Karpenter too)
 	bash e2e/cluster.sh up
 
 .PHONY: cluster-down
@@ -69,10 +69,10 @@ run: build ## run the operator in the foreground against the current KUBECONFIG 
 	target/debug/datajob-operator
 
 .PHONY: e2e
-e2e: ## end-to-end tests on a fresh local control plane (brought down afterwards)
+e2e: ## end-to-end tests on a fresh local control plane with real Karpenter (brought down afterwards)
 	$(CARGO) build --bins
 	$(CARGO) test -p datajob-e2e --features e2e --test e2e --no-run
-	bash e2e/run-e2e.sh bash e2e/suites.sh
+	DATAJOB_KARPENTER=$${DATAJOB_KARPENTER:-1} bash e2e/run-e2e.sh bash e2e/suites.sh
 
 .PHONY: bench
 bench: ## scaling benchmark: schedule-aware, fixed-wait, Karpenter-like and Cluster-Autoscaler-like scalers on one trace (~16 min; BENCH_HOURS=1 ~11 min)

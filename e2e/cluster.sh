@@ -9,6 +9,9 @@
 #   e2e/cluster.sh down     stop exactly the processes `up` started, remove the state dir
 #   e2e/cluster.sh env      print `export KUBECONFIG=...`
 #   e2e/cluster.sh status   say whether it runs (exit 0 = running, 1 = not)
+#   e2e/cluster.sh karpenter-up    start real Karpenter on the running cluster (see
+#                                  e2e/karpenter/karpenter.sh); karpenter-down stops it
+#                                  and deletes the nodes it made
 #   e2e/cluster.sh restart COMPONENT [--kill]
 #                           stop one of etcd, kube-apiserver, kube-controller-manager,
 #                           kube-scheduler (TERM, KILL after 5 s; --kill: KILL at once)
@@ -30,6 +33,7 @@
 #                          e2e/realnode/realnode.sh (defaults 10250, 10248, 5000, dj-cni0,
 #                          10.245.0.0/24, real-0; the ports, bridge and subnet shift with
 #                          DATAJOB_APISERVER_PORT - 6443 when that is set)
+#   DATAJOB_KARPENTER      1: `up` starts real Karpenter too (e2e/karpenter/karpenter.sh)
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -45,6 +49,8 @@ log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 # shellcheck source=realnode/realnode.sh
 . "$HERE/realnode/realnode.sh"
+# shellcheck source=karpenter/karpenter.sh
+. "$HERE/karpenter/karpenter.sh"
 
 # --- safety: never operate on a directory that is not ours -------------------
 case "$DIR" in
@@ -68,8 +74,10 @@ load_env() {
   KCM_PORT=${KCM_PORT:-${DATAJOB_KCM_PORT:-10257}}
   SCHEDULER_PORT=${SCHEDULER_PORT:-${DATAJOB_SCHEDULER_PORT:-10259}}
   realnode_load_env
+  karpenter_load_env
   COMPONENTS=$CONTROL_PLANE
   if [ "${REAL_NODE:-0}" = 1 ]; then COMPONENTS="$COMPONENTS $REAL_NODE_COMPONENTS"; fi
+  if [ "$KARPENTER" = 1 ]; then COMPONENTS="$COMPONENTS karpenter"; fi
 }
 
 # --- process bookkeeping --------------------------------------------------------
@@ -257,6 +265,8 @@ do_down() {
   [ -d "$DIR" ] || { log "not running (no $DIR)"; return 0; }
   load_env
   local c pid first=() last=()
+  # Karpenter first, while the apiserver still answers: the nodes it made go with it
+  karpenter_stop
   # the real node: the kubelet first (so it restarts nothing), then every pod's
   # processes (through containerd, then whatever is left in its cgroups)
   if [ "${REAL_NODE:-0}" = 1 ]; then
@@ -265,7 +275,7 @@ do_down() {
   fi
   # clients first (with the apiserver, containerd and the registry), etcd last so the
   # apiserver can shut down cleanly
-  for c in kwok kube-scheduler kube-controller-manager kube-apiserver containerd registry; do
+  for c in karpenter kwok kube-scheduler kube-controller-manager kube-apiserver containerd registry; do
     if pid=$(live_pid "$c"); then first+=("$pid"); fi
   done
   if pid=$(live_pid etcd); then last+=("$pid"); fi
@@ -307,6 +317,7 @@ do_up() {
     do_down
   fi
   unset APISERVER_PORT ETCD_PORT ETCD_PEER_PORT KCM_PORT SCHEDULER_PORT REAL_NODE REAL_NODE_NAME \
+    KARPENTER KARPENTER_METRICS_PORT KARPENTER_HEALTH_PORT \
     KUBELET_PORT KUBELET_HEALTHZ_PORT REGISTRY_PORT CNI_BRIDGE REAL_POD_SUBNET CGROUP_ROOT CNI_BIN_DIR
   load_env
   local p
@@ -333,6 +344,7 @@ KUBECTL=$KUBECTL
 KUBECONFIG=$DIR/kubeconfig
 EOF
   realnode_env_lines >>"$DIR/cluster.env"
+  karpenter_env_lines >>"$DIR/cluster.env"
   make_pki
   write_kubeconfig "$DIR/kubeconfig" admin
   write_kubeconfig "$DIR/kube-controller-manager.kubeconfig" kube-controller-manager
@@ -422,6 +434,7 @@ EOF
   if [ "$REAL_NODE" = 1 ]; then
     wait_until "real node $REAL_NODE_NAME Ready (only its own taint)" real_node_ready
   fi
+  if [ "$KARPENTER" = 1 ]; then karpenter_start; fi
   trap - ERR
   local took; took=$(awk -v s="$start_ts" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f", e-s}')
   log "ready in ${took}s"
@@ -483,6 +496,24 @@ do_restart() {
   log "restarted $c: ready again ${took}s after it was stopped"
 }
 
+# karpenter-up | karpenter-down: real Karpenter on (or off) the running cluster.
+do_karpenter() {
+  check_ours
+  [ -d "$DIR" ] || die "$1: the cluster is not running (no $DIR)"
+  load_env
+  export KUBECONFIG="$DIR/kubeconfig"
+  case "$1" in
+    karpenter-up)
+      if live_pid karpenter >/dev/null; then log "Karpenter already running"; return 0; fi
+      karpenter_start
+      sed -i 's/^KARPENTER=.*/KARPENTER=1/' "$DIR/cluster.env";;
+    karpenter-down)
+      karpenter_stop
+      sed -i 's/^KARPENTER=.*/KARPENTER=0/' "$DIR/cluster.env"
+      log "Karpenter stopped";;
+  esac
+}
+
 cmd=${1:-}
 case "$cmd" in
   up|down)
@@ -496,11 +527,16 @@ case "$cmd" in
   env) echo "export KUBECONFIG=$DIR/kubeconfig"
        [ -f "$DIR/kubeconfig" ] || log "warning: cluster is not up (no $DIR/kubeconfig)";;
   status) do_status;;
+  karpenter-up|karpenter-down)
+    mkdir -p "$(dirname "$DIR")"
+    exec 9<"$(dirname "$DIR")"
+    flock -w 600 9 || die "could not take the lock on $(dirname "$DIR")"
+    do_karpenter "$cmd";;
   restart)
     # the same lock as up/down: a restart never interleaves with them
     mkdir -p "$(dirname "$DIR")"
     exec 9<"$(dirname "$DIR")"
     flock -w 600 9 || die "could not take the lock on $(dirname "$DIR")"
     do_restart "${2:-}" "${3:-}";;
-  *) echo "usage: $0 up|down|env|status|restart COMPONENT [--kill]" >&2; exit 2;;
+  *) echo "usage: $0 up|down|env|status|karpenter-up|karpenter-down|restart COMPONENT [--kill]" >&2; exit 2;;
 esac
