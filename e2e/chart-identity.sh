@@ -20,7 +20,7 @@
 #   DATAJOB_CHART_KUBECONFIG       where to write the kubeconfig (default: next to
 #                                  $KUBECONFIG, chart-identity-<release>-<namespace>.kubeconfig)
 #   HELM, KUBECTL                  the binaries (default: helm from e2e/tools.sh, kubectl on PATH)
-# rbac.kwokNodes and rbac.clusterAPI are on: the end-to-end NodeGroups use both providers; so is
+# rbac.kwokNodes, rbac.clusterAPI and rbac.karpenter are on: the end-to-end NodeGroups use all three providers; so is
 # preflight.secrets: the preflight tests check Secrets too.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -33,7 +33,7 @@ RELEASE=${DATAJOB_RELEASE:-datajob}
 DURATION=${DATAJOB_CHART_TOKEN_DURATION:-3h}
 log() { printf '[chart-identity] %s\n' "$*" >&2; }
 
-set_args=(--set rbac.kwokNodes=true --set rbac.clusterAPI=true --set preflight.secrets=true)
+set_args=(--set rbac.kwokNodes=true --set rbac.clusterAPI=true --set rbac.karpenter=true --set preflight.secrets=true)
 [ -n "${DATAJOB_WEBHOOK_URL:-}" ] && set_args+=(--set-string "webhook.url=$DATAJOB_WEBHOOK_URL")
 [ -n "${DATAJOB_WEBHOOK_CONFIGURATION:-}" ] && set_args+=(--set-string "webhook.configurationName=$DATAJOB_WEBHOOK_CONFIGURATION")
 [ -n "${DATAJOB_WEBHOOK_SECRET:-}" ] && set_args+=(--set-string "webhook.secretName=$DATAJOB_WEBHOOK_SECRET")

@@ -156,6 +156,18 @@ pub struct Provider {
     /// Simulated kwok nodes (demo and tests): the operator creates and deletes Node objects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kwok: Option<KwokProvider>,
+    /// A Karpenter NodePool: Karpenter makes and removes the nodes; runs placed here
+    /// select the pool's nodes, and scheduled runs get capacity ahead of time through
+    /// CapacityBuffers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub karpenter: Option<KarpenterProvider>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KarpenterProvider {
+    /// The NodePool (`karpenter.sh/v1`) whose nodes this group is.
+    pub node_pool: String,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]

@@ -11,8 +11,12 @@ use crate::units::{self, format_bytes, format_cpu};
 use datajob_api::NodeGroup;
 pub use datajob_api::nodegroup::ScaleDownPolicy;
 
-/// The label every node of a group carries, and runs placed there select.
+/// The label every node of a group carries, and runs placed there select (a Karpenter
+/// group's nodes carry [`NODEPOOL_LABEL`] instead).
 pub const GROUP_LABEL: &str = "datajob.dev/node-group";
+
+/// The label Karpenter puts on every node of a NodePool.
+pub const NODEPOOL_LABEL: &str = "karpenter.sh/nodepool";
 
 const DEFAULT_SCALE_DOWN_AFTER: Duration = Duration::from_secs(120);
 
@@ -34,6 +38,10 @@ pub enum ProviderKind {
     Static,
     Kwok {
         boot_delay: Duration,
+    },
+    /// Karpenter makes and removes the nodes of the NodePool `node_pool`.
+    Karpenter {
+        node_pool: String,
     },
 }
 
@@ -73,6 +81,28 @@ pub struct Room {
 }
 
 impl Group {
+    /// The label that marks the group's nodes, and that the runs placed here select:
+    /// `datajob.dev/node-group: NAME`, or a Karpenter group's `karpenter.sh/nodepool: POOL`.
+    pub fn member_label(&self) -> (&str, &str) {
+        match &self.provider {
+            ProviderKind::Karpenter { node_pool } => (NODEPOOL_LABEL, node_pool),
+            _ => (GROUP_LABEL, &self.name),
+        }
+    }
+
+    /// Whether `labels` (a node's labels, or a pod's node selector) mark the group.
+    pub fn marks(&self, labels: &BTreeMap<String, String>) -> bool {
+        let (key, value) = self.member_label();
+        labels.get(key).map(String::as_str) == Some(value)
+    }
+
+    /// Whether DataJob makes and removes this group's nodes itself (kwok), rather than
+    /// asking a provider (Cluster API), leaving them (static) or leaving them to an
+    /// autoscaler (Karpenter).
+    pub fn autoscaled_elsewhere(&self) -> bool {
+        matches!(self.provider, ProviderKind::Karpenter { .. })
+    }
+
     /// Whether DataJobs of `namespace` may be placed here.
     pub fn serves(&self, namespace: &str) -> bool {
         self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == namespace)
@@ -96,7 +126,12 @@ pub fn resolve_group(ng: &NodeGroup) -> Result<Group, String> {
     let provider = provider(&s.provider)?;
     check_taints(&s.taints)?;
     let mut labels = s.labels.clone();
-    labels.insert(GROUP_LABEL.into(), name.clone());
+    match &provider {
+        ProviderKind::Karpenter { node_pool } => {
+            labels.insert(NODEPOOL_LABEL.into(), node_pool.clone())
+        }
+        _ => labels.insert(GROUP_LABEL.into(), name.clone()),
+    };
     let warm_up_before = match &s.warm_up_before {
         Some(d) => {
             Some(units::parse_duration(d).map_err(|e| format!("spec.warmUpBefore {d:?} {e}"))?)
@@ -185,6 +220,29 @@ fn duration(field: &str, v: &Option<String>, default: Duration) -> Result<Durati
 
 /// `spec.provider`: exactly one of them.
 fn provider(p: &datajob_api::nodegroup::Provider) -> Result<ProviderKind, String> {
+    let set = [
+        p.cluster_api.is_some(),
+        p.r#static.is_some(),
+        p.kwok.is_some(),
+        p.karpenter.is_some(),
+    ];
+    if set.iter().filter(|s| **s).count() != 1 {
+        return Err(
+            "spec.provider must set exactly one of clusterAPI, static, kwok, karpenter".into(),
+        );
+    }
+    if let Some(k) = &p.karpenter {
+        let pool = k.node_pool.trim();
+        if pool.is_empty() || !is_object_name(pool) {
+            return Err(format!(
+                "spec.provider.karpenter.nodePool {:?} is not a NodePool name (lowercase letters, digits, '-' and '.'); write the name of a NodePool, e.g. `kubectl get nodepools`",
+                k.node_pool
+            ));
+        }
+        return Ok(ProviderKind::Karpenter {
+            node_pool: pool.to_string(),
+        });
+    }
     Ok(match (&p.cluster_api, &p.r#static, &p.kwok) {
         (Some(c), None, None) => ProviderKind::ClusterApi {
             api_version: c
@@ -203,8 +261,22 @@ fn provider(p: &datajob_api::nodegroup::Provider) -> Result<ProviderKind, String
                 Duration::from_secs(5),
             )?,
         },
-        _ => return Err("spec.provider must set exactly one of clusterAPI, static, kwok".into()),
+        _ => {
+            return Err(
+                "spec.provider must set exactly one of clusterAPI, static, kwok, karpenter".into(),
+            );
+        }
     })
+}
+
+/// Whether `s` is a Kubernetes object name (a DNS subdomain: at most 253 lowercase
+/// letters, digits, '-' and '.', starting and ending with a letter or digit).
+fn is_object_name(s: &str) -> bool {
+    s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
 }
 
 /// Runs placed here tolerate these taints: an effect Kubernetes does not know would make
@@ -268,12 +340,19 @@ pub fn usable_groups<'a>(groups: impl IntoIterator<Item = &'a NodeGroup>) -> Vec
 }
 
 /// A group that can take work: its spec parses and it is not being deleted (a group
-/// being deleted takes no new work; its nodes go with it).
+/// being deleted takes no new work; its nodes go with it). A Karpenter group whose
+/// NodePool cannot make its nodes (its status says `Ready` False) takes none either.
 pub fn usable(ng: &NodeGroup) -> Option<Group> {
     if ng.metadata.deletion_timestamp.is_some() {
         return None;
     }
-    resolve_group(ng).ok()
+    let group = resolve_group(ng).ok()?;
+    let not_ready = ng.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "False")
+    });
+    (!(group.autoscaled_elsewhere() && not_ready)).then_some(group)
 }
 
 #[cfg(test)]

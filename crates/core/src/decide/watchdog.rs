@@ -7,7 +7,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod, PodCondition};
 use kube::ResourceExt;
 
-use crate::decide::nodegroup::{GROUP_LABEL, Group, usable};
+use crate::decide::nodegroup::{Group, usable};
 use crate::labels::{
     self, DEADLINE_SECONDS, END_MESSAGE, END_REASON, LAST_FAILURE_MESSAGE, LAST_FAILURE_REASON,
     PENDING_TIMEOUT_SECONDS,
@@ -325,14 +325,10 @@ fn pending_verdict(
         });
     }
     // A scale-up that could place it is under way: wait for the group's provisioning.
-    let group = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_selector.as_ref())
-        .and_then(|s| s.get(GROUP_LABEL));
+    let selector = pod.spec.as_ref().and_then(|s| s.node_selector.as_ref());
     let scaling = groups
         .iter()
-        .find(|g| Some(&g.group.name) == group)
+        .find(|g| selector.is_some_and(|s| g.group.marks(s)))
         .and_then(|g| g.scale_up_until);
     if let Some(until) = scaling.filter(|u| *u > now) {
         recheck.push(until);
@@ -534,6 +530,7 @@ pub fn job_change(job: &Job, id: &str, verdict: &Verdict, now: DateTime<Utc>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::group::GROUP_LABEL;
     use serde_json::json;
 
     fn now() -> DateTime<Utc> {

@@ -6,11 +6,13 @@
 //! node is for ([`reserve`]). Pure functions.
 //!
 //! One file per concern: [`placement`], [`state`] (a group now), [`bins`] (first-fit-decreasing
-//! packing), [`scale`], [`due`] (scheduled runs and warm-up), [`keep`], [`packing`], [`reserve`];
+//! packing), [`scale`], [`due`] (scheduled runs and warm-up), [`keep`], [`packing`], [`reserve`],
+//! [`karpenter`] (a group on a Karpenter NodePool);
 //! the [`Group`] they read is [`crate::group`]. The items other crates use are
 //! re-exported here.
 pub mod bins;
 pub mod due;
+pub mod karpenter;
 pub mod keep;
 pub mod packing;
 pub mod placement;
@@ -22,8 +24,8 @@ pub mod state;
 pub(crate) mod fixtures;
 
 pub use crate::group::{
-    GROUP_LABEL, Group, ProviderKind, Room, ScaleDownPolicy, resolve_group, room_status, usable,
-    usable_groups,
+    GROUP_LABEL, Group, NODEPOOL_LABEL, ProviderKind, Room, ScaleDownPolicy, resolve_group,
+    room_status, usable, usable_groups,
 };
 pub use bins::nodes_needed;
 pub use due::{DueRun, Scheduled, WARM_GRACE, next_runs, warm_up};

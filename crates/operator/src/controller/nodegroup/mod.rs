@@ -2,9 +2,10 @@
 //! the group looks like now, [`datajob_core::decide::nodegroup::decide`] says what size it
 //! should be, [`status::of`] what its status says, and [`act`] makes the provider follow:
 //! kwok Node objects ([`kwok`]), a Cluster API `scale` subresource ([`cluster_api`]), or
-//! nothing (static). Every API call's failure is returned (the error policy logs it and
+//! nothing (static; Karpenter, whose NodePool [`karpenter`] checks). Every API call's failure is returned (the error policy logs it and
 //! retries) or logged where it is expected and handled (a node gone or changed meanwhile).
 mod cluster_api;
+mod karpenter;
 mod kwok;
 mod observe;
 mod status;
@@ -25,7 +26,7 @@ use tracing::{debug, info, warn};
 use super::Context;
 use crate::{Error, Result};
 use datajob_api::{DataJob, NodeGroup, NodeGroupStatus};
-use datajob_core::decide::nodegroup::{self, GROUP_LABEL, Group, ProviderKind};
+use datajob_core::decide::nodegroup::{self, GROUP_LABEL, Group, NODEPOOL_LABEL, ProviderKind};
 use observe::Observed;
 
 const CONTROLLER: &str = "nodegroup";
@@ -94,21 +95,13 @@ pub async fn run<G, P, N, D>(
         boots: Mutex::new(HashMap::new()),
         reserved_for: Mutex::new(HashMap::new()),
     });
+    let (for_pods, for_nodes) = (groups.clone(), groups.clone());
     let controller = Controller::for_shared_stream(group_events, groups)
-        .watches_stream(pod_events.map(Ok::<_, watcher::Error>), |pod| {
-            let group = pod
-                .spec
-                .as_ref()?
-                .node_selector
-                .as_ref()?
-                .get(GROUP_LABEL)?
-                .clone();
-            Some(ObjectRef::<NodeGroup>::new(&group))
+        .watches_stream(pod_events.map(Ok::<_, watcher::Error>), move |pod| {
+            group_marked_by(&for_pods, pod.spec.as_ref()?.node_selector.as_ref()?)
         })
-        .watches_stream(node_events.map(Ok::<_, watcher::Error>), |node| {
-            node.labels()
-                .get(GROUP_LABEL)
-                .map(|g| ObjectRef::<NodeGroup>::new(g))
+        .watches_stream(node_events.map(Ok::<_, watcher::Error>), move |node| {
+            group_marked_by(&for_nodes, node.labels())
         })
         // A DataJob placed on a group (its schedule may call for a warm-up).
         .watches_stream(datajob_events.map(Ok::<_, watcher::Error>), |dj| {
@@ -139,6 +132,30 @@ pub async fn run<G, P, N, D>(
             }
         })
         .await;
+}
+
+/// The group whose nodes `labels` (a node's labels, or a pod's node selector) mark:
+/// named by `datajob.dev/node-group`, or the Karpenter group of the NodePool
+/// `karpenter.sh/nodepool` names.
+fn group_marked_by(
+    groups: &Store<NodeGroup>,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Option<ObjectRef<NodeGroup>> {
+    if let Some(g) = labels.get(GROUP_LABEL) {
+        return Some(ObjectRef::new(g));
+    }
+    let pool = labels.get(NODEPOOL_LABEL)?;
+    groups
+        .state()
+        .iter()
+        .find(|g| {
+            g.spec
+                .provider
+                .karpenter
+                .as_ref()
+                .is_some_and(|k| k.node_pool.trim() == pool)
+        })
+        .map(|g| ObjectRef::from_obj(g.as_ref()))
 }
 
 fn error_policy(ng: Arc<NodeGroup>, error: &Error, ctx: Arc<NodeGroupContext>) -> Action {
@@ -177,7 +194,13 @@ async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Act
     };
     let mut seen = observe::observe(&ctx, &group, &previous, now);
     let decision = size(&ctx, &group, &mut seen, now).await?;
-    let status = status::of(&previous, &decision, &seen, now);
+    let mut status = status::of(&previous, &decision, &seen, now);
+    if let ProviderKind::Karpenter { node_pool } = &group.provider {
+        let pool = karpenter::node_pool(&ctx, node_pool).await?;
+        if let Err(problem) = nodegroup::karpenter::check_node_pool(&group, pool.as_ref()) {
+            status.conditions = status::unready(&previous, "NodePoolUnusable", &problem, now);
+        }
+    }
     if let Some(reason) = &decision.reason {
         info!(nodegroup = %name, from = previous.desired, to = decision.desired, %reason, "scaling");
     }
@@ -209,7 +232,11 @@ async fn size(
         }
         decision = nodegroup::decide(group, &seen.state, now);
     }
-    if matches!(group.provider, ProviderKind::Static) {
+    if matches!(
+        group.provider,
+        ProviderKind::Static | ProviderKind::Karpenter { .. }
+    ) {
+        // Its nodes are someone else's: the size is what it is.
         decision.desired = seen.state.nodes.len() as i32;
         decision.reason = None;
         decision.kept_for.clear();
@@ -237,7 +264,8 @@ async fn act(
         Duration::from_secs(30)
     };
     let sooner = match &group.provider {
-        ProviderKind::Static => None,
+        // Karpenter makes and removes the nodes of its NodePool.
+        ProviderKind::Static | ProviderKind::Karpenter { .. } => None,
         ProviderKind::ClusterApi {
             api_version,
             kind,

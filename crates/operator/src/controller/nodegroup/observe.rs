@@ -14,7 +14,7 @@ use super::NodeGroupContext;
 use crate::{Error, Result};
 use datajob_api::{NodeGroupStatus, RunState};
 use datajob_core::decide::due_runs;
-use datajob_core::decide::nodegroup::{self, GROUP_LABEL, Group, GroupState, NodeView};
+use datajob_core::decide::nodegroup::{self, Group, GroupState, NodeView};
 use datajob_core::labels::{self, MANAGED_BY, MANAGED_BY_VALUE, NAME};
 use datajob_core::resources::Request;
 
@@ -32,7 +32,6 @@ pub(super) fn observe(
     previous: &NodeGroupStatus,
     now: DateTime<Utc>,
 ) -> Observed {
-    let name = &group.name;
     let pods: Vec<Arc<Pod>> = ctx
         .pods
         .state()
@@ -42,15 +41,14 @@ pub(super) fn observe(
                 && p.spec
                     .as_ref()
                     .and_then(|s| s.node_selector.as_ref())
-                    .and_then(|s| s.get(GROUP_LABEL))
-                    == Some(name)
+                    .is_some_and(|s| group.marks(s))
         })
         .collect();
     let nodes: Vec<NodeView> = ctx
         .nodes
         .state()
         .into_iter()
-        .filter(|n| n.labels().get(GROUP_LABEL) == Some(name))
+        .filter(|n| group.marks(n.labels()))
         .map(|n| view(ctx, &n, &pods))
         .collect();
     let pending: Vec<Request> = pods

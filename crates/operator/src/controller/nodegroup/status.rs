@@ -52,6 +52,17 @@ pub(super) fn of(
     status
 }
 
+/// The conditions of a group whose provider cannot make its nodes (say, a Karpenter
+/// NodePool that does not exist): not Ready, `reason`, with the `problem`.
+pub(super) fn unready(
+    previous: &NodeGroupStatus,
+    reason: &str,
+    problem: &str,
+    now: DateTime<Utc>,
+) -> Vec<Condition> {
+    vec![condition(previous, false, reason, problem, now)]
+}
+
 /// The status of a group whose spec is not valid: not Ready, with the `problem`.
 pub(super) fn invalid(
     previous: &NodeGroupStatus,
