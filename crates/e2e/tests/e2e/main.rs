@@ -22,6 +22,7 @@ mod shared {
     mod datajob;
     mod generated_specs;
     mod harness;
+    mod karpenter;
     mod nodegroup;
     mod parity;
     mod preflight;

@@ -16,11 +16,13 @@
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use datajob_api::{DataJob, NodeGroup, RunState};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, Namespace, Pod, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
+use serde_json::json;
 
 pub mod kubectl;
 pub mod operator;
@@ -399,6 +401,67 @@ pub fn job_has_condition(job: &Job, type_: &str) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == type_ && c.status == "True"))
+}
+
+/// Creates the NodeGroup `<prefix>-<unique>` of `spec`; deleted (with its kwok nodes) when
+/// the guard drops.
+pub async fn node_group(
+    client: &Client,
+    prefix: &str,
+    spec: serde_json::Value,
+) -> (String, GroupGuard) {
+    let name = unique_name(prefix);
+    let ng: NodeGroup = from_json(
+        json!({"apiVersion": "datajob.dev/v1alpha1", "kind": "NodeGroup", "metadata": {"name": name}, "spec": spec}),
+    );
+    Api::<NodeGroup>::all(client.clone())
+        .create(&PostParams::default(), &ng)
+        .await
+        .expect("create NodeGroup");
+    (name.clone(), GroupGuard(name))
+}
+
+/// Creates a DataJob. Right after a NodeGroup is created the webhook's cache may not have
+/// it yet (and refuses what only that group fits): retry such refusals for a few seconds.
+pub async fn datajob(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    spec: serde_json::Value,
+) -> Api<DataJob> {
+    let api: Api<DataJob> = Api::namespaced(client.clone(), ns);
+    let dj: DataJob = from_json(
+        json!({"apiVersion": "datajob.dev/v1alpha1", "kind": "DataJob", "metadata": {"name": name}, "spec": spec}),
+    );
+    wait_for(
+        &format!("DataJob {name} admitted"),
+        Duration::from_secs(30),
+        || {
+            let (api, dj) = (api.clone(), dj.clone());
+            async move {
+                match api.create(&PostParams::default(), &dj).await {
+                    Ok(_) => Ok(Some(())),
+                    Err(kube::Error::Api(e)) if e.message.contains("node group") => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        },
+    )
+    .await
+    .expect("create DataJob");
+    api
+}
+
+/// Waits until the DataJob `name` says Succeeded.
+pub async fn succeeded(api: &Api<DataJob>, name: &str, timeout: Duration) -> Result<DataJob> {
+    wait_for_object(
+        api,
+        name,
+        &format!("{name} Succeeded"),
+        timeout,
+        |d: &DataJob| d.status.as_ref().and_then(|s| s.state) == Some(RunState::Succeeded),
+    )
+    .await
 }
 
 /// Deletes a NodeGroup (and so its kwok nodes) when dropped.

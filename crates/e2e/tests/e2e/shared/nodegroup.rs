@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::operator::wait_for_sample;
 use common::plugin::plugin;
 use common::{
-    GroupGuard, Result, client, kwok, test_namespace, unique_name, wait_for, wait_for_object,
+    Result, client, datajob, kwok, node_group, succeeded, test_namespace, wait_for, wait_for_object,
 };
 use datajob_api::{DataJob, NodeGroup, RunState};
 use datajob_core::decide::nodegroup::{GROUP_LABEL, SCALE_DOWN_TAINT, reserve};
@@ -24,22 +24,6 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn node_group(
-    client: &Client,
-    prefix: &str,
-    spec: serde_json::Value,
-) -> (String, GroupGuard) {
-    let name = unique_name(prefix);
-    let ng: NodeGroup = common::from_json(
-        json!({"apiVersion": "datajob.dev/v1alpha1", "kind": "NodeGroup", "metadata": {"name": name}, "spec": spec}),
-    );
-    Api::<NodeGroup>::all(client.clone())
-        .create(&PostParams::default(), &ng)
-        .await
-        .expect("create NodeGroup");
-    (name.clone(), GroupGuard(name))
-}
 
 fn kwok_group(cpu: u32, memory: &str, gpu: u32, price: &str, max: i32) -> serde_json::Value {
     json!({
@@ -60,43 +44,6 @@ fn daily_within(secs: i64) -> (chrono::DateTime<chrono::Utc>, String) {
         .and_then(|t| t.with_nanosecond(0))
         .unwrap();
     (due, format!("{} {} * * *", due.minute(), due.hour()))
-}
-
-/// Creates a DataJob. Right after a NodeGroup is created the webhook's cache may not have
-/// it yet (and refuses what only that group fits): retry such refusals for a few seconds.
-async fn datajob(client: &Client, ns: &str, name: &str, spec: serde_json::Value) -> Api<DataJob> {
-    let api: Api<DataJob> = Api::namespaced(client.clone(), ns);
-    let dj: DataJob = common::from_json(
-        json!({"apiVersion": "datajob.dev/v1alpha1", "kind": "DataJob", "metadata": {"name": name}, "spec": spec}),
-    );
-    wait_for(
-        &format!("DataJob {name} admitted"),
-        Duration::from_secs(30),
-        || {
-            let (api, dj) = (api.clone(), dj.clone());
-            async move {
-                match api.create(&PostParams::default(), &dj).await {
-                    Ok(_) => Ok(Some(())),
-                    Err(kube::Error::Api(e)) if e.message.contains("node group") => Ok(None),
-                    Err(e) => Err(e.into()),
-                }
-            }
-        },
-    )
-    .await
-    .expect("create DataJob");
-    api
-}
-
-async fn succeeded(api: &Api<DataJob>, name: &str, timeout: Duration) -> Result<DataJob> {
-    wait_for_object(
-        api,
-        name,
-        &format!("{name} Succeeded"),
-        timeout,
-        |d: &DataJob| d.status.as_ref().and_then(|s| s.state) == Some(RunState::Succeeded),
-    )
-    .await
 }
 
 async fn group_nodes(client: &Client, group: &str) -> Vec<Node> {

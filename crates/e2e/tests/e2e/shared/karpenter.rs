@@ -1,0 +1,324 @@
+//! End-to-end on real Karpenter (core v1.15 with its kwok provider, started by
+//! `e2e/run-e2e.sh` through `DATAJOB_KARPENTER=1`; see docs/testing.md#real-karpenter):
+//! a NodeGroup backed by a NodePool takes a burst from zero on nodes Karpenter makes,
+//! which Karpenter consolidates away once the runs are done; a group whose NodePool is
+//! missing or cannot make its nodes is not Ready, says why and takes no runs; and what
+//! no such group can fit is refused at apply. NodeGroups move every DataJob, so these
+//! tests run one at a time.
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::{
+    Result, client, datajob, kwok, node_group, succeeded, test_namespace, unique_name, wait_for,
+    wait_for_object,
+};
+use datajob_api::{DataJob, NodeGroup};
+use datajob_core::decide::nodegroup::NODEPOOL_LABEL;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn node_pools(client: &Client) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("karpenter.sh", "v1", "NodePool");
+    Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(&gvk, "nodepools"),
+    )
+}
+
+/// Deletes a NodePool when dropped (Karpenter then removes its nodes).
+struct PoolGuard(String);
+
+impl Drop for PoolGuard {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(c) = Client::try_default().await {
+                    let _ = node_pools(&c).delete(&name, &DeleteParams::default()).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A NodePool of 4-CPU/16Gi on-demand kwok machines, at most `cpu_limit` CPUs in all,
+/// whose empty nodes Karpenter consolidates after 5 s.
+async fn node_pool(client: &Client, prefix: &str, cpu_limit: u32) -> (String, PoolGuard) {
+    let name = unique_name(prefix);
+    let pool: DynamicObject = common::from_json(json!({
+        "apiVersion": "karpenter.sh/v1", "kind": "NodePool",
+        "metadata": {"name": name},
+        "spec": {
+            "template": {"spec": {
+                "nodeClassRef": {"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": "default"},
+                "requirements": [
+                    {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["m-4x-amd64-linux"]},
+                    {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["on-demand"]},
+                ],
+                "expireAfter": "Never",
+            }},
+            "disruption": {"consolidationPolicy": "WhenEmptyOrUnderutilized", "consolidateAfter": "5s"},
+            "limits": {"cpu": cpu_limit.to_string()},
+        },
+    }));
+    node_pools(client)
+        .create(&PostParams::default(), &pool)
+        .await
+        .expect("create NodePool (is Karpenter installed? DATAJOB_KARPENTER=1)");
+    (name.clone(), PoolGuard(name))
+}
+
+/// A NodeGroup on the NodePool `pool` that declares its 4-CPU/16Gi machines at $0.20 an
+/// hour and serves `ns` only.
+fn karpenter_group(pool: &str, ns: &str) -> serde_json::Value {
+    json!({
+        "node": {"cpu": 4, "memory": "16Gi"}, "maxSize": 5, "pricePerHour": "0.20",
+        "namespaces": [ns], "provider": {"karpenter": {"nodePool": pool}},
+    })
+}
+
+async fn pool_nodes(client: &Client, pool: &str) -> Vec<Node> {
+    Api::<Node>::all(client.clone())
+        .list(&ListParams::default().labels(&format!("{NODEPOOL_LABEL}={pool}")))
+        .await
+        .expect("list nodes")
+        .items
+}
+
+/// The group's Ready condition: (status, reason, message).
+async fn ready_condition(client: &Client, group: &str) -> Result<Option<(String, String, String)>> {
+    let ng = Api::<NodeGroup>::all(client.clone()).get(group).await?;
+    Ok(ng.status.and_then(|s| {
+        s.conditions
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| (c.status, c.reason, c.message))
+    }))
+}
+
+#[tokio::test]
+async fn a_burst_from_zero_runs_on_karpenters_nodes_which_it_consolidates_away_after() {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let ns = test_namespace(&client, "karp-burst").await;
+    let (pool, _p) = node_pool(&client, "karp-burst", 64).await;
+    let (group, _g) = node_group(&client, "karp-burst", karpenter_group(&pool, ns.name())).await;
+    assert!(pool_nodes(&client, &pool).await.is_empty(), "from zero");
+    wait_for(
+        "the group Ready on its NodePool",
+        Duration::from_secs(30),
+        || {
+            let (client, group) = (client.clone(), group.clone());
+            async move {
+                Ok(ready_condition(&client, &group)
+                    .await?
+                    .filter(|(s, _, _)| s == "True"))
+            }
+        },
+    )
+    .await
+    .unwrap();
+    // Three runs of 3 CPUs: one per 4-CPU machine.
+    let mut runs = Vec::new();
+    for i in 0..3 {
+        let name = format!("part-{i}");
+        let spec = json!({"image": "busybox", "resources": {"cpu": 3, "memory": "4Gi"},
+            "podAnnotations": {kwok::DURATION: "10s"}});
+        runs.push((name.clone(), datajob(&client, ns.name(), &name, spec).await));
+    }
+    for (name, api) in &runs {
+        let dj = succeeded(api, name, Duration::from_secs(120))
+            .await
+            .unwrap();
+        assert_eq!(
+            dj.status.and_then(|s| s.node_group).as_deref(),
+            Some(group.as_str()),
+            "{name} placed on the Karpenter group"
+        );
+    }
+    // Every run ran on a node of the pool, which Karpenter made (a NodeClaim's node).
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
+    let mut used = std::collections::BTreeSet::new();
+    for p in pods.list(&ListParams::default()).await.unwrap().items {
+        let spec = p.spec.unwrap_or_default();
+        assert_eq!(
+            spec.node_selector.unwrap_or_default().get(NODEPOOL_LABEL),
+            Some(&pool),
+            "{} selects the pool's nodes",
+            p.metadata.name.unwrap_or_default()
+        );
+        used.insert(spec.node_name.unwrap_or_default());
+    }
+    let nodes = Api::<Node>::all(client.clone());
+    for n in &used {
+        let node = nodes.get(n).await.unwrap();
+        assert_eq!(node.labels().get(NODEPOOL_LABEL), Some(&pool), "{n}");
+        assert!(
+            node.labels().contains_key("karpenter.sh/registered")
+                || node
+                    .spec
+                    .and_then(|s| s.provider_id)
+                    .is_some_and(|id| id.starts_with("kwok://")),
+            "{n} is Karpenter's"
+        );
+    }
+    // Empty, the nodes go: Karpenter's consolidation, not DataJob's.
+    wait_for(
+        "the pool's nodes consolidated away",
+        Duration::from_secs(120),
+        || {
+            let (client, pool) = (client.clone(), pool.clone());
+            async move { Ok(pool_nodes(&client, &pool).await.is_empty().then_some(())) }
+        },
+    )
+    .await
+    .unwrap();
+    let status = wait_for_object(
+        &Api::<NodeGroup>::all(client.clone()),
+        &group,
+        "the group's status at zero nodes",
+        Duration::from_secs(60),
+        |g: &NodeGroup| g.status.as_ref().is_some_and(|s| s.current == 0),
+    )
+    .await
+    .unwrap()
+    .status
+    .unwrap_or_default();
+    assert_eq!(status.desired, 0, "{status:?}");
+}
+
+#[tokio::test]
+async fn a_group_whose_node_pool_is_missing_or_too_small_is_not_ready_and_takes_no_runs() {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let ns = test_namespace(&client, "karp-missing").await;
+    let missing = unique_name("no-such-pool");
+    let (group, _g) = node_group(
+        &client,
+        "karp-missing",
+        karpenter_group(&missing, ns.name()),
+    )
+    .await;
+    let (_, reason, message) = wait_for(
+        "the group not Ready, saying why",
+        Duration::from_secs(30),
+        || {
+            let (client, group) = (client.clone(), group.clone());
+            async move {
+                Ok(ready_condition(&client, &group)
+                    .await?
+                    .filter(|(s, _, _)| s == "False"))
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(reason, "NodePoolUnusable");
+    assert!(
+        message.contains(&format!("NodePool {missing} does not exist"))
+            && message.contains("spec.provider.karpenter.nodePool"),
+        "{message}"
+    );
+    // It places nothing: a run that only it would take goes nowhere.
+    let api = datajob(
+        &client,
+        ns.name(),
+        "small",
+        json!({"image": "busybox", "resources": {"cpu": 1, "memory": "1Gi"},
+            "podAnnotations": {kwok::DURATION: "1s"}}),
+    )
+    .await;
+    let dj = wait_for_object(
+        &api,
+        "small",
+        "a status",
+        Duration::from_secs(30),
+        |d: &DataJob| d.status.is_some(),
+    )
+    .await
+    .unwrap();
+    assert_ne!(
+        dj.status.and_then(|s| s.node_group).as_deref(),
+        Some(group.as_str()),
+        "not placed on a group whose NodePool is missing"
+    );
+    // A pool whose limits leave no room for one node of the declared shape.
+    let (tiny, _p) = node_pool(&client, "karp-tiny", 2).await;
+    let (small_group, _h) =
+        node_group(&client, "karp-tiny", karpenter_group(&tiny, ns.name())).await;
+    let (_, _, message) = wait_for(
+        "the group on a too-small pool not Ready",
+        Duration::from_secs(30),
+        || {
+            let (client, group) = (client.clone(), small_group.clone());
+            async move {
+                Ok(ready_condition(&client, &group)
+                    .await?
+                    .filter(|(s, _, _)| s == "False"))
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        message.contains(&format!("NodePool {tiny} limits cpu to 2")) && message.contains("cpu 4"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_larger_than_every_node_pool_group_is_refused_at_apply() {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let ns = test_namespace(&client, "karp-big").await;
+    let (pool, _p) = node_pool(&client, "karp-big", 64).await;
+    let (group, _g) = node_group(&client, "karp-big", karpenter_group(&pool, ns.name())).await;
+    let api: Api<DataJob> = Api::namespaced(client.clone(), ns.name());
+    let dj: DataJob = common::from_json(json!({
+        "apiVersion": "datajob.dev/v1alpha1", "kind": "DataJob", "metadata": {"name": "huge"},
+        "spec": {"image": "busybox", "resources": {"cpu": 64, "memory": "8Gi"}},
+    }));
+    // The webhook's NodeGroup cache may need a moment to see the new group.
+    let message = wait_for(
+        "a refusal naming the group",
+        Duration::from_secs(20),
+        || {
+            let (api, dj, group) = (api.clone(), dj.clone(), group.clone());
+            async move {
+                match api.create(&PostParams::default(), &dj).await {
+                    Err(kube::Error::Api(e)) if e.message.contains(&group) => Ok(Some(e.message)),
+                    Ok(_) => {
+                        api.delete("huge", &DeleteParams::default()).await?;
+                        Ok(None)
+                    }
+                    Err(_) => Ok(None),
+                }
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        message.contains("spec.resources.cpu")
+            && message.contains("more than any node group offers"),
+        "{message}"
+    );
+    assert!(
+        pool_nodes(&client, &pool).await.is_empty(),
+        "nothing was made for it"
+    );
+}
