@@ -1,7 +1,8 @@
 //! End-to-end on real Karpenter (core v1.15 with its kwok provider, started by
 //! `e2e/run-e2e.sh` through `DATAJOB_KARPENTER=1`; see docs/testing.md#real-karpenter):
 //! a NodeGroup backed by a NodePool takes a burst from zero on nodes Karpenter makes,
-//! which Karpenter consolidates away once the runs are done; a group whose NodePool is
+//! which Karpenter consolidates away once the runs are done and never under a running
+//! run; a group whose NodePool is
 //! missing or cannot make its nodes is not Ready, says why and takes no runs; and what
 //! no such group can fit is refused at apply. NodeGroups move every DataJob, so these
 //! tests run one at a time.
@@ -111,7 +112,7 @@ async fn ready_condition(client: &Client, group: &str) -> Result<Option<(String,
 }
 
 #[tokio::test]
-async fn a_burst_from_zero_runs_on_karpenters_nodes_which_it_consolidates_away_after() {
+async fn a_burst_from_zero_runs_on_karpenters_nodes_never_disrupted_and_consolidated_away_after() {
     let _serial = SERIAL.lock().await;
     let client = client().await;
     let ns = test_namespace(&client, "karp-burst").await;
@@ -132,15 +133,17 @@ async fn a_burst_from_zero_runs_on_karpenters_nodes_which_it_consolidates_away_a
     )
     .await
     .unwrap();
-    // Three runs of 3 CPUs: one per 4-CPU machine.
+    // Three runs of 3 CPUs: one per 4-CPU machine; part-0 runs long enough to see the
+    // others' nodes consolidated away under it.
     let mut runs = Vec::new();
     for i in 0..3 {
         let name = format!("part-{i}");
+        let length = if i == 0 { "75s" } else { "10s" };
         let spec = json!({"image": "busybox", "resources": {"cpu": 3, "memory": "4Gi"},
-            "podAnnotations": {kwok::DURATION: "10s"}});
+            "podAnnotations": {kwok::DURATION: length}});
         runs.push((name.clone(), datajob(&client, ns.name(), &name, spec).await));
     }
-    for (name, api) in &runs {
+    for (name, api) in &runs[1..] {
         let dj = succeeded(api, name, Duration::from_secs(120))
             .await
             .unwrap();
@@ -150,8 +153,69 @@ async fn a_burst_from_zero_runs_on_karpenters_nodes_which_it_consolidates_away_a
             "{name} placed on the Karpenter group"
         );
     }
-    // Every run ran on a node of the pool, which Karpenter made (a NodeClaim's node).
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
+    let long_pod = || {
+        let pods = pods.clone();
+        async move {
+            let list = pods
+                .list(
+                    &ListParams::default()
+                        .labels(&format!("{}=part-0", datajob_core::labels::NAME)),
+                )
+                .await
+                .unwrap()
+                .items;
+            assert_eq!(
+                list.len(),
+                1,
+                "part-0 has one pod: never evicted and retried"
+            );
+            list.into_iter().next().unwrap()
+        }
+    };
+    let first = long_pod().await;
+    let long_node = first
+        .spec
+        .clone()
+        .unwrap_or_default()
+        .node_name
+        .unwrap_or_default();
+    // The short runs' nodes go while part-0 still runs; part-0's node stays under it
+    // (DataJob's pods say karpenter.sh/do-not-disrupt).
+    wait_for(
+        "the short runs' nodes consolidated while part-0 runs",
+        Duration::from_secs(60),
+        || {
+            let (client, pool) = (client.clone(), pool.clone());
+            async move { Ok((pool_nodes(&client, &pool).await.len() == 1).then_some(())) }
+        },
+    )
+    .await
+    .unwrap();
+    let now = long_pod().await;
+    assert_eq!(
+        now.uid(),
+        first.uid(),
+        "part-0's pod is the one that started"
+    );
+    assert_eq!(
+        now.status.and_then(|s| s.phase).as_deref(),
+        Some("Running"),
+        "part-0 still runs"
+    );
+    assert_eq!(
+        pool_nodes(&client, &pool).await[0].name_any(),
+        long_node,
+        "the node under the running run stayed"
+    );
+    let dj = succeeded(&runs[0].1, "part-0", Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(
+        dj.status.and_then(|s| s.node_group).as_deref(),
+        Some(group.as_str())
+    );
+    // Every run ran on a node of the pool, which Karpenter made (a NodeClaim's node).
     let mut used = std::collections::BTreeSet::new();
     for p in pods.list(&ListParams::default()).await.unwrap().items {
         let spec = p.spec.unwrap_or_default();
@@ -163,9 +227,13 @@ async fn a_burst_from_zero_runs_on_karpenters_nodes_which_it_consolidates_away_a
         );
         used.insert(spec.node_name.unwrap_or_default());
     }
+    assert_eq!(used.len(), 3, "one machine per run: {used:?}");
     let nodes = Api::<Node>::all(client.clone());
     for n in &used {
-        let node = nodes.get(n).await.unwrap();
+        // The short runs' nodes are gone by now: check the one that is left.
+        let Ok(node) = nodes.get(n).await else {
+            continue;
+        };
         assert_eq!(node.labels().get(NODEPOOL_LABEL), Some(&pool), "{n}");
         assert!(
             node.labels().contains_key("karpenter.sh/registered")
