@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Node, Pod, PodCondition};
+use k8s_openapi::api::core::v1::{Event, Node, Pod, PodCondition};
 use kube::ResourceExt;
 
 use crate::decide::nodegroup::{Group, usable};
@@ -55,7 +55,7 @@ pub enum Verdict {
 pub(crate) const IMAGE_NOT_FOUND: &str = "ImageNotFound";
 pub(crate) const MISSING_CONFIG: &str = "MissingConfig";
 pub(crate) const RUNS_AS_ROOT: &str = "RunsAsRoot";
-pub(crate) const UNSCHEDULABLE: &str = "Unschedulable";
+pub const UNSCHEDULABLE: &str = "Unschedulable";
 pub(crate) const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
 pub(crate) const OUT_OF_MEMORY: &str = "OutOfMemory";
 pub(crate) const COMMAND_NOT_RUNNABLE: &str = "CommandNotRunnable";
@@ -363,6 +363,50 @@ fn pending_verdict(
     None
 }
 
+/// The component name Karpenter publishes its events with.
+pub const KARPENTER: &str = "karpenter";
+
+/// Karpenter's latest word on why it made no node for a pod, from the pod's events
+/// (`FailedScheduling` from `karpenter`): e.g. `Failed to schedule pod, all available
+/// instance types exceed limits for nodepool: "batch"`. `None` without one.
+pub fn autoscaler_words(events: &[Event]) -> Option<String> {
+    events
+        .iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some("FailedScheduling")
+                && (e.source.as_ref().and_then(|s| s.component.as_deref()) == Some(KARPENTER)
+                    || e.reporting_component.as_deref() == Some(KARPENTER))
+        })
+        .max_by_key(|e| {
+            e.last_timestamp
+                .as_ref()
+                .map(|t| t.0)
+                .or_else(|| e.event_time.as_ref().map(|t| t.0))
+        })
+        .and_then(|e| e.message.clone())
+        .filter(|m| !m.is_empty())
+}
+
+/// An `Unschedulable` end with the autoscaler's words added (why no node was made for
+/// the run: a NodePool at its limits, no instance type that fits, a node that failed to
+/// launch), where the scheduler's words only say that no node had room. Other verdicts
+/// are left as they are.
+pub fn with_autoscaler_words(verdict: Verdict, words: Option<&str>) -> Verdict {
+    match (verdict, words) {
+        (
+            Verdict::End {
+                reason: UNSCHEDULABLE,
+                message,
+            },
+            Some(words),
+        ) => Verdict::End {
+            reason: UNSCHEDULABLE,
+            message: format!("{message}; Karpenter made no node for it: {words}"),
+        },
+        (verdict, _) => verdict,
+    }
+}
+
 /// A run past its deadline (`spec.deadline`, counted from its first start): its end, or
 /// else when to look again.
 fn overdue(
@@ -536,6 +580,74 @@ mod tests {
     fn now() -> DateTime<Utc> {
         labels::parse_rfc3339("2026-11-25T10:00:00Z").unwrap()
     }
+    fn event(component: &str, reason: &str, at: &str, message: &str) -> Event {
+        serde_json::from_value(json!({
+            "metadata": {"name": "e", "namespace": "ns"},
+            "involvedObject": {"kind": "Pod", "name": "p"},
+            "reason": reason, "message": message, "lastTimestamp": at,
+            "source": {"component": component},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn karpenters_latest_failed_scheduling_words_join_an_unschedulable_end() {
+        let events = [
+            event(
+                "karpenter",
+                "FailedScheduling",
+                "2026-01-01T00:00:10Z",
+                "Failed to schedule pod, all available instance types exceed limits for nodepool: \"batch\"",
+            ),
+            event(
+                "karpenter",
+                "FailedScheduling",
+                "2026-01-01T00:00:01Z",
+                "older",
+            ),
+            event(
+                "default-scheduler",
+                "FailedScheduling",
+                "2026-01-01T00:00:20Z",
+                "0/1 nodes are available",
+            ),
+            event(
+                "karpenter",
+                "Nominated",
+                "2026-01-01T00:00:30Z",
+                "Pod should schedule on: nodeclaim/x",
+            ),
+        ];
+        let words = autoscaler_words(&events);
+        assert_eq!(
+            words.as_deref(),
+            Some(
+                "Failed to schedule pod, all available instance types exceed limits for nodepool: \"batch\""
+            )
+        );
+        let end = Verdict::End {
+            reason: UNSCHEDULABLE,
+            message: "no node had room".into(),
+        };
+        let Verdict::End { reason, message } = with_autoscaler_words(end, words.as_deref()) else {
+            panic!("still an end");
+        };
+        assert_eq!(reason, UNSCHEDULABLE);
+        assert!(message.starts_with("no node had room; Karpenter made no node for it: Failed to schedule pod, all available instance types exceed limits"), "{message}");
+        // Without Karpenter's words, or for another verdict, nothing changes.
+        assert_eq!(autoscaler_words(&events[2..]), None);
+        let other = Verdict::End {
+            reason: DEADLINE_EXCEEDED,
+            message: "late".into(),
+        };
+        assert_eq!(with_autoscaler_words(other.clone(), Some("x")), other);
+        let plain = Verdict::End {
+            reason: UNSCHEDULABLE,
+            message: "m".into(),
+        };
+        assert_eq!(with_autoscaler_words(plain.clone(), None), plain);
+    }
+
     fn ago(secs: i64) -> String {
         labels::rfc3339(now() - chrono::Duration::seconds(secs))
     }

@@ -7,18 +7,19 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::Context;
 use crate::metrics::ReasonLabels;
 use crate::{Error, Result};
 use datajob_api::NodeGroup;
+use datajob_core::decide::nodegroup::NODEPOOL_LABEL;
 use datajob_core::decide::watchdog::{self, GroupView, JobChange, Settings, Verdict};
 use datajob_core::labels::{JOB_NAME, NAME};
 
@@ -92,6 +93,13 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<WatchdogContext>) -> Result<Action> {
     let id = job.name_any();
     let now = Utc::now();
     let verdict = assess(&ctx, &job, &ns, &id, now);
+    let verdict = if matches!(verdict, Verdict::End { reason, .. } if reason == watchdog::UNSCHEDULABLE)
+    {
+        let words = autoscaler_words(&ctx, &ns, &id).await;
+        watchdog::with_autoscaler_words(verdict, words.as_deref())
+    } else {
+        verdict
+    };
     if let Verdict::Fine { recheck_at } = verdict {
         return Ok(match recheck_at {
             Some(t) => {
@@ -114,18 +122,52 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<WatchdogContext>) -> Result<Action> {
     Ok(Action::await_change())
 }
 
-/// [`watchdog::assess`] of the run `id`, with its pods, the nodes and the node groups
-/// from the caches.
-fn assess(ctx: &WatchdogContext, job: &Job, ns: &str, id: &str, now: DateTime<Utc>) -> Verdict {
-    let pods: Vec<Arc<Pod>> = ctx
-        .pods
+/// The pods of the run `id` in `ns`, from the cache.
+fn run_pods(ctx: &WatchdogContext, ns: &str, id: &str) -> Vec<Arc<Pod>> {
+    ctx.pods
         .state()
         .into_iter()
         .filter(|p| {
             p.namespace().as_deref() == Some(ns)
                 && p.labels().get(JOB_NAME).map(String::as_str) == Some(id)
         })
-        .collect();
+        .collect()
+}
+
+/// Karpenter's words on why it made no node for the run's unschedulable pods on a
+/// NodePool (read only when the run ends as unschedulable: events are not cached). A failed read
+/// leaves them out: the run still ends, with the scheduler's words.
+async fn autoscaler_words(ctx: &WatchdogContext, ns: &str, id: &str) -> Option<String> {
+    let api: Api<Event> = Api::namespaced(ctx.base.client.clone(), ns);
+    let mut events = Vec::new();
+    for pod in run_pods(ctx, ns, id) {
+        let on_pool = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_selector.as_ref())
+            .is_some_and(|s| s.contains_key(NODEPOOL_LABEL));
+        if !on_pool || watchdog::unschedulable_condition(&pod).is_none() {
+            continue;
+        }
+        let Some(uid) = pod.uid() else { continue };
+        let params = ListParams::default().fields(&format!(
+            "involvedObject.uid={uid},reason=FailedScheduling,source={}",
+            watchdog::KARPENTER
+        ));
+        match api.list(&params).await {
+            Ok(list) => events.extend(list.items),
+            Err(error) => {
+                warn!(run = id, %error, "cannot read the autoscaler's events of the run's pod; ending it with the scheduler's words");
+            }
+        }
+    }
+    watchdog::autoscaler_words(&events)
+}
+
+/// [`watchdog::assess`] of the run `id`, with its pods, the nodes and the node groups
+/// from the caches.
+fn assess(ctx: &WatchdogContext, job: &Job, ns: &str, id: &str, now: DateTime<Utc>) -> Verdict {
+    let pods = run_pods(ctx, ns, id);
     let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
     let nodes = ctx.nodes.state();
     let nodes: Vec<&Node> = nodes.iter().map(|n| n.as_ref()).collect();

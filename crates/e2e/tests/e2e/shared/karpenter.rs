@@ -3,7 +3,8 @@
 //! a NodeGroup backed by a NodePool takes a burst from zero on nodes Karpenter makes,
 //! which Karpenter consolidates away once the runs are done and never under a running
 //! run; a group whose NodePool is
-//! missing or cannot make its nodes is not Ready, says why and takes no runs; and what
+//! missing or cannot make its nodes is not Ready, says why and takes no runs; a NodePool
+//! deleted under a running run loses no run; and what
 //! no such group can fit is refused at apply. NodeGroups move every DataJob, so these
 //! tests run one at a time.
 
@@ -15,7 +16,7 @@ use common::{
     Result, client, datajob, kwok, node_group, succeeded, test_namespace, unique_name, wait_for,
     wait_for_object,
 };
-use datajob_api::{DataJob, NodeGroup};
+use datajob_api::{DataJob, NodeGroup, RunState};
 use datajob_core::decide::nodegroup::NODEPOOL_LABEL;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
@@ -389,4 +390,134 @@ async fn a_request_larger_than_every_node_pool_group_is_refused_at_apply() {
         pool_nodes(&client, &pool).await.is_empty(),
         "nothing was made for it"
     );
+}
+
+#[tokio::test]
+async fn deleting_the_node_pool_under_a_running_run_loses_no_run() {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let ns = test_namespace(&client, "karp-gone").await;
+    let (pool, _p) = node_pool(&client, "karp-gone", 64).await;
+    let (group, _g) = node_group(&client, "karp-gone", karpenter_group(&pool, ns.name())).await;
+    let api = datajob(
+        &client,
+        ns.name(),
+        "long",
+        json!({"image": "busybox", "resources": {"cpu": 3, "memory": "4Gi"},
+            "podAnnotations": {kwok::DURATION: "40s"}}),
+    )
+    .await;
+    wait_for_object(
+        &api,
+        "long",
+        "long Running on the pool's node",
+        Duration::from_secs(90),
+        |d: &DataJob| d.status.as_ref().and_then(|s| s.state) == Some(RunState::Running),
+    )
+    .await
+    .unwrap();
+    node_pools(&client)
+        .delete(&pool, &DeleteParams::default())
+        .await
+        .unwrap();
+    // The group stops taking runs and says why ...
+    let (_, reason, message) = wait_for(
+        "the group not Ready once its NodePool goes",
+        Duration::from_secs(45),
+        || {
+            let (client, group) = (client.clone(), group.clone());
+            async move {
+                Ok(ready_condition(&client, &group)
+                    .await?
+                    .filter(|(s, _, _)| s == "False"))
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(reason, "NodePoolUnusable", "{message}");
+    assert!(message.contains(&pool), "{message}");
+    // ... and the run that was running is not lost: Karpenter drains the node only
+    // once the run is done (its pod says karpenter.sh/do-not-disrupt).
+    let dj = wait_for_object(
+        &api,
+        "long",
+        "long finished",
+        Duration::from_secs(120),
+        |d: &DataJob| {
+            matches!(
+                d.status.as_ref().and_then(|s| s.state),
+                Some(RunState::Succeeded | RunState::Failed)
+            )
+        },
+    )
+    .await
+    .unwrap();
+    let status = dj.status.unwrap_or_default();
+    assert_eq!(status.state, Some(RunState::Succeeded), "{status:?}");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
+    assert_eq!(
+        pods.list(&ListParams::default()).await.unwrap().items.len(),
+        1,
+        "one pod: never evicted and retried"
+    );
+}
+
+#[tokio::test]
+async fn a_run_that_waits_on_a_node_pool_at_its_limit_says_so_in_karpenters_words() {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let ns = test_namespace(&client, "karp-limit").await;
+    // Room for one 4-CPU machine, and no more.
+    let (pool, _p) = node_pool(&client, "karp-limit", 4).await;
+    let (group, _g) = node_group(&client, "karp-limit", karpenter_group(&pool, ns.name())).await;
+    let first = datajob(
+        &client,
+        ns.name(),
+        "first",
+        json!({"image": "busybox", "resources": {"cpu": 3, "memory": "4Gi"},
+            "podAnnotations": {kwok::DURATION: "90s"}}),
+    )
+    .await;
+    wait_for_object(
+        &first,
+        "first",
+        "first Running on the pool's one node",
+        Duration::from_secs(90),
+        |d: &DataJob| d.status.as_ref().and_then(|s| s.state) == Some(RunState::Running),
+    )
+    .await
+    .unwrap();
+    let second = datajob(
+        &client,
+        ns.name(),
+        "second",
+        json!({"image": "busybox", "resources": {"cpu": 3, "memory": "4Gi"},
+            "pendingTimeout": "30s", "podAnnotations": {kwok::DURATION: "1s"}}),
+    )
+    .await;
+    let dj = wait_for_object(
+        &second,
+        "second",
+        "second ended, waiting on the pool at its limit",
+        Duration::from_secs(120),
+        |d: &DataJob| d.status.as_ref().and_then(|s| s.state) == Some(RunState::Failed),
+    )
+    .await
+    .unwrap();
+    let status = dj.status.unwrap_or_default();
+    assert_eq!(status.node_group.as_deref(), Some(group.as_str()));
+    assert_eq!(
+        status.reason.as_deref(),
+        Some("Unschedulable"),
+        "{status:?}"
+    );
+    let message = status.message.unwrap_or_default();
+    assert!(
+        message.contains("Karpenter made no node for it")
+            && message.contains("exceed limits for nodepool")
+            && message.contains(&pool),
+        "{message}"
+    );
+    assert_eq!(pool_nodes(&client, &pool).await.len(), 1, "the limit held");
 }
