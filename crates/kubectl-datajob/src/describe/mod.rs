@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::ResourceExt;
-use kube::api::ListParams;
+use kube::api::{Api, ListParams};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use serde::Serialize;
 
 use super::cluster::Cluster;
@@ -86,6 +87,20 @@ fn event_time(e: &Event) -> Option<DateTime<Utc>> {
         })
 }
 
+/// The CapacityBuffers the operator keeps for the DataJob's next run (warm-up and keep
+/// on a karpenter node group). None when the cluster has no CapacityBuffer API or the
+/// user may not list them: they are a detail, not worth failing `describe` for.
+async fn capacity_buffers(cluster: &Cluster, name: &str) -> Vec<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("autoscaling.x-k8s.io", "v1beta1", "CapacityBuffer");
+    let ar = ApiResource::from_gvk_with_plural(&gvk, "capacitybuffers");
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(cluster.client.clone(), &cluster.namespace, &ar);
+    api.list(&ListParams::default().labels(&format!("{NAME}={name}")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
 pub(crate) async fn run(args: &DescribeArgs, cluster: &Cluster, format: Format) -> Result<()> {
     let dj = cluster.datajob(&args.name).await?;
     let name = dj.name_any();
@@ -103,6 +118,7 @@ pub(crate) async fn run(args: &DescribeArgs, cluster: &Cluster, format: Format) 
         .await
         .map_err(cluster.error(format!("list the pods of DataJob {name}")))?
         .items;
+    let buffers = capacity_buffers(cluster, &name).await;
     let mut events: Vec<Event> = cluster
         .api::<Event>()
         .list(&ListParams::default().fields(&format!(
@@ -132,7 +148,10 @@ pub(crate) async fn run(args: &DescribeArgs, cluster: &Cluster, format: Format) 
         state: status::state_of(&dj),
         reason: dj.status.as_ref().and_then(|s| s.reason.clone()),
         why: explain(&facts),
-        children: children(&name, cronjob.as_ref(), &jobs, &pods, now),
+        children: children(&name, cronjob.as_ref(), &jobs, &pods, now)
+            .into_iter()
+            .chain(render::buffer_children(&buffers))
+            .collect(),
         runs: runs.iter().take(5).cloned().collect(),
         events: events
             .iter()

@@ -86,6 +86,40 @@ pub(crate) fn children(
     out
 }
 
+/// The CapacityBuffers kept for the DataJob's next run, in a line each: ready for
+/// the autoscaler or not, and why the operator keeps it.
+pub(crate) fn buffer_children(buffers: &[kube::core::DynamicObject]) -> Vec<Child> {
+    buffers
+        .iter()
+        .map(|b| {
+            let ready = b
+                .data
+                .pointer("/status/conditions")
+                .and_then(serde_json::Value::as_array)
+                .and_then(|cs| {
+                    cs.iter()
+                        .find(|c| c["type"] == "ReadyForProvisioning")
+                        .map(|c| c["status"] == "True")
+                });
+            Child {
+                kind: "CapacityBuffer".into(),
+                name: b.name_any(),
+                state: match ready {
+                    Some(true) => "Ready",
+                    Some(false) => "NotReady",
+                    None => "New",
+                }
+                .into(),
+                detail: b
+                    .annotations()
+                    .get(datajob_core::decide::nodegroup::buffers::WHY)
+                    .cloned()
+                    .unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
 /// The human report: the DataJob in short, its state and why, its children, recent runs
 /// and events.
 pub(crate) fn render(

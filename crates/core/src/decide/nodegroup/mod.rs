@@ -11,6 +11,7 @@
 //! the [`Group`] they read is [`crate::group`]. The items other crates use are
 //! re-exported here.
 pub mod bins;
+pub mod buffers;
 pub mod due;
 pub mod karpenter;
 pub mod keep;

@@ -4,7 +4,9 @@
 //! which Karpenter consolidates away once the runs are done and never under a running
 //! run; a group whose NodePool is
 //! missing or cannot make its nodes is not Ready, says why and takes no runs; a NodePool
-//! deleted under a running run loses no run; and what
+//! deleted under a running run loses no run; a run that waits on a NodePool at its
+//! limits says so in Karpenter's words; a scheduled run's CapacityBuffer makes its node
+//! Ready before it is due, so it starts sooner than a boot; and what
 //! no such group can fit is refused at apply. NodeGroups move every DataJob, so these
 //! tests run one at a time.
 
@@ -60,13 +62,24 @@ impl Drop for PoolGuard {
 /// A NodePool of 4-CPU/16Gi on-demand kwok machines, at most `cpu_limit` CPUs in all,
 /// whose empty nodes Karpenter consolidates after 5 s.
 async fn node_pool(client: &Client, prefix: &str, cpu_limit: u32) -> (String, PoolGuard) {
+    node_pool_of(client, prefix, cpu_limit, "default").await
+}
+
+/// [`node_pool`] of machines of the KWOKNodeClass `class` (e2e/karpenter/nodeclass.yaml:
+/// `default` boots in 5 s, `slow` in 20 s).
+async fn node_pool_of(
+    client: &Client,
+    prefix: &str,
+    cpu_limit: u32,
+    class: &str,
+) -> (String, PoolGuard) {
     let name = unique_name(prefix);
     let pool: DynamicObject = common::from_json(json!({
         "apiVersion": "karpenter.sh/v1", "kind": "NodePool",
         "metadata": {"name": name},
         "spec": {
             "template": {"spec": {
-                "nodeClassRef": {"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": "default"},
+                "nodeClassRef": {"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": class},
                 "requirements": [
                     {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["m-4x-amd64-linux"]},
                     {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["on-demand"]},
@@ -520,4 +533,186 @@ async fn a_run_that_waits_on_a_node_pool_at_its_limit_says_so_in_karpenters_word
         "{message}"
     );
     assert_eq!(pool_nodes(&client, &pool).await.len(), 1, "the limit held");
+}
+
+fn capacity_buffers(client: &Client, ns: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("autoscaling.x-k8s.io", "v1beta1", "CapacityBuffer");
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::from_gvk_with_plural(&gvk, "capacitybuffers"),
+    )
+}
+
+fn k8s_time(
+    t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(t.0.as_second(), 0).unwrap()
+}
+
+/// When a node became Ready.
+fn ready_at(node: &Node) -> Option<chrono::DateTime<chrono::Utc>> {
+    let ready = node
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == "True")?;
+    Some(k8s_time(ready.last_transition_time.as_ref()?))
+}
+
+#[tokio::test]
+async fn a_scheduled_run_finds_the_node_its_capacity_buffer_made_ready_and_starts_sooner_than_a_boot()
+ {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let ns = test_namespace(&client, "karp-warm").await;
+    // Machines that take 20 s to boot; warm-up 40 s ahead of a run (the run after the
+    // first one is warmed up for 20 s after the first, once this test has looked).
+    let (pool, _p) = node_pool_of(&client, "karp-warm", 64, "slow").await;
+    let mut spec = karpenter_group(&pool, ns.name());
+    spec["warmUpBefore"] = json!("40s");
+    spec["bootTime"] = json!("20s");
+    let (group, _g) = node_group(&client, "karp-warm", spec).await;
+    // Made early in a minute, the DataJob's first run (at the next minute) is at least
+    // 30 s away: time for the warm-up to make a node.
+    loop {
+        let second = chrono::Utc::now().timestamp() % 60;
+        if second < 25 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let due = {
+        let now = chrono::Utc::now().timestamp();
+        chrono::DateTime::from_timestamp(now - now % 60 + 60, 0).unwrap()
+    };
+    let api = datajob(
+        &client,
+        ns.name(),
+        "nightly",
+        json!({"image": "busybox", "schedule": "* * * * *",
+            "resources": {"cpu": 3, "memory": "4Gi"},
+            "podAnnotations": {kwok::DURATION: "5s"}}),
+    )
+    .await;
+    // Before the run is due: a buffer owned by the DataJob, shaped like its pod, and
+    // the group saying so.
+    let buffers = capacity_buffers(&client, ns.name());
+    let buffer = wait_for("the run's CapacityBuffer", Duration::from_secs(20), || {
+        let buffers = buffers.clone();
+        async move { Ok(buffers.get_opt("nightly-warm").await?) }
+    })
+    .await
+    .unwrap();
+    assert!(
+        chrono::Utc::now() < due,
+        "the buffer came before the run was due"
+    );
+    let owner = &buffer.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("DataJob", "nightly")
+    );
+    assert_eq!(buffer.data["spec"]["replicas"], 1);
+    let warm_up = Api::<NodeGroup>::all(client.clone())
+        .get(&group)
+        .await
+        .unwrap()
+        .status
+        .unwrap_or_default()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "WarmUp");
+    assert!(
+        warm_up
+            .as_ref()
+            .is_some_and(|c| c.status == "True" && c.message.contains("nightly-warm")),
+        "{warm_up:?}"
+    );
+    // Karpenter makes a node for the buffer, Ready before the run is due.
+    let node = wait_for(
+        "a node Ready for the buffer",
+        Duration::from_secs(60),
+        || {
+            let (client, pool) = (client.clone(), pool.clone());
+            async move {
+                Ok(pool_nodes(&client, &pool)
+                    .await
+                    .into_iter()
+                    .find(|n| ready_at(n).is_some()))
+            }
+        },
+    )
+    .await
+    .unwrap();
+    // A boot: from the demand (the buffer) to a Ready node, which a run without a
+    // buffer would wait for after it was due.
+    let ready = ready_at(&node).unwrap();
+    let boot = ready - k8s_time(buffer.metadata.creation_timestamp.as_ref().unwrap());
+    assert!(
+        ready <= due,
+        "the node was Ready at {ready}, before the run at {due}"
+    );
+    assert!(boot >= chrono::Duration::seconds(15), "a slow boot: {boot}");
+    // The run starts on it, sooner after it is due than a boot takes.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
+    let pod = wait_for("the run's pod bound", Duration::from_secs(60), || {
+        let pods = pods.clone();
+        async move {
+            Ok(pods
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .find(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some())))
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        pod.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+        Some(node.name_any().as_str()),
+        "the run runs on the buffer's node"
+    );
+    // Its pod bound, the buffer goes (before the next run's warm-up, 20 s after this
+    // one was due).
+    wait_for(
+        "the buffer gone once the run had its pod",
+        Duration::from_secs(10),
+        || {
+            let buffers = buffers.clone();
+            async move {
+                Ok(buffers
+                    .get_opt("nightly-warm")
+                    .await?
+                    .is_none()
+                    .then_some(()))
+            }
+        },
+    )
+    .await
+    .unwrap();
+    succeeded(&api, "nightly", Duration::from_secs(120))
+        .await
+        .unwrap();
+    let pod = pods.get(&pod.name_any()).await.unwrap();
+    let scheduled = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.type_ == "PodScheduled" && c.status == "True")
+        })
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map(k8s_time)
+        .unwrap();
+    let delay = scheduled - due;
+    eprintln!("karpenter warm-up: boot {boot}, start delay {delay}");
+    assert!(
+        delay < boot,
+        "start delay {delay} is less than a boot ({boot})"
+    );
 }

@@ -195,17 +195,30 @@ async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Act
     let mut seen = observe::observe(&ctx, &group, &previous, now);
     let decision = size(&ctx, &group, &mut seen, now).await?;
     let mut status = status::of(&previous, &decision, &seen, now);
+    let mut buffers_recheck = None;
     if let ProviderKind::Karpenter { node_pool } = &group.provider {
         let pool = karpenter::node_pool(&ctx, node_pool).await?;
-        if let Err(problem) = nodegroup::karpenter::check_node_pool(&group, pool.as_ref()) {
-            status.conditions = status::unready(&previous, "NodePoolUnusable", &problem, now);
+        let usable = nodegroup::karpenter::check_node_pool(&group, pool.as_ref());
+        if let Err(problem) = &usable {
+            status.conditions = status::unready(&previous, "NodePoolUnusable", problem, now);
         }
+        // Warm-up and keep through CapacityBuffers; none on a pool that cannot make
+        // the group's nodes.
+        let (wanted, recheck) = match usable {
+            Ok(()) => nodegroup::buffers::wanted(&group, &seen.state, now),
+            Err(_) => (Vec::new(), None),
+        };
+        buffers_recheck = recheck;
+        let synced = karpenter::sync_buffers(&ctx, &group, &wanted).await?;
+        status
+            .conditions
+            .push(status::warm_up(&previous, &synced, &wanted, now));
     }
     if let Some(reason) = &decision.reason {
         info!(nodegroup = %name, from = previous.desired, to = decision.desired, %reason, "scaling");
     }
     let mut requeue = act(&ctx, &ng, &group, &decision, &seen, &status, now).await?;
-    if let Some(t) = decision.recheck_at {
+    if let Some(t) = decision.recheck_at.into_iter().chain(buffers_recheck).min() {
         // Wake up when a warm-up begins, a kept node's run is overdue or the idle wait
         // ends (a moment late, so that it has happened).
         requeue = requeue.min((t - now).to_std().unwrap_or_default() + Duration::from_millis(200));

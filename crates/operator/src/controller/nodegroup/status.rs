@@ -100,6 +100,36 @@ pub(super) fn count_node_seconds(
         .inc_by(idle / 3600.0 * group.price_per_hour);
 }
 
+/// The `WarmUp` condition of a karpenter group: whether its warm-up and keep work
+/// (CapacityBuffers), and which buffers it has.
+pub(super) fn warm_up(
+    prev: &NodeGroupStatus,
+    synced: &super::karpenter::Buffers,
+    wanted: &[datajob_core::decide::nodegroup::buffers::Buffer],
+    now: DateTime<Utc>,
+) -> Condition {
+    let (ok, reason, message) = match synced {
+        super::karpenter::Buffers::NoApi => (
+            false,
+            "NoCapacityBufferAPI",
+            "no CapacityBuffer API (autoscaling.x-k8s.io) on this cluster: runs get nodes when their pods wait, with no warm-up ahead of a schedule and no node kept for a run due soon; install Karpenter's CapacityBuffer CRD and turn on its CapacityBuffer feature gate".to_string(),
+        ),
+        super::karpenter::Buffers::Synced(n) if wanted.is_empty() || *n == 0 => {
+            (true, "CapacityBuffers", "no buffer needed now".to_string())
+        }
+        super::karpenter::Buffers::Synced(_) => (
+            true,
+            "CapacityBuffers",
+            wanted
+                .iter()
+                .map(|b| format!("{} ({}): {}", b.name(), b.datajob, b.why))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    };
+    named_condition(prev, "WarmUp", ok, reason, &message, now)
+}
+
 fn condition(
     prev: &NodeGroupStatus,
     ok: bool,
@@ -107,13 +137,24 @@ fn condition(
     message: &str,
     now: DateTime<Utc>,
 ) -> Condition {
+    named_condition(prev, "Ready", ok, reason, message, now)
+}
+
+fn named_condition(
+    prev: &NodeGroupStatus,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    now: DateTime<Utc>,
+) -> Condition {
     let status = if ok { "True" } else { "False" }.to_string();
-    let last_transition_time = match prev.conditions.iter().find(|c| c.type_ == "Ready") {
+    let last_transition_time = match prev.conditions.iter().find(|c| c.type_ == type_) {
         Some(c) if c.status == status => c.last_transition_time.clone(),
         _ => labels::to_k8s_time(now),
     };
     Condition {
-        type_: "Ready".into(),
+        type_: type_.into(),
         status,
         reason: reason.into(),
         message: message.into(),
