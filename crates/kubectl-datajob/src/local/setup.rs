@@ -239,6 +239,20 @@ fn stage(
     }
 }
 
+/// The DataJob `args` name in its file (with the file's label and every DataJob in it),
+/// in `namespace` when it names none (else `default`).
+fn datajob_to_run(
+    args: &RunArgs,
+    namespace: Option<&str>,
+) -> Result<(String, DataJob, Vec<DataJob>)> {
+    let (label, docs) = manifest::read(&args.file)?;
+    let (mut dj, all) = pick(docs, args.name.as_deref(), &label)?;
+    if dj.metadata.namespace.is_none() {
+        dj.metadata.namespace = Some(namespace.unwrap_or("default").to_string());
+    }
+    Ok((label, dj, all))
+}
+
 pub(super) async fn prepare(
     args: &RunArgs,
     namespace: Option<&str>,
@@ -249,11 +263,7 @@ pub(super) async fn prepare(
             "run needs --local: it runs the DataJob on this machine. To run it on the cluster, `kubectl apply -f` it and `kubectl datajob trigger NAME`".into(),
         ));
     }
-    let (label, docs) = manifest::read(&args.file)?;
-    let (mut dj, all) = pick(docs, args.name.as_deref(), &label)?;
-    if dj.metadata.namespace.is_none() {
-        dj.metadata.namespace = Some(namespace.unwrap_or("default").to_string());
-    }
+    let (label, dj, all) = datajob_to_run(args, namespace)?;
     let r = resolved(&dj)?;
     let logical_time = labels::truncate_to_minute(crate::flags::time_or_now(
         "--logical-time",

@@ -148,19 +148,15 @@ fn named_condition(
     message: &str,
     now: DateTime<Utc>,
 ) -> Condition {
-    let status = if ok { "True" } else { "False" }.to_string();
-    let last_transition_time = match prev.conditions.iter().find(|c| c.type_ == type_) {
-        Some(c) if c.status == status => c.last_transition_time.clone(),
-        _ => labels::to_k8s_time(now),
-    };
-    Condition {
-        type_: type_.into(),
-        status,
-        reason: reason.into(),
-        message: message.into(),
-        observed_generation: None,
-        last_transition_time,
-    }
+    datajob_core::decide::runs::condition(
+        &prev.conditions,
+        type_,
+        ok,
+        reason,
+        message.to_string(),
+        None,
+        now,
+    )
 }
 
 pub(super) async fn write(
