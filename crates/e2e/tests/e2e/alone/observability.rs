@@ -323,30 +323,6 @@ async fn node_group(client: &Client, name: &str, spec: Value) -> GroupGuard {
     GroupGuard(name.to_string())
 }
 
-/// Creates a DataJob. Right after a NodeGroup is created the webhook's cache may not have
-/// it yet (and refuses what only that group fits): such refusals are retried.
-async fn datajob(api: &Api<DataJob>, name: &str, spec: Value) {
-    let dj: DataJob = common::from_json(
-        json!({"apiVersion": "datajob.dev/v1alpha1", "kind": "DataJob", "metadata": {"name": name}, "spec": spec}),
-    );
-    wait_for(
-        &format!("DataJob {name} admitted"),
-        Duration::from_secs(30),
-        || {
-            let (api, dj) = (api.clone(), dj.clone());
-            async move {
-                match api.create(&PostParams::default(), &dj).await {
-                    Ok(_) => Ok(Some(())),
-                    Err(kube::Error::Api(e)) if e.message.contains("node group") => Ok(None),
-                    Err(e) => Err(e.into()),
-                }
-            }
-        },
-    )
-    .await
-    .expect("create DataJob");
-}
-
 async fn last_run(api: &Api<DataJob>, name: &str, state: RunState, reason: Option<&str>) {
     wait_for_object(
         api,
@@ -511,7 +487,7 @@ async fn every_dashboard_panel_and_alert_works_against_a_real_prometheus() {
     ];
     let created = Instant::now();
     for (name, spec) in specs {
-        datajob(&api, name, spec).await;
+        common::datajob(&client, ns.name(), name, spec).await;
     }
     for name in ["ok-a", "ok-b"] {
         last_run(&api, name, RunState::Succeeded, None).await;
@@ -569,8 +545,9 @@ async fn every_dashboard_panel_and_alert_works_against_a_real_prometheus() {
         }),
     )
     .await;
-    datajob(
-        &api,
+    common::datajob(
+        &client,
+        ns.name(),
         "on-group",
         json!({"image": "busybox", "resources": {"cpu": 1, "memory": "1Gi"}, "podAnnotations": {kwok::DURATION: "8s"}}),
     )

@@ -470,35 +470,74 @@ pub struct GroupGuard(pub String);
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         let name = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok(c) = Client::try_default().await {
-                    let _ = Api::<datajob_api::NodeGroup>::all(c.clone())
-                        .delete(&name, &DeleteParams::foreground())
+        clean_up_now(move |c| async move {
+            let _ = Api::<datajob_api::NodeGroup>::all(c.clone())
+                .delete(&name, &DeleteParams::foreground())
+                .await;
+            let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(c);
+            if let Ok(list) = nodes
+                .list(&ListParams::default().labels(&format!(
+                    "{}={name}",
+                    datajob_core::decide::nodegroup::GROUP_LABEL
+                )))
+                .await
+            {
+                for n in list.items {
+                    let _ = nodes
+                        .delete(&kube::ResourceExt::name_any(&n), &DeleteParams::default())
                         .await;
-                    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(c);
-                    if let Ok(list) = nodes
-                        .list(&ListParams::default().labels(&format!(
-                            "{}={name}",
-                            datajob_core::decide::nodegroup::GROUP_LABEL
-                        )))
-                        .await
-                    {
-                        for n in list.items {
-                            let _ = nodes
-                                .delete(&kube::ResourceExt::name_any(&n), &DeleteParams::default())
-                                .await;
-                        }
-                    }
                 }
-            });
-        })
-        .join();
+            }
+        });
     }
+}
+
+/// Runs the clean-up `f` with a fresh client to the end, from a `Drop` (on a thread of
+/// its own with its own runtime: a test's runtime may be shutting down). Failures are
+/// ignored: a clean-up is best effort.
+pub fn clean_up_now<F, Fut>(f: F)
+where
+    F: FnOnce(Client) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            if let Ok(c) = Client::try_default().await {
+                f(c).await;
+            }
+        });
+    })
+    .join();
+}
+
+/// Creates `dj` until the API refuses it with a message that contains `needle` (the
+/// webhook's NodeGroup cache may need a moment to see a new group), and returns that
+/// message. A DataJob it took meanwhile is deleted again.
+pub async fn refusal_naming(api: &Api<DataJob>, dj: &DataJob, needle: &str) -> String {
+    let name = kube::ResourceExt::name_any(dj);
+    wait_for(
+        "a refusal naming the group",
+        Duration::from_secs(20),
+        || {
+            let (api, dj, name) = (api.clone(), dj.clone(), name.clone());
+            async move {
+                match api.create(&PostParams::default(), &dj).await {
+                    Err(kube::Error::Api(e)) if e.message.contains(needle) => Ok(Some(e.message)),
+                    Ok(_) => {
+                        api.delete(&name, &DeleteParams::default()).await?;
+                        Ok(None)
+                    }
+                    Err(_) => Ok(None),
+                }
+            }
+        },
+    )
+    .await
+    .unwrap()
 }

@@ -42,20 +42,9 @@ struct PoolGuard(String);
 impl Drop for PoolGuard {
     fn drop(&mut self) {
         let name = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok(c) = Client::try_default().await {
-                    let _ = node_pools(&c).delete(&name, &DeleteParams::default()).await;
-                }
-            });
-        })
-        .join();
+        common::clean_up_now(move |c| async move {
+            let _ = node_pools(&c).delete(&name, &DeleteParams::default()).await;
+        });
     }
 }
 
@@ -125,6 +114,35 @@ async fn ready_condition(client: &Client, group: &str) -> Result<Option<(String,
     }))
 }
 
+/// Waits until the group's Ready condition is `status`: (status, reason, message).
+async fn ready_is(
+    client: &Client,
+    group: &str,
+    status: &str,
+    what: &str,
+    timeout: Duration,
+) -> (String, String, String) {
+    wait_for(what, timeout, || {
+        let (client, group) = (client.clone(), group.to_string());
+        async move {
+            Ok(ready_condition(&client, &group)
+                .await?
+                .filter(|(s, _, _)| s == status))
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits until the DataJob `name` runs.
+async fn running(api: &Api<DataJob>, name: &str, what: &str) {
+    wait_for_object(api, name, what, Duration::from_secs(90), |d: &DataJob| {
+        d.status.as_ref().and_then(|s| s.state) == Some(RunState::Running)
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn a_burst_from_zero_runs_on_karpenters_nodes_never_disrupted_and_consolidated_away_after() {
     let _serial = SERIAL.lock().await;
@@ -133,20 +151,14 @@ async fn a_burst_from_zero_runs_on_karpenters_nodes_never_disrupted_and_consolid
     let (pool, _p) = node_pool(&client, "karp-burst", 64).await;
     let (group, _g) = node_group(&client, "karp-burst", karpenter_group(&pool, ns.name())).await;
     assert!(pool_nodes(&client, &pool).await.is_empty(), "from zero");
-    wait_for(
+    ready_is(
+        &client,
+        &group,
+        "True",
         "the group Ready on its NodePool",
         Duration::from_secs(30),
-        || {
-            let (client, group) = (client.clone(), group.clone());
-            async move {
-                Ok(ready_condition(&client, &group)
-                    .await?
-                    .filter(|(s, _, _)| s == "True"))
-            }
-        },
     )
-    .await
-    .unwrap();
+    .await;
     // Three runs of 3 CPUs: one per 4-CPU machine; part-0 runs long enough to see the
     // others' nodes consolidated away under it.
     let mut runs = Vec::new();
@@ -295,20 +307,14 @@ async fn a_group_whose_node_pool_is_missing_or_too_small_is_not_ready_and_takes_
         karpenter_group(&missing, ns.name()),
     )
     .await;
-    let (_, reason, message) = wait_for(
+    let (_, reason, message) = ready_is(
+        &client,
+        &group,
+        "False",
         "the group not Ready, saying why",
         Duration::from_secs(30),
-        || {
-            let (client, group) = (client.clone(), group.clone());
-            async move {
-                Ok(ready_condition(&client, &group)
-                    .await?
-                    .filter(|(s, _, _)| s == "False"))
-            }
-        },
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(reason, "NodePoolUnusable");
     assert!(
         message.contains(&format!("NodePool {missing} does not exist"))
@@ -342,20 +348,14 @@ async fn a_group_whose_node_pool_is_missing_or_too_small_is_not_ready_and_takes_
     let (tiny, _p) = node_pool(&client, "karp-tiny", 2).await;
     let (small_group, _h) =
         node_group(&client, "karp-tiny", karpenter_group(&tiny, ns.name())).await;
-    let (_, _, message) = wait_for(
+    let (_, _, message) = ready_is(
+        &client,
+        &small_group,
+        "False",
         "the group on a too-small pool not Ready",
         Duration::from_secs(30),
-        || {
-            let (client, group) = (client.clone(), small_group.clone());
-            async move {
-                Ok(ready_condition(&client, &group)
-                    .await?
-                    .filter(|(s, _, _)| s == "False"))
-            }
-        },
     )
-    .await
-    .unwrap();
+    .await;
     assert!(
         message.contains(&format!("NodePool {tiny} limits cpu to 2")) && message.contains("cpu 4"),
         "{message}"
@@ -374,26 +374,7 @@ async fn a_request_larger_than_every_node_pool_group_is_refused_at_apply() {
         "apiVersion": "datajob.dev/v1alpha1", "kind": "DataJob", "metadata": {"name": "huge"},
         "spec": {"image": "busybox", "resources": {"cpu": 64, "memory": "8Gi"}},
     }));
-    // The webhook's NodeGroup cache may need a moment to see the new group.
-    let message = wait_for(
-        "a refusal naming the group",
-        Duration::from_secs(20),
-        || {
-            let (api, dj, group) = (api.clone(), dj.clone(), group.clone());
-            async move {
-                match api.create(&PostParams::default(), &dj).await {
-                    Err(kube::Error::Api(e)) if e.message.contains(&group) => Ok(Some(e.message)),
-                    Ok(_) => {
-                        api.delete("huge", &DeleteParams::default()).await?;
-                        Ok(None)
-                    }
-                    Err(_) => Ok(None),
-                }
-            }
-        },
-    )
-    .await
-    .unwrap();
+    let message = common::refusal_naming(&api, &dj, &group).await;
     assert!(
         message.contains("spec.resources.cpu")
             && message.contains("more than any node group offers"),
@@ -420,34 +401,20 @@ async fn deleting_the_node_pool_under_a_running_run_loses_no_run() {
             "podAnnotations": {kwok::DURATION: "40s"}}),
     )
     .await;
-    wait_for_object(
-        &api,
-        "long",
-        "long Running on the pool's node",
-        Duration::from_secs(90),
-        |d: &DataJob| d.status.as_ref().and_then(|s| s.state) == Some(RunState::Running),
-    )
-    .await
-    .unwrap();
+    running(&api, "long", "long Running on the pool's node").await;
     node_pools(&client)
         .delete(&pool, &DeleteParams::default())
         .await
         .unwrap();
     // The group stops taking runs and says why ...
-    let (_, reason, message) = wait_for(
+    let (_, reason, message) = ready_is(
+        &client,
+        &group,
+        "False",
         "the group not Ready once its NodePool goes",
         Duration::from_secs(45),
-        || {
-            let (client, group) = (client.clone(), group.clone());
-            async move {
-                Ok(ready_condition(&client, &group)
-                    .await?
-                    .filter(|(s, _, _)| s == "False"))
-            }
-        },
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(reason, "NodePoolUnusable", "{message}");
     assert!(message.contains(&pool), "{message}");
     // ... and the run that was running is not lost: Karpenter drains the node only
@@ -492,15 +459,7 @@ async fn a_run_that_waits_on_a_node_pool_at_its_limit_says_so_in_karpenters_word
             "podAnnotations": {kwok::DURATION: "90s"}}),
     )
     .await;
-    wait_for_object(
-        &first,
-        "first",
-        "first Running on the pool's one node",
-        Duration::from_secs(90),
-        |d: &DataJob| d.status.as_ref().and_then(|s| s.state) == Some(RunState::Running),
-    )
-    .await
-    .unwrap();
+    running(&first, "first", "first Running on the pool's one node").await;
     let second = datajob(
         &client,
         ns.name(),

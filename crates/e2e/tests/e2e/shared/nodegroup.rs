@@ -954,27 +954,7 @@ async fn a_datajob_too_big_for_every_group_is_refused_at_apply() {
         "spec": {"image": "busybox", "resources": {"memory": "500Gi"}}}),
     );
     // The webhook's NodeGroup cache may need a moment to see the new groups.
-    let message = wait_for(
-        "refusal naming the largest group",
-        Duration::from_secs(20),
-        || {
-            let api = api.clone();
-            let dj = dj.clone();
-            let large = large.clone();
-            async move {
-                match api.create(&PostParams::default(), &dj).await {
-                    Err(kube::Error::Api(e)) if e.message.contains(&large) => Ok(Some(e.message)),
-                    Ok(_) => {
-                        api.delete("huge", &DeleteParams::default()).await?;
-                        Ok(None)
-                    }
-                    Err(_) => Ok(None),
-                }
-            }
-        },
-    )
-    .await
-    .unwrap();
+    let message = common::refusal_naming(&api, &dj, &large).await;
     assert!(
         message.contains(&format!("spec.resources.memory \"500Gi\" is more than any node group offers (largest: {large}, 64Gi allocatable)")),
         "{message}"
