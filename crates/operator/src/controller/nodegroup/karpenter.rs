@@ -48,8 +48,9 @@ fn capacity_buffers(ctx: &NodeGroupContext, ns: Option<&str>) -> Api<DynamicObje
 }
 
 /// Makes the group's CapacityBuffers (and their PodTemplates) what `wanted` says: each
-/// wanted one applied (server-side, owned by its DataJob; one someone else edited is
-/// put back), every other buffer of the group deleted. A DataJob that is gone from the
+/// wanted one that is missing or differs applied with its PodTemplate (server-side,
+/// owned by its DataJob; a buffer someone else edited is put back), every other buffer
+/// of the group deleted. A DataJob that is gone from the
 /// cache gets no buffer.
 pub(super) async fn sync_buffers(
     ctx: &NodeGroupContext,
@@ -76,13 +77,25 @@ pub(super) async fn sync_buffers(
             continue;
         };
         let owner = serde_json::to_value(owner).unwrap_or_default();
+        let buffer = buffers::capacity_buffer(b, group, &owner);
+        // Unchanged since the last reconcile: no writes (the group reconciles every 2 s
+        // while busy).
+        let unchanged = existing.iter().any(|o| {
+            o.namespace().as_deref() == Some(ns)
+                && o.name_any() == b.name()
+                && o.data.get("spec") == buffer.get("spec")
+                && o.annotations().get(buffers::WHY) == Some(&b.why)
+        });
+        if unchanged {
+            made += 1;
+            continue;
+        }
         let templates: Api<PodTemplate> = Api::namespaced(ctx.base.client.clone(), ns);
         let template = buffers::pod_template(b, group, &owner);
         templates
             .patch(&b.name(), &params, &Patch::Apply(&template))
             .await
             .map_err(Error::api("apply", "PodTemplate", ns, &b.name()))?;
-        let buffer = buffers::capacity_buffer(b, group, &owner);
         capacity_buffers(ctx, Some(ns))
             .patch(&b.name(), &params, &Patch::Apply(&buffer))
             .await
