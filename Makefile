@@ -75,7 +75,7 @@ e2e: ## end-to-end tests on a fresh local control plane with real Karpenter (bro
 	DATAJOB_KARPENTER=$${DATAJOB_KARPENTER:-1} bash e2e/run-e2e.sh bash e2e/suites.sh
 
 .PHONY: bench
-bench: ## scaling benchmark: schedule-aware, fixed-wait, Karpenter-like and Cluster-Autoscaler-like scalers on one trace (~16 min; BENCH_HOURS=1 ~11 min)
+bench: ## scaling benchmark: schedule-aware, fixed-wait, simulated Karpenter-like and Cluster-Autoscaler-like, real Karpenter alone and with DataJob's buffers, on one trace (~17 min; BENCH_HOURS=1 ~11 min)
 	bash e2e/bench/scaling.sh
 
 .PHONY: bench-scale

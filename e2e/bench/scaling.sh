@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Benchmark: four node-group scalers on one trace of scheduled DataJobs and ad-hoc runs
-# (schedule-aware, fixed 2-minute wait, Karpenter-like, Cluster-Autoscaler-like), on
-# the local control plane with kwok nodes. Starts the cluster and the operator, replays
-# the trace into the four groups at once (time compressed ×10), prints the table, and
-# stops everything. Takes about 17 minutes with the default 2 simulated hours.
+# Benchmark: six node-group scalers on one trace of scheduled DataJobs and ad-hoc runs
+# (schedule-aware, fixed 2-minute wait, simulated Karpenter-like and
+# Cluster-Autoscaler-like, real Karpenter alone, real Karpenter + DataJob's buffers), on
+# the local control plane with kwok nodes and real Karpenter (DATAJOB_KARPENTER=1, its
+# kwok provider). Starts the cluster, Karpenter and the operator, replays the trace into
+# the six groups at once (time compressed ×10), prints the table, and stops everything.
+# Takes about 17 minutes with the default 2 simulated hours.
 #
 #   bash e2e/bench/scaling.sh
-#   BENCH_HOURS=1 BENCH_ONLY=schedule-aware,karpenter-like bash e2e/bench/scaling.sh   # ~11 min
+#   BENCH_HOURS=1 BENCH_ONLY=karpenter-real,karpenter-buffers bash e2e/bench/scaling.sh   # ~11 min
 #
 # Settings (see crates/e2e/benches/scaling.rs): BENCH_HOURS, BENCH_BOOT, BENCH_ONLY, BENCH_VERBOSE.
 # The cluster's ports and directory follow e2e/cluster.sh's DATAJOB_* variables
@@ -24,5 +26,8 @@ fi
 # No run of the trace publishes outputs on volumes: the operator needs no publisher image,
 # and with DATAJOB_REAL_NODE=0 there is no registry to push one to.
 export DATAJOB_PUBLISHER_IMAGE=${DATAJOB_PUBLISHER_IMAGE:-busybox}
+# The two real-Karpenter columns need Karpenter (built once into the cache, like the
+# control plane); DATAJOB_KARPENTER=0 with BENCH_ONLY naming only kwok scalers skips it.
+export DATAJOB_KARPENTER=${DATAJOB_KARPENTER:-1}
 exec bash e2e/run-e2e.sh bash e2e/with-operator.sh \
   cargo bench --profile dev -p datajob-e2e --features e2e --bench scaling

@@ -1,9 +1,9 @@
-//! Benchmark: four node-group scalers on one trace of scheduled DataJobs and ad-hoc runs.
+//! Benchmark: six node-group scalers on one trace of scheduled DataJobs and ad-hoc runs.
 //!
 //! The trace (`TRACE`): hourly DataJobs at different minutes, daily ones, and one-off
 //! DataJobs created at odd times, as a platform with a few data teams sees them. It is
-//! replayed once, on the local control plane with the operator running, into four
-//! namespaces at the same time; each namespace has its own kwok NodeGroup of 4-CPU,
+//! replayed once, on the local control plane with the operator running, into one
+//! namespace per scaler at the same time; each namespace has its own NodeGroup of 4-CPU,
 //! 16Gi nodes (`spec.namespaces`), so every scaler sees exactly the same runs at exactly
 //! the same moments:
 //!
@@ -13,7 +13,16 @@
 //!   `Schedule`), with the same warm-up;
 //! * `karpenter-like`: every empty node goes at once (`Schedule` with
 //!   `scaleDownAfter: 0s`, no warm-up: Karpenter's `consolidateAfter: 0s`);
-//! * `cluster-autoscaler-like`: `minSize: 1`, `Idle` after 10 minutes, no warm-up.
+//! * `cluster-autoscaler-like`: `minSize: 1`, `Idle` after 10 minutes, no warm-up;
+//! * `karpenter-real`: real Karpenter (its kwok provider) makes and removes the nodes of
+//!   a NodePool with `consolidateAfter: 0s`; the NodeGroup on it makes no buffers;
+//! * `karpenter-buffers`: the same, plus DataJob's schedule-aware CapacityBuffers
+//!   (`scaleDownPolicy: Schedule`, `warmUpBefore` = the boot time).
+//!
+//! `karpenter-like` and `cluster-autoscaler-like` are simulations: DataJob's own scaler
+//! with those autoscalers' settings. The two `karpenter-*` columns are the real program
+//! (the cluster is started with `DATAJOB_KARPENTER=1`); their nodes are paid from a
+//! NodeClaim's creation to its deletion.
 //!
 //! Time is compressed: one real second stands for `SPEED` (10) simulated seconds, so a
 //! simulated hour takes 6 real minutes, an hourly schedule is a real `*/6` one, and a
@@ -44,7 +53,8 @@ use datajob_core::resources::Request;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
@@ -58,6 +68,15 @@ const NODE_MEMORY: &str = "16Gi";
 /// Per simulated hour, per node.
 const PRICE_PER_HOUR: f64 = 0.20;
 const DURATION_ANNOTATION: &str = "kwok.datajob.dev/duration";
+/// The label Karpenter puts on its NodeClaims and nodes.
+const NODEPOOL_LABEL: &str = "karpenter.sh/nodepool";
+/// Karpenter's instance type for the benchmark (e2e/karpenter/instance_types.json):
+/// after the kwok provider's kube-reserved, exactly `NODE_CPU` and `NODE_MEMORY`.
+const INSTANCE_TYPE: &str = "b-4x-amd64-linux";
+/// What a Karpenter boot takes beyond the node class's registration delay, in real
+/// time: the provisioner's batch window (2 s at most here) and kwok marking the node
+/// Ready. The buffers' NodeGroup declares it in its `bootTime`.
+const KARPENTER_BATCH: Duration = Duration::from_secs(3);
 
 /// When a DataJob of the trace runs, in simulated time from the start of the trace.
 #[derive(Clone, Copy)]
@@ -111,6 +130,10 @@ const TRACE: &[Entry] = &[
 
 struct Scaler {
     name: &'static str,
+    /// In the table.
+    label: &'static str,
+    /// Real Karpenter makes the nodes (a NodePool named like the group).
+    karpenter: bool,
     policy: ScaleDownPolicy,
     min_size: i32,
     /// Simulated.
@@ -121,6 +144,8 @@ struct Scaler {
 const SCALERS: &[Scaler] = &[
     Scaler {
         name: "schedule-aware",
+        label: "schedule-aware",
+        karpenter: false,
         policy: ScaleDownPolicy::Schedule,
         min_size: 0,
         scale_down_after: Duration::from_secs(120),
@@ -128,6 +153,8 @@ const SCALERS: &[Scaler] = &[
     },
     Scaler {
         name: "fixed-2m",
+        label: "fixed-2m",
+        karpenter: false,
         policy: ScaleDownPolicy::Idle,
         min_size: 0,
         scale_down_after: Duration::from_secs(120),
@@ -135,6 +162,8 @@ const SCALERS: &[Scaler] = &[
     },
     Scaler {
         name: "karpenter-like",
+        label: "karpenter-like (simulated)",
+        karpenter: false,
         policy: ScaleDownPolicy::Schedule,
         min_size: 0,
         scale_down_after: Duration::ZERO,
@@ -142,10 +171,31 @@ const SCALERS: &[Scaler] = &[
     },
     Scaler {
         name: "cluster-autoscaler-like",
+        label: "cluster-autoscaler-like (simulated)",
+        karpenter: false,
         policy: ScaleDownPolicy::Idle,
         min_size: 1,
         scale_down_after: Duration::from_secs(600),
         warm_up: false,
+    },
+    Scaler {
+        name: "karpenter-real",
+        label: "real Karpenter alone",
+        karpenter: true,
+        // No keep, no warm-up: the NodeGroup makes no buffers.
+        policy: ScaleDownPolicy::Idle,
+        min_size: 0,
+        scale_down_after: Duration::ZERO,
+        warm_up: false,
+    },
+    Scaler {
+        name: "karpenter-buffers",
+        label: "real Karpenter + DataJob buffers",
+        karpenter: true,
+        policy: ScaleDownPolicy::Schedule,
+        min_size: 0,
+        scale_down_after: Duration::from_secs(120),
+        warm_up: true,
     },
 ];
 
@@ -278,7 +328,7 @@ async fn bench() -> Result<()> {
     let name_of = |s: &Scaler| format!("bench-{}-{id}", s.name);
 
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let watches = spawn_watches(&client, seen.clone());
+    let watches = spawn_watches(&client, seen.clone(), scalers.iter().any(|s| s.karpenter));
 
     let result = async {
         for s in &scalers {
@@ -363,7 +413,11 @@ async fn bench() -> Result<()> {
 }
 
 /// Watches pods, nodes and NodeGroups, and records when things happened.
-fn spawn_watches(client: &Client, seen: Arc<Mutex<Seen>>) -> tokio::task::JoinHandle<()> {
+fn spawn_watches(
+    client: &Client,
+    seen: Arc<Mutex<Seen>>,
+    karpenter: bool,
+) -> tokio::task::JoinHandle<()> {
     let pods = watcher(
         Api::<Pod>::all(client.clone()),
         watcher::Config::default().labels(&labels::managed_selector()),
@@ -380,12 +434,23 @@ fn spawn_watches(client: &Client, seen: Arc<Mutex<Seen>>) -> tokio::task::JoinHa
         Pod(Box<watcher::Event<Pod>>),
         Node(Box<watcher::Event<Node>>),
         Group(Box<watcher::Event<NodeGroup>>),
+        /// A Karpenter NodeClaim: a machine paid from its creation to its deletion.
+        Claim(Box<watcher::Event<DynamicObject>>),
     }
-    let all = futures::stream::select_all([
+    let mut streams = vec![
         pods.map(|e| e.map(|e| Ev::Pod(Box::new(e)))).boxed(),
         nodes.map(|e| e.map(|e| Ev::Node(Box::new(e)))).boxed(),
         groups.map(|e| e.map(|e| Ev::Group(Box::new(e)))).boxed(),
-    ]);
+    ];
+    if karpenter {
+        let claims = watcher(
+            node_claims(client),
+            watcher::Config::default().labels(NODEPOOL_LABEL),
+        )
+        .default_backoff();
+        streams.push(claims.map(|e| e.map(|e| Ev::Claim(Box::new(e)))).boxed());
+    }
+    let all = futures::stream::select_all(streams);
     tokio::spawn(async move {
         let mut all = all;
         while let Some(ev) = all.next().await {
@@ -402,39 +467,8 @@ fn spawn_watches(client: &Client, seen: Arc<Mutex<Seen>>) -> tokio::task::JoinHa
                         pod_seen(&mut s, &p, now)
                     }
                 }
-                Ev::Node(e) => match *e {
-                    watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
-                        let Some(group) = n.labels().get(GROUP_LABEL).cloned() else {
-                            continue;
-                        };
-                        let spans = s
-                            .nodes
-                            .entry(group)
-                            .or_default()
-                            .entry(n.name_any())
-                            .or_default();
-                        if spans.last().is_none_or(|(_, end)| end.is_some()) {
-                            spans.push((now, None));
-                        }
-                    }
-                    watcher::Event::Delete(n) => {
-                        let Some(group) = n.labels().get(GROUP_LABEL).cloned() else {
-                            continue;
-                        };
-                        if let Some(span) = s
-                            .nodes
-                            .entry(group)
-                            .or_default()
-                            .entry(n.name_any())
-                            .or_default()
-                            .last_mut()
-                            .filter(|(_, end)| end.is_none())
-                        {
-                            span.1 = Some(now);
-                        }
-                    }
-                    _ => {}
-                },
+                Ev::Node(e) => machine_seen(&mut s, *e, GROUP_LABEL, now),
+                Ev::Claim(e) => machine_seen(&mut s, *e, NODEPOOL_LABEL, now),
                 Ev::Group(e) => {
                     if let watcher::Event::Apply(g) | watcher::Event::InitApply(g) = *e {
                         let desired = g.status.as_ref().map_or(0, |st| st.desired);
@@ -447,6 +481,101 @@ fn spawn_watches(client: &Client, seen: Arc<Mutex<Seen>>) -> tokio::task::JoinHa
             }
         }
     })
+}
+
+/// A node (kwok groups, by its group label) or a NodeClaim (Karpenter's, by its
+/// NodePool label, which the benchmark names like the group) appeared or went.
+fn machine_seen<K: ResourceExt>(s: &mut Seen, e: watcher::Event<K>, label: &str, now: Instant) {
+    let (k, gone) = match e {
+        watcher::Event::Apply(k) | watcher::Event::InitApply(k) => (k, false),
+        watcher::Event::Delete(k) => (k, true),
+        _ => return,
+    };
+    let Some(group) = k.labels().get(label).cloned() else {
+        return;
+    };
+    let spans = s
+        .nodes
+        .entry(group)
+        .or_default()
+        .entry(k.name_any())
+        .or_default();
+    let open = spans.last_mut().filter(|(_, end)| end.is_none());
+    match (open, gone) {
+        (Some(span), true) => span.1 = Some(now),
+        (None, false) => spans.push((now, None)),
+        _ => {}
+    }
+}
+
+fn node_claims(client: &Client) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("karpenter.sh", "v1", "NodeClaim");
+    Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(&gvk, "nodeclaims"),
+    )
+}
+
+/// Karpenter's cluster-scoped kinds the benchmark makes.
+#[derive(Clone, Copy)]
+enum Karpenter {
+    NodePool,
+    NodeClass,
+}
+
+fn karpenter_api(client: &Client, kind: Karpenter) -> Api<DynamicObject> {
+    let (group, version, kind, plural) = match kind {
+        Karpenter::NodePool => ("karpenter.sh", "v1", "NodePool", "nodepools"),
+        Karpenter::NodeClass => (
+            "karpenter.kwok.sh",
+            "v1alpha1",
+            "KWOKNodeClass",
+            "kwoknodeclasses",
+        ),
+    };
+    let gvk = GroupVersionKind::gvk(group, version, kind);
+    Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(&gvk, plural),
+    )
+}
+
+/// The node class (a registration delay of one boot) and the NodePool of a Karpenter
+/// scaler, both named `name`: the benchmark's 4-CPU/16Gi machine at the same price,
+/// emptied nodes consolidated at once.
+async fn create_node_pool(client: &Client, name: &str, boot: Duration) -> Result<()> {
+    let class: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "karpenter.kwok.sh/v1alpha1", "kind": "KWOKNodeClass",
+        "metadata": {"name": name},
+        "spec": {"nodeRegistrationDelay": real_secs(boot)},
+    }))?;
+    karpenter_api(client, Karpenter::NodeClass)
+        .create(&PostParams::default(), &class)
+        .await
+        .map_err(|e| {
+            format!("KWOKNodeClass {name} (is Karpenter installed? DATAJOB_KARPENTER=1): {e}")
+        })?;
+    let pool: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "karpenter.sh/v1", "kind": "NodePool",
+        "metadata": {"name": name},
+        "spec": {
+            "template": {"spec": {
+                "nodeClassRef": {"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": name},
+                "requirements": [
+                    {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": [INSTANCE_TYPE]},
+                    {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["on-demand"]},
+                ],
+                "expireAfter": "Never",
+            }},
+            "disruption": {"consolidationPolicy": "WhenEmptyOrUnderutilized", "consolidateAfter": "0s"},
+            // 8 machines of 4.1 CPU, like the kwok groups' maxSize.
+            "limits": {"cpu": "33"},
+        },
+    }))?;
+    karpenter_api(client, Karpenter::NodePool)
+        .create(&PostParams::default(), &pool)
+        .await?;
+    Ok(())
 }
 
 fn pod_seen(s: &mut Seen, p: &Pod, now: Instant) {
@@ -490,8 +619,18 @@ async fn create_group(client: &Client, s: &Scaler, name: &str, boot: Duration) -
         "taints": [{"key": "datajob.dev/dedicated", "value": "bench", "effect": "NoSchedule"}],
         "provider": {"kwok": {"bootDelay": real_secs(boot)}},
     });
+    let mut warm_up = real_secs(boot);
+    if s.karpenter {
+        create_node_pool(client, name, boot).await?;
+        let obj = spec.as_object_mut().ok_or("a spec is an object")?;
+        obj.remove("taints");
+        obj.insert("provider".into(), json!({"karpenter": {"nodePool": name}}));
+        let karpenter_boot = format!("{}s", (real(boot) + KARPENTER_BATCH).as_secs());
+        obj.insert("bootTime".into(), json!(karpenter_boot));
+        warm_up = karpenter_boot;
+    }
     if s.warm_up {
-        spec["warmUpBefore"] = json!(real_secs(boot));
+        spec["warmUpBefore"] = json!(warm_up);
     }
     let ng: NodeGroup = serde_json::from_value(json!({
         "apiVersion": "datajob.dev/v1alpha1", "kind": "NodeGroup", "metadata": {"name": name},
@@ -512,7 +651,16 @@ async fn create_group(client: &Client, s: &Scaler, name: &str, boot: Duration) -
         s.policy,
         s.min_size,
         sim(s.scale_down_after),
-        if s.warm_up { sim(boot) } else { "none".into() }
+        if !s.warm_up {
+            "none".into()
+        } else if s.karpenter {
+            format!(
+                "{} (bootTime: a boot and Karpenter's batch)",
+                sim(boot + KARPENTER_BATCH * SPEED)
+            )
+        } else {
+            sim(boot)
+        }
     );
     Ok(())
 }
@@ -523,10 +671,14 @@ async fn settle(client: &Client, s: &Scaler, name: &str) -> Result<()> {
     let start = Instant::now();
     loop {
         let g = groups.get(name).await?;
-        let ready = g
-            .status
-            .as_ref()
-            .is_some_and(|st| st.desired == s.min_size && st.ready == s.min_size);
+        let ready = g.status.as_ref().is_some_and(|st| {
+            st.desired == s.min_size
+                && st.ready == s.min_size
+                && st
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+        });
         let sa = Api::<ServiceAccount>::namespaced(client.clone(), name)
             .get_opt("default")
             .await?;
@@ -593,10 +745,12 @@ async fn wait_for_rest(
                         .filter(|spans| spans.last().is_some_and(|(_, e)| e.is_none()))
                         .count()
                 });
+                // Karpenter's machines are its NodeClaims, whatever the group wants.
                 let desired = s
                     .desired
                     .get(&name)
                     .and_then(|d| d.last())
+                    .filter(|_| !sc.karpenter)
                     .map_or(0, |(_, d)| *d);
                 finished >= runs && nodes == sc.min_size as usize && desired == sc.min_size
             })
@@ -634,6 +788,19 @@ async fn cleanup(client: &Client, name: &str) {
             .await
             .map(|_| ()),
     );
+    // A Karpenter scaler's NodePool and node class: Karpenter removes their machines.
+    for (kind, what) in [
+        (Karpenter::NodePool, "NodePool"),
+        (Karpenter::NodeClass, "KWOKNodeClass"),
+    ] {
+        let api = karpenter_api(client, kind);
+        if let Ok(Some(_)) = api.get_opt(name).await {
+            report(
+                what,
+                api.delete(name, &DeleteParams::default()).await.map(|_| ()),
+            );
+        }
+    }
     let nodes: Api<Node> = Api::all(client.clone());
     match nodes
         .list(&ListParams::default().labels(&format!("{GROUP_LABEL}={name}")))
@@ -669,6 +836,7 @@ struct Summary {
 fn summarise(
     seen: &Seen,
     group: &str,
+    karpenter: bool,
     plan: &Plan,
     created: &BTreeMap<String, Instant>,
     window: (Instant, Instant),
@@ -684,8 +852,11 @@ fn summarise(
             }
         }
     }
+    // A kwok group pays for what it decided to make; Karpenter for its NodeClaims.
     for (t, d) in seen.desired.get(group).into_iter().flatten() {
-        events.push((*t, 0, *d));
+        if !karpenter {
+            events.push((*t, 0, *d));
+        }
     }
     events.sort_by_key(|e| e.0);
     let (mut nodes, mut desired, mut last, mut paid, mut peak) = (0i32, 0i32, from, 0.0, 0);
@@ -776,10 +947,10 @@ fn print_table(
     println!("|---|---|---|---|---|---|---|---|");
     for s in scalers {
         let name = name_of(s);
-        let m = summarise(seen, &name, plan, created, (from, to));
+        let m = summarise(seen, &name, s.karpenter, plan, created, (from, to));
         println!(
             "| {} | {}/{runs} | {:.0} % | {:.0} | {:.3} | {} | {} / {} | {} |",
-            s.name,
+            s.label,
             m.runs_ok,
             m.utilisation * 100.0,
             m.node_seconds,

@@ -366,14 +366,22 @@ fn pending_verdict(
 /// The component name Karpenter publishes its events with.
 pub const KARPENTER: &str = "karpenter";
 
+/// The reasons of Karpenter's pod events that say why the pod has no node: it made
+/// none (`FailedScheduling`: a NodePool at its limits, no instance type that fits), or
+/// the NodeClaim it made for the pod failed to launch (`InsufficientCapacityError`:
+/// `NodeClaim … nominated for this pod failed to launch: …`).
+pub const AUTOSCALER_REASONS: [&str; 2] = ["FailedScheduling", "InsufficientCapacityError"];
+
 /// Karpenter's latest word on why it made no node for a pod, from the pod's events
-/// (`FailedScheduling` from `karpenter`): e.g. `Failed to schedule pod, all available
+/// ([`AUTOSCALER_REASONS`] from `karpenter`): e.g. `Failed to schedule pod, all available
 /// instance types exceed limits for nodepool: "batch"`. `None` without one.
 pub fn autoscaler_words(events: &[Event]) -> Option<String> {
     events
         .iter()
         .filter(|e| {
-            e.reason.as_deref() == Some("FailedScheduling")
+            e.reason
+                .as_deref()
+                .is_some_and(|r| AUTOSCALER_REASONS.contains(&r))
                 && (e.source.as_ref().and_then(|s| s.component.as_deref()) == Some(KARPENTER)
                     || e.reporting_component.as_deref() == Some(KARPENTER))
         })
@@ -634,6 +642,20 @@ mod tests {
         };
         assert_eq!(reason, UNSCHEDULABLE);
         assert!(message.starts_with("no node had room; Karpenter made no node for it: Failed to schedule pod, all available instance types exceed limits"), "{message}");
+        // A NodeClaim that failed to launch, said later, is the latest word.
+        let mut launch = events.to_vec();
+        launch.push(event(
+            "karpenter",
+            "InsufficientCapacityError",
+            "2026-01-01T00:00:40Z",
+            "NodeClaim batch-x nominated for this pod failed to launch: resolving node class from nodeclaim, not found",
+        ));
+        assert_eq!(
+            autoscaler_words(&launch).as_deref(),
+            Some(
+                "NodeClaim batch-x nominated for this pod failed to launch: resolving node class from nodeclaim, not found"
+            )
+        );
         // Without Karpenter's words, or for another verdict, nothing changes.
         assert_eq!(autoscaler_words(&events[2..]), None);
         let other = Verdict::End {

@@ -151,7 +151,9 @@ async fn autoscaler_words(ctx: &WatchdogContext, ns: &str, id: &str) -> Option<S
         }
         let Some(uid) = pod.uid() else { continue };
         let params = ListParams::default().fields(&format!(
-            "involvedObject.uid={uid},reason=FailedScheduling,source={}",
+            // Its reasons are filtered by the pure function (a field selector cannot say
+            // "one of").
+            "involvedObject.uid={uid},source={}",
             watchdog::KARPENTER
         ));
         match api.list(&params).await {

@@ -13,12 +13,17 @@
 //!   no more than booting another, gets a buffer too: it holds a node Karpenter would
 //!   otherwise consolidate. At most one such buffer per node the group has.
 //!
+//! A run that a busy node will have room for by the time it is due (its runs expected
+//! to end before) gets no warm-up buffer while that node is busy: the buffer comes when
+//! the node frees, and holds it.
+//!
 //! A buffer goes once its run has a pod (the run is no longer due: its pod takes the
 //! room) and at the latest [`super::WARM_GRACE`] after the run was due. One buffer per
 //! DataJob, owned by it.
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use super::bins::bins_of;
 use super::due::{DueRun, split_due};
 use super::keep;
 use super::state::GroupState;
@@ -66,7 +71,11 @@ pub fn wanted(
     if !matches!(group.provider, ProviderKind::Karpenter { .. }) {
         return (Vec::new(), None);
     }
-    let (warm, later, next) = split_due(group, &state.due, now);
+    let (warm, later, mut next) = split_due(group, &state.due, now);
+    let (warm, frees) = not_freed_by_due(group, state, &warm, now);
+    if let Some(t) = frees {
+        next = Some(next.map_or(t, |n| n.min(t)));
+    }
     let mut out: Vec<Buffer> = warm
         .iter()
         .map(|d| Buffer {
@@ -83,6 +92,48 @@ pub fn wanted(
         out.extend(keep_for(group, state.nodes.len(), &later, now));
     }
     (out, next)
+}
+
+/// The runs due within the warm-up that need a buffer now, and when to look again for
+/// those that do not. A run that fits in the room a node has now gets its buffer (the
+/// autoscaler places it there, and the node is held for it). A run that does not, but
+/// fits once a busy node's runs are expected to have ended (before it is due), waits
+/// for that node: a buffer now would make the autoscaler boot another while the busy
+/// one frees up in time. Its buffer comes when that node frees (the returned time, or
+/// sooner, when the node's pods end), which then holds the node for it. First fit, the
+/// largest runs first, as [`super::scale`] packs them.
+fn not_freed_by_due<'a>(
+    group: &Group,
+    state: &GroupState,
+    warm: &[&'a DueRun],
+    now: DateTime<Utc>,
+) -> (Vec<&'a DueRun>, Option<DateTime<Utc>>) {
+    let shape = &group.shape;
+    let mut bins = bins_of(state, shape, 0);
+    let mut sorted: Vec<&'a DueRun> = warm.to_vec();
+    sorted.sort_by(|a, b| {
+        b.request
+            .share_of(shape)
+            .total_cmp(&a.request.share_of(shape))
+    });
+    let (mut out, mut frees) = (Vec::new(), None::<DateTime<Utc>>);
+    for d in sorted {
+        if let Some(b) = bins.iter_mut().find(|b| d.request.fits(&b.room_now())) {
+            b.free = b.free.minus(&d.request);
+            out.push(d);
+        } else if let Some(b) = bins.iter_mut().find(|b| {
+            b.frees_at.is_some_and(|t| now <= t && t <= d.due)
+                && d.request.fits(&b.room_at(shape, d.due))
+        }) {
+            b.later = b.later.plus(&d.request);
+            frees = b.frees_at.map(|t| frees.map_or(t, |f| f.min(t)));
+        } else {
+            out.push(d);
+        }
+    }
+    // In the order they are due, as the caller had them.
+    out.sort_by_key(|d| warm.iter().position(|w| std::ptr::eq(*w, *d)));
+    (out, frees)
 }
 
 /// The `Schedule` policy's keep rule for runs due later, one per node the group has.

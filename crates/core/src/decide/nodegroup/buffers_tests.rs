@@ -136,3 +136,55 @@ fn the_objects_point_at_each_other_select_the_pool_and_are_owned_by_the_datajob(
     assert_eq!(requests["memory"], (4u64 << 30).to_string());
     assert_eq!(requests["nvidia.com/gpu"], "1");
 }
+
+#[test]
+fn a_run_that_a_busy_node_frees_up_for_in_time_waits_for_it_instead_of_a_new_node() {
+    let g = karpenter_group();
+    let at = now() + secs(90);
+    let runs = vec![due("team/soon", req(4, 12, 0), at)];
+    // One node, full, its runs expected to end 30 s before the run is due.
+    let mut s = state(1, runs.clone());
+    s.nodes[0].free = req(0, 0, 0);
+    s.nodes[0].datajob_pods = 1;
+    s.nodes[0].frees_at = Some(at - secs(30));
+    let (buffers, next) = wanted(&g, &s, now());
+    assert!(buffers.is_empty(), "{buffers:?}");
+    assert_eq!(next, Some(at - secs(30)), "looked at again when it frees");
+    // Once it has freed, the buffer comes and holds that node.
+    let mut freed = state(1, runs.clone());
+    freed.nodes[0].frees_at = None;
+    let (buffers, _) = wanted(&g, &freed, at - secs(29));
+    assert_eq!(buffers.len(), 1, "{buffers:?}");
+    // A node expected to end after the run is due, or with runs of unknown length, does
+    // not free up in time: the buffer comes now.
+    s.nodes[0].frees_at = Some(at + secs(30));
+    assert_eq!(wanted(&g, &s, now()).0.len(), 1);
+    s.nodes[0].frees_at = None;
+    assert_eq!(wanted(&g, &s, now()).0.len(), 1);
+    // Expected to have ended already but still busy: the estimate was wrong, no wait.
+    s.nodes[0].frees_at = Some(now() - secs(1));
+    assert_eq!(wanted(&g, &s, now()).0.len(), 1);
+}
+
+#[test]
+fn room_a_node_has_now_takes_a_buffer_and_a_freeing_node_takes_one_run_of_its_shape() {
+    let g = karpenter_group();
+    let at = now() + secs(90);
+    let runs = vec![
+        due("team/small", req(1, 2, 0), at),
+        due("team/big", req(4, 12, 0), at),
+        due("team/other", req(4, 12, 0), at + secs(5)),
+    ];
+    let mut s = state(2, runs);
+    // n0: 1 CPU free now, busy past the due time; n1: full, frees before.
+    s.nodes[0].free = req(1, 4, 0);
+    s.nodes[0].datajob_pods = 1;
+    s.nodes[0].frees_at = Some(at + secs(600));
+    s.nodes[1].free = req(0, 0, 0);
+    s.nodes[1].datajob_pods = 1;
+    s.nodes[1].frees_at = Some(at - secs(10));
+    let (buffers, _) = wanted(&g, &s, now());
+    let names: Vec<&str> = buffers.iter().map(|b| b.datajob.as_str()).collect();
+    // small: in n0's room now; big: waits for n1; other: n1 is taken, a new node.
+    assert_eq!(names, ["team/small", "team/other"]);
+}

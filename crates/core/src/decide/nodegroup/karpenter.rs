@@ -9,7 +9,8 @@ use crate::units;
 
 /// Why the NodePool `pool` (as the API serves it; `None`: there is none) cannot make the
 /// nodes `group` declares, in words for the group's status; `Ok` when it can, as far as
-/// DataJob can tell. Checked: the pool exists and is not being deleted, its `limits`
+/// DataJob can tell. Checked: the pool exists and is not being deleted, Karpenter does
+/// not say it is not Ready (a missing node class: no NodeClaim could launch), its `limits`
 /// leave room for one node of the declared shape, it labels its nodes as the group's
 /// `spec.labels` say, and every taint it puts on its nodes is one the group declares
 /// (runs placed here tolerate the group's taints only). Not checked: which instance
@@ -30,10 +31,50 @@ pub fn check_node_pool(group: &Group, pool: Option<&Value>) -> Result<(), String
             "NodePool {name} is being deleted: new runs are not placed on this group"
         ));
     }
+    not_ready(name, pool)?;
     limits(name, group, pool.pointer("/spec/limits"))?;
     let template = pool.pointer("/spec/template");
     labels(name, group, template)?;
     taints(name, group, template)
+}
+
+/// Karpenter itself says the pool cannot launch nodes: its `Ready` condition is
+/// `False` (e.g. `NodeClassReady`: its `nodeClassRef` names a node class that does not
+/// exist, so every NodeClaim would fail to launch). No condition yet, or `Unknown`, is
+/// not a verdict: a pool just made has none.
+fn not_ready(name: &str, pool: &Value) -> Result<(), String> {
+    let conditions = pool
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let field = |c: &Value, f: &str| c.get(f).and_then(Value::as_str).unwrap_or("").to_string();
+    let failing = |c: &&Value| field(c, "status") == "False";
+    let Some(ready) = conditions
+        .iter()
+        .filter(failing)
+        .find(|c| field(c, "type") == "Ready")
+    else {
+        return Ok(());
+    };
+    // The condition that made it not Ready says more than Ready's summary.
+    let cause = conditions
+        .iter()
+        .filter(failing)
+        .find(|c| field(c, "type") != "Ready")
+        .unwrap_or(ready);
+    let words = [
+        field(cause, "type"),
+        field(cause, "reason"),
+        field(cause, "message"),
+    ]
+    .into_iter()
+    .filter(|w| !w.is_empty())
+    .collect::<Vec<_>>()
+    .join(": ");
+    Err(format!(
+        "Karpenter says NodePool {name} is not Ready ({words}), so it launches no node for this group: fix the NodePool (`kubectl describe nodepool {name}`; a missing node class: create the one its spec.template.spec.nodeClassRef names)"
+    ))
 }
 
 /// The pool's `limits` leave room for one node of the declared shape.

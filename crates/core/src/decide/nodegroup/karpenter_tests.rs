@@ -142,3 +142,29 @@ fn a_pool_name_that_is_not_a_name_is_refused_with_the_field() {
             .contains("exactly one of clusterAPI, static, kwok, karpenter")
     );
 }
+
+#[test]
+fn a_pool_karpenter_says_is_not_ready_names_karpenters_cause() {
+    let g = group(json!({}));
+    let mut p = pool(json!({}));
+    // A pool just made has no conditions, then Unknown ones: not a verdict.
+    assert_eq!(check_node_pool(&g, Some(&p)), Ok(()));
+    p["status"] = json!({"conditions": [
+        {"type": "Ready", "status": "Unknown", "reason": "AwaitingReconciliation"},
+    ]});
+    assert_eq!(check_node_pool(&g, Some(&p)), Ok(()));
+    p["status"] = json!({"conditions": [
+        {"type": "ValidationSucceeded", "status": "True", "reason": "ValidationSucceeded"},
+        {"type": "NodeClassReady", "status": "False", "reason": "NodeClassNotFound", "message": "NodeClass not found on cluster"},
+        {"type": "Ready", "status": "False", "reason": "UnhealthyDependents", "message": "NodeClassReady=False"},
+    ]});
+    let e = check_node_pool(&g, Some(&p)).unwrap_err();
+    assert!(
+        e.contains("NodePool batch is not Ready (NodeClassReady: NodeClassNotFound: NodeClass not found on cluster)")
+            && e.contains("nodeClassRef"),
+        "{e}"
+    );
+    p["status"]["conditions"][1]["status"] = json!("True");
+    p["status"]["conditions"][2]["status"] = json!("True");
+    assert_eq!(check_node_pool(&g, Some(&p)), Ok(()));
+}

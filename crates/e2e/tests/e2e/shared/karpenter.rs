@@ -48,6 +48,28 @@ impl Drop for PoolGuard {
     }
 }
 
+fn node_classes(client: &Client) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("karpenter.kwok.sh", "v1alpha1", "KWOKNodeClass");
+    Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(&gvk, "kwoknodeclasses"),
+    )
+}
+
+/// Deletes a KWOKNodeClass when dropped.
+struct ClassGuard(String);
+
+impl Drop for ClassGuard {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        common::clean_up_now(move |c| async move {
+            let _ = node_classes(&c)
+                .delete(&name, &DeleteParams::default())
+                .await;
+        });
+    }
+}
+
 /// A NodePool of 4-CPU/16Gi on-demand kwok machines, at most `cpu_limit` CPUs in all,
 /// whose empty nodes Karpenter consolidates after 5 s.
 async fn node_pool(client: &Client, prefix: &str, cpu_limit: u32) -> (String, PoolGuard) {
@@ -360,6 +382,51 @@ async fn a_group_whose_node_pool_is_missing_or_too_small_is_not_ready_and_takes_
         message.contains(&format!("NodePool {tiny} limits cpu to 2")) && message.contains("cpu 4"),
         "{message}"
     );
+    // A pool whose node class does not exist: Karpenter says the pool is not Ready (every
+    // NodeClaim would fail to launch), and the group carries its cause. Once the class
+    // is there, the group is Ready again.
+    let class = unique_name("karp-class");
+    let (classless, _q) = node_pool_of(&client, "karp-classless", 64, &class).await;
+    let (classless_group, _i) = node_group(
+        &client,
+        "karp-classless",
+        karpenter_group(&classless, ns.name()),
+    )
+    .await;
+    let (_, reason, message) = ready_is(
+        &client,
+        &classless_group,
+        "False",
+        "the group on a pool without its node class not Ready",
+        Duration::from_secs(40),
+    )
+    .await;
+    assert_eq!(reason, "NodePoolUnusable");
+    assert!(
+        message.contains(&format!("Karpenter says NodePool {classless} is not Ready"))
+            && message.contains("NodeClassNotFound")
+            && message.contains("nodeClassRef"),
+        "{message}"
+    );
+    node_classes(&client)
+        .create(
+            &PostParams::default(),
+            &common::from_json(json!({
+                "apiVersion": "karpenter.kwok.sh/v1alpha1", "kind": "KWOKNodeClass",
+                "metadata": {"name": class}, "spec": {"nodeRegistrationDelay": "5s"},
+            })),
+        )
+        .await
+        .unwrap();
+    let _c = ClassGuard(class);
+    ready_is(
+        &client,
+        &classless_group,
+        "True",
+        "the group Ready once the node class exists",
+        Duration::from_secs(60),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -558,11 +625,20 @@ async fn a_scheduled_run_finds_the_node_its_capacity_buffer_made_ready_and_start
     .await;
     // Before the run is due: a buffer owned by the DataJob, shaped like its pod, and
     // the group saying so.
+    // The warm-up begins 40 s before the run is due: up to 20 s from now when the
+    // DataJob was made early in the minute; then a reconcile or two.
+    let warm_up_from = (due - chrono::Duration::seconds(40) - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
     let buffers = capacity_buffers(&client, ns.name());
-    let buffer = wait_for("the run's CapacityBuffer", Duration::from_secs(20), || {
-        let buffers = buffers.clone();
-        async move { Ok(buffers.get_opt("nightly-warm").await?) }
-    })
+    let buffer = wait_for(
+        "the run's CapacityBuffer",
+        warm_up_from + Duration::from_secs(15),
+        || {
+            let buffers = buffers.clone();
+            async move { Ok(buffers.get_opt("nightly-warm").await?) }
+        },
+    )
     .await
     .unwrap();
     assert!(
@@ -674,4 +750,88 @@ async fn a_scheduled_run_finds_the_node_its_capacity_buffer_made_ready_and_start
         delay < boot,
         "start delay {delay} is less than a boot ({boot})"
     );
+}
+
+#[tokio::test]
+async fn a_capacity_buffer_someone_else_edits_or_deletes_is_put_back_once_not_fought_over() {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let ns = test_namespace(&client, "karp-fight").await;
+    let (pool, _p) = node_pool(&client, "karp-fight", 64).await;
+    let mut spec = karpenter_group(&pool, ns.name());
+    spec["warmUpBefore"] = json!("1h");
+    let (_group, _g) = node_group(&client, "karp-fight", spec).await;
+    // Due in about 30 minutes, within the hour of warm-up: its buffer stays all test long.
+    let minute = (chrono::Utc::now() + chrono::Duration::minutes(30)).format("%M");
+    let _api = datajob(
+        &client,
+        ns.name(),
+        "hourly",
+        json!({"image": "busybox", "schedule": format!("{minute} * * * *"),
+            "resources": {"cpu": 2, "memory": "4Gi"}}),
+    )
+    .await;
+    let buffers = capacity_buffers(&client, ns.name());
+    let generation = |b: &DynamicObject| b.metadata.generation.unwrap_or_default();
+    let first = wait_for("the run's CapacityBuffer", Duration::from_secs(30), || {
+        let buffers = buffers.clone();
+        async move { Ok(buffers.get_opt("hourly-warm").await?) }
+    })
+    .await
+    .unwrap();
+    // Someone else edits it: it is put back, with one write.
+    let edit = json!({"spec": {"replicas": 3}});
+    let edited = buffers
+        .patch(
+            "hourly-warm",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&edit),
+        )
+        .await
+        .unwrap();
+    assert_eq!(edited.data["spec"]["replicas"], 3);
+    let put_back = wait_for("the edit undone", Duration::from_secs(15), || {
+        let buffers = buffers.clone();
+        async move {
+            Ok(buffers
+                .get_opt("hourly-warm")
+                .await?
+                .filter(|b| b.data["spec"]["replicas"] == 1))
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        generation(&put_back),
+        generation(&edited) + 1,
+        "one write put it back"
+    );
+    // Then left alone: the group reconciles every few seconds, and writes nothing to a
+    // buffer that is as it wants it.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let later = buffers.get("hourly-warm").await.unwrap();
+    assert_eq!(
+        generation(&later),
+        generation(&put_back),
+        "no writes to an unchanged buffer"
+    );
+    // Someone else deletes it: it comes back, owned by the DataJob.
+    buffers
+        .delete("hourly-warm", &DeleteParams::default())
+        .await
+        .unwrap();
+    let back = wait_for("the buffer back", Duration::from_secs(15), || {
+        let buffers = buffers.clone();
+        let gone = first.uid();
+        async move {
+            Ok(buffers
+                .get_opt("hourly-warm")
+                .await?
+                .filter(|b| b.uid() != gone))
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(back.data["spec"]["replicas"], 1);
+    assert_eq!(back.owner_references()[0].name, "hourly");
 }
