@@ -996,6 +996,16 @@ fn print_table(
             for (t, d) in seen.desired.get(&name).into_iter().flatten() {
                 eprintln!("   {}: desired {d}", at(*t));
             }
+            // The machines paid for: nodes (kwok groups) or NodeClaims (Karpenter's).
+            for (machine, spans) in seen.nodes.get(&name).into_iter().flatten() {
+                for (start, end) in spans {
+                    eprintln!(
+                        "   machine {machine}: {} .. {}",
+                        at(*start),
+                        end.map_or("     -".into(), at)
+                    );
+                }
+            }
         }
     }
 }

@@ -835,3 +835,119 @@ async fn a_capacity_buffer_someone_else_edits_or_deletes_is_put_back_once_not_fo
     assert_eq!(back.data["spec"]["replicas"], 1);
     assert_eq!(back.owner_references()[0].name, "hourly");
 }
+
+/// The node a run's pod is bound to, once it is: (the pod's uid, the node).
+async fn bound_node(pods: &Api<Pod>, datajob: &str) -> (String, String) {
+    let selector = format!("{}={datajob}", datajob_core::labels::NAME);
+    wait_for(&format!("{datajob} bound"), Duration::from_secs(60), || {
+        let (pods, selector) = (pods.clone(), selector.clone());
+        async move {
+            Ok(pods
+                .list(&ListParams::default().labels(&selector))
+                .await?
+                .items
+                .into_iter()
+                .find_map(|p| {
+                    let node = p.spec.as_ref()?.node_name.clone()?;
+                    Some((p.uid()?, node))
+                }))
+        }
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn two_half_empty_nodes_under_running_runs_are_held_by_do_not_disrupt() {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let ns = test_namespace(&client, "karp-merge").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
+    let (pool, _p) = node_pool(&client, "karp-merge", 64).await;
+    let (group, _g) = node_group(&client, "karp-merge", karpenter_group(&pool, ns.name())).await;
+    ready_is(
+        &client,
+        &group,
+        "True",
+        "the group Ready",
+        Duration::from_secs(30),
+    )
+    .await;
+    let run = |name: &'static str, cpu: &'static str, length: &'static str| {
+        let client = client.clone();
+        let ns = ns.name().to_string();
+        async move {
+            let spec = json!({"image": "busybox", "resources": {"cpu": cpu, "memory": "2Gi"},
+                "podAnnotations": {kwok::DURATION: length}});
+            datajob(&client, &ns, name, spec).await
+        }
+    };
+    // A 1.5-CPU run on a first machine, a 2-CPU filler beside it (the machines have 3.9
+    // CPUs), then a second 1.5-CPU run, which needs a second machine. Once the filler
+    // is done, one machine could hold both runs: Karpenter's underused-node
+    // consolidation (5 s after a change) would move one of them.
+    let _a = run("long-a", "1500m", "150s").await;
+    let (a_uid, a_node) = bound_node(&pods, "long-a").await;
+    let _filler = run("filler", "2", "10s").await;
+    let (_, filler_node) = bound_node(&pods, "filler").await;
+    assert_eq!(filler_node, a_node, "the filler shares long-a's machine");
+    let _c = run("long-c", "1500m", "150s").await;
+    let (c_uid, c_node) = bound_node(&pods, "long-c").await;
+    assert_ne!(c_node, a_node, "long-c on a second machine");
+    // Karpenter looks at both machines for consolidation, and says what stops it: the
+    // run's pod's karpenter.sh/do-not-disrupt.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::all(client.clone());
+    for (node, run) in [(&a_node, "long-a"), (&c_node, "long-c")] {
+        let message = wait_for(
+            &format!("Karpenter holding {node} for {run}"),
+            Duration::from_secs(90),
+            || {
+                let events = events.clone();
+                let selector = format!("involvedObject.name={node},reason=DisruptionBlocked");
+                async move {
+                    Ok(events
+                        .list(&ListParams::default().fields(&selector))
+                        .await?
+                        .items
+                        .into_iter()
+                        .filter_map(|e| e.message)
+                        .find(|m| m.contains("karpenter.sh/do-not-disrupt")))
+                }
+            },
+        )
+        .await
+        .unwrap();
+        assert!(
+            message.contains(&format!("{}/{run}-", ns.name())),
+            "{message}"
+        );
+    }
+    // Both machines stayed, and each run kept the pod it started with.
+    let mut names: Vec<String> = pool_nodes(&client, &pool)
+        .await
+        .iter()
+        .map(|n| n.name_any())
+        .collect();
+    names.sort();
+    let mut expected = vec![a_node, c_node];
+    expected.sort();
+    assert_eq!(names, expected, "both machines under running runs stayed");
+    for (name, uid) in [("long-a", a_uid), ("long-c", c_uid)] {
+        let list = pods
+            .list(&ListParams::default().labels(&format!("{}={name}", datajob_core::labels::NAME)))
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(
+            list.len(),
+            1,
+            "{name} has one pod: never evicted and retried"
+        );
+        assert_eq!(list[0].uid().as_deref(), Some(uid.as_str()), "{name}");
+        assert_eq!(
+            list[0].status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Running"),
+            "{name} still runs"
+        );
+    }
+}
