@@ -529,3 +529,57 @@ async fn a_reservation_this_replica_made_holds_before_the_pod_cache_shows_its_to
     .await;
     assert!(patches_node(&calls), "{calls:#?}");
 }
+
+/// A karpenter group on a cluster with no CapacityBuffer CRD (the list answers 404):
+/// the reconcile goes on, writes no buffer or PodTemplate, and its status says that
+/// the group works without warm-up; the group stays Ready on its NodePool.
+#[tokio::test]
+async fn a_karpenter_group_without_the_capacity_buffer_api_works_without_warm_up() {
+    let ng: NodeGroup = serde_json::from_value(json!({
+        "apiVersion": "datajob.dev/v1alpha1", "kind": "NodeGroup",
+        "metadata": {"name": "batch", "uid": "uid-batch"},
+        "spec": {"node": {"cpu": "4", "memory": "16Gi"}, "maxSize": 3, "warmUpBefore": "5m",
+            "provider": {"karpenter": {"nodePool": "batch"}}},
+    }))
+    .expect("a NodeGroup");
+    let pool = json!({"apiVersion": "karpenter.sh/v1", "kind": "NodePool",
+        "metadata": {"name": "batch"}, "spec": {"template": {"spec": {}}}});
+    let calls = calls_of_one_reconcile(
+        ng,
+        Vec::new(),
+        Vec::new(),
+        vec![("/apis/karpenter.sh/v1/nodepools/batch", pool)],
+    )
+    .await;
+    let paths = methods_and_paths(&calls);
+    assert!(
+        paths.contains(&"GET /apis/autoscaling.x-k8s.io/v1beta1/capacitybuffers"),
+        "{paths:?}"
+    );
+    assert!(
+        !paths.iter().any(|p| p.starts_with("PATCH")
+            && (p.contains("capacitybuffers") || p.contains("podtemplates"))),
+        "no buffer written: {paths:?}"
+    );
+    let conditions = written_status(&calls)["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let of = |t: &str| conditions.iter().find(|c| c["type"] == t).cloned();
+    let warm = of("WarmUp").expect("a WarmUp condition");
+    assert_eq!(
+        (&warm["status"], &warm["reason"]),
+        (&json!("False"), &json!("NoCapacityBufferAPI")),
+        "{warm}"
+    );
+    assert!(
+        warm["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no warm-up") && m.contains("CapacityBuffer CRD")),
+        "{warm}"
+    );
+    assert_eq!(
+        of("Ready").map(|c| c["status"].clone()),
+        Some(json!("True"))
+    );
+}
