@@ -15,7 +15,9 @@
 //!
 //! A run that a busy node will have room for by the time it is due (its runs expected
 //! to end before) gets no warm-up buffer while that node is busy: the buffer comes when
-//! the node frees, and holds it.
+//! the node frees, and holds it. Nor does a run that a node busy with DataJob runs of
+//! unknown length (no history yet) would have room for once they end, while no pod of
+//! the group waits: the kwok and Cluster API groups boot no node ahead for it either.
 //!
 //! A buffer goes once its run has a pod (the run is no longer due: its pod takes the
 //! room) and at the latest [`super::WARM_GRACE`] after the run was due. One buffer per
@@ -100,8 +102,10 @@ pub fn wanted(
 /// fits once a busy node's runs are expected to have ended (before it is due), waits
 /// for that node: a buffer now would make the autoscaler boot another while the busy
 /// one frees up in time. Its buffer comes when that node frees (the returned time, or
-/// sooner, when the node's pods end), which then holds the node for it. First fit, the
-/// largest runs first, as [`super::scale`] packs them.
+/// sooner, when the node's pods end), which then holds the node for it. A run that a
+/// node busy with runs of unknown length could take once they end gets no buffer while
+/// that node is busy ([`super::bins::pack_due`]'s rule). First fit, the largest runs
+/// first, as [`super::scale`] packs them.
 fn not_freed_by_due<'a>(
     group: &Group,
     state: &GroupState,
@@ -127,6 +131,15 @@ fn not_freed_by_due<'a>(
         }) {
             b.later = b.later.plus(&d.request);
             frees = b.frees_at.map(|t| frees.map_or(t, |f| f.min(t)));
+        } else if let Some(b) = bins
+            .iter_mut()
+            .find(|b| state.pending.is_empty() && b.may_free_for(shape, &d.request))
+        {
+            // Busy with DataJob runs of unknown length (no history yet) that leave room
+            // for it once they end: no buffer, as the `Schedule` policy boots no node
+            // ahead for such a run. If the node is still busy when the run is due, its
+            // pod waits and the autoscaler makes its node then (at most a boot late).
+            b.later = b.later.plus(&d.request);
         } else {
             out.push(d);
         }

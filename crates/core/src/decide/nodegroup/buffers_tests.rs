@@ -155,11 +155,9 @@ fn a_run_that_a_busy_node_frees_up_for_in_time_waits_for_it_instead_of_a_new_nod
     freed.nodes[0].frees_at = None;
     let (buffers, _) = wanted(&g, &freed, at - secs(29));
     assert_eq!(buffers.len(), 1, "{buffers:?}");
-    // A node expected to end after the run is due, or with runs of unknown length, does
-    // not free up in time: the buffer comes now.
+    // A node expected to end after the run is due does not free up in time: the buffer
+    // comes now.
     s.nodes[0].frees_at = Some(at + secs(30));
-    assert_eq!(wanted(&g, &s, now()).0.len(), 1);
-    s.nodes[0].frees_at = None;
     assert_eq!(wanted(&g, &s, now()).0.len(), 1);
     // Expected to have ended already but still busy: the estimate was wrong, no wait.
     s.nodes[0].frees_at = Some(now() - secs(1));
@@ -187,4 +185,46 @@ fn room_a_node_has_now_takes_a_buffer_and_a_freeing_node_takes_one_run_of_its_sh
     let names: Vec<&str> = buffers.iter().map(|b| b.datajob.as_str()).collect();
     // small: in n0's room now; big: waits for n1; other: n1 is taken, a new node.
     assert_eq!(names, ["team/small", "team/other"]);
+}
+
+#[test]
+fn a_run_a_node_busy_with_runs_of_unknown_length_may_free_up_for_gets_no_buffer() {
+    let g = karpenter_group();
+    let at = now() + secs(90);
+    let runs = vec![due("team/soon", req(4, 12, 0), at)];
+    // One full node, busy with DataJob runs that have no history: they may end any time.
+    let mut s = state(1, runs.clone());
+    s.nodes[0].free = req(0, 0, 0);
+    s.nodes[0].datajob_pods = 1;
+    s.nodes[0].frees_at = None;
+    let (buffers, next) = wanted(&g, &s, now());
+    assert!(buffers.is_empty(), "{buffers:?}");
+    assert_eq!(
+        next, None,
+        "nothing to look at again for: the node's pods wake the group"
+    );
+    // Still busy once due: still no buffer (the run's pod asks the autoscaler itself).
+    assert!(wanted(&g, &s, at + secs(1)).0.is_empty());
+    // Someone else's pod on it: its end is nobody's guess, the buffer comes now.
+    let mut foreign = s.clone();
+    foreign.nodes[0].foreign_pods = 1;
+    assert_eq!(wanted(&g, &foreign, now()).0.len(), 1);
+    // A pod of the group waits for a node: the run would compete with it, so its buffer
+    // comes now.
+    let mut waiting = s.clone();
+    waiting.pending = vec![req(1, 1, 0)];
+    assert_eq!(wanted(&g, &waiting, now()).0.len(), 1);
+    // Two such runs and one node: the second needs a node of its own, and gets a buffer.
+    let two = vec![
+        due("team/soon", req(4, 12, 0), at),
+        due("team/also", req(4, 12, 0), at),
+    ];
+    let mut s2 = state(1, two);
+    s2.nodes[0] = s.nodes[0].clone();
+    let names: Vec<String> = wanted(&g, &s2, now())
+        .0
+        .into_iter()
+        .map(|b| b.datajob)
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
 }
