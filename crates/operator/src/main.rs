@@ -460,6 +460,7 @@ async fn run_controllers(
             groups: groups.clone(),
             pods: pods.clone(),
             pod_events: pods_for_groups,
+            jobs: jobs.clone(),
             nodes,
             node_events,
             datajobs: datajob_store.clone(),

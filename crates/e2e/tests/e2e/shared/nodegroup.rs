@@ -1175,3 +1175,78 @@ async fn kubectl_names_datajobs_as_users_type_them() {
     let gone = kubectl(&["get", "datajob", "nightly", "-n", ns.name()], None);
     assert!(!gone.ok && gone.stderr.contains("NotFound"), "{gone}");
 }
+
+/// A pod that says it is DataJob's (the managed-by label, a group's node selector and
+/// its toleration) but that no DataJob's Job owns: in a namespace the group serves and in
+/// one it does not.
+fn forged_pod(group: &str, name: &str) -> Pod {
+    use datajob_core::labels::{MANAGED_BY, MANAGED_BY_VALUE, NAME};
+    common::from_json(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {MANAGED_BY: MANAGED_BY_VALUE, NAME: name}},
+        "spec": {
+            "nodeSelector": {GROUP_LABEL: group},
+            "tolerations": [{"key": "datajob.dev/dedicated", "operator": "Exists"}],
+            "containers": [{"name": "main", "image": "busybox",
+                "resources": {"requests": {"cpu": "3", "memory": "4Gi"}}}],
+        },
+    }))
+}
+
+#[tokio::test]
+async fn a_pod_no_datajob_owns_makes_no_node_and_is_never_patched() {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let why = "the test's forged pods are bare pods, not DataJob runs";
+    let served = common::unrestricted_namespace(&client, "forged", why).await;
+    let other = common::unrestricted_namespace(&client, "forged-other", why).await;
+    let mut spec = kwok_group(4, "16Gi", 0, "0.50", 3);
+    spec["namespaces"] = json!([served.name()]);
+    let (group, _g) = node_group(&client, "forged", spec).await;
+    for ns in [served.name(), other.name()] {
+        Api::<Pod>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &forged_pod(&group, "forged"))
+            .await
+            .expect("create the forged pod");
+    }
+    // The group reconciles every 2 s while it has work: 15 s is several passes.
+    let groups: Api<NodeGroup> = Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while tokio::time::Instant::now() < deadline {
+        let g = groups.get(&group).await.expect("get the group");
+        let s = g.status.unwrap_or_default();
+        assert_eq!(
+            (s.desired, s.pending_pods),
+            (0, 0),
+            "forged pods count: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        group_nodes(&client, &group).await.is_empty(),
+        "no node made"
+    );
+    for ns in [served.name(), other.name()] {
+        let pod = Api::<Pod>::namespaced(client.clone(), ns)
+            .get("forged")
+            .await
+            .expect("get the forged pod");
+        let tolerations = pod.spec.and_then(|s| s.tolerations).unwrap_or_default();
+        assert!(
+            tolerations
+                .iter()
+                .all(|t| t.key.as_deref() != Some(reserve::RESERVED_TAINT)),
+            "patched: {tolerations:?}"
+        );
+    }
+    // The control: a DataJob of the same shape in the served namespace makes its node.
+    let run = json!({"image": "busybox", "resources": {"cpu": 3, "memory": "4Gi"},
+        "podAnnotations": {kwok::DURATION: "3s"}});
+    let api = datajob(&client, served.name(), "real", run).await;
+    group_size(&client, &group, 1, Duration::from_secs(60))
+        .await
+        .expect("the DataJob's run makes a node");
+    succeeded(&api, "real", Duration::from_secs(60))
+        .await
+        .expect("the run succeeds");
+}

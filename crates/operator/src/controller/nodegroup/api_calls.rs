@@ -5,6 +5,7 @@ use crate::controller::mock::{self, Call};
 use crate::metrics::Metrics;
 use datajob_core::decide::nodegroup::reserve;
 use datajob_core::labels::{self, MANAGED_BY, MANAGED_BY_VALUE, NAME};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
 
@@ -95,13 +96,31 @@ fn as_node(node: serde_json::Value) -> Node {
 fn run_pod(node: Option<&str>, cpu: &str, memory: &str) -> Pod {
     serde_json::from_value(json!({
         "metadata": {"name": "nightly-29934840-abcde", "namespace": "data",
-            "labels": {NAME: "nightly", MANAGED_BY: MANAGED_BY_VALUE}},
+            "labels": {NAME: "nightly", MANAGED_BY: MANAGED_BY_VALUE},
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job",
+                "name": "nightly-29934840", "uid": "uid-run", "controller": true}]},
         "spec": {"nodeSelector": {GROUP_LABEL: "batch"}, "nodeName": node,
             "containers": [{"name": "main", "image": "registry.example/acme/etl:1.0",
                 "resources": {"requests": {"cpu": cpu, "memory": memory}}}]},
         "status": {"phase": if node.is_some() { "Running" } else { "Pending" }},
     }))
     .expect("a Pod")
+}
+
+/// The DataJob `nightly` of [`run_pod`], and the Job its CronJob made for that run:
+/// what makes the pod a DataJob's run.
+fn run_owners() -> (Vec<DataJob>, Vec<Job>) {
+    let dj = json!({"apiVersion": "datajob.dev/v1alpha1", "kind": "DataJob",
+        "metadata": {"name": "nightly", "namespace": "data", "uid": "uid-nightly"},
+        "spec": {"image": "registry.example/acme/etl:1.0"}});
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "nightly-29934840", "namespace": "data", "uid": "uid-run",
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob",
+                "name": "nightly", "uid": "uid-cronjob", "controller": true}]}});
+    (
+        vec![serde_json::from_value(dj).expect("a DataJob")],
+        vec![serde_json::from_value(job).expect("a Job")],
+    )
 }
 
 /// What the reconcile writes for the group with one Ready node that a run fills.
@@ -140,6 +159,7 @@ async fn calls_of_one_reconcile_by(
         serde_json::to_value(&ng).unwrap_or_default(),
         held.into_iter().map(|(p, o)| (p.to_string(), o)).collect(),
     );
+    let (datajobs, jobs) = run_owners();
     let ctx = Arc::new(NodeGroupContext {
         base: Context::new(
             client,
@@ -148,8 +168,9 @@ async fn calls_of_one_reconcile_by(
             datajob_core::decide::children::Guards::default(),
         ),
         pods: crate::controller::mock::store_of(pods),
+        jobs: crate::controller::mock::store_of(jobs),
         nodes: crate::controller::mock::store_of(nodes),
-        datajobs: crate::controller::mock::store_of(Vec::new()),
+        datajobs: crate::controller::mock::store_of(datajobs),
         counted_at: Mutex::new(HashMap::new()),
         boots: Mutex::new(HashMap::new()),
         reserved_for: Mutex::new(reserved_for),
@@ -201,6 +222,7 @@ async fn a_failed_reconcile_is_told_on_the_node_group_as_a_warning_event() {
             datajob_core::decide::children::Guards::default(),
         ),
         pods: mock::store_of(Vec::new()),
+        jobs: mock::store_of(Vec::new()),
         nodes: mock::store_of(Vec::new()),
         datajobs: mock::store_of(Vec::new()),
         counted_at: Mutex::new(HashMap::new()),
@@ -239,6 +261,30 @@ async fn a_failed_reconcile_is_told_on_the_node_group_as_a_warning_event() {
                 && l.ends_with(" 1")),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn a_pod_that_only_looks_like_a_run_raises_nothing_and_is_not_patched() {
+    // DataJob's labels and the group's node selector, but no DataJob's Job owns it.
+    let mut bare = run_pod(None, "1", "1Gi");
+    bare.metadata.owner_references = None;
+    let mut elsewhere = run_pod(None, "1", "1Gi");
+    elsewhere.metadata.namespace = Some("other".into());
+    for pod in [bare, elsewhere] {
+        let calls =
+            calls_of_one_reconcile(group(json!(null)), Vec::new(), vec![pod], Vec::new()).await;
+        assert_eq!(methods_and_paths(&calls), [format!("PATCH {STATUS}")]);
+        let status = written_status(&calls);
+        assert_eq!(
+            (
+                &status["desired"],
+                &status["pendingPods"],
+                &status["activePods"]
+            ),
+            (&json!(0), &json!(0), &json!(0)),
+            "{status}"
+        );
+    }
 }
 
 #[tokio::test]

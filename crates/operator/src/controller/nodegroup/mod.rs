@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -34,6 +35,9 @@ const CONTROLLER: &str = "nodegroup";
 pub(crate) struct NodeGroupContext {
     pub base: Context,
     pub pods: Store<Pod>,
+    /// The runs' Jobs: a pod counts only when a DataJob's Job owns it
+    /// ([`nodegroup::owned`]).
+    pub jobs: Store<Job>,
     pub nodes: Store<Node>,
     /// DataJobs, for the scheduled runs a group warms up for.
     pub datajobs: Store<DataJob>,
@@ -58,6 +62,7 @@ pub struct NodeGroupCaches<G, P, N, D> {
     pub group_events: G,
     pub pods: Store<Pod>,
     pub pod_events: P,
+    pub jobs: Store<Job>,
     pub nodes: Store<Node>,
     pub node_events: N,
     pub datajobs: Store<DataJob>,
@@ -80,6 +85,7 @@ pub async fn run<G, P, N, D>(
         group_events,
         pods,
         pod_events,
+        jobs,
         nodes,
         node_events,
         datajobs,
@@ -89,6 +95,7 @@ pub async fn run<G, P, N, D>(
     let ctx = Arc::new(NodeGroupContext {
         base,
         pods,
+        jobs,
         nodes,
         datajobs,
         counted_at: Mutex::new(HashMap::new()),

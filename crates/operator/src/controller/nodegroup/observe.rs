@@ -1,5 +1,6 @@
 //! What a NodeGroup looks like now, read from the caches: its nodes (with what is free
-//! on each and when it frees), the DataJob pods placed on it, those that wait, and the
+//! on each and when it frees), the DataJob pods placed on it (runs of a DataJob it
+//! serves, nothing that only looks like one), those that wait, and the
 //! scheduled runs due on it. One read from the API: the pods on a node, counted before
 //! it may go.
 use std::sync::Arc;
@@ -38,6 +39,7 @@ pub(super) fn observe(
         .into_iter()
         .filter(|p| {
             due_runs::active(p)
+                && run_of_datajob(ctx, group, p)
                 && p.spec
                     .as_ref()
                     .and_then(|s| s.node_selector.as_ref())
@@ -83,6 +85,22 @@ pub(super) fn observe(
             .and_then(labels::parse_rfc3339),
     };
     Observed { state, pods }
+}
+
+/// Whether `pod` is a run of a DataJob in a namespace `group` serves
+/// ([`nodegroup::owned`]): only such pods make nodes, hold them, or get patched.
+fn run_of_datajob(ctx: &NodeGroupContext, group: &Group, pod: &Pod) -> bool {
+    let ns = pod.namespace().unwrap_or_default();
+    nodegroup::owned::run_of_datajob(
+        &pod.metadata,
+        |n| group.serves(n),
+        |name| ctx.jobs.get(&ObjectRef::new(name).within(&ns)),
+        |name| {
+            ctx.datajobs
+                .get(&ObjectRef::new(name).within(&ns))
+                .and_then(|dj| dj.uid())
+        },
+    )
 }
 
 /// One node of the group as the caches show it, with the group's `pods` bound to it.
