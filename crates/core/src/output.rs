@@ -116,6 +116,20 @@ impl Output {
                         format!("write {scheme}://<bucket>/<path>"),
                     ));
                 }
+                // A key may hold most characters, but `.`, `..` and empty parts would
+                // climb out of (or alias) the output's prefix, and out of the local
+                // run's stand-in directory for it.
+                if rest
+                    .split('/')
+                    .any(|part| part.is_empty() || part == "." || part == "..")
+                {
+                    return Err(refuse(
+                        "has a path with '.', '..' or an empty part",
+                        format!(
+                            "write {scheme}://<bucket>/<path> with plain parts, e.g. {scheme}://acme-lake/events"
+                        ),
+                    ));
+                }
                 return Ok(Output::ObjectStore {
                     url: format!("{scheme}://{rest}"),
                 });
@@ -276,6 +290,10 @@ mod tests {
             ("pvc://lake/a//b", "plain relative path"),
             ("pvc://lake/_runs", "keeps for itself"),
             ("s3://", "names no bucket"),
+            ("s3://lake/../../etc", "'..'"),
+            ("gs://lake/./x", "'..'"),
+            ("s3://lake//x", "empty part"),
+            ("s3://../x", "'..'"),
             ("ftp://x", "not a location"),
             ("/data/out", "runs on the cluster cannot reach"),
             ("file:///data/out", "runs on the cluster cannot reach"),

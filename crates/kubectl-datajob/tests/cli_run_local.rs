@@ -427,3 +427,63 @@ fn run_without_local_says_how_to_run_on_the_cluster() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("trigger"));
 }
+
+#[test]
+fn a_host_run_gets_directories_only_its_user_may_write_and_says_what_environment_it_passed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out_root = dir.path().join("out");
+    let file = datajob(
+        dir.path(),
+        "private",
+        "echo x > \"$DATAJOB_STAGING/a\" && echo y > \"$DATAJOB_SCRATCH/b\"",
+        &format!("  output: file://{}\n", out_root.display()),
+    );
+    let (out, _, stderr) = run_local(
+        dir.path(),
+        &file,
+        &["--engine", "host", "--logical-time", "2026-11-25T03:00:00Z"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let runs: Vec<_> = std::fs::read_dir(dir.path().join(".datajob/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    for d in ["scratch", "home"] {
+        assert_eq!(mode(&runs[0].join(d)), 0o700, "{d}");
+    }
+    for d in [out_root.clone(), out_root.join("_runs")] {
+        assert_eq!(mode(&d) & 0o002, 0, "{} is writable by others", d.display());
+    }
+    let published =
+        std::fs::canonicalize(out_root.join("logical_time=2026-11-25T03:00:00Z")).unwrap();
+    assert_eq!(mode(&published), 0o755);
+    assert!(published.join("a").exists());
+    // It says that the run saw the caller's environment, and how to pass only the run's.
+    let said = stderr
+        .lines()
+        .find(|l| l.contains("environment: "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(said.contains("of your own environment"), "{said}");
+    assert!(said.contains("DATAJOB_RUN_ID"), "{said}");
+    assert!(said.contains("--engine docker or podman"), "{said}");
+}
+
+#[test]
+fn an_object_store_output_that_climbs_out_of_its_prefix_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = datajob(
+        dir.path(),
+        "climb",
+        "echo x > \"$DATAJOB_STAGING/a\"",
+        "  output: s3://acme-lake/../../../escaped\n",
+    );
+    let (out, _, stderr) = run_local(dir.path(), &file, &["--engine", "host"]);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("spec.output"), "{stderr}");
+    assert!(stderr.contains("'..'"), "{stderr}");
+    assert!(!dir.path().join("escaped").exists());
+    assert!(!dir.path().join(".datajob").join("escaped").exists());
+}

@@ -199,11 +199,30 @@ fn announce(s: &Setup, progress: &Progress) {
         r.retries + 1
     ));
     match s.choice {
-        Choice::Host { .. } => say(format!(
-            "on the host the command runs as you, with your files and tools; cpu and memory are not limited; HOME and DATAJOB_SCRATCH are {} and {}",
-            s.home.display(),
-            s.scratch.display()
-        )),
+        Choice::Host { .. } => {
+            let yours = std::env::vars_os()
+                .filter(|(k, _)| {
+                    !k.to_string_lossy()
+                        .starts_with(datajob_core::validation::RESERVED_ENV_PREFIX)
+                        && !s.env.vars.iter().any(|(n, _)| std::ffi::OsStr::new(n) == k)
+                })
+                .count();
+            say(format!(
+                "on the host the command runs as you, with your files and tools; cpu and memory are not limited; HOME and DATAJOB_SCRATCH are {} and {}",
+                s.home.display(),
+                s.scratch.display()
+            ));
+            say(format!(
+                "environment: {} variable(s) of the run ({}) and {yours} of your own environment (all of it but DATAJOB_*); use --engine docker or podman to pass only the run's",
+                s.env.vars.len(),
+                s.env
+                    .vars
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         Choice::Container { .. } => say(format!(
             "as user {} (never root, as on the cluster), with /scratch and HOME=/home/datajob from {}",
             r.run_as_user,
@@ -301,7 +320,8 @@ async fn attempts(
     loop {
         attempt += 1;
         if let Some(st) = &s.stage {
-            staging::prepare(&st.root, &s.run_id).map_err(CliError::io(format!(
+            let other_user = matches!(s.choice, Choice::Container { .. });
+            staging::prepare(&st.root, &s.run_id, other_user).map_err(CliError::io(format!(
                 "preparing the staging directory {}",
                 st.dir.display()
             )))?;

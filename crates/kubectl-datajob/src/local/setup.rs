@@ -178,12 +178,14 @@ fn find_inputs(
     Ok(out)
 }
 
-/// An empty directory anyone may write to (the container's user is not this user).
-fn writable_dir(dir: &std::path::Path) -> Result<()> {
+/// An empty directory the run's user may write to: this user alone on the host; for a
+/// container, whose user is not this one (`other_user`), anyone (sticky, as /tmp).
+fn writable_dir(dir: &std::path::Path, other_user: bool) -> Result<()> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).map_err(CliError::io(format!("creating {}", dir.display())))?;
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777))
+    let mode = if other_user { 0o1777 } else { 0o700 };
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
         .map_err(CliError::io(format!("making {} writable", dir.display())))
 }
 
@@ -308,8 +310,9 @@ pub(super) async fn prepare(
     // Scratch and home, as the pod has them: empty and writable by the run's user.
     let run_dir = state_dir.join("runs").join(&run_id);
     let (scratch, home) = (run_dir.join("scratch"), run_dir.join("home"));
-    writable_dir(&scratch)?;
-    writable_dir(&home)?;
+    let other_user = matches!(choice, Choice::Container { .. });
+    writable_dir(&scratch, other_user)?;
+    writable_dir(&home, other_user)?;
     if let Choice::Host { .. } = choice {
         env.set("HOME", home.display().to_string());
         env.set("DATAJOB_SCRATCH", scratch.display().to_string());

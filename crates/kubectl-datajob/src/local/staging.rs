@@ -42,17 +42,16 @@ pub(crate) fn local_root(out: &Output, state_dir: &Path) -> (PathBuf, Option<Str
     }
 }
 
-/// The staging directory of `run_id` under `root`, empty, and writable by a container's
-/// user (not this user).
-pub(crate) fn prepare(root: &Path, run_id: &str) -> io::Result<PathBuf> {
+/// The staging directory of `run_id` under `root`, empty. Writable by the run's user:
+/// this user on the host (the group may write too, as on the cluster's volumes); for a
+/// container, whose user is not this one (`other_user`), by anyone, and only this
+/// directory: the root and `_runs` keep their permissions, and the version it becomes
+/// is made read-only for others when it is published.
+pub(crate) fn prepare(root: &Path, run_id: &str, other_user: bool) -> io::Result<PathBuf> {
     let dir = publish::stage(root, run_id, GRACE, SystemTime::now())?;
-    use std::os::unix::fs::PermissionsExt;
-    for d in [
-        root.to_path_buf(),
-        root.join(output::STAGING_DIR),
-        dir.clone(),
-    ] {
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777))?;
+    if other_user {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
     }
     Ok(dir)
 }
@@ -75,6 +74,12 @@ pub(crate) fn publish(
     let at = labels::rfc3339(logical_time);
     let version = output::version_name(run_id, &nonce);
     let manifest = publish::publish(root, run_id, &at, &version, origin, now)?;
+    // What a container's user could write to while staging, nobody else may once
+    // published.
+    if let Some(dir) = publish::resolve_partition(root, &at) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+    }
     Ok((root.join(output::partition_name(logical_time)), manifest))
 }
 
@@ -129,10 +134,19 @@ mod tests {
         let root = tmp.path();
         let t = labels::parse_rfc3339("2026-11-25T03:00:00Z").unwrap();
         assert!(published_input(root, Some(t), t).is_none());
-        let staged = prepare(root, "raw-29926260").unwrap();
+        // As for a container: only the run's staging directory is open to others, and
+        // not once published.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let staged = prepare(root, "raw-29926260", true).unwrap();
+        assert_eq!(mode(&staged), 0o777);
+        for d in [root.to_path_buf(), root.join(output::STAGING_DIR)] {
+            assert_eq!(mode(&d) & 0o002, 0, "{}", d.display());
+        }
         std::fs::write(staged.join("a"), "a").unwrap();
         let (partition, m) = publish(root, "raw-29926260", t, &Origin::default()).unwrap();
         assert!(partition.join("a").exists());
+        assert_eq!(mode(&std::fs::canonicalize(&partition).unwrap()), 0o755);
         assert_eq!(m.logical_time, "2026-11-25T03:00:00Z");
         let (at, dir) = published_input(root, Some(t), t).unwrap();
         assert_eq!(at, t);
