@@ -653,6 +653,8 @@ async fn install_upgrade_and_uninstall_leave_nothing_behind() {
         format!("Deployment {n}/{full}"),
         format!("ServiceAccount {n}/{full}"),
         format!("ClusterRole /{full}"),
+        format!("ClusterRole /{full}-view"),
+        format!("ClusterRole /{full}-edit"),
         format!("ClusterRoleBinding /{full}"),
         format!("Role {n}/{full}"),
         format!("RoleBinding {n}/{full}"),
@@ -671,6 +673,69 @@ async fn install_upgrade_and_uninstall_leave_nothing_behind() {
     assert!(
         missing.is_empty(),
         "not installed: {missing:?}; installed: {installed:?}"
+    );
+
+    // Namespace users get DataJob rights through Kubernetes' own roles: `view` reads,
+    // `edit` writes, neither touches status or NodeGroups. The controller-manager
+    // aggregates the chart's roles into them within seconds.
+    for (user, role) in [("ana-viewer", "view"), ("ben-editor", "edit")] {
+        must(
+            kubectl_run(
+                &[
+                    "create",
+                    "rolebinding",
+                    user,
+                    "--clusterrole",
+                    role,
+                    "--user",
+                    user,
+                    "-n",
+                    n,
+                ],
+                None,
+            ),
+            "kubectl create rolebinding",
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(can("ana-viewer", &["list", "datajobs.datajob.dev", "-n", n])
+        && can("ben-editor", &["create", "datajobs.datajob.dev", "-n", n]))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "view and edit did not get the chart's DataJob rules in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let ask = |verb: &'static str, what: &'static str| vec![verb, what, "-n", n];
+    assert_permissions(
+        "ana-viewer",
+        &[
+            (ask("get", "datajobs.datajob.dev"), true),
+            (ask("watch", "backfills.datajob.dev"), true),
+            (ask("create", "datajobs.datajob.dev"), false),
+            (ask("delete", "backfills.datajob.dev"), false),
+            (ask("list", "nodegroups.datajob.dev"), false),
+        ],
+    );
+    assert_permissions(
+        "ben-editor",
+        &[
+            (ask("create", "datajobs.datajob.dev"), true),
+            (ask("patch", "datajobs.datajob.dev"), true),
+            (ask("delete", "backfills.datajob.dev"), true),
+            (
+                vec![
+                    "patch",
+                    "datajobs.datajob.dev",
+                    "--subresource=status",
+                    "-n",
+                    n,
+                ],
+                false,
+            ),
+            (ask("create", "nodegroups.datajob.dev"), false),
+        ],
     );
 
     // Two replicas, on two nodes (the cluster has two untainted kwok nodes).
