@@ -76,9 +76,10 @@ pub struct DataJobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<String>,
 
-    /// Annotations for the run's pods, e.g. `sidecar.istio.io/inject: "false"` (a mesh sidecar
-    /// would keep a batch pod from ever finishing) or a monitoring tool's. Keys under
-    /// `datajob.dev/` and `batch.kubernetes.io/` are reserved. Default: none.
+    /// Annotations for the run's pods, e.g. a monitoring tool's. Keys under `datajob.dev/`
+    /// and `batch.kubernetes.io/` are reserved; AppArmor and seccomp annotations are
+    /// refused, and so are mesh opt-outs (`sidecar.istio.io/inject: "false"`, ...) unless
+    /// the operator allows them (`settings.allowMeshOptOut`). Default: none.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub pod_annotations: std::collections::BTreeMap<String, String>,
 

@@ -53,6 +53,10 @@ pub struct Limits {
     pub volume_outputs: bool,
     /// `file://` and absolute-path outputs are allowed: only `run --local` can reach them.
     pub local_paths: bool,
+    /// Pod annotations that take a run out of the service mesh (`sidecar.istio.io/inject:
+    /// "false"`, `linkerd.io/inject: disabled`, ...) are allowed (the chart's
+    /// `settings.allowMeshOptOut`).
+    pub mesh_opt_out: bool,
 }
 
 impl Default for Limits {
@@ -61,6 +65,7 @@ impl Default for Limits {
             max_deadline: Duration::from_secs(24 * 3600),
             volume_outputs: true,
             local_paths: false,
+            mesh_opt_out: false,
         }
     }
 }
@@ -151,7 +156,7 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
     let (cpu_millis, memory_bytes, disk_bytes, gpu) = resources(spec, &mut p);
     check_env_names(spec, &mut p);
     check_sizes(spec, &mut p);
-    check_annotations(spec, &mut p);
+    check_annotations(spec, limits, &mut p);
     let run_as_user = run_as_user(spec, &mut p);
     check_service_account(spec, &mut p);
     check_inputs(spec, &name, &mut p);
@@ -373,8 +378,52 @@ fn check_env_names(spec: &DataJobSpec, p: &mut Vec<Problem>) {
     }
 }
 
-/// `spec.podAnnotations` keys: valid, and none of the reserved prefixes.
-fn check_annotations(spec: &DataJobSpec, p: &mut Vec<Problem>) {
+/// Annotation prefixes that loosen a pod's confinement (AppArmor, seccomp): a run keeps
+/// the `restricted` profile the operator gives it, whatever its namespace allows.
+const CONFINEMENT_PREFIXES: [&str; 2] = [
+    "container.apparmor.security.beta.kubernetes.io",
+    "seccomp.security.alpha.kubernetes.io",
+];
+
+/// Annotations (key, the values that opt out) that take a pod out of a service mesh or
+/// its traffic rules: allowed only with [`Limits::mesh_opt_out`].
+const MESH_OPT_OUTS: [(&str, &[&str]); 6] = [
+    ("sidecar.istio.io/inject", &["false"]),
+    ("linkerd.io/inject", &["disabled"]),
+    ("traffic.sidecar.istio.io/excludeOutboundIPRanges", &[]),
+    ("traffic.sidecar.istio.io/excludeOutboundPorts", &[]),
+    ("traffic.sidecar.istio.io/excludeInboundPorts", &[]),
+    ("config.linkerd.io/skip-outbound-ports", &[]),
+];
+
+/// `spec.podAnnotations` keys: valid, none of the reserved prefixes, none that loosens the
+/// pod's confinement, and no mesh opt-out unless the operator allows it.
+fn check_annotations(spec: &DataJobSpec, limits: &Limits, p: &mut Vec<Problem>) {
+    for (key, value) in &spec.pod_annotations {
+        let field = format!("spec.podAnnotations[{key}]");
+        let prefix = key.rsplit_once('/').map_or("", |(prefix, _)| prefix);
+        if CONFINEMENT_PREFIXES.contains(&prefix) {
+            p.push(Problem::new(
+                &field,
+                key,
+                "changes the run's AppArmor or seccomp profile, which DataJob keeps at the restricted default",
+                "remove it: a run always gets RuntimeDefault",
+            ));
+            continue;
+        }
+        let opts_out = MESH_OPT_OUTS.iter().any(|(k, values)| {
+            k == key
+                && (values.is_empty() || values.contains(&value.trim().to_lowercase().as_str()))
+        });
+        if opts_out && !limits.mesh_opt_out {
+            p.push(Problem::new(
+                &field,
+                value,
+                "takes the run out of the service mesh, which this installation does not allow",
+                "remove it, or ask the platform team to install DataJob with settings.allowMeshOptOut=true",
+            ));
+        }
+    }
     for key in spec.pod_annotations.keys() {
         let field = format!("spec.podAnnotations[{key}]");
         let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key));
@@ -832,6 +881,58 @@ mod tests {
         assert!(resolve(&dj("a", ann("sidecar.istio.io/inject")), &Limits::default()).is_ok());
         assert!(problems(dj("a", ann("datajob.dev/run-id")))[0].contains("reserved"));
         assert!(problems(dj("a", ann("bad key!")))[0].contains("not a valid annotation key"));
+    }
+
+    #[test]
+    fn annotations_that_loosen_confinement_or_leave_the_mesh_are_refused() {
+        let ann = |k: &str, v: &str| DataJobSpec {
+            pod_annotations: [(k.to_string(), v.to_string())].into(),
+            ..spec()
+        };
+        for key in [
+            "container.apparmor.security.beta.kubernetes.io/main",
+            "seccomp.security.alpha.kubernetes.io/pod",
+        ] {
+            let p = problems(dj("a", ann(key, "unconfined")));
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert!(
+                p[0].contains(&format!("spec.podAnnotations[{key}]")),
+                "{p:?}"
+            );
+            assert!(p[0].contains("AppArmor or seccomp"), "{p:?}");
+        }
+        let allowed = Limits {
+            mesh_opt_out: true,
+            ..Limits::default()
+        };
+        for (key, value) in [
+            ("sidecar.istio.io/inject", "false"),
+            ("sidecar.istio.io/inject", " FALSE"),
+            ("linkerd.io/inject", "disabled"),
+            (
+                "traffic.sidecar.istio.io/excludeOutboundIPRanges",
+                "0.0.0.0/0",
+            ),
+        ] {
+            let p = problems(dj("a", ann(key, value)));
+            assert_eq!(p.len(), 1, "{key}={value}: {p:?}");
+            assert!(p[0].contains("settings.allowMeshOptOut=true"), "{p:?}");
+            assert!(
+                resolve(&dj("a", ann(key, value)), &allowed).is_ok(),
+                "{key}"
+            );
+        }
+        // Opting in is fine, and so is anything else.
+        for (key, value) in [
+            ("sidecar.istio.io/inject", "true"),
+            ("linkerd.io/inject", "enabled"),
+            ("prometheus.io/scrape", "true"),
+        ] {
+            assert!(
+                resolve(&dj("a", ann(key, value)), &Limits::default()).is_ok(),
+                "{key}"
+            );
+        }
     }
 
     #[test]

@@ -110,6 +110,13 @@ pub struct Config {
     #[arg(long, env = "DATAJOB_PREFLIGHT", default_value_t = true, action = clap::ArgAction::Set)]
     pub preflight: bool,
 
+    /// Allow DataJobs' pod annotations that take a run out of the service mesh
+    /// (`sidecar.istio.io/inject: "false"`, `linkerd.io/inject: disabled`, traffic
+    /// exclusions). Off: they are refused at apply, as AppArmor and seccomp annotations
+    /// always are.
+    #[arg(long, env = "DATAJOB_ALLOW_MESH_OPT_OUT", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_mesh_opt_out: bool,
+
     #[command(flatten)]
     pub webhook_secret: WebhookSecret,
 
@@ -187,6 +194,7 @@ impl Config {
                 .as_deref()
                 .is_some_and(|i| !i.is_empty()),
             local_paths: false,
+            mesh_opt_out: self.allow_mesh_opt_out,
         }
     }
 

@@ -137,6 +137,7 @@ pub(crate) async fn run(args: &DescribeArgs, cluster: &Cluster, format: Format) 
     };
     let lenient = Limits {
         max_deadline: Duration::from_secs(u64::from(u32::MAX)),
+        mesh_opt_out: true,
         ..Limits::default()
     };
     let description = Description {

@@ -189,11 +189,12 @@ fn writable_dir(dir: &std::path::Path, other_user: bool) -> Result<()> {
         .map_err(CliError::io(format!("making {} writable", dir.display())))
 }
 
-/// The DataJob resolved by admission's rules (local paths allowed as output), or every
-/// problem in the field's words.
+/// The DataJob resolved by admission's rules (local paths allowed as output; mesh
+/// opt-outs too, as there is no mesh here), or every problem in the field's words.
 fn resolved(dj: &DataJob) -> Result<Resolved> {
     let limits = Limits {
         local_paths: true,
+        mesh_opt_out: true,
         ..Limits::default()
     };
     resolve(dj, &limits).map_err(|problems| {

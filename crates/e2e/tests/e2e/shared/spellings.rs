@@ -252,7 +252,7 @@ fn specs(ns: &str) -> Vec<(String, DataJob)> {
                 "history": 50, "pendingTimeout": "30m", "suspend": true,
                 "resources": {"cpu": 4, "memory": "16Gi", "disk": "100Gi", "gpu": 1},
                 "env": [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
-                "podAnnotations": {"sidecar.istio.io/inject": "false"},
+                "podAnnotations": {"sidecar.istio.io/inject": "true"},
                 "serviceAccountName": "runner", "inputs": ["raw-events"], "output": "s3://bucket/path",
             }),
         ),
