@@ -1662,3 +1662,35 @@ async fn chart_identity_script_writes_a_kubeconfig_for_the_chart_service_account
         format!("{NOWHERE}/validate-datajob")
     );
 }
+
+#[test]
+fn security_contexts_and_the_architecture_come_from_values() {
+    let pod_of = |args: &[&str]| {
+        let docs = documents(&must(template("datajob", "platform", args), "helm template"));
+        let deployment = find(&docs, "Deployment", "datajob").expect("a Deployment");
+        deployment["spec"]["template"]["spec"].clone()
+    };
+    // By default: restricted, and on nodes of the image's architecture.
+    let pod = pod_of(&[]);
+    assert_eq!(pod["nodeSelector"], json!({"kubernetes.io/arch": "amd64"}));
+    assert_eq!(pod["securityContext"]["runAsUser"], 65532);
+    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    let container = &pod["containers"][0]["securityContext"];
+    assert_eq!(container["readOnlyRootFilesystem"], true);
+    assert_eq!(container["capabilities"]["drop"], json!(["ALL"]));
+    // Each is a value: another user, another architecture, or none.
+    let pod = pod_of(&[
+        "--set",
+        "podSecurityContext.runAsUser=1001",
+        "--set",
+        "securityContext.readOnlyRootFilesystem=false",
+        "--set-string",
+        "nodeSelector.kubernetes\\.io/arch=arm64",
+    ]);
+    assert_eq!(pod["securityContext"]["runAsUser"], 1001);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "the rest stays");
+    assert_eq!(pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"], false);
+    assert_eq!(pod["nodeSelector"], json!({"kubernetes.io/arch": "arm64"}));
+    let pod = pod_of(&["--set", "nodeSelector.kubernetes\\.io/arch=null"]);
+    assert!(pod["nodeSelector"].is_null(), "{}", pod["nodeSelector"]);
+}
