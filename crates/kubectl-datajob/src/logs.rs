@@ -106,17 +106,16 @@ pub(crate) fn unavailable(
     error: &str,
     simulated: bool,
 ) -> String {
-    let mut m = format!(
-        "cannot read the logs of run {run}: its pod {pod} runs on node {node}, which did not serve them ({error})"
-    );
+    // A simulated node never has logs: how the request failed (a TLS or dial error from
+    // a kubelet that is not there) says nothing more to the reader.
     if simulated {
-        m.push_str(&format!(
-            "; {node} is a simulated (kwok) node, which keeps no container logs"
-        ));
-    } else {
-        m.push_str("; the node's kubelet may be down or unreachable from the API server");
+        return format!(
+            "cannot read the logs of run {run}: its pod {pod} runs on {node}, a simulated (kwok) node, which keeps no container logs"
+        );
     }
-    m
+    format!(
+        "cannot read the logs of run {run}: its pod {pod} runs on node {node}, which did not serve them ({error}); the node's kubelet may be down or unreachable from the API server"
+    )
 }
 
 /// A failed log request in words; a node that did not answer is named, and whether it
@@ -368,9 +367,18 @@ mod tests {
             "dial tcp: no such host",
             true,
         );
-        assert!(m.contains(
-            "pod a-1-x runs on node kwok-large-0, which did not serve them (dial tcp: no such host)"
-        ));
-        assert!(m.contains("simulated (kwok) node"));
+        assert_eq!(
+            m,
+            "cannot read the logs of run a-1: its pod a-1-x runs on kwok-large-0, a simulated (kwok) node, which keeps no container logs"
+        );
+        let m = unavailable(
+            "a-1",
+            "a-1-x",
+            "worker-3",
+            "Get \"https://10.0.0.3:10250/...\": x509: certificate signed by unknown authority",
+            false,
+        );
+        assert!(m.contains("runs on node worker-3, which did not serve them (Get"), "{m}");
+        assert!(m.contains("kubelet may be down"), "{m}");
     }
 }

@@ -137,10 +137,10 @@ async fn a_burst_scales_a_kwok_group_up_from_zero_and_back_to_zero() {
     let out = plugin(ns.name(), &["logs", "part-0"]).await;
     assert_eq!(out.code, 3, "{out}");
     assert!(
-        out.stderr.contains(&format!("runs on node {group}-"))
+        out.stderr.contains(&format!("runs on {group}-"))
             && out
                 .stderr
-                .contains("is a simulated (kwok) node, which keeps no container logs"),
+                .contains(", a simulated (kwok) node, which keeps no container logs"),
         "{out}"
     );
     // A removal cut short (the operator stopped between tainting a node and deleting
