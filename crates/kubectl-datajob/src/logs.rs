@@ -378,7 +378,10 @@ mod tests {
             "Get \"https://10.0.0.3:10250/...\": x509: certificate signed by unknown authority",
             false,
         );
-        assert!(m.contains("runs on node worker-3, which did not serve them (Get"), "{m}");
+        assert!(
+            m.contains("runs on node worker-3, which did not serve them (Get"),
+            "{m}"
+        );
         assert!(m.contains("kubelet may be down"), "{m}");
     }
 }

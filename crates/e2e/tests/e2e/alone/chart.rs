@@ -1666,7 +1666,10 @@ async fn chart_identity_script_writes_a_kubeconfig_for_the_chart_service_account
 #[test]
 fn security_contexts_and_the_architecture_come_from_values() {
     let pod_of = |args: &[&str]| {
-        let docs = documents(&must(template("datajob", "platform", args), "helm template"));
+        let docs = documents(&must(
+            template("datajob", "platform", args),
+            "helm template",
+        ));
         let deployment = find(&docs, "Deployment", "datajob").expect("a Deployment");
         deployment["spec"]["template"]["spec"].clone()
     };
@@ -1674,7 +1677,10 @@ fn security_contexts_and_the_architecture_come_from_values() {
     let pod = pod_of(&[]);
     assert_eq!(pod["nodeSelector"], json!({"kubernetes.io/arch": "amd64"}));
     assert_eq!(pod["securityContext"]["runAsUser"], 65532);
-    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
     let container = &pod["containers"][0]["securityContext"];
     assert_eq!(container["readOnlyRootFilesystem"], true);
     assert_eq!(container["capabilities"]["drop"], json!(["ALL"]));
@@ -1688,8 +1694,14 @@ fn security_contexts_and_the_architecture_come_from_values() {
         "nodeSelector.kubernetes\\.io/arch=arm64",
     ]);
     assert_eq!(pod["securityContext"]["runAsUser"], 1001);
-    assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "the rest stays");
-    assert_eq!(pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"], false);
+    assert_eq!(
+        pod["securityContext"]["runAsNonRoot"], true,
+        "the rest stays"
+    );
+    assert_eq!(
+        pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"],
+        false
+    );
     assert_eq!(pod["nodeSelector"], json!({"kubernetes.io/arch": "arm64"}));
     let pod = pod_of(&["--set", "nodeSelector.kubernetes\\.io/arch=null"]);
     assert!(pod["nodeSelector"].is_null(), "{}", pod["nodeSelector"]);
