@@ -40,7 +40,11 @@ set_args=(--set rbac.kwokNodes=true --set rbac.clusterAPI=true --set rbac.karpen
 [ -n "${DATAJOB_LEASE_NAME:-}" ] && set_args+=(--set-string "leaderElection.leaseName=$DATAJOB_LEASE_NAME")
 
 "$KUBECTL" create namespace "$NS" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
+# Rendered for the cluster's own version: without one, helm template assumes v1.20,
+# which the chart's kubeVersion refuses.
+kube_version=$("$KUBECTL" get --raw /version | sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p')
 manifest=$("$HELM" template "$RELEASE" "$ROOT/charts/datajob" --namespace "$NS" "${set_args[@]}" \
+  --kube-version "$kube_version" \
   --show-only templates/serviceaccount.yaml \
   --show-only templates/clusterrole.yaml \
   --show-only templates/role.yaml \
