@@ -137,16 +137,23 @@ fn the_objects_point_at_each_other_select_the_pool_and_are_owned_by_the_datajob(
     assert_eq!(requests["nvidia.com/gpu"], "1");
 }
 
+/// A group with one node, full with DataJob runs expected to end at `frees_at` (`None`:
+/// runs of unknown length), and `due` runs.
+fn one_full_node(due: Vec<DueRun>, frees_at: Option<DateTime<Utc>>) -> GroupState {
+    let mut s = state(1, due);
+    s.nodes[0].free = req(0, 0, 0);
+    s.nodes[0].datajob_pods = 1;
+    s.nodes[0].frees_at = frees_at;
+    s
+}
+
 #[test]
 fn a_run_that_a_busy_node_frees_up_for_in_time_waits_for_it_instead_of_a_new_node() {
     let g = karpenter_group();
     let at = now() + secs(90);
     let runs = vec![due("team/soon", req(4, 12, 0), at)];
     // One node, full, its runs expected to end 30 s before the run is due.
-    let mut s = state(1, runs.clone());
-    s.nodes[0].free = req(0, 0, 0);
-    s.nodes[0].datajob_pods = 1;
-    s.nodes[0].frees_at = Some(at - secs(30));
+    let mut s = one_full_node(runs.clone(), Some(at - secs(30)));
     let (buffers, next) = wanted(&g, &s, now());
     assert!(buffers.is_empty(), "{buffers:?}");
     assert_eq!(next, Some(at - secs(30)), "looked at again when it frees");
@@ -193,10 +200,7 @@ fn a_run_a_node_busy_with_runs_of_unknown_length_may_free_up_for_gets_no_buffer(
     let at = now() + secs(90);
     let runs = vec![due("team/soon", req(4, 12, 0), at)];
     // One full node, busy with DataJob runs that have no history: they may end any time.
-    let mut s = state(1, runs.clone());
-    s.nodes[0].free = req(0, 0, 0);
-    s.nodes[0].datajob_pods = 1;
-    s.nodes[0].frees_at = None;
+    let s = one_full_node(runs, None);
     let (buffers, next) = wanted(&g, &s, now());
     assert!(buffers.is_empty(), "{buffers:?}");
     assert_eq!(
