@@ -214,7 +214,7 @@ pub struct BackfillStatus {
     /// Per DataJob: the target first, then its downstream DataJobs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data_jobs: Vec<BackfillProgress>,
-    /// The times whose run failed, oldest first.
+    /// The times whose run failed, oldest first: the latest 100 (`failed` counts them all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_slots: Vec<FailedSlot>,
     /// When the operator started it (RFC 3339).

@@ -126,6 +126,13 @@ pub(crate) fn summary(name: &str, datajob: &str, status: &BackfillStatus, style:
             p.data_job, p.slots, p.succeeded, p.skipped, p.failed
         ));
     }
+    let listed = status.failed_slots.len();
+    if usize::try_from(status.failed).is_ok_and(|all| all > listed) {
+        out.push_str(&format!(
+            "  the latest {listed} of {} failed times:\n",
+            status.failed
+        ));
+    }
     for f in &status.failed_slots {
         out.push_str(&format!(
             "  {} {} {} {}\n",

@@ -24,6 +24,11 @@ pub struct Names {
     pub max_slots: &'static str,
 }
 
+/// The most failed times a Backfill's status lists (the latest; `failed` counts them
+/// all): a range of thousands of failing times would otherwise outgrow the object
+/// (etcd's 1.5 MiB) and every status write would fail.
+pub const MAX_FAILED_SLOTS: usize = 100;
+
 /// Words about a Backfill object.
 pub const SPEC: Names = Names {
     datajob: "spec.dataJob",
@@ -527,6 +532,9 @@ impl Stepper<'_> {
                 .then_with(|| a.data_job.cmp(&b.data_job))
         });
         failed_slots.dedup();
+        // The latest ones, still oldest first.
+        let over = failed_slots.len().saturating_sub(MAX_FAILED_SLOTS);
+        failed_slots.drain(..over);
         let progress = self.progress;
         let sum = |f: fn(&BackfillProgress) -> i32| progress.iter().map(f).sum::<i32>();
         let total = sum(|p| p.slots);
@@ -1015,5 +1023,43 @@ mod tests {
         let fin = conditions(&next, &done, Some(4), later);
         assert_eq!(by(&fin, "Complete").status, "True");
         assert_eq!(by(&fin, "Complete").reason, "AllTimesDone");
+    }
+
+    #[test]
+    fn the_status_lists_the_latest_failed_times_and_counts_them_all() {
+        let many: Vec<FailedSlot> = (0..150)
+            .map(|i| FailedSlot {
+                data_job: "raw".into(),
+                logical_time: format!("2026-01-01T{:02}:{:02}:00Z", i / 60, i % 60),
+                reason: "RetriesExhausted".into(),
+            })
+            .collect();
+        let previous = BackfillStatus {
+            failed_slots: many.clone(),
+            ..BackfillStatus::default()
+        };
+        let s = Stepper {
+            plan: &[],
+            views: &BTreeMap::new(),
+            inputs_of: &BTreeMap::new(),
+            parallel: 1,
+            rerun_failed: false,
+            stamp: "2026-01-02T00:00:00Z".into(),
+            starts: Vec::new(),
+            failed_slots: previous.failed_slots.clone(),
+            progress: vec![BackfillProgress {
+                data_job: "raw".into(),
+                failed: 150,
+                ..BackfillProgress::default()
+            }],
+        };
+        let status = s.status(&previous);
+        assert_eq!(status.failed, 150, "every failure counts");
+        assert_eq!(status.failed_slots.len(), MAX_FAILED_SLOTS);
+        assert_eq!(
+            status.failed_slots[..],
+            many[50..],
+            "the latest, oldest first"
+        );
     }
 }
