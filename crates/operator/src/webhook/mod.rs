@@ -6,9 +6,14 @@ pub mod tls;
 
 use std::sync::Arc;
 
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::{Json, Router, extract::State, routing::post};
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use tokio::sync::Semaphore;
 
 use kube::runtime::reflector::Store;
 
@@ -24,6 +29,13 @@ use datajob_preflight::Preflight;
 pub(crate) const PATH: &str = "/validate-datajob";
 /// The largest admission review read: twice the apiserver's 3 MiB request limit, with room.
 const MAX_REVIEW_BYTES: usize = 8 << 20;
+/// How many reviews are read and judged at once. A review is read only once it has a
+/// place, so at most this many bodies are in memory (8 × 8 MiB, well inside the
+/// chart's 512Mi limit), however many callers post at once.
+const MAX_CONCURRENT_REVIEWS: usize = 8;
+/// Every review is answered within this, well inside the webhook's `timeoutSeconds` (5 s):
+/// the cache waits, the look-ups of inputs and the preflight share it.
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(4);
 
 #[derive(Clone)]
 struct WebhookState {
@@ -81,6 +93,43 @@ pub fn router(
         // with the field and the limit instead.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REVIEW_BYTES))
         .with_state(state)
+        // Outermost: a review waits for a place before its body is read.
+        .layer(middleware::from_fn_with_state(
+            Arc::new(Semaphore::new(MAX_CONCURRENT_REVIEWS)),
+            bounded,
+        ))
+}
+
+/// At most [`MAX_CONCURRENT_REVIEWS`] reviews at once, each answered within
+/// [`DEADLINE`]. One that finds no place within half the deadline (2 s), or is not answered in
+/// time, gets 503: the apiserver then applies the webhook's `failurePolicy` (`Ignore`:
+/// admitted, and the reconciler still refuses a bad spec; `Fail`: refused, try again),
+/// as it would for a webhook that does not answer, but without holding the caller's
+/// connection and body past the apiserver's own timeout.
+async fn bounded(State(places): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let busy = |why: &str| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the DataJob webhook is busy ({why}); the apiserver applies its failurePolicy"),
+        )
+            .into_response()
+    };
+    let Ok(Ok(_place)) = tokio::time::timeout(DEADLINE / 2, places.acquire_owned()).await else {
+        return busy("no place free within 2 s");
+    };
+    // A backstop: the handler bounds its own waits by the deadline (`remaining`).
+    let backstop =
+        DEADLINE.saturating_sub(started.elapsed()) + std::time::Duration::from_millis(500);
+    match tokio::time::timeout(backstop, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => busy("no answer within the deadline"),
+    }
+}
+
+/// What is left of the deadline of a review that started at `started`, at most `cap`.
+fn remaining(started: std::time::Instant, cap: std::time::Duration) -> std::time::Duration {
+    DEADLINE.saturating_sub(started.elapsed()).min(cap)
 }
 
 /// How long a review waits for the NodeGroup cache after the operator started.
@@ -102,7 +151,7 @@ async fn validate(
     // Just after a start the NodeGroup cache may still be filling: wait a little, and
     // when it is still not there, judge without groups (as when there are none) rather
     // than refuse a DataJob against a partial list. The reconciler places it later.
-    let synced = tokio::time::timeout(GROUPS_SYNC_WAIT, s.groups_synced.wait())
+    let synced = tokio::time::timeout(remaining(started, GROUPS_SYNC_WAIT), s.groups_synced.wait())
         .await
         .unwrap_or(false);
     let groups = match synced {
@@ -112,14 +161,17 @@ async fn validate(
     let mut response = review_datajob(&req, &s.limits, &s.guards, &groups);
     // Inputs against the namespace's DataJobs; a cache still filling judges nothing
     // (the reconciler marks a DataJob with a missing input Invalid with the same words).
-    let datajobs_synced = tokio::time::timeout(GROUPS_SYNC_WAIT, s.datajobs_synced.wait())
-        .await
-        .unwrap_or(false);
+    let datajobs_synced = tokio::time::timeout(
+        remaining(started, GROUPS_SYNC_WAIT),
+        s.datajobs_synced.wait(),
+    )
+    .await
+    .unwrap_or(false);
     if let (true, Some(dj)) = (datajobs_synced, &req.object) {
         let ns = req.namespace.clone().unwrap_or_else(|| "default".into());
         let mut others = namespace_graph(&ns, &s.datajobs);
         if let Some(client) = &s.client {
-            others.extend(missing_inputs(client, dj, &ns, &others).await);
+            others.extend(missing_inputs(client, dj, &ns, &others, started).await);
         }
         let name = dj.metadata.name.clone().unwrap_or_default();
         let problems =
@@ -142,7 +194,10 @@ async fn validate(
     {
         let ns = req.namespace.clone().unwrap_or_else(|| "default".into());
         // Bounded, whatever a look-up does: a review never waits past the limit.
-        let limit = datajob_preflight::TIME_LIMIT + std::time::Duration::from_millis(500);
+        let limit = remaining(
+            started,
+            datajob_preflight::TIME_LIMIT + std::time::Duration::from_millis(500),
+        );
         if let Ok(warnings) = tokio::time::timeout(limit, pf.warnings(&ns, &dj.spec)).await
             && !warnings.is_empty()
         {
@@ -188,12 +243,14 @@ fn namespace_graph(ns: &str, datajobs: &Store<DataJob>) -> Vec<(String, Vec<Stri
 
 /// The inputs of `dj` the cache does not hold, as the apiserver has them: a DataJob
 /// created a moment ago (`kubectl apply` of a file with its inputs first) may not have
-/// reached the cache yet. Bounded in time; what cannot be read counts as missing.
+/// reached the cache yet. Bounded in time (2 s each, all within the review's deadline);
+/// what cannot be read counts as missing.
 async fn missing_inputs(
     client: &kube::Client,
     dj: &DataJob,
     ns: &str,
     known: &[(String, Vec<String>)],
+    started: std::time::Instant,
 ) -> Vec<(String, Vec<String>)> {
     let api: kube::Api<DataJob> = kube::Api::namespaced(client.clone(), ns);
     let mut found = Vec::new();
@@ -202,8 +259,8 @@ async fn missing_inputs(
             continue;
         }
         let params = kube::api::ListParams::default().fields(&format!("metadata.name={input}"));
-        let listed =
-            tokio::time::timeout(std::time::Duration::from_secs(2), api.list(&params)).await;
+        let limit = remaining(started, std::time::Duration::from_secs(2));
+        let listed = tokio::time::timeout(limit, api.list(&params)).await;
         if let Ok(Ok(list)) = listed {
             found.extend(
                 list.items
@@ -229,5 +286,60 @@ pub fn review_datajob(
             Err(problems) => response.deny(problems.to_string()),
         },
         None => response,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    /// A route behind [`bounded`] with `places` places, whose handler takes `takes`.
+    fn app(places: usize, takes: std::time::Duration) -> Router {
+        Router::new()
+            .route(
+                "/",
+                post(move || async move {
+                    tokio::time::sleep(takes).await;
+                    "judged"
+                }),
+            )
+            .layer(middleware::from_fn_with_state(
+                Arc::new(Semaphore::new(places)),
+                bounded,
+            ))
+    }
+
+    async fn post_to(app: Router) -> (StatusCode, String) {
+        let request = Request::post("/").body(Body::empty()).unwrap_or_default();
+        let Ok(response) = app.oneshot(request).await;
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap_or_default();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_review_waits_for_a_place_and_gets_503_past_the_deadline() {
+        // A quick review passes.
+        let quick = app(1, std::time::Duration::ZERO);
+        assert_eq!(post_to(quick).await, (StatusCode::OK, "judged".into()));
+        // One place, held by a review that never ends: it is cut at the deadline, and
+        // one that waits for its place gets 503 after half of it, unread.
+        let stuck = app(1, std::time::Duration::from_secs(3600));
+        let started = std::time::Instant::now();
+        let first = tokio::spawn(post_to(stuck.clone()));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let (status, body) = post_to(stuck).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body.contains("no place free"), "{body}");
+        let waited = started.elapsed();
+        assert!(waited < DEADLINE, "waited {waited:?}");
+        let (status, body) = first.await.unwrap_or_default();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body.contains("no answer within the deadline"), "{body}");
+        assert!(started.elapsed() < DEADLINE + std::time::Duration::from_secs(1));
     }
 }
