@@ -86,6 +86,8 @@ pub struct AdmissionLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: String,
+    /// The git revision built from (12 hex digits), or `unknown` (see `build.rs`).
+    pub revision: String,
 }
 
 /// Buckets of `datajob_schedule_lag_seconds`, in seconds: round numbers, so that an
@@ -298,12 +300,13 @@ impl Metrics {
         let build_info = registered(
             reg,
             "build_info",
-            "Always 1; the operator's version as a label",
+            "Always 1; the operator's version and git revision as labels",
             Family::<BuildLabels, Gauge>::default(),
         );
         build_info
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION").into(),
+                revision: env!("DATAJOB_GIT_REVISION").into(),
             })
             .set(1);
         let webhook_cert_expiry = registered(
@@ -927,6 +930,30 @@ mod tests {
             extra.is_empty(),
             "docs/operations.md lists metrics the operator does not have: {extra:?}"
         );
+    }
+
+    #[test]
+    fn build_info_names_the_version_and_the_git_revision() {
+        let text = Metrics::default().encode();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("datajob_build_info{"))
+            .unwrap_or_default();
+        let revision = line
+            .split("revision=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_default();
+        assert!(
+            line.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))),
+            "{line}"
+        );
+        assert!(
+            revision == "unknown"
+                || (revision.len() == 12 && revision.bytes().all(|b| b.is_ascii_hexdigit())),
+            "{line}"
+        );
+        assert!(line.ends_with(" 1"), "{line}");
     }
 
     #[test]
