@@ -37,19 +37,6 @@ fn chart() -> String {
     format!("{ROOT}/charts/datajob")
 }
 
-/// The Kubernetes version `helm template` and `helm lint` render for: the local control
-/// plane's (`e2e/versions.env`). Without a cluster Helm assumes v1.20, which the chart's
-/// `kubeVersion` refuses, as it would on a cluster that old.
-fn kube_version() -> String {
-    let pins =
-        std::fs::read_to_string(format!("{ROOT}/e2e/versions.env")).expect("e2e/versions.env");
-    pins.lines()
-        .find_map(|l| l.strip_prefix("K8S_VERSION="))
-        .expect("K8S_VERSION in e2e/versions.env")
-        .trim()
-        .to_string()
-}
-
 /// `$HELM`, or the helm that `e2e/tools.sh` builds (once, cached).
 fn helm() -> &'static str {
     static HELM: OnceLock<String> = OnceLock::new();
@@ -141,7 +128,7 @@ fn must(out: Out, what: &str) -> String {
 
 /// `helm template <release> <chart> -n <ns> <args…>`.
 fn template(release: &str, ns: &str, args: &[&str]) -> Out {
-    let (chart, version) = (chart(), kube_version());
+    let (chart, version) = (chart(), common::kube_version());
     let mut all = vec!["template", release, chart.as_str(), "--namespace", ns];
     all.extend_from_slice(&["--kube-version", version.as_str()]);
     all.extend_from_slice(args);
@@ -420,7 +407,7 @@ fn helm_lint_passes_in_every_mode() {
             ],
         ),
     ];
-    let (chart, version) = (chart(), kube_version());
+    let (chart, version) = (chart(), common::kube_version());
     for (mode, args) in modes {
         let mut all = vec![
             "lint",

@@ -933,16 +933,7 @@ fn helm() -> String {
 
 fn template(args: &[&str]) -> std::result::Result<Vec<Value>, String> {
     let chart = format!("{ROOT}/charts/datajob");
-    // The control plane's version (e2e/versions.env): without one Helm assumes v1.20,
-    // which the chart's kubeVersion refuses.
-    let pins =
-        std::fs::read_to_string(format!("{ROOT}/e2e/versions.env")).map_err(|e| e.to_string())?;
-    let version = pins
-        .lines()
-        .find_map(|l| l.strip_prefix("K8S_VERSION="))
-        .ok_or("no K8S_VERSION in e2e/versions.env")?
-        .trim()
-        .to_string();
+    let version = common::kube_version();
     let mut all = vec![
         "template",
         "datajob",

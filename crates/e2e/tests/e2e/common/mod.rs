@@ -32,6 +32,19 @@ pub mod realnode;
 /// The repository's root: its scripts, chart and CRDs.
 pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
+/// The Kubernetes version `helm template` and `helm lint` render for: the local control
+/// plane's (`K8S_VERSION` in `e2e/versions.env`). Without a cluster Helm assumes v1.20,
+/// which the chart's `kubeVersion` refuses, as it would on a cluster that old.
+pub fn kube_version() -> String {
+    let pins =
+        std::fs::read_to_string(format!("{ROOT}/e2e/versions.env")).expect("e2e/versions.env");
+    pins.lines()
+        .find_map(|l| l.strip_prefix("K8S_VERSION="))
+        .expect("K8S_VERSION in e2e/versions.env")
+        .trim()
+        .to_string()
+}
+
 /// A binary of the workspace (`datajob-operator`, `kubectl-datajob`), from the target
 /// directory this test binary was built in. `make e2e` and the `e2e/` scripts build
 /// them first (`cargo build --bins`); a test that finds one missing says so.
