@@ -138,6 +138,17 @@ pub struct DataJobSpec {
     /// within a minute of its time is skipped). Default: `latest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catch_up: Option<CatchUp>,
+
+    /// The parameters a run may be given (`kubectl datajob trigger NAME --arg KEY=VALUE`),
+    /// each with its default: every run's container gets `DATAJOB_ARG_<KEY>` (the key in
+    /// upper case, `-` as `_`), the default unless the run was given another value, and
+    /// `command` and `args` may use it as `$(DATAJOB_ARG_<KEY>)`. Names: a letter, then
+    /// letters, digits, `_` or `-`, at most 40 characters; at most 32 parameters. A
+    /// DataJob with parameters has a name of at most 45 characters, so that the run ids
+    /// of runs with parameters fit. Default: none (a trigger takes no `--arg`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub params: std::collections::BTreeMap<String, String>,
 }
 
 /// What runs after the operator or the cluster was down and scheduled times passed
@@ -261,6 +272,10 @@ pub struct RunRecord {
     /// times the node group's `pricePerHour`, for its duration. Only with node groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_cost: Option<String>,
+    /// The parameters this run was given (`trigger --arg`); empty for runs that take the
+    /// defaults. A run with parameters has a run id of its own.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub params: std::collections::BTreeMap<String, String>,
 }
 
 /// What the operator observed and decided.
@@ -294,7 +309,8 @@ pub struct DataJobStatus {
     /// The node group the DataJob's runs are placed on (none when there are no NodeGroups).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_group: Option<String>,
-    /// The last `datajob.dev/trigger` annotation value the operator acted on.
+    /// The last `datajob.dev/trigger` annotation value the operator acted on, followed by
+    /// ` args=<hash>` when the trigger had arguments (`datajob.dev/trigger-args`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_trigger: Option<String>,
     /// Run ids of runs not yet finished.

@@ -28,6 +28,10 @@ pub(crate) const DEADLINE_SECONDS: &str = "datajob.dev/deadline-seconds";
 pub(crate) const PENDING_TIMEOUT_SECONDS: &str = "datajob.dev/pending-timeout-seconds";
 /// On a DataJob: ask for a run now (`kubectl datajob trigger`), value RFC 3339.
 pub const TRIGGER: &str = "datajob.dev/trigger";
+/// On a DataJob, with [`TRIGGER`]: the run's arguments, a JSON object of strings.
+pub const TRIGGER_ARGS: &str = "datajob.dev/trigger-args";
+/// On the Job of a run with parameters: the arguments it was given (JSON).
+pub const PARAMS: &str = "datajob.dev/params";
 /// On the Job that publishes a run's output (and its pod): the run id.
 pub(crate) const PUBLISH_OF: &str = "datajob.dev/publish-of";
 /// On the runs a Backfill started: its name.

@@ -4,7 +4,8 @@
 //! these, and act on the answer.
 //!
 //! From the bottom: units, quantities and schedules (`units`, `resources`, `schedule`),
-//! names and labels (`labels`), the output contract (`output`), what is valid
+//! names and labels (`labels`), the output contract (`output`), runs with parameters
+//! (`params`), what is valid
 //! (`validation`, `problem`, `suggest`), validation plus placement (`admission`), and the
 //! decisions (`decide`).
 pub mod admission;
@@ -12,6 +13,7 @@ pub mod decide;
 pub mod group;
 pub mod labels;
 pub mod output;
+pub mod params;
 pub mod problem;
 pub mod resources;
 pub mod schedule;

@@ -98,6 +98,8 @@ pub struct Resolved {
     pub inputs: Vec<String>,
     pub output: Option<Output>,
     pub catch_up: CatchUp,
+    /// The parameters a run may be given, with their defaults (`spec.params`).
+    pub params: crate::params::Args,
     /// The claims of the inputs' volume outputs, which the run's pod mounts (read-only
     /// unless it is the output's own claim); set by the reconciler from its DataJob cache.
     pub input_claims: Vec<String>,
@@ -161,6 +163,7 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
     check_service_account(spec, &mut p);
     check_inputs(spec, &name, &mut p);
     let output = output(spec, limits, &mut p);
+    p.extend(crate::params::check_declared(&name, &spec.params));
 
     if !p.is_empty() {
         return Err(Problems(p));
@@ -189,6 +192,7 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
         inputs: spec.inputs.clone(),
         output,
         catch_up: spec.catch_up.unwrap_or_default(),
+        params: spec.params.clone(),
         input_claims: Vec::new(),
         placement: None,
     })

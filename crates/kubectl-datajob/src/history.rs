@@ -103,9 +103,20 @@ pub(crate) fn run_line(run: &RunRecord, tz: Tz, now: DateTime<Utc>) -> String {
     s
 }
 
-/// The history table; a COST column when the runs have estimated costs (node groups).
+/// `day=2026-11-01 mode=full`: a run's arguments, or `-`.
+pub(crate) fn params_text(run: &RunRecord) -> String {
+    if run.params.is_empty() {
+        return "-".into();
+    }
+    let pairs: Vec<String> = run.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.join(" ")
+}
+
+/// The history table; a COST column when the runs have estimated costs (node groups),
+/// a PARAMS column when a run was given arguments.
 pub(crate) fn table(runs: &[RunRecord], tz: Tz, now: DateTime<Utc>, style: Style) -> String {
     let costs = runs.iter().any(|r| r.estimated_cost.is_some());
+    let with_params = runs.iter().any(|r| !r.params.is_empty());
     let mut headers = vec![
         "RUN ID",
         "LOGICAL TIME",
@@ -116,6 +127,9 @@ pub(crate) fn table(runs: &[RunRecord], tz: Tz, now: DateTime<Utc>, style: Style
     ];
     if costs {
         headers.push("COST");
+    }
+    if with_params {
+        headers.push("PARAMS");
     }
     let mut t = Table::new(&headers);
     for run in runs {
@@ -152,6 +166,9 @@ pub(crate) fn table(runs: &[RunRecord], tz: Tz, now: DateTime<Utc>, style: Style
                 run.estimated_cost.clone().unwrap_or_else(|| "-".into()),
                 None,
             ));
+        }
+        if with_params {
+            row.push((params_text(run), None));
         }
         t.row(row);
     }
@@ -267,5 +284,11 @@ mod tests {
             t.lines().nth(2).unwrap().ends_with("5m         0.0421"),
             "{t}"
         );
+        let mut with_params = runs.clone();
+        with_params[0].params = [("day".to_string(), "2026-11-01".to_string())].into();
+        let t = table(&with_params, chrono_tz::UTC, now, Style { color: false });
+        assert!(t.lines().next().unwrap().ends_with("PARAMS"), "{t}");
+        assert!(t.lines().nth(1).unwrap().ends_with("day=2026-11-01"), "{t}");
+        assert!(t.lines().nth(2).unwrap().ends_with("  -"), "{t}");
     }
 }

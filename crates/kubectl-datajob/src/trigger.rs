@@ -1,6 +1,8 @@
-//! `kubectl datajob trigger NAME [--wait]`: start a run now. The run is asked for with
-//! the `datajob.dev/trigger` annotation; the operator creates it with that logical
-//! time (to the minute), so triggering twice in a minute asks for the same run.
+//! `kubectl datajob trigger NAME [--arg KEY=VALUE …] [--wait]`: start a run now. The run
+//! is asked for with the `datajob.dev/trigger` annotation (and its arguments with
+//! `datajob.dev/trigger-args`); the operator creates it with that logical time (to the
+//! minute), so triggering twice in a minute with the same arguments asks for the same
+//! run. A run with arguments has a run id of its own.
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -14,7 +16,8 @@ use super::error::{CliError, Result};
 use super::history;
 use super::terminal::{self, Color, Format, Progress, Style};
 use datajob_api::{DataJob, RunRecord, RunState};
-use datajob_core::labels::{self, TRIGGER};
+use datajob_core::labels::{self, TRIGGER, TRIGGER_ARGS};
+use datajob_core::params;
 use datajob_core::units;
 
 fn duration(s: &str) -> std::result::Result<Duration, String> {
@@ -28,8 +31,13 @@ pub struct TriggerArgs {
 
     /// The run's logical time (RFC 3339, e.g. 2026-11-25T03:00:00Z). Default: now, to
     /// the minute.
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, visible_alias = "logical-time", value_name = "TIME")]
     pub at: Option<String>,
+
+    /// A parameter the DataJob declares in spec.params, as KEY=VALUE (repeat for more).
+    /// The run's container gets it as DATAJOB_ARG_<KEY>.
+    #[arg(long = "arg", value_name = "KEY=VALUE", value_parser = datajob_core::params::parse_arg)]
+    pub args: Vec<(String, String)>,
 
     /// Wait until the run has finished; exit 1 when it failed.
     #[arg(long)]
@@ -50,6 +58,9 @@ pub(crate) struct TriggerReport {
     pub logical_time: String,
     /// False when a run of that logical time already existed.
     pub created: bool,
+    /// The arguments the run was given.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub params: params::Args,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run: Option<RunRecord>,
 }
@@ -94,6 +105,24 @@ pub(crate) fn finished_line(run: &RunRecord, now: DateTime<Utc>, style: Style) -
     }
 }
 
+/// The arguments of `--arg`, each name once, as the DataJob takes them.
+pub(crate) fn given_args(dj: &DataJob, pairs: &[(String, String)]) -> Result<params::Args> {
+    let mut given = params::Args::new();
+    for (k, v) in pairs {
+        if given.insert(k.clone(), v.clone()).is_some() {
+            return Err(CliError::Invalid(format!(
+                "--arg {k} is given twice: give each parameter once"
+            )));
+        }
+    }
+    let problems = params::check_trigger(&dj.spec, &given);
+    if !problems.is_empty() {
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(CliError::Invalid(lines.join("\n")));
+    }
+    Ok(given)
+}
+
 /// Refuses to trigger what the operator would not run.
 fn check_runnable(dj: &DataJob, name: &str) -> Result<()> {
     let status = dj.status.clone().unwrap_or_default();
@@ -109,20 +138,24 @@ fn check_runnable(dj: &DataJob, name: &str) -> Result<()> {
 pub(crate) async fn run(args: &TriggerArgs, cluster: &Cluster, format: Format) -> Result<()> {
     let dj = cluster.datajob(&args.name).await?;
     check_runnable(&dj, &args.name)?;
+    let given = given_args(&dj, &args.args)?;
     let logical_time =
         labels::truncate_to_minute(crate::flags::time_or_now("--at", args.at.as_deref())?);
     let value = labels::rfc3339(logical_time);
-    let id = labels::run_id(&args.name, logical_time);
+    let id = params::run_id(&args.name, logical_time, &given);
     let runs = history::runs_of(cluster, &dj).await?;
     let existing = runs.iter().find(|r| r.name == id).cloned();
     let created = existing.is_none();
     match &existing {
         Some(r) => eprintln!(
-            "run {id} (logical time {value}) already exists: {}. A run is identified by its logical time, to the minute; use --at for another.",
+            "run {id} (logical time {value}) already exists: {}. A run is identified by its logical time, to the minute, and its arguments; use --at for another.",
             r.state
         ),
         None => {
-            let patch = json!({"metadata": {"annotations": {TRIGGER: value}}});
+            // One patch: the operator never sees the time without its arguments.
+            let trigger_args = (!given.is_empty()).then(|| params::annotation(&given));
+            let patch =
+                json!({"metadata": {"annotations": {TRIGGER: value, TRIGGER_ARGS: trigger_args}}});
             cluster
                 .api::<DataJob>()
                 .patch(&args.name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -137,6 +170,7 @@ pub(crate) async fn run(args: &TriggerArgs, cluster: &Cluster, format: Format) -
         run_id: id.clone(),
         logical_time: value.clone(),
         created,
+        params: given.clone(),
         run: existing,
     };
     if !args.wait {
@@ -147,7 +181,13 @@ pub(crate) async fn run(args: &TriggerArgs, cluster: &Cluster, format: Format) -
         }
         return Ok(());
     }
-    let finished = wait_finished(args, cluster, &dj, &id, &value).await?;
+    let key = datajob_core::decide::runs::trigger_key(
+        &value,
+        (!given.is_empty())
+            .then(|| params::annotation(&given))
+            .as_deref(),
+    );
+    let finished = wait_finished(args, cluster, &dj, &id, &key).await?;
     eprintln!("{}", finished_line(&finished, Utc::now(), Style::stderr()));
     let failed = finished.state != RunState::Succeeded;
     report.run = Some(finished);
@@ -160,7 +200,8 @@ pub(crate) async fn run(args: &TriggerArgs, cluster: &Cluster, format: Format) -
     Ok(())
 }
 
-/// Follows run `id` (logical time `value`) of `dj` on one progress line until it has
+/// Follows run `id` (asked for by the trigger `key`, as `status.lastTrigger` records it)
+/// of `dj` on one progress line until it has
 /// finished and the operator recorded it, or `--timeout` (default: the run's deadline
 /// and 20 minutes) passes.
 async fn wait_finished(
@@ -168,7 +209,7 @@ async fn wait_finished(
     cluster: &Cluster,
     dj: &DataJob,
     id: &str,
-    value: &str,
+    key: &str,
 ) -> Result<RunRecord> {
     let deadline = dj
         .spec
@@ -194,7 +235,7 @@ async fn wait_finished(
                 break r.clone();
             }
         }
-        let picked_up = dj.status.as_ref().and_then(|s| s.last_trigger.as_deref()) == Some(value);
+        let picked_up = dj.status.as_ref().and_then(|s| s.last_trigger.as_deref()) == Some(key);
         if started.elapsed() >= timeout {
             progress.finish();
             let state = run.map_or_else(|| "not created".to_string(), |r| r.state.to_string());

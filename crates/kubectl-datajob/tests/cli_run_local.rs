@@ -487,3 +487,48 @@ fn an_object_store_output_that_climbs_out_of_its_prefix_is_refused() {
     assert!(!dir.path().join("escaped").exists());
     assert!(!dir.path().join(".datajob").join("escaped").exists());
 }
+
+#[test]
+fn a_run_takes_the_arguments_a_trigger_takes_with_the_same_meaning() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = datajob(
+        dir.path(),
+        "daily",
+        "echo day=$1 mode=$DATAJOB_ARG_MODE id=$DATAJOB_RUN_ID",
+        "  args: [x, \"$(DATAJOB_ARG_DAY)\"]\n  params: {day: yesterday, mode: full}\n",
+    );
+    let at = ["--engine", "host", "--logical-time", "2026-11-25T03:00:00Z"];
+    let (out, stdout, stderr) = run_local(dir.path(), &file, &at);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(stdout.trim(), "day=yesterday mode=full id=daily-29926260");
+
+    let with: Vec<&str> = at
+        .iter()
+        .copied()
+        .chain(["--arg", "day=2026-11-01"])
+        .collect();
+    let (out, stdout, stderr) = run_local(dir.path(), &file, &with);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let line = stdout.trim();
+    assert!(
+        line.starts_with("day=2026-11-01 mode=full id=daily-29926260-")
+            && line.len() == "day=2026-11-01 mode=full id=daily-29926260-".len() + 8,
+        "a run with arguments has a run id of its own: {line}"
+    );
+
+    let bad: Vec<&str> = at.iter().copied().chain(["--arg", "region=eu"]).collect();
+    let (out, stdout, stderr) = run_local(dir.path(), &file, &bad);
+    assert_ne!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("parameter region \"eu\" is not declared in the DataJob's spec.params; use one of the declared parameters: day, mode"),
+        "{stderr}"
+    );
+    assert!(stdout.is_empty(), "nothing ran: {stdout}");
+    let newline: Vec<&str> = at.iter().copied().chain(["--arg", "day=a\nb"]).collect();
+    let (out, _, stderr) = run_local(dir.path(), &file, &newline);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr.contains("parameter day") && stderr.contains("control character"),
+        "{stderr}"
+    );
+}

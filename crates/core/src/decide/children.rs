@@ -151,6 +151,47 @@ pub fn job(
     }
 }
 
+/// The same Job, of a run given `args` (`kubectl datajob trigger --arg`): its own run id
+/// ([`crate::params::run_id`]) on the Job and its pod, the values in the run's
+/// `DATAJOB_ARG_*` variables, and the arguments on the Job (`datajob.dev/params`), where
+/// its run record reads them back. Unchanged without arguments.
+pub fn with_args(
+    mut job: Job,
+    r: &Resolved,
+    logical_time: DateTime<Utc>,
+    args: &crate::params::Args,
+) -> Job {
+    if args.is_empty() {
+        return job;
+    }
+    let id = crate::params::run_id(&r.name, logical_time, args);
+    job.metadata.name = Some(id.clone());
+    job.labels_mut().insert(RUN_ID.into(), id.clone());
+    job.annotations_mut()
+        .insert(labels::PARAMS.into(), crate::params::annotation(args));
+    let values: BTreeMap<String, String> =
+        crate::params::env(&r.params, args).into_iter().collect();
+    if let Some(template) = job.spec.as_mut().map(|s| &mut s.template) {
+        if let Some(meta) = template.metadata.as_mut() {
+            meta.labels
+                .get_or_insert_with(BTreeMap::new)
+                .insert(RUN_ID.into(), id);
+        }
+        for c in template
+            .spec
+            .iter_mut()
+            .flat_map(|s| s.containers.iter_mut())
+        {
+            for e in c.env.iter_mut().flatten() {
+                if let Some(v) = values.get(&e.name) {
+                    e.value = Some(v.clone());
+                }
+            }
+        }
+    }
+    job
+}
+
 /// The same Job with the locations of its inputs, on the Job and its pod (the container
 /// reads them through the Downward API), and extra labels (a Backfill's).
 pub fn with_inputs(
@@ -719,6 +760,10 @@ fn env(r: &Resolved) -> Vec<EnvVar> {
             ));
         }
         None => {}
+    }
+    // Each parameter's default; a run given arguments gets their values (`with_args`).
+    for (name, value) in crate::params::env(&r.params, &crate::params::Args::new()) {
+        env.push(literal(&name, &value));
     }
     for input in &r.inputs {
         env.push(field(

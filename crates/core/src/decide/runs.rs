@@ -14,6 +14,7 @@ use crate::labels::{
     self, CRONJOB_SCHEDULED, END_MESSAGE, END_REASON, LAST_FAILURE_MESSAGE, LAST_FAILURE_REASON,
     LOGICAL_TIME, WAITING_MESSAGE, WAITING_REASON,
 };
+use crate::params;
 use crate::schedule::Schedule;
 use crate::validation::{Problems, Resolved};
 use datajob_api::{DataJob, DataJobStatus, RunRecord, RunState};
@@ -43,6 +44,10 @@ pub fn run_of(job: &Job, datajob: &str) -> Option<RunRecord> {
     let suspended = job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
 
     let mut record = RunRecord {
+        params: annotations
+            .get(labels::PARAMS)
+            .and_then(|a| params::parse_annotation(a).ok())
+            .unwrap_or_default(),
         name,
         logical_time: labels::rfc3339(logical_time),
         start_time: status
@@ -218,18 +223,59 @@ pub(crate) fn already_ran(
     s.recent_runs.len() >= RECENT_RUNS && oldest.is_some_and(|o| logical_time < o)
 }
 
-/// The logical time a `datajob.dev/trigger` annotation asks for, unless the status says
-/// that request was handled already (`status.lastTrigger`): a trigger acts once.
+/// What `status.lastTrigger` records for the trigger annotations `time` and `args`
+/// (`datajob.dev/trigger-args`, raw): [`params::trigger_key`], with arguments that do not
+/// parse standing for themselves, so that a refused trigger, too, acts once.
+pub fn trigger_key(time: &str, args: Option<&str>) -> String {
+    let args = args.map_or_else(params::Args::new, |raw| {
+        params::parse_annotation(raw)
+            .unwrap_or_else(|_| params::Args::from([(String::new(), raw.to_string())]))
+    });
+    params::trigger_key(time, &args)
+}
+
+/// The run a `datajob.dev/trigger` annotation (`time`, with `args` from
+/// `datajob.dev/trigger-args`) asks for, unless the status says that request was handled
+/// already (`status.lastTrigger`): a trigger acts once. `Err` says why it is refused:
+/// arguments that are not JSON, or not what the DataJob (`spec`) takes. A time
+/// that does not parse asks for nothing.
 pub(crate) fn pending_trigger(
-    annotation: Option<&str>,
+    time: Option<&str>,
+    args: Option<&str>,
+    spec: &datajob_api::DataJobSpec,
     status: Option<&DataJobStatus>,
-) -> Option<DateTime<Utc>> {
-    let value = annotation?;
-    let handled = status.and_then(|s| s.last_trigger.as_deref()) == Some(value);
+) -> Option<Result<(DateTime<Utc>, params::Args), String>> {
+    let value = time?;
+    let handled = status.and_then(|s| s.last_trigger.as_deref()) == Some(&trigger_key(value, args));
     if handled {
         return None;
     }
-    labels::parse_rfc3339(value).map(labels::truncate_to_minute)
+    let t = labels::parse_rfc3339(value).map(labels::truncate_to_minute)?;
+    let given = match args.map(params::parse_annotation).transpose() {
+        Ok(given) => given.unwrap_or_default(),
+        Err(e) => return Some(Err(format!("{} {e}", labels::TRIGGER_ARGS))),
+    };
+    let problems = params::check_trigger(spec, &given);
+    if !problems.is_empty() {
+        let words: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Some(Err(words.join("; ")));
+    }
+    Some(Ok((t, given)))
+}
+
+/// The logical times that had their run, from the runs now (`current`) and the history:
+/// a run with parameters is not the run of its time, so it neither fills a scheduled
+/// time nor keeps it from being caught up.
+pub(crate) fn times_ran(
+    current: &[RunRecord],
+    status: Option<&DataJobStatus>,
+) -> std::collections::BTreeSet<DateTime<Utc>> {
+    current
+        .iter()
+        .chain(status.iter().flat_map(|s| s.recent_runs.iter()))
+        .filter(|r| r.params.is_empty())
+        .filter_map(|r| labels::parse_rfc3339(&r.logical_time))
+        .collect()
 }
 
 /// Merges what the Jobs say with the history in the status, newest first.
@@ -669,18 +715,28 @@ pub(crate) fn missed_slots(
     missed
 }
 
+/// The runs a reconcile creates itself, each a logical time and its arguments, and why
+/// a trigger was refused.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct ToCreate {
+    /// Oldest first.
+    pub runs: Vec<(DateTime<Utc>, params::Args)>,
+    /// Why the pending trigger makes no run, in words.
+    pub refused: Option<String>,
+}
+
 /// The runs a reconcile creates itself (the CronJob makes the scheduled ones): a
 /// one-off DataJob's single run, at the minute it was created, and a pending
-/// `datajob.dev/trigger`; each only when it has no Job (`job_exists`, by run id) and is
-/// not in the history. Oldest first, each time once.
+/// `datajob.dev/trigger` with its arguments; each only when it has no Job (`job_exists`,
+/// by run id) and is not in the history. Oldest first, each run once.
 pub(crate) fn runs_to_create(
     dj: &DataJob,
     one_off: bool,
     job_exists: &dyn Fn(&str) -> bool,
     now: DateTime<Utc>,
-) -> Vec<DateTime<Utc>> {
+) -> ToCreate {
     let name = dj.name_any();
-    let mut wanted = Vec::new();
+    let mut wanted = ToCreate::default();
     if one_off {
         // One run, now: its logical time is when the DataJob was created.
         let created = dj
@@ -692,22 +748,32 @@ pub(crate) fn runs_to_create(
         let t = labels::truncate_to_minute(created);
         let id = labels::run_id(&name, t);
         if !job_exists(&id) && !already_ran(dj.status.as_ref(), &id, t) {
-            wanted.push(t);
+            wanted.runs.push((t, params::Args::new()));
         }
     }
-    let trigger = dj.annotations().get(labels::TRIGGER).map(String::as_str);
-    if let Some(t) = pending_trigger(trigger, dj.status.as_ref()) {
-        // Acted on once; a time that has a Job or is in the history has run.
-        let id = labels::run_id(&name, t);
-        let recorded = dj
-            .status
-            .as_ref()
-            .is_some_and(|s| s.recent_runs.iter().any(|r| r.name == id));
-        if !job_exists(&id) && !recorded && !wanted.contains(&t) {
-            wanted.push(t);
+    let annotation = |key: &str| dj.annotations().get(key).map(String::as_str);
+    match pending_trigger(
+        annotation(labels::TRIGGER),
+        annotation(labels::TRIGGER_ARGS),
+        &dj.spec,
+        dj.status.as_ref(),
+    ) {
+        Some(Ok((t, args))) => {
+            // Acted on once; a run that has a Job or is in the history has run.
+            let id = params::run_id(&name, t, &args);
+            let recorded = dj
+                .status
+                .as_ref()
+                .is_some_and(|s| s.recent_runs.iter().any(|r| r.name == id));
+            let run = (t, args);
+            if !job_exists(&id) && !recorded && !wanted.runs.contains(&run) {
+                wanted.runs.push(run);
+            }
         }
+        Some(Err(why)) => wanted.refused = Some(why),
+        None => {}
     }
-    wanted.sort();
+    wanted.runs.sort();
     wanted
 }
 
@@ -756,16 +822,61 @@ mod tests {
     #[test]
     fn a_trigger_acts_once() {
         let at = "2026-11-25T10:12:30Z";
+        let none = params::Args::new();
+        let spec = datajob_api::DataJobSpec {
+            params: params::Args::from([("day".into(), "".into())]),
+            ..Default::default()
+        };
+        let pending = |time, args, s: Option<&DataJobStatus>| pending_trigger(time, args, &spec, s);
         let mut s = DataJobStatus::default();
+        let minute = labels::parse_rfc3339("2026-11-25T10:12:00Z").unwrap();
         assert_eq!(
-            pending_trigger(Some(at), Some(&s)),
-            labels::parse_rfc3339("2026-11-25T10:12:00Z")
+            pending(Some(at), None, Some(&s)),
+            Some(Ok((minute, none.clone())))
         );
         s.last_trigger = Some(at.into());
-        assert_eq!(pending_trigger(Some(at), Some(&s)), None);
-        assert!(pending_trigger(Some("2026-11-25T11:00:00Z"), Some(&s)).is_some());
-        assert_eq!(pending_trigger(Some("tomorrow"), None), None);
-        assert_eq!(pending_trigger(None, None), None);
+        assert_eq!(pending(Some(at), None, Some(&s)), None);
+        assert!(pending(Some("2026-11-25T11:00:00Z"), None, Some(&s)).is_some());
+        assert_eq!(pending(Some("tomorrow"), None, None), None);
+        assert_eq!(pending(None, None, None), None);
+        // The same time with arguments is another request, acted on once too.
+        let args = Some(r#"{"day":"2026-11-01"}"#);
+        let given = params::Args::from([("day".into(), "2026-11-01".into())]);
+        assert_eq!(pending(Some(at), args, Some(&s)), Some(Ok((minute, given))));
+        s.last_trigger = Some(trigger_key(at, args));
+        assert_eq!(pending(Some(at), args, Some(&s)), None);
+        assert!(pending(Some(at), None, Some(&s)).is_some());
+    }
+
+    #[test]
+    fn a_trigger_with_arguments_not_declared_is_refused_once() {
+        let at = "2026-11-25T10:12:30Z";
+        let declared = datajob_api::DataJobSpec {
+            params: params::Args::from([("day".into(), "".into())]),
+            ..Default::default()
+        };
+        let why = pending_trigger(Some(at), Some(r#"{"region":"eu"}"#), &declared, None)
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            why.contains("parameter region") && why.contains("day"),
+            "{why}"
+        );
+        let why = pending_trigger(Some(at), Some("day=1"), &declared, None)
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            why.starts_with("datajob.dev/trigger-args") && why.contains("JSON"),
+            "{why}"
+        );
+        let s = DataJobStatus {
+            last_trigger: Some(trigger_key(at, Some("day=1"))),
+            ..Default::default()
+        };
+        assert_eq!(
+            pending_trigger(Some(at), Some("day=1"), &declared, Some(&s)),
+            None
+        );
     }
 
     use super::*;
@@ -1224,20 +1335,24 @@ mod tests {
         d
     }
 
+    fn times(c: ToCreate) -> Vec<DateTime<Utc>> {
+        c.runs.into_iter().map(|(t, _)| t).collect()
+    }
+
     #[test]
     fn a_one_off_runs_once_at_the_minute_it_was_created_and_never_again() {
         let now = t("2026-12-01T02:05:00Z");
         let dj = one_off("2026-12-01T02:00:45Z", None);
         let none = |_: &str| false;
         assert_eq!(
-            runs_to_create(&dj, true, &none, now),
+            times(runs_to_create(&dj, true, &none, now)),
             [t("2026-12-01T02:00:00Z")]
         );
         // Its Job exists: nothing to create.
         let exists = |id: &str| id == labels::run_id("load", t("2026-12-01T02:00:00Z"));
-        assert!(runs_to_create(&dj, true, &exists, now).is_empty());
+        assert!(runs_to_create(&dj, true, &exists, now).runs.is_empty());
         // Scheduled: the CronJob makes the runs.
-        assert!(runs_to_create(&dj, false, &none, now).is_empty());
+        assert!(runs_to_create(&dj, false, &none, now).runs.is_empty());
     }
 
     #[test]
@@ -1246,12 +1361,12 @@ mod tests {
         let none = |_: &str| false;
         let dj = one_off("2026-12-01T02:00:00Z", Some("2026-12-01T01:00:00Z"));
         assert_eq!(
-            runs_to_create(&dj, true, &none, now),
+            times(runs_to_create(&dj, true, &none, now)),
             [t("2026-12-01T01:00:00Z"), t("2026-12-01T02:00:00Z")],
             "oldest first"
         );
         let same = one_off("2026-12-01T02:00:00Z", Some("2026-12-01T02:00:00Z"));
-        assert_eq!(runs_to_create(&same, true, &none, now).len(), 1);
+        assert_eq!(runs_to_create(&same, true, &none, now).runs.len(), 1);
         // A trigger whose run is in the history ran.
         let mut recorded = one_off("2026-12-01T02:00:00Z", Some("2026-12-01T01:00:00Z"));
         recorded.status = Some(DataJobStatus {
@@ -1261,6 +1376,9 @@ mod tests {
             }],
             ..Default::default()
         });
-        assert!(!runs_to_create(&recorded, false, &none, now).contains(&t("2026-12-01T01:00:00Z")));
+        assert!(
+            !times(runs_to_create(&recorded, false, &none, now))
+                .contains(&t("2026-12-01T01:00:00Z"))
+        );
     }
 }

@@ -24,6 +24,7 @@ mod shared {
     mod harness;
     mod karpenter;
     mod nodegroup;
+    mod params;
     mod parity;
     mod preflight;
     mod realnode;

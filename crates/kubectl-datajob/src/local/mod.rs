@@ -50,6 +50,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "TIME")]
     pub logical_time: Option<String>,
 
+    /// A parameter the DataJob declares in spec.params, as KEY=VALUE (repeat for more),
+    /// exactly as `trigger --arg`: the run gets it as DATAJOB_ARG_<KEY>.
+    #[arg(long = "arg", value_name = "KEY=VALUE", value_parser = datajob_core::params::parse_arg)]
+    pub args: Vec<(String, String)>,
+
     /// Set an environment variable of the run, e.g. one that comes from a Secret on the
     /// cluster. Repeatable.
     #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]

@@ -272,7 +272,8 @@ pub(super) async fn prepare(
         "--logical-time",
         args.logical_time.as_deref(),
     )?);
-    let run_id = labels::run_id(&r.name, logical_time);
+    let given = crate::trigger::given_args(&dj, &args.args)?;
+    let run_id = datajob_core::params::run_id(&r.name, logical_time, &given);
     let overrides = parse_env(&args.env)?;
 
     let probes = probes(args.engine, &r.image, progress).await;
@@ -281,6 +282,7 @@ pub(super) async fn prepare(
 
     // The environment of the Job the operator would create.
     let job = children::job(&dj, &r, &Guards::default(), logical_time, false);
+    let job = children::with_args(job, &r, logical_time, &given);
     let mut env = env::container_env(&job, &format!("{run_id}-local"));
     let state_dir = std::env::current_dir()
         .map_err(CliError::io("reading the current directory"))?

@@ -4,7 +4,7 @@
 //! times again (`catchUp: all`). Each returns [`Step`]s for the reconciler to apply;
 //! the decisions they are made of are in [`crate::decide::dataflow`] and
 //! [`crate::decide::catch_up`].
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -315,11 +315,7 @@ pub fn catch_up(f: &Flow<'_>, current: &[RunRecord], previous: Option<&CatchUpSt
         .filter(|p| p.schedule == key)
         .and_then(|p| labels::parse_rfc3339(&p.through))
         .unwrap_or(f.now);
-    let ran: BTreeSet<DateTime<Utc>> = current
-        .iter()
-        .chain(f.dj.status.iter().flat_map(|s| s.recent_runs.iter()))
-        .filter_map(|r| labels::parse_rfc3339(&r.logical_time))
-        .collect();
+    let ran = runs::times_ran(current, f.dj.status.as_ref());
     let plan = catch_up::catch_up(s, &ran, through, f.now, MAX_CATCH_UP);
     if plan.given_up {
         let note = format!(

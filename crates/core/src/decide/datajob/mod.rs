@@ -362,13 +362,21 @@ fn children_of(
             owner_uid: dj.uid().unwrap_or_default(),
         },
     }];
-    for t in wanted {
+    for (t, args) in wanted.runs {
         // A run with inputs waits (suspended) until they published: admission starts it.
         let job = children::job(dj, r, guards, t, !r.inputs.is_empty());
         steps.push(Step::ApplyRun {
-            job: Box::new(job),
+            job: Box::new(children::with_args(job, r, t, &args)),
             logical_time: t,
         });
+    }
+    if let Some(why) = wanted.refused {
+        steps.push(Step::Event(Note::new(
+            true,
+            "TriggerRefused",
+            "Trigger",
+            &format!("the trigger makes no run: {why}"),
+        )));
     }
     steps
 }
@@ -428,11 +436,7 @@ fn missed(
     };
     // First seen, or its spec changed: slots due from now on count.
     let (since, from) = counted.unwrap_or((now, now));
-    let ran: BTreeSet<DateTime<Utc>> = current
-        .iter()
-        .chain(dj.status.iter().flat_map(|s| s.recent_runs.iter()))
-        .filter_map(|r| labels::parse_rfc3339(&r.logical_time))
-        .collect();
+    let ran = runs::times_ran(current, dj.status.as_ref());
     let deadline = runs::starting_deadline(schedule, now);
     let missed = runs::missed_slots(schedule, deadline, &ran, since, from, now);
     let step = Step::CountMissed {
@@ -488,7 +492,10 @@ fn attribute_cost(
 /// valid (its run was made); the one recorded before while it is not.
 fn last_trigger(dj: &DataJob, valid: bool) -> Option<String> {
     match valid {
-        true => dj.annotations().get(TRIGGER).cloned(),
+        true => dj.annotations().get(TRIGGER).map(|t| {
+            let args = dj.annotations().get(labels::TRIGGER_ARGS);
+            runs::trigger_key(t, args.map(String::as_str))
+        }),
         false => dj.status.as_ref().and_then(|s| s.last_trigger.clone()),
     }
 }

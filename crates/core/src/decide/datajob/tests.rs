@@ -497,3 +497,107 @@ fn a_status_write_says_which_runs_started_and_finished_once() {
     let p = plan_at(&seen, &observed(vec![job]), "2026-12-01T02:10:10Z");
     assert_eq!(p.status, None);
 }
+
+#[test]
+fn a_trigger_with_arguments_runs_beside_the_scheduled_run_of_its_time() {
+    let mut dj = datajob(Some("0 3 * * *"));
+    dj.spec.params = [("day".to_string(), "yesterday".to_string())].into();
+    dj.spec.args = vec!["--day=$(DATAJOB_ARG_DAY)".into()];
+    let at = "2026-12-01T03:00:00Z";
+    let args = r#"{"day":"2026-11-01"}"#;
+    dj.metadata.annotations = Some(
+        [
+            (TRIGGER.to_string(), at.to_string()),
+            (labels::TRIGGER_ARGS.to_string(), args.to_string()),
+        ]
+        .into(),
+    );
+    // The scheduled run of that time exists: the run with arguments is another one.
+    let mut o = observed(vec![]);
+    o.job_names.insert(labels::run_id("nightly", t(at)));
+    let p = plan_at(&dj, &o, "2026-12-01T03:00:05Z");
+    let jobs: Vec<&Job> = p
+        .children
+        .iter()
+        .filter_map(|s| match s {
+            Step::ApplyRun { job, .. } => Some(job.as_ref()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(jobs.len(), 1, "{:?}", kinds(&p.children));
+    let job = jobs[0];
+    let id = job.name_any();
+    let scheduled = labels::run_id("nightly", t(at));
+    assert!(
+        id.starts_with(&format!("{scheduled}-")) && id.len() == scheduled.len() + 9,
+        "{id}"
+    );
+    assert_eq!(job.labels().get(labels::RUN_ID), Some(&id));
+    assert_eq!(
+        job.annotations().get(labels::PARAMS).map(String::as_str),
+        Some(args)
+    );
+    let template = &job.spec.as_ref().unwrap().template;
+    let pod_labels = template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+    assert_eq!(pod_labels.get(labels::RUN_ID), Some(&id));
+    let c = &template.spec.as_ref().unwrap().containers[0];
+    let day = c
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "DATAJOB_ARG_DAY")
+        .and_then(|e| e.value.clone());
+    assert_eq!(day.as_deref(), Some("2026-11-01"));
+    // The scheduled run gets the default.
+    let cj = p
+        .children
+        .iter()
+        .find_map(|s| match s {
+            Step::ApplyCronJob(cj) => Some(cj.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let spec = cj.spec.job_template.spec.unwrap().template.spec.unwrap();
+    let env = spec.containers[0].env.clone().unwrap();
+    assert!(
+        env.iter()
+            .any(|e| e.name == "DATAJOB_ARG_DAY" && e.value.as_deref() == Some("yesterday"))
+    );
+    let status = p.status.map(|w| w.status).unwrap_or_default();
+    assert_eq!(status.last_trigger, Some(runs::trigger_key(at, Some(args))));
+    // Acted on: the next reconcile makes nothing more.
+    let mut again = dj.clone();
+    again.status = Some(status);
+    let p = plan_at(&again, &o, "2026-12-01T03:00:10Z");
+    assert!(!kinds(&p.children).contains(&"ApplyRun"));
+}
+
+#[test]
+fn a_trigger_with_an_undeclared_argument_is_refused_with_an_event() {
+    let mut dj = datajob(Some("0 3 * * *"));
+    dj.spec.params = [("day".to_string(), String::new())].into();
+    dj.metadata.annotations = Some(
+        [
+            (TRIGGER.to_string(), "2026-12-01T03:00:00Z".to_string()),
+            (
+                labels::TRIGGER_ARGS.to_string(),
+                r#"{"region":"eu"}"#.to_string(),
+            ),
+        ]
+        .into(),
+    );
+    let p = plan_at(&dj, &observed(vec![]), "2026-12-01T03:00:05Z");
+    assert!(!kinds(&p.children).contains(&"ApplyRun"));
+    let refused = p.children.iter().find_map(|s| match s {
+        Step::Event(n) if n.reason == "TriggerRefused" => Some(n.note.clone()),
+        _ => None,
+    });
+    let note = refused.expect("a TriggerRefused event");
+    assert!(
+        note.contains("parameter region") && note.contains("day"),
+        "{note}"
+    );
+    // Recorded as handled, so it is refused once.
+    let status = p.status.map(|w| w.status).unwrap_or_default();
+    assert!(status.last_trigger.is_some());
+}
