@@ -139,6 +139,13 @@ pub struct DataJobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catch_up: Option<CatchUp>,
 
+    /// Who owns the DataJob: a team or a person, e.g. `team-growth` or `ana@acme.io`. The
+    /// operator's `datajob_info` metric carries it, and so do the DataJob's alerts, so that
+    /// Alertmanager can route them to their owner. At most 128 printable characters.
+    /// Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+
     /// The parameters a run may be given (`kubectl datajob trigger NAME --arg KEY=VALUE`),
     /// each with its default: every run's container gets `DATAJOB_ARG_<KEY>` (the key in
     /// upper case, `-` as `_`), the default unless the run was given another value, and

@@ -9,6 +9,7 @@ use regex::Regex;
 
 pub use crate::problem::{Problem, Problems};
 use crate::{
+    labels,
     output::Output,
     schedule::{self, Schedule},
     units,
@@ -164,6 +165,7 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
     check_inputs(spec, &name, &mut p);
     let output = output(spec, limits, &mut p);
     p.extend(crate::params::check_declared(&name, &spec.params));
+    check_owner(spec, &mut p);
 
     if !p.is_empty() {
         return Err(Problems(p));
@@ -196,6 +198,24 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
         input_claims: Vec::new(),
         placement: None,
     })
+}
+
+/// The longest `spec.owner`.
+pub const MAX_OWNER_LEN: usize = 128;
+
+/// `spec.owner`: short and printable (it is a label value of metrics and alerts).
+fn check_owner(spec: &DataJobSpec, p: &mut Vec<Problem>) {
+    let Some(owner) = spec.owner.as_deref() else {
+        return;
+    };
+    if owner.chars().count() > MAX_OWNER_LEN || owner.chars().any(char::is_control) {
+        p.push(Problem::new(
+            "spec.owner",
+            labels::truncate(owner, MAX_OWNER_LEN + 3),
+            format!("is not a short printable name (at most {MAX_OWNER_LEN} characters, no newlines or other control characters)"),
+            "name a team or a person, e.g. team-growth or ana@acme.io",
+        ));
+    }
 }
 
 /// `metadata.name`: short enough for the names derived from it.
@@ -874,6 +894,30 @@ mod tests {
         let err = resolve(&dj("a", with("pvc://lake/x")), &no_publisher).unwrap_err();
         assert!(err.to_string().contains("--publisher-image"), "{err}");
         assert!(resolve(&dj("a", with("s3://b/x")), &no_publisher).is_ok());
+    }
+
+    #[test]
+    fn an_owner_is_a_short_printable_name() {
+        let with = |owner: &str| DataJobSpec {
+            image: "busybox".into(),
+            owner: Some(owner.into()),
+            ..Default::default()
+        };
+        let check = |spec: DataJobSpec| {
+            let mut p = Vec::new();
+            check_owner(&spec, &mut p);
+            p
+        };
+        assert!(check(with("team-growth")).is_empty());
+        assert!(check(with("ana@acme.io")).is_empty());
+        let p = check(with("a\nb"));
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].field, "spec.owner");
+        assert!(
+            check(with(&"x".repeat(MAX_OWNER_LEN + 1)))[0]
+                .problem
+                .contains("at most 128")
+        );
     }
 
     #[test]

@@ -66,6 +66,14 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// What is known of a DataJob beyond its name: who owns it (`spec.owner`, "" when unset).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InfoLabels {
+    pub namespace: String,
+    pub datajob: String,
+    pub owner: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GroupLabels {
     pub nodegroup: String,
@@ -503,6 +511,28 @@ pub(crate) fn datajob_gauges(
     (active, failed)
 }
 
+/// `datajob_info`: 1 for each DataJob, with its owner, for alerts to join on
+/// (namespace, datajob). Without per-DataJob labels, one series per namespace and no owner
+/// (an owner is per DataJob).
+pub(crate) fn datajob_info(datajobs: &[&DataJob], per_datajob: bool) -> Series<InfoLabels> {
+    let mut seen = std::collections::HashSet::new();
+    let mut series = Vec::new();
+    for dj in datajobs {
+        let labels = InfoLabels {
+            namespace: dj.namespace().unwrap_or_default(),
+            datajob: datajob_label(per_datajob, &dj.name_any()),
+            owner: match per_datajob {
+                true => dj.spec.owner.clone().unwrap_or_default(),
+                false => String::new(),
+            },
+        };
+        if seen.insert(labels.clone()) {
+            series.push((labels, 1));
+        }
+    }
+    series
+}
+
 /// What a NodeGroup's status and spec say, for its gauges.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct GroupFigures {
@@ -584,6 +614,12 @@ impl Collector for ObjectGauges {
                 "last_run_failed",
                 "1 when a DataJob's last run failed (reason: why), else 0; summed per namespace without per-DataJob labels",
                 failed,
+            )?;
+            encode_gauges(
+                &mut encoder,
+                "info",
+                "1 for each DataJob, with its owner (spec.owner), which the DataJob alerts join on (namespace, datajob)",
+                datajob_info(&refs, self.per_datajob),
             )?;
         }
         if let Some(groups) = self.caches.nodegroups.objects() {
@@ -902,9 +938,10 @@ mod tests {
         let text = m.encode();
         let families = exposed(&text);
         // One per field of `Metrics` but the registry, the flag and the caches, plus the
-        // seven gauges read from the caches and the four process metrics (memory, heap,
-        // heap peak, CPU; the unit tests run on the operator's counting allocator).
-        assert_eq!(families.len(), 22 + 7 + 4, "{families:?}");
+        // eight gauges read from the caches (`datajob_info` among them) and the four
+        // process metrics (memory, heap, heap peak, CPU; the unit tests run on the
+        // operator's counting allocator).
+        assert_eq!(families.len(), 22 + 8 + 4, "{families:?}");
         let docs = documented();
         let mut shown = BTreeSet::new();
         for (family, kind) in &families {
@@ -1036,6 +1073,41 @@ mod tests {
             }],
             1
         );
+    }
+
+    #[test]
+    fn the_info_series_says_who_owns_each_datajob_once() {
+        let mut owned = datajob("ns", "a", DataJobStatus::default());
+        owned.spec.owner = Some("team-a".into());
+        let djs = [
+            owned,
+            datajob("ns", "b", DataJobStatus::default()),
+            datajob("other", "c", DataJobStatus::default()),
+        ];
+        let refs: Vec<&DataJob> = djs.iter().collect();
+        let info = |ns: &str, dj: &str, owner: &str| InfoLabels {
+            namespace: ns.into(),
+            datajob: dj.into(),
+            owner: owner.into(),
+        };
+        let per = by_labels(&datajob_info(&refs, true));
+        assert_eq!(per.len(), 3);
+        assert_eq!(per[&info("ns", "a", "team-a")], 1);
+        assert_eq!(per[&info("ns", "b", "")], 1);
+        // Without per-DataJob labels: one series of value 1 per namespace, no owner.
+        let folded = by_labels(&datajob_info(&refs, false));
+        assert_eq!(folded.len(), 2);
+        assert_eq!(folded[&info("ns", "", "")], 1);
+        // What Prometheus reads, from the leader's cache.
+        let m = Metrics::default();
+        let served = m
+            .caches
+            .datajobs
+            .serve(crate::controller::mock::store_of(djs.to_vec()));
+        let text = m.encode();
+        let line = "datajob_info{namespace=\"ns\",datajob=\"a\",owner=\"team-a\"} 1\n";
+        assert!(text.contains(line), "{line} in {text}");
+        drop(served);
     }
 
     #[test]

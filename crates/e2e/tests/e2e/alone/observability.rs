@@ -474,7 +474,7 @@ async fn every_dashboard_panel_and_alert_works_against_a_real_prometheus() {
         ),
         (
             "hungry",
-            json!({"image": "busybox", "retries": 0, "resources": {"memory": "256Mi"}, "podAnnotations": {kwok::OOM: "true"}}),
+            json!({"image": "busybox", "retries": 0, "owner": "team-ml", "resources": {"memory": "256Mi"}, "podAnnotations": {kwok::OOM: "true"}}),
         ),
         (
             "exit-3",
@@ -886,6 +886,19 @@ async fn every_dashboard_panel_and_alert_works_against_a_real_prometheus() {
             },
         )
         .await;
+    // Each DataJob's alert carries its owner, for Alertmanager to route on.
+    let r = prometheus
+        .query(&firing("DataJobLastRunFailed", &in_ns))
+        .await
+        .unwrap();
+    for s in &r {
+        let want = if label(s, "datajob") == "hungry" {
+            "team-ml"
+        } else {
+            ""
+        };
+        assert_eq!(label(s, "owner"), want, "the owner of {s}");
+    }
     for alert in ["DataJobRunsEndedByWatchdog", "DataJobLastRunFailed"] {
         let r = prometheus.query(&firing(alert, &in_ns)).await.unwrap();
         assert!(
