@@ -101,6 +101,8 @@ pub struct Resolved {
     pub catch_up: CatchUp,
     /// The parameters a run may be given, with their defaults (`spec.params`).
     pub params: crate::params::Args,
+    /// Who owns the DataJob (`spec.owner`).
+    pub owner: Option<String>,
     /// The claims of the inputs' volume outputs, which the run's pod mounts (read-only
     /// unless it is the output's own claim); set by the reconciler from its DataJob cache.
     pub input_claims: Vec<String>,
@@ -195,6 +197,7 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
         output,
         catch_up: spec.catch_up.unwrap_or_default(),
         params: spec.params.clone(),
+        owner: spec.owner.clone().filter(|o| !o.is_empty()),
         input_claims: Vec::new(),
         placement: None,
     })

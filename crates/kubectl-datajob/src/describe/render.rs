@@ -195,6 +195,19 @@ fn spec_fields(s: &Summary) -> Vec<(&'static str, String)> {
     if let Some(o) = &s.output {
         rows.push(("Output", o.clone()));
     }
+    if !s.params.is_empty() {
+        let defaults: Vec<String> = s.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        rows.push((
+            "Params",
+            format!(
+                "{} (defaults; `trigger --arg KEY=VALUE` gives others)",
+                defaults.join(" ")
+            ),
+        ));
+    }
+    if let Some(o) = &s.owner {
+        rows.push(("Owner", o.clone()));
+    }
     rows
 }
 
@@ -241,6 +254,37 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         labels::parse_rfc3339("2026-11-25T10:00:00Z").unwrap()
+    }
+
+    #[test]
+    fn the_spec_says_its_parameters_and_its_owner() {
+        let dj: datajob_api::DataJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "datajob.dev/v1alpha1", "kind": "DataJob",
+            "metadata": {"name": "report", "namespace": "a"},
+            "spec": {"image": "busybox", "owner": "team-growth", "params": {"day": "yesterday", "mode": "full"}},
+        }))
+        .unwrap();
+        let r = datajob_core::validation::resolve(&dj, &Default::default()).unwrap();
+        let rows = spec_fields(&Summary::from(&r));
+        let get = |k: &str| rows.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+        assert_eq!(
+            get("Params").as_deref(),
+            Some("day=yesterday mode=full (defaults; `trigger --arg KEY=VALUE` gives others)")
+        );
+        assert_eq!(get("Owner").as_deref(), Some("team-growth"));
+        let plain = datajob_api::DataJob::new(
+            "p",
+            datajob_api::DataJobSpec {
+                image: "busybox".into(),
+                ..Default::default()
+            },
+        );
+        let r = datajob_core::validation::resolve(&plain, &Default::default()).unwrap();
+        let rows = spec_fields(&Summary::from(&r));
+        assert!(
+            !rows.iter().any(|(n, _)| *n == "Params" || *n == "Owner"),
+            "{rows:?}"
+        );
     }
 
     #[test]

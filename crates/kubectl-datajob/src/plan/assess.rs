@@ -60,6 +60,11 @@ pub struct Summary {
     pub inputs: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// The parameters a trigger may give, with their defaults.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub params: datajob_core::params::Args,
 }
 
 impl Summary {
@@ -94,6 +99,8 @@ impl From<&Resolved> for Summary {
             suspend: r.suspend,
             inputs: r.inputs.clone(),
             output: r.output.as_ref().map(|o| o.url()),
+            owner: r.owner.clone(),
+            params: r.params.clone(),
         }
     }
 }
