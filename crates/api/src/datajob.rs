@@ -29,6 +29,7 @@ pub const MAX_NAME_LEN: usize = 52;
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
     printcolumn(name = "Next Run", type_ = "string", json_path = ".status.nextRun"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason"),
+    printcolumn(name = "Late", type_ = "string", json_path = ".status.conditions[?(@.type==\"Late\")].status"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = kube::core::Rule::new("self.metadata.name.size() <= 52")
         .message("metadata.name is longer than 52 characters: the names DataJob derives from it (CronJob, Jobs, pods) would overflow the 63-character limit; use a shorter name")
@@ -138,6 +139,16 @@ pub struct DataJobSpec {
     /// within a minute of its time is skipped). Default: `latest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catch_up: Option<CatchUp>,
+
+    /// By when a run must have succeeded: a time of day in `timeZone` (`06:00`, the first
+    /// time it comes after the run's logical time) or a duration after the logical time
+    /// (`3h`, 1m to 31d). The run of the newest scheduled time whose expected-by time has
+    /// passed (or a one-off DataJob's run) that has not succeeded makes the DataJob
+    /// `Late`: a condition, a column, an event, a metric and an alert. Late never ends a
+    /// run; triggered and backfilled runs are not held to it. A time of day is for
+    /// schedules that run at most daily, after the run's own time of day. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_by: Option<String>,
 
     /// Who owns the DataJob: a team or a person, e.g. `team-growth` or `ana@acme.io`. The
     /// operator's `datajob_info` metric carries it, and so do the DataJob's alerts, so that
@@ -279,6 +290,9 @@ pub struct RunRecord {
     /// times the node group's `pricePerHour`, for its duration. Only with node groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_cost: Option<String>,
+    /// The Backfill that started this run, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill: Option<String>,
     /// The parameters this run was given (`trigger --arg`); empty for runs that take the
     /// defaults. A run with parameters has a run id of its own.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]

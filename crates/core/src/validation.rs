@@ -103,6 +103,8 @@ pub struct Resolved {
     pub params: crate::params::Args,
     /// Who owns the DataJob (`spec.owner`).
     pub owner: Option<String>,
+    /// By when a run must have succeeded (`spec.expectBy`).
+    pub expect_by: Option<crate::decide::late::ExpectBy>,
     /// The claims of the inputs' volume outputs, which the run's pod mounts (read-only
     /// unless it is the output's own claim); set by the reconciler from its DataJob cache.
     pub input_claims: Vec<String>,
@@ -168,6 +170,7 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
     let output = output(spec, limits, &mut p);
     p.extend(crate::params::check_declared(&name, &spec.params));
     check_owner(spec, &mut p);
+    let expect_by = expect_by(spec, schedule.as_ref(), &mut p);
 
     if !p.is_empty() {
         return Err(Problems(p));
@@ -198,9 +201,33 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
         catch_up: spec.catch_up.unwrap_or_default(),
         params: spec.params.clone(),
         owner: spec.owner.clone().filter(|o| !o.is_empty()),
+        expect_by,
         input_claims: Vec::new(),
         placement: None,
     })
+}
+
+/// `spec.expectBy`: a time of day or a duration that the schedule allows.
+fn expect_by(
+    spec: &DataJobSpec,
+    schedule: Option<&Schedule>,
+    p: &mut Vec<Problem>,
+) -> Option<crate::decide::late::ExpectBy> {
+    use crate::decide::late::{ExpectBy, schedule_problem};
+    let raw = spec.expect_by.as_deref()?;
+    let fix = "write a time of day such as 06:00 or a duration after the logical time such as 3h";
+    match ExpectBy::parse(raw) {
+        Err(e) => {
+            p.push(Problem::new("spec.expectBy", raw, e, fix));
+            None
+        }
+        Ok(e) => {
+            if let Some(why) = schedule.and_then(|s| schedule_problem(e, s, chrono::Utc::now())) {
+                p.push(Problem::new("spec.expectBy", raw, why, ""));
+            }
+            Some(e)
+        }
+    }
 }
 
 /// The longest `spec.owner`.

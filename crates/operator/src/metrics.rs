@@ -511,6 +511,26 @@ pub(crate) fn datajob_gauges(
     (active, failed)
 }
 
+/// `datajob_late`: 1 for a DataJob whose `Late` condition is true (`spec.expectBy`), else
+/// 0; summed per namespace without per-DataJob labels.
+pub(crate) fn late_gauges(datajobs: &[&DataJob], per_datajob: bool) -> Series<DataJobLabels> {
+    datajobs
+        .iter()
+        .map(|dj| {
+            let late = dj.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Late" && c.status == "True")
+            });
+            let labels = DataJobLabels {
+                namespace: dj.namespace().unwrap_or_default(),
+                datajob: datajob_label(per_datajob, &dj.name_any()),
+            };
+            (labels, i64::from(late))
+        })
+        .collect()
+}
+
 /// `datajob_info`: 1 for each DataJob, with its owner, for alerts to join on
 /// (namespace, datajob). Without per-DataJob labels, one series per namespace and no owner
 /// (an owner is per DataJob).
@@ -614,6 +634,12 @@ impl Collector for ObjectGauges {
                 "last_run_failed",
                 "1 when a DataJob's last run failed (reason: why), else 0; summed per namespace without per-DataJob labels",
                 failed,
+            )?;
+            encode_gauges(
+                &mut encoder,
+                "late",
+                "1 when a DataJob is Late: the run due by its spec.expectBy has not succeeded; summed per namespace without per-DataJob labels",
+                late_gauges(&refs, self.per_datajob),
             )?;
             encode_gauges(
                 &mut encoder,
@@ -938,10 +964,10 @@ mod tests {
         let text = m.encode();
         let families = exposed(&text);
         // One per field of `Metrics` but the registry, the flag and the caches, plus the
-        // eight gauges read from the caches (`datajob_info` among them) and the four
-        // process metrics (memory, heap, heap peak, CPU; the unit tests run on the
-        // operator's counting allocator).
-        assert_eq!(families.len(), 22 + 8 + 4, "{families:?}");
+        // nine gauges read from the caches (`datajob_info` and `datajob_late` among
+        // them) and the four process metrics (memory, heap, heap peak, CPU; the unit
+        // tests run on the operator's counting allocator).
+        assert_eq!(families.len(), 22 + 9 + 4, "{families:?}");
         let docs = documented();
         let mut shown = BTreeSet::new();
         for (family, kind) in &families {
@@ -1108,6 +1134,33 @@ mod tests {
         let line = "datajob_info{namespace=\"ns\",datajob=\"a\",owner=\"team-a\"} 1\n";
         assert!(text.contains(line), "{line} in {text}");
         drop(served);
+    }
+
+    #[test]
+    fn a_late_datajob_shows_as_late() {
+        let mut status = DataJobStatus::default();
+        status
+            .conditions
+            .push(datajob_core::decide::runs::condition(
+                &[],
+                "Late",
+                true,
+                "Late",
+                "the run of 2026-12-01T03:00:00Z was expected by 06:00 UTC".into(),
+                None,
+                chrono::Utc::now(),
+            ));
+        let djs = [
+            datajob("ns", "late", status),
+            datajob("ns", "fine", DataJobStatus::default()),
+        ];
+        let refs: Vec<&DataJob> = djs.iter().collect();
+        let m = Metrics::default();
+        let per = by_labels(&late_gauges(&refs, true));
+        assert_eq!(per[&m.datajob_labels("ns", "late")], 1);
+        assert_eq!(per[&m.datajob_labels("ns", "fine")], 0);
+        let folded = by_labels(&late_gauges(&refs, false));
+        assert_eq!(folded.values().sum::<i64>(), 1);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod cleanup;
 pub mod dataflow;
 pub mod datajob;
 pub mod due_runs;
+pub mod late;
 pub mod nodegroup;
 pub mod runs;
 pub mod watchdog;

@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 use regex::Regex;
 
+use crate::decide::late;
 use crate::labels::{
     self, CRONJOB_SCHEDULED, END_MESSAGE, END_REASON, LAST_FAILURE_MESSAGE, LAST_FAILURE_REASON,
     LOGICAL_TIME, WAITING_MESSAGE, WAITING_REASON,
@@ -44,6 +45,7 @@ pub fn run_of(job: &Job, datajob: &str) -> Option<RunRecord> {
     let suspended = job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
 
     let mut record = RunRecord {
+        backfill: job.labels().get(labels::BACKFILL).cloned(),
         params: annotations
             .get(labels::PARAMS)
             .and_then(|a| params::parse_annotation(a).ok())
@@ -313,6 +315,9 @@ pub struct Observed<'a> {
     pub now: DateTime<Utc>,
     /// The apiserver refused a child the valid spec made: its words, and what to fix.
     pub rejected: Option<&'a str>,
+    /// When the DataJob was created: scheduled times before it are not held to
+    /// `expectBy`, and a one-off DataJob's run has it as its logical time.
+    pub created: Option<DateTime<Utc>>,
 }
 
 /// The reason on a DataJob whose CronJob or Job the apiserver refused.
@@ -348,6 +353,11 @@ pub(crate) fn desired_status(o: Observed<'_>) -> DataJobStatus {
         &mut conditions,
     );
     run_conditions(&s, &last_run, &mut conditions);
+    if let Ok(r) = o.spec
+        && let Some(l) = lateness(r, &s.recent_runs, o.created, o.now)
+    {
+        conditions.push(("Late", l.late, l.reason, l.message));
+    }
     s.conditions = conditions
         .into_iter()
         .map(|(t, status, reason, message)| {
@@ -424,6 +434,53 @@ fn spec_status<'a>(
             }
         }
     }
+}
+
+/// Whether the DataJob is late (`spec.expectBy`), from its runs; `None` without an
+/// `expectBy`, and while it is suspended (no run is expected).
+pub(crate) fn lateness(
+    r: &Resolved,
+    runs: &[RunRecord],
+    created: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<late::Lateness> {
+    let expect = r.expect_by.filter(|_| !r.suspend)?;
+    let since = created.unwrap_or(now);
+    let one_off = r
+        .schedule
+        .is_none()
+        .then(|| labels::truncate_to_minute(since));
+    Some(late::lateness(
+        expect,
+        r.time_zone,
+        r.schedule.as_ref(),
+        one_off,
+        since,
+        runs,
+        now,
+    ))
+}
+
+/// When the next run becomes due (`spec.expectBy`), to look again then.
+pub(crate) fn next_due(
+    r: &Resolved,
+    created: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let expect = r.expect_by.filter(|_| !r.suspend)?;
+    let since = created.unwrap_or(now);
+    let one_off = r
+        .schedule
+        .is_none()
+        .then(|| labels::truncate_to_minute(since));
+    late::next_due(
+        expect,
+        r.time_zone,
+        r.schedule.as_ref(),
+        one_off,
+        since,
+        now,
+    )
 }
 
 /// The `Running` and `Failed` conditions: whether a run is active, and whether the last

@@ -23,6 +23,7 @@ mod shared {
     mod generated_specs;
     mod harness;
     mod karpenter;
+    mod late;
     mod nodegroup;
     mod params;
     mod parity;

@@ -264,7 +264,13 @@ pub fn plan(dj: &DataJob, o: &Observed, settings: &Settings<'_>, now: DateTime<U
         runs: current,
         now,
         rejected: o.rejected.as_deref(),
+        created: created(dj),
     });
+    // Look again when the next run becomes due, so `Late` is told on time.
+    let due = resolved
+        .as_ref()
+        .ok()
+        .and_then(|r| runs::next_due(r, created(dj), now));
     let cost = attribute_cost(&mut status, resolved.as_ref().ok(), settings.guards);
     status.last_trigger = last_trigger(dj, resolved.is_ok());
     status.published = published;
@@ -282,7 +288,7 @@ pub fn plan(dj: &DataJob, o: &Observed, settings: &Settings<'_>, now: DateTime<U
         cost: cost.filter(|(_, c)| *c > 0.0),
         requeue: Some(requeue(
             resolved.as_ref().ok().and_then(|r| r.schedule.as_ref()),
-            next_check,
+            next_check.into_iter().chain(due).min(),
             waiting,
             now,
         )),
@@ -488,6 +494,14 @@ fn attribute_cost(
     Some((group.name.clone(), cost))
 }
 
+/// When the DataJob was created.
+fn created(dj: &DataJob) -> Option<DateTime<Utc>> {
+    dj.metadata
+        .creation_timestamp
+        .as_ref()
+        .and_then(labels::from_k8s_time)
+}
+
 /// The trigger the status says was acted on: the annotation as it is, once the spec is
 /// valid (its run was made); the one recorded before while it is not.
 fn last_trigger(dj: &DataJob, valid: bool) -> Option<String> {
@@ -544,6 +558,7 @@ fn status_write(
     if let Some(invalid) = invalid_event(&previous, &status) {
         events.push(invalid);
     }
+    events.extend(late_event(&previous, &status));
     let start_of = |run: &str| runs::Start {
         scheduled: scheduled.contains(run),
         container_started: runs::container_started(&pods_of(pods, run)),
@@ -557,6 +572,30 @@ fn status_write(
         changes,
         spec_changed,
     })
+}
+
+/// A Warning when the DataJob became late, or is late for another run (`RunLate`).
+fn late_event(previous: &DataJobStatus, status: &DataJobStatus) -> Option<Note> {
+    let late = |s: &DataJobStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == "Late" && c.status == "True")
+            .map(|c| c.message.clone())
+    };
+    let now = late(status)?;
+    // The message names the logical time ("… of <time> was expected by …"): the
+    // lateness of one time is told once, whatever its run does next.
+    let same_run = |m: &str| {
+        m.split(" was expected")
+            .next()
+            .and_then(|head| head.rsplit(" of ").next())
+            .map(str::to_string)
+    };
+    let before = late(previous);
+    if before.as_deref().and_then(same_run) == same_run(&now) {
+        return None;
+    }
+    Some(Note::new(true, "RunLate", "Expect", &now))
 }
 
 /// A Warning when the DataJob became invalid, or its problems changed: `Invalid`, or

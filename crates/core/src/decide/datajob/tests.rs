@@ -601,3 +601,85 @@ fn a_trigger_with_an_undeclared_argument_is_refused_with_an_event() {
     let status = p.status.map(|w| w.status).unwrap_or_default();
     assert!(status.last_trigger.is_some());
 }
+
+#[test]
+fn a_run_not_done_by_its_expected_time_makes_the_datajob_late_once() {
+    let mut dj = datajob(Some("0 3 * * *"));
+    dj.spec.expect_by = Some("06:00".into());
+    dj.metadata.creation_timestamp = Some(k8s("2026-11-30T12:00:00Z"));
+    let job = |state: &str| {
+        let mut j = scheduled_job("2026-12-01T03:00:00Z");
+        j.spec.as_mut().unwrap().suspend = Some(false);
+        j.status = Some(JobStatus {
+            ready: Some(1),
+            conditions: (state == "Complete").then(|| {
+                vec![JobCondition {
+                    type_: "Complete".into(),
+                    status: "True".into(),
+                    ..Default::default()
+                }]
+            }),
+            ..Default::default()
+        });
+        Arc::new(j)
+    };
+    let mut o = observed(vec![]);
+    o.jobs = vec![job("Running")];
+    let late = |p: &Plan| {
+        p.status.as_ref().and_then(|w| {
+            w.status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Late")
+                .cloned()
+        })
+    };
+    // Before 06:00: on time, and it looks again at 06:00.
+    let p = plan_at(&dj, &o, "2026-12-01T05:00:00Z");
+    assert_eq!(late(&p).unwrap().status, "False");
+    assert!(
+        p.requeue.unwrap() <= Duration::from_secs(3601),
+        "{:?}",
+        p.requeue
+    );
+    // At 06:00 still running: Late, with one RunLate event.
+    let p = plan_at(&dj, &o, "2026-12-01T06:00:00Z");
+    let c = late(&p).unwrap();
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Late"));
+    assert!(c.message.contains("expected by 06:00 UTC"), "{}", c.message);
+    let write = p.status.clone().unwrap();
+    assert!(
+        write
+            .events
+            .iter()
+            .any(|e| e.reason == "RunLate" && e.warning)
+    );
+    // Told once.
+    let mut again = dj.clone();
+    again.status = Some(write.status);
+    let p = plan_at(&again, &o, "2026-12-01T06:01:00Z");
+    let events = p.status.map(|w| w.events).unwrap_or_default();
+    assert!(!events.iter().any(|e| e.reason == "RunLate"), "{events:?}");
+    // It succeeds: on time again; Late never ended it.
+    o.jobs = vec![job("Complete")];
+    let p = plan_at(&again, &o, "2026-12-01T06:30:00Z");
+    assert_eq!(late(&p).unwrap().status, "False");
+    assert!(!kinds(&p.steps).contains(&"end"), "{:?}", kinds(&p.steps));
+    // Without expectBy there is no Late condition at all.
+    let plain = datajob(Some("0 3 * * *"));
+    assert!(late(&plan_at(&plain, &o, "2026-12-01T06:00:00Z")).is_none());
+}
+
+#[test]
+fn an_expected_by_time_the_schedule_cannot_keep_is_refused() {
+    let mut dj = datajob(Some("0 3 * * *"));
+    dj.spec.expect_by = Some("02:00".into());
+    let p = plan_at(&dj, &observed(vec![]), "2026-12-01T01:00:00Z");
+    let status = p.status.unwrap().status;
+    assert_eq!(status.state, Some(RunState::Invalid));
+    let m = status.message.unwrap_or_default();
+    assert!(
+        m.contains("spec.expectBy \"02:00\" is earlier in the day than the run"),
+        "{m}"
+    );
+}

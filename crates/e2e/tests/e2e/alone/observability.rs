@@ -841,7 +841,7 @@ async fn every_dashboard_panel_and_alert_works_against_a_real_prometheus() {
             ));
         }
     }
-    assert_eq!(health.len(), 11, "{health:?}");
+    assert_eq!(health.len(), 12, "{health:?}");
     assert!(
         health.iter().all(|(_, h, _)| h == "ok"),
         "rules evaluate: {health:?}"
@@ -911,6 +911,7 @@ async fn every_dashboard_panel_and_alert_works_against_a_real_prometheus() {
         "DataJobNoLeader",
         "DataJobWebhookNotCalled",
         "DataJobWebhookSlow",
+        "DataJobRunLate",
         "DataJobNodeGroupAtMaxSize",
     ] {
         let r = prometheus
