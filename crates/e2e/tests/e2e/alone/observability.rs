@@ -1085,7 +1085,7 @@ fn the_chart_ships_the_dashboard_and_the_rules_when_asked() {
         !rendered.contains_key("DataJobWebhookNotCalled"),
         "no webhook, no webhook alert"
     );
-    assert_eq!(rendered.len(), 10);
+    assert_eq!(rendered.len(), 11);
     let expr = |a: &str| rendered[a]["expr"].as_str().unwrap().to_string();
     assert!(expr("DataJobScheduleLate").contains(r#"le=~"600(\\.0)?""#));
     assert!(!expr("DataJobScheduleLate").contains("300"));
