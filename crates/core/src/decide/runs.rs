@@ -436,24 +436,37 @@ fn spec_status<'a>(
     }
 }
 
-/// Whether the DataJob is late (`spec.expectBy`), from its runs; `None` without an
-/// `expectBy`, and while it is suspended (no run is expected).
-pub(crate) fn lateness(
+/// What `spec.expectBy` holds a DataJob to: the expected-by time, since when (its
+/// creation), and a one-off DataJob's logical time; `None` without an `expectBy`, and
+/// while it is suspended (no run is expected).
+fn held_to(
     r: &Resolved,
-    runs: &[RunRecord],
     created: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
-) -> Option<late::Lateness> {
+) -> Option<(late::ExpectBy, DateTime<Utc>, Option<DateTime<Utc>>)> {
     let expect = r.expect_by.filter(|_| !r.suspend)?;
     let since = created.unwrap_or(now);
     let one_off = r
         .schedule
         .is_none()
         .then(|| labels::truncate_to_minute(since));
+    Some((expect, since, one_off))
+}
+
+/// Whether the DataJob is late (`spec.expectBy`), from its runs; `None` when it is not
+/// held to an expected-by time.
+pub(crate) fn lateness(
+    r: &Resolved,
+    runs: &[RunRecord],
+    created: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<late::Lateness> {
+    let (expect, since, one_off) = held_to(r, created, now)?;
+    let schedule = r.schedule.as_ref();
     Some(late::lateness(
         expect,
         r.time_zone,
-        r.schedule.as_ref(),
+        schedule,
         one_off,
         since,
         runs,
@@ -467,12 +480,7 @@ pub(crate) fn next_due(
     created: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
-    let expect = r.expect_by.filter(|_| !r.suspend)?;
-    let since = created.unwrap_or(now);
-    let one_off = r
-        .schedule
-        .is_none()
-        .then(|| labels::truncate_to_minute(since));
+    let (expect, since, one_off) = held_to(r, created, now)?;
     late::next_due(
         expect,
         r.time_zone,
