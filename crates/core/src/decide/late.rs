@@ -180,7 +180,9 @@ pub fn lateness(
     }
 }
 
-/// The newest slot of `schedule` at or after `since` whose due time has passed.
+/// The newest slot of `schedule` at or after `since` whose due time has passed: the slot
+/// at or before `now - d` for a duration; for a time of day (schedules that run at most
+/// daily, due within a day) the newer of the last two slots that is due.
 fn newest_due_slot(
     expect: ExpectBy,
     tz: Tz,
@@ -188,16 +190,19 @@ fn newest_due_slot(
     since: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
-    // The slots due by now are at or before `now`; look back far enough for a due
-    // time up to 31 days after its slot.
-    schedule
-        .recent(now, 64)
-        .into_iter()
-        .filter(|s| *s >= since && expect.due(*s, tz) <= now)
-        .max()
+    let slot = match expect {
+        ExpectBy::After(d) => schedule.at_or_before(now - d),
+        ExpectBy::TimeOfDay(_) => schedule
+            .recent(now, 2)
+            .into_iter()
+            .filter(|s| expect.due(*s, tz) <= now)
+            .max(),
+    };
+    slot.filter(|s| *s >= since)
 }
 
-/// When the next run becomes due after `now` (to look again then), if one does.
+/// When the next run becomes due after `now` (to look again then), if one does: the
+/// due time of the slot after the newest due one.
 pub fn next_due(
     expect: ExpectBy,
     tz: Tz,
@@ -206,20 +211,16 @@ pub fn next_due(
     since: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
-    let mut candidates: Vec<DateTime<Utc>> = match schedule {
-        Some(s) => s
-            .recent(now, 64)
-            .into_iter()
-            .chain(s.upcoming(now, 2))
-            .filter(|slot| *slot >= since)
-            .collect(),
-        None => one_off.into_iter().collect(),
+    let slot = match schedule {
+        Some(s) => {
+            let after = newest_due_slot(expect, tz, s, since, now)
+                .unwrap_or(since - Duration::seconds(1))
+                .max(since - Duration::seconds(1));
+            s.next_after(after)
+        }
+        None => one_off,
     };
-    candidates.retain(|slot| expect.due(*slot, tz) > now);
-    candidates
-        .into_iter()
-        .map(|slot| expect.due(slot, tz))
-        .min()
+    slot.map(|s| expect.due(s, tz)).filter(|due| *due > now)
 }
 
 #[cfg(test)]
@@ -350,6 +351,33 @@ mod tests {
             t("2026-12-02T07:00:00Z"),
         );
         assert!(!fresh.late, "{fresh:?}");
+        // A frequent schedule with a long duration: the slot two hours back is due.
+        let minutely = Schedule::parse("* * * * *", tz).unwrap();
+        let two_h = ExpectBy::parse("2h").unwrap();
+        let l = lateness(
+            two_h,
+            tz,
+            Some(&minutely),
+            None,
+            since,
+            &[],
+            t("2026-12-02T06:00:30Z"),
+        );
+        assert!(
+            l.late && l.message.contains("2026-12-02T04:00:00Z"),
+            "{l:?}"
+        );
+        assert_eq!(
+            next_due(
+                two_h,
+                tz,
+                Some(&minutely),
+                None,
+                since,
+                t("2026-12-02T06:00:30Z")
+            ),
+            Some(t("2026-12-02T06:01:00Z"))
+        );
         // Look again when the next run is due.
         assert_eq!(
             next_due(
