@@ -8,12 +8,18 @@
 //! sends every query of every dashboard panel to Prometheus' HTTP API and expects data,
 //! checks that every metric the dashboard and the alerts use is in the operator's
 //! `/metrics`, and that the alerts that should fire do, and the others do not.
+//! Prometheus sends its alerts to Debian's Alertmanager, loaded with the chart's documented
+//! route per owner (`charts/datajob/alerts/alertmanager-owners.yaml`) and receivers that
+//! are a local HTTP sink: a failed run and a late run each reach their owner's receiver,
+//! and no alert reaches anybody else's.
 //!
 //! NodeGroups move every DataJob, and the shared operator of `e2e/with-operator.sh` must
 //! not act beside this one: `e2e/suites.sh` runs the suite on its own, in phase 2.
 //!   bash e2e/run-e2e.sh cargo test -p datajob-e2e --features e2e --test e2e -- alone::observability:: --nocapture
 
 use crate::common;
+
+use common::alerting;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -38,6 +44,8 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 const OPERATOR_NS: &str = "datajob-system";
 /// The scheduled DataJob the Schedules row is checked with.
 const SCHEDULED: &str = "every-minute";
+/// The DataJob whose run is late.
+const LATE: &str = "late-report";
 /// Every failure reason produced here, with the DataJob that produces it.
 const FAILURES: [(&str, &str); 7] = [
     ("bad-image", "ImageNotFound"),
@@ -62,8 +70,9 @@ struct Prometheus {
 
 impl Prometheus {
     /// Starts `prometheus` scraping `target` (host:port) every second as job
-    /// `datajob-metrics`, evaluating `rules` every second.
-    async fn start(target: &str, rules: &Path) -> Prometheus {
+    /// `datajob-metrics`, evaluating `rules` every second and sending the alerts to the
+    /// Alertmanager at `alertmanager` (host:port).
+    async fn start(target: &str, rules: &Path, alertmanager: &str) -> Prometheus {
         let bin = std::env::var("PROMETHEUS").unwrap_or_else(|_| "prometheus".into());
         let dir = tempfile::Builder::new()
             .prefix("datajob-prometheus-")
@@ -75,6 +84,7 @@ impl Prometheus {
             format!(
                 "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
                  rule_files:\n  - {rules}\n\
+                 alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{alertmanager}']\n\
                  scrape_configs:\n  - job_name: datajob-metrics\n    static_configs:\n      - targets: ['{target}']\n",
                 rules = rules.display()
             ),
@@ -434,7 +444,19 @@ async fn every_dashboard_panel_and_alert_works_against_a_real_prometheus() {
     let client = client().await;
     ensure_crds(&client).await;
     let mut op = start_operator().await;
-    let prometheus = Prometheus::start(&op.admin, &rules_path()).await;
+    // Alertmanager with the documented route per owner, its receivers a local sink.
+    let sink = alerting::Sink::start().await;
+    let example: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(alerting::example_path()).unwrap()).unwrap();
+    alerting::check_config(Path::new(&alerting::example_path()));
+    let (am_config, receivers) = alerting::config_for(&example, &sink);
+    assert_eq!(
+        receivers,
+        BTreeSet::from(["platform".into(), "team-growth".into(), "team-ml".into()]),
+        "the example's receivers"
+    );
+    let alertmanager = alerting::Alertmanager::start(&am_config).await;
+    let prometheus = Prometheus::start(&op.admin, &rules_path(), &alertmanager.addr).await;
     prometheus
         .wait(
             "scraped the operator",
@@ -479,6 +501,11 @@ async fn every_dashboard_panel_and_alert_works_against_a_real_prometheus() {
         (
             "exit-3",
             json!({"image": "busybox", "retries": 0, "podAnnotations": {kwok::EXIT_CODE: "3"}}),
+        ),
+        // Expected a minute after its logical time, it runs ten: late, for team-growth.
+        (
+            LATE,
+            json!({"image": "busybox", "expectBy": "1m", "deadline": "20m", "owner": "team-growth", "podAnnotations": {kwok::DURATION: "600s"}}),
         ),
         (
             "not-runnable",
@@ -911,7 +938,6 @@ async fn every_dashboard_panel_and_alert_works_against_a_real_prometheus() {
         "DataJobNoLeader",
         "DataJobWebhookNotCalled",
         "DataJobWebhookSlow",
-        "DataJobRunLate",
         "DataJobNodeGroupAtMaxSize",
     ] {
         let r = prometheus
@@ -921,10 +947,75 @@ async fn every_dashboard_panel_and_alert_works_against_a_real_prometheus() {
         assert!(r.is_empty(), "{alert} should not fire: {r:?}");
     }
 
-    // Stop Prometheus (its directory goes with it) and the operator.
+    // The late run's alert fires, for it alone, with its owner.
+    let r = prometheus
+        .wait(
+            "fired DataJobRunLate",
+            &firing("DataJobRunLate", &in_ns),
+            Duration::from_secs(120),
+            |r| !r.is_empty(),
+        )
+        .await;
+    assert!(
+        r.len() == 1 && label(&r[0], "datajob") == LATE && label(&r[0], "owner") == "team-growth",
+        "DataJobRunLate fires for {LATE} of team-growth alone: {r:?}"
+    );
+
+    // Alertmanager routes each to its owner's receiver: the failed run of team-ml's
+    // DataJob to team-ml, the late run of team-growth's to team-growth, the failures of
+    // DataJobs without an owner to the catch-all; and nothing to anybody else.
+    let mine = |n: &alerting::Notified| n.label("namespace") == ns.name();
+    let got = sink
+        .wait(
+            "the failed run at team-ml, the late run at team-growth, the others at platform",
+            Duration::from_secs(60),
+            |got| {
+                let has = |receiver: &str, alert: &str, datajob: &str| {
+                    got.iter().any(|n| {
+                        mine(n)
+                            && n.receiver == receiver
+                            && n.label("alertname") == alert
+                            && n.label("datajob") == datajob
+                    })
+                };
+                has("team-ml", "DataJobLastRunFailed", "hungry")
+                    && has("team-growth", "DataJobRunLate", LATE)
+                    && has("platform", "DataJobLastRunFailed", "exit-3")
+            },
+        )
+        .await;
+    for n in got.iter().filter(|n| mine(n)) {
+        let want = match n.label("owner") {
+            "" => "platform",
+            owner => owner,
+        };
+        assert_eq!(
+            n.receiver,
+            want,
+            "{} of {} reached {}, not its owner's receiver: {:?}",
+            n.label("alertname"),
+            n.label("datajob"),
+            n.receiver,
+            n.labels
+        );
+    }
+    let per: BTreeMap<&str, usize> =
+        got.iter()
+            .filter(|n| mine(n))
+            .fold(BTreeMap::new(), |mut m, n| {
+                *m.entry(n.receiver.as_str()).or_default() += 1;
+                m
+            });
+    eprintln!("alerts notified per receiver: {per:?}");
+
+    // Stop Alertmanager and Prometheus (their directories go with them) and the operator.
     let data = prometheus.dir.path().to_path_buf();
     prometheus.stop();
     assert!(!data.exists(), "{} removed", data.display());
+    let am_data = alertmanager.dir.path().to_path_buf();
+    alertmanager.stop();
+    assert!(!am_data.exists(), "{} removed", am_data.display());
+    drop(sink);
     op.stop().await;
 }
 
@@ -1131,5 +1222,20 @@ fn the_chart_ships_the_dashboard_and_the_rules_when_asked() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// The route per owner that operations.md shows is the file the chart ships (and that
+/// the test above loads into Alertmanager), line for line.
+#[test]
+fn the_documented_route_per_owner_is_the_tested_one() {
+    let example = std::fs::read_to_string(alerting::example_path()).unwrap();
+    let doc = std::fs::read_to_string(format!("{ROOT}/docs/operations.md")).unwrap();
+    let body: Vec<&str> = example.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(
+        doc.contains(&format!("```yaml\n{}\n```", body.join("\n"))),
+        "docs/operations.md#routing-alerts-to-owners shows {} as it is:\n{}",
+        alerting::example_path(),
+        body.join("\n")
     );
 }

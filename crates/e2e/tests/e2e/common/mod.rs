@@ -24,6 +24,7 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+pub mod alerting;
 pub mod kubectl;
 pub mod operator;
 pub mod plugin;
