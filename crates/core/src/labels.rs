@@ -30,6 +30,9 @@ pub(crate) const PENDING_TIMEOUT_SECONDS: &str = "datajob.dev/pending-timeout-se
 pub const TRIGGER: &str = "datajob.dev/trigger";
 /// On a DataJob, with [`TRIGGER`]: the run's arguments, a JSON object of strings.
 pub const TRIGGER_ARGS: &str = "datajob.dev/trigger-args";
+/// On a run's Job and pod: the DataJob's `spec.owner`, for event exporters and log
+/// pipelines to route on (absent when it names none).
+pub const OWNER: &str = "datajob.dev/owner";
 /// On the Job of a run with parameters: the arguments it was given (JSON).
 pub const PARAMS: &str = "datajob.dev/params";
 /// On the Job that publishes a run's output (and its pod): the run id.
@@ -109,9 +112,38 @@ pub fn truncate(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
+/// An event's note, told for its owner: `note` and ` Owner: OWNER.` when there is one,
+/// so `kubectl get events` and event exporters show whose run it is; at most `max`
+/// bytes (the note is cut, never the owner).
+pub fn with_owner(note: &str, owner: Option<&str>, max: usize) -> String {
+    match owner.filter(|o| !o.is_empty()) {
+        None => truncate(note, max),
+        Some(o) => {
+            let tail = format!(" Owner: {o}.");
+            format!(
+                "{}{tail}",
+                truncate(note, max.saturating_sub(tail.len() + 3))
+            )
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_note_names_its_owner_within_the_limit() {
+        assert_eq!(with_owner("run failed", None, 100), "run failed");
+        assert_eq!(with_owner("run failed", Some(""), 100), "run failed");
+        assert_eq!(
+            with_owner("run failed", Some("team-ml"), 100),
+            "run failed Owner: team-ml."
+        );
+        let long = "x".repeat(200);
+        let n = with_owner(&long, Some("team-ml"), 100);
+        assert!(n.len() <= 100 && n.ends_with("… Owner: team-ml."), "{n}");
+    }
 
     #[test]
     fn run_ids_match_the_cronjob_controller() {

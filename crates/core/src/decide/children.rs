@@ -229,6 +229,9 @@ fn job_annotations(r: &Resolved, logical_time: Option<DateTime<Utc>>) -> BTreeMa
     if let Some(t) = logical_time {
         a.insert(LOGICAL_TIME.into(), labels::rfc3339(t));
     }
+    if let Some(o) = &r.owner {
+        a.insert(labels::OWNER.into(), o.clone());
+    }
     a
 }
 
@@ -295,6 +298,9 @@ fn pod_template(
             "false".to_string(),
         ),
     ]);
+    if let Some(o) = &r.owner {
+        annotations.insert(labels::OWNER.into(), o.clone());
+    }
     for (k, v) in &r.pod_annotations {
         annotations.entry(k.clone()).or_insert_with(|| v.clone());
     }
@@ -902,6 +908,27 @@ mod tests {
         d.metadata.uid = Some("uid-1".into());
         let r = resolve(&d, &Limits::default()).unwrap();
         (d, r)
+    }
+
+    #[test]
+    fn a_run_carries_its_owner_on_the_job_and_the_pod() {
+        let (mut d, _) = dj(None);
+        let t = chrono::DateTime::from_timestamp(1_767_000_000, 0).unwrap();
+        let owner_of = |d: &DataJob| {
+            let r = resolve(d, &Limits::default()).unwrap();
+            let j = job(d, &r, &Guards::default(), t, false);
+            let on_job = j.annotations().get(labels::OWNER).cloned();
+            let on_pod = j
+                .spec
+                .and_then(|s| s.template.metadata)
+                .and_then(|m| m.annotations)
+                .and_then(|a| a.get(labels::OWNER).cloned());
+            (on_job, on_pod)
+        };
+        assert_eq!(owner_of(&d), (None, None));
+        d.spec.owner = Some("Data Platform <dp@acme.io>".into());
+        let want = Some("Data Platform <dp@acme.io>".to_string());
+        assert_eq!(owner_of(&d), (want.clone(), want));
     }
 
     #[test]

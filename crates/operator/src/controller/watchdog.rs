@@ -116,6 +116,10 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<WatchdogContext>) -> Result<Action> {
             ns: &ns,
             id: &id,
             datajob: &datajob,
+            owner: job
+                .annotations()
+                .get(datajob_core::labels::OWNER)
+                .map(String::as_str),
         };
         act.apply(&ctx, change).await?;
     }
@@ -188,6 +192,8 @@ struct Act<'a> {
     ns: &'a str,
     id: &'a str,
     datajob: &'a str,
+    /// The DataJob's owner, from the Job (named in the event).
+    owner: Option<&'a str>,
 }
 
 impl Act<'_> {
@@ -218,6 +224,11 @@ impl Act<'_> {
             })
             .inc();
         let r = Context::datajob_ref(self.ns, self.datajob);
+        let note = datajob_core::labels::with_owner(
+            &note,
+            self.owner,
+            datajob_core::decide::datajob::NOTE_LIMIT,
+        );
         ctx.base.event(&r, true, reason, action, note).await;
         Ok(())
     }

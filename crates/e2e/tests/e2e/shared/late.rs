@@ -10,7 +10,10 @@ use std::time::Duration;
 use common::kubectl::kubectl;
 use common::{client, kwok, test_namespace, wait_for_event, wait_for_object};
 use datajob_api::{DataJob, RunState};
-use kube::api::{Api, PostParams};
+use datajob_core::labels;
+use k8s_openapi::api::batch::v1::Job;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 
 fn late(d: &DataJob) -> Option<(String, String)> {
@@ -99,6 +102,30 @@ async fn a_run_past_its_expected_time_makes_the_datajob_late_and_goes_on() {
         1,
         "told once: {events:?}"
     );
+    // The event and the run's Job and pod name the owner.
+    let told = events
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("RunLate"))
+        .and_then(|e| e.message.clone())
+        .unwrap_or_default();
+    assert!(told.ends_with(" Owner: team-growth."), "{told}");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns.name());
+    let run = jobs
+        .list(&ListParams::default().labels(&format!("{}=slow-report", labels::NAME)))
+        .await
+        .unwrap();
+    let job = run.items.first().expect("the run's Job");
+    assert_eq!(
+        job.annotations().get(labels::OWNER).map(String::as_str),
+        Some("team-growth")
+    );
+    let pod_owner = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(labels::OWNER).cloned());
+    assert_eq!(pod_owner.as_deref(), Some("team-growth"));
 
     // The run succeeds: on time again.
     let dj = wait_for_object(

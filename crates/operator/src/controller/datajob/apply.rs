@@ -210,7 +210,11 @@ async fn publish(note: &Note, dj: &DataJob, ctx: &DataJobContext) {
             note.warning,
             &note.reason,
             &note.action,
-            note.note.clone(),
+            datajob_core::labels::with_owner(
+                &note.note,
+                dj.spec.owner.as_deref(),
+                datajob_core::decide::datajob::NOTE_LIMIT,
+            ),
         )
         .await;
 }
