@@ -613,8 +613,8 @@ async fn measure(
             .map_or(f64::NAN, |b| b / 1048576.0)
     };
     let (heap_end_mib, heap_peak_mib) = (
-        heap_mib("datajob_process_heap_bytes"),
-        heap_mib("datajob_process_heap_peak_bytes"),
+        heap_mib("datajob_heap_bytes"),
+        heap_mib("datajob_heap_peak_bytes"),
     );
     let caches = caches_now(client).await.unwrap_or_else(|e| {
         eprintln!("could not list the cached objects: {e}");

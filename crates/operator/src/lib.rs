@@ -9,6 +9,7 @@ pub(crate) mod error;
 pub mod heap;
 pub mod leader;
 pub mod metrics;
+pub(crate) mod process_metrics;
 pub mod webhook;
 
 pub use error::{Error, Result};

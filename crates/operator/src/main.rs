@@ -28,7 +28,7 @@ use kube::runtime::watcher;
 use tokio::sync::watch;
 use tracing::{error, info};
 
-/// Counts the heap for `/metrics` (`datajob_process_heap_bytes`), beside the resident
+/// Counts the heap for `/metrics` (`datajob_heap_bytes`), beside the resident
 /// memory, so the memory the allocator keeps shows.
 #[global_allocator]
 static ALLOCATOR: datajob_operator::heap::Counting = datajob_operator::heap::Counting;

@@ -6,7 +6,8 @@
 //! * gauges that describe objects (active runs, the last run's outcome, node-group
 //!   sizes), read at scrape time from the leader's caches ([`Caches`]), so a deleted
 //!   DataJob or NodeGroup leaves no series behind and followers expose none;
-//! * the process's own memory and CPU, read from `/proc` at scrape time.
+//! * the process's own figures (`process_*`, the standard names) and its heap, read at
+//!   scrape time ([`crate::process_metrics`]).
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -17,11 +18,11 @@ use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 
 use datajob_api::{DataJob, NodeGroup, RunState};
 
@@ -171,8 +172,9 @@ impl Metrics {
     /// one list (docs/operations.md has the table), so a metric is added or renamed in one
     /// place; it holds no logic to split.
     pub fn new(per_datajob: bool) -> Self {
-        let mut r = Registry::with_prefix("datajob");
-        let reg = &mut r;
+        let mut root = Registry::default();
+        let r = root.sub_registry_with_prefix("datajob");
+        let reg = &mut *r;
         let reconciliations = registered(
             reg,
             "reconciliations",
@@ -287,17 +289,21 @@ impl Metrics {
             "Node-seconds a NodeGroup's nodes existed without DataJob pods, by node group",
             Family::default(),
         );
-        let idle_cost = registered(
-            reg,
+        // Costs are in the currency of the NodeGroups' pricePerHour: the unit `currency`
+        // (`datajob_nodegroup_idle_cost_currency_total`).
+        let idle_cost: Family<GroupLabels, Counter<f64, AtomicU64>> = Family::default();
+        reg.register_with_unit(
             "nodegroup_idle_cost",
-            "Estimated price of the idle node-seconds (pricePerHour), by node group",
-            Family::default(),
+            "Estimated price of the idle node-seconds, in the currency of the node group's pricePerHour, by node group",
+            Unit::Other("currency".into()),
+            idle_cost.clone(),
         );
-        let run_cost = registered(
-            reg,
+        let run_cost: Family<CostLabels, Counter<f64, AtomicU64>> = Family::default();
+        reg.register_with_unit(
             "run_cost",
-            "Estimated cost of finished runs (their share of a node's price for their duration), by DataJob and node group",
-            Family::default(),
+            "Estimated cost of finished runs (their share of a node's price for their duration), in the currency of the node group's pricePerHour, by DataJob and node group",
+            Unit::Other("currency".into()),
+            run_cost.clone(),
         );
         let leader = registered(
             reg,
@@ -328,9 +334,10 @@ impl Metrics {
             per_datajob,
             caches: caches.clone(),
         }));
-        r.register_collector(Box::new(ProcessMetrics));
+        r.register_collector(Box::new(crate::process_metrics::HeapMetrics));
+        root.register_collector(Box::new(crate::process_metrics::ProcessMetrics));
         Metrics {
-            registry: Arc::new(r),
+            registry: Arc::new(root),
             last_len: Arc::default(),
             per_datajob,
             leader,
@@ -687,89 +694,6 @@ impl Collector for ObjectGauges {
     }
 }
 
-/// USER_HZ: the unit of the CPU times in `/proc/<pid>/stat`, 100 on every architecture
-/// Kubernetes runs on (x86-64, arm64, ppc64le, s390x).
-const USER_HZ: f64 = 100.0;
-
-/// Resident memory in bytes, from `/proc/self/status` (`VmRSS:   1234 kB`).
-pub(crate) fn resident_memory(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let mut words = line["VmRSS:".len()..].split_whitespace();
-    let value: u64 = words.next()?.parse().ok()?;
-    match words.next() {
-        Some("kB") => value.checked_mul(1024),
-        _ => None,
-    }
-}
-
-/// User plus system CPU time in seconds, from `/proc/self/stat`. The command name (field
-/// 2) is in parentheses and may hold spaces: the fields are counted after the last `)`.
-pub(crate) fn cpu_seconds(stat: &str) -> Option<f64> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state); utime and stime are fields 14 and 15.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) as f64 / USER_HZ)
-}
-
-/// The process's memory and CPU, read from `/proc/self` at each scrape (nothing where
-/// there is no `/proc`).
-#[derive(Debug)]
-struct ProcessMetrics;
-
-impl Collector for ProcessMetrics {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let memory = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| resident_memory(&s));
-        if let Some(bytes) = memory {
-            let gauge = Gauge::<i64>::default();
-            gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
-            let metric = encoder.encode_descriptor(
-                "process_resident_memory_bytes",
-                "Resident memory of the operator process (VmRSS)",
-                None,
-                gauge.metric_type(),
-            )?;
-            gauge.encode(metric)?;
-        }
-        if let Some((live, peak)) = crate::heap::usage() {
-            for (name, help, bytes) in [
-                (
-                    "process_heap_bytes",
-                    "Heap the operator allocated and has not freed (its counting allocator)",
-                    live,
-                ),
-                (
-                    "process_heap_peak_bytes",
-                    "The most heap the operator held at once since it started",
-                    peak,
-                ),
-            ] {
-                let gauge = Gauge::<i64>::default();
-                gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
-                let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
-                gauge.encode(metric)?;
-            }
-        }
-        let cpu = std::fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|s| cpu_seconds(&s));
-        if let Some(seconds) = cpu {
-            let counter = ConstCounter::new(seconds);
-            let metric = encoder.encode_descriptor(
-                "process_cpu_seconds",
-                "User and system CPU time the operator process used",
-                None,
-                counter.metric_type(),
-            )?;
-            counter.encode(metric)?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -948,7 +872,7 @@ mod tests {
         };
         section
             .lines()
-            .filter(|l| l.starts_with("| `datajob_"))
+            .filter(|l| l.starts_with("| `datajob_") || l.starts_with("| `process_"))
             .map(|l| {
                 let cells: Vec<&str> = l.split('|').map(str::trim).collect();
                 let name = cells[1].trim_matches('`').to_string();
@@ -965,13 +889,16 @@ mod tests {
         let families = exposed(&text);
         // One per field of `Metrics` but the registry, the flag and the caches, plus the
         // nine gauges read from the caches (`datajob_info` and `datajob_late` among
-        // them) and the four process metrics (memory, heap, heap peak, CPU; the unit
-        // tests run on the operator's counting allocator).
-        assert_eq!(families.len(), 22 + 9 + 4, "{families:?}");
+        // them), the heap and its peak (the unit tests run on the operator's counting
+        // allocator) and the six standard `process_*` metrics.
+        assert_eq!(families.len(), 22 + 9 + 2 + 6, "{families:?}");
         let docs = documented();
         let mut shown = BTreeSet::new();
         for (family, kind) in &families {
-            assert!(family.starts_with("datajob_"), "{family}");
+            assert!(
+                family.starts_with("datajob_") || family.starts_with("process_"),
+                "{family}"
+            );
             // Counters are exposed (and documented) with `_total`.
             let name = match kind.as_str() {
                 "counter" => format!("{family}_total"),
@@ -1195,42 +1122,5 @@ mod tests {
         }
         drop(served);
         assert!(!m.encode().contains("datajob_nodegroup_desired_nodes"));
-    }
-
-    #[test]
-    fn process_memory_and_cpu_from_proc() {
-        let status =
-            "Name:\tdatajob-operator\nVmPeak:\t  200000 kB\nVmRSS:\t   51200 kB\nThreads:\t8\n";
-        assert_eq!(resident_memory(status), Some(51200 * 1024));
-        assert_eq!(resident_memory("Name:\tx\n"), None);
-        assert_eq!(resident_memory("VmRSS:\t12 pages\n"), None);
-        // The command name may hold spaces and parentheses.
-        let stat = "4242 (tokio (rt) worker) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 75 0 0 20 0 8 0 100 1000000 12800 18446744073709551615";
-        assert_eq!(cpu_seconds(stat), Some(3.25));
-        assert_eq!(cpu_seconds("4242 (x) S 1 2"), None);
-        // The live process: real numbers on Linux.
-        if let Ok(s) = std::fs::read_to_string("/proc/self/status") {
-            assert!(resident_memory(&s).is_some_and(|b| b > 1024 * 1024), "{s}");
-            let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-            assert!(cpu_seconds(&stat).is_some(), "{stat}");
-            let text = Metrics::default().encode();
-            assert!(
-                text.contains("datajob_process_resident_memory_bytes "),
-                "{text}"
-            );
-            assert!(
-                text.contains("datajob_process_cpu_seconds_total "),
-                "{text}"
-            );
-            let heap = |name: &str| -> u64 {
-                let line = text.lines().find(|l| l.starts_with(name)).unwrap();
-                line[name.len()..].trim().parse().unwrap()
-            };
-            let (live, peak) = (
-                heap("datajob_process_heap_bytes "),
-                heap("datajob_process_heap_peak_bytes "),
-            );
-            assert!(0 < live && live <= peak, "{text}");
-        }
     }
 }

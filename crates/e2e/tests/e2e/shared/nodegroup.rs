@@ -200,7 +200,13 @@ async fn a_burst_scales_a_kwok_group_up_from_zero_and_back_to_zero() {
     )
     .await;
     let cost_labels = [("namespace", ns.name()), ("nodegroup", group.as_str())];
-    wait_for_sample("datajob_run_cost_total", &cost_labels, positive, wait).await;
+    wait_for_sample(
+        "datajob_run_cost_currency_total",
+        &cost_labels,
+        positive,
+        wait,
+    )
+    .await;
     // Idle for scaleDownAfter (5 s): back to zero, nodes gone.
     group_size(&client, &group, 0, Duration::from_secs(40))
         .await
