@@ -172,6 +172,7 @@ pub(crate) async fn run(args: &BackfillArgs, cluster: &Cluster, format: Format) 
     if args.no_wait {
         match format {
             Format::Human => println!("{name}"),
+            Format::Name => terminal::print_names(terminal::BACKFILL_KIND, [name.as_str()]),
             _ => terminal::print_data(
                 format,
                 &api.get(&name)
@@ -184,7 +185,9 @@ pub(crate) async fn run(args: &BackfillArgs, cluster: &Cluster, format: Format) 
     let done = wait_done(args, cluster, &api, &name).await?;
     let status = done.status.clone().unwrap_or_default();
     eprint!("{}", summary(&name, &args.name, &status, Style::stderr()));
-    if format != Format::Human {
+    if format == Format::Name {
+        terminal::print_names(terminal::BACKFILL_KIND, [name.as_str()]);
+    } else if format != Format::Human {
         terminal::print_data(format, &done)?;
     }
     match status.failed {

@@ -1,5 +1,5 @@
 //! Reaching the cluster the way kubectl does (`KUBECONFIG`, `--kubeconfig`, `--context`,
-//! `-n`), and turning the API's failures into sentences that say what to do.
+//! `--cluster`, `--user`, `--as`, `--as-group`, `--request-timeout`, `-n`), and turning the API's failures into sentences that say what to do.
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,13 +26,36 @@ pub struct ClusterArgs {
     /// Path to a kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
     #[arg(long, global = true, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
+
+    /// Kubeconfig cluster to use (default: the context's).
+    #[arg(long, global = true, value_name = "CLUSTER")]
+    pub cluster: Option<String>,
+
+    /// Kubeconfig user to use (default: the context's).
+    #[arg(long, global = true, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// User to impersonate for the operation (a user or a ServiceAccount,
+    /// `system:serviceaccount:NS:NAME`).
+    #[arg(long = "as", global = true, value_name = "USER")]
+    pub as_user: Option<String>,
+
+    /// Group to impersonate for the operation; repeat for several.
+    #[arg(long = "as-group", global = true, value_name = "GROUP")]
+    pub as_group: Vec<String>,
+
+    /// How long to wait for one request before giving up: `30s`, `1m`, `500ms`, or
+    /// seconds (`0`, the default, waits as long as the request takes).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = crate::flags::request_timeout)]
+    pub request_timeout: Option<Duration>,
 }
 
 /// Loads the client configuration without talking to the cluster.
 pub(crate) async fn load_config(args: &ClusterArgs) -> Result<Config> {
     let options = KubeConfigOptions {
         context: args.context.clone(),
-        ..Default::default()
+        cluster: args.cluster.clone(),
+        user: args.user.clone(),
     };
     let loaded = match &args.kubeconfig {
         Some(path) => {
@@ -42,13 +65,36 @@ pub(crate) async fn load_config(args: &ClusterArgs) -> Result<Config> {
         }
         None => Config::from_kubeconfig(&options).await,
     };
-    match loaded {
-        Ok(config) => Ok(config),
+    let mut config = match loaded {
+        Ok(config) => config,
         // Inside a pod without a kubeconfig, like kubectl.
-        Err(e) if args.kubeconfig.is_none() && args.context.is_none() => {
-            Config::incluster().map_err(|_| CliError::Kubeconfig(e.to_string()))
+        Err(e)
+            if args.kubeconfig.is_none()
+                && args.context.is_none()
+                && args.cluster.is_none()
+                && args.user.is_none() =>
+        {
+            Config::incluster().map_err(|_| CliError::Kubeconfig(e.to_string()))?
         }
-        Err(e) => Err(CliError::Kubeconfig(e.to_string())),
+        Err(e) => return Err(CliError::Kubeconfig(e.to_string())),
+    };
+    apply_overrides(&mut config, args);
+    Ok(config)
+}
+
+/// `--as`, `--as-group` and `--request-timeout` on a loaded configuration.
+fn apply_overrides(config: &mut Config, args: &ClusterArgs) {
+    if let Some(user) = &args.as_user {
+        config.auth_info.impersonate = Some(user.clone());
+    }
+    if !args.as_group.is_empty() {
+        config.auth_info.impersonate_groups = Some(args.as_group.clone());
+    }
+    if let Some(t) = args.request_timeout {
+        // `0` is no limit, as in kubectl.
+        let t = (!t.is_zero()).then_some(t);
+        config.read_timeout = t;
+        config.write_timeout = t;
     }
 }
 
@@ -217,6 +263,55 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn cluster_user_impersonation_and_timeout_flags_shape_the_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kubeconfig");
+        std::fs::write(
+            &file,
+            "apiVersion: v1\nkind: Config\ncurrent-context: dev\n\
+             clusters:\n- name: dev\n  cluster: {server: 'https://127.0.0.1:6443'}\n\
+             - name: prod\n  cluster: {server: 'https://10.0.0.1:6443'}\n\
+             users:\n- name: dev\n  user: {token: dev-token}\n- name: alice\n  user: {username: alice, password: secret}\n\
+             contexts:\n- name: dev\n  context: {cluster: dev, user: dev, namespace: analytics}\n",
+        )
+        .unwrap();
+        let mut args = ClusterArgs {
+            kubeconfig: Some(file),
+            ..Default::default()
+        };
+        let plain = load_config(&args).await.unwrap();
+        assert_eq!(plain.cluster_url.to_string(), "https://127.0.0.1:6443/");
+        assert_eq!(plain.default_namespace, "analytics");
+        assert_eq!(plain.auth_info.impersonate, None);
+        args.cluster = Some("prod".into());
+        args.user = Some("alice".into());
+        args.as_user = Some("system:serviceaccount:analytics:ci".into());
+        args.as_group = vec!["devs".into()];
+        args.request_timeout = Some(Duration::from_secs(90));
+        let c = load_config(&args).await.unwrap();
+        assert_eq!(c.cluster_url.to_string(), "https://10.0.0.1:6443/");
+        assert_eq!(c.auth_info.username.as_deref(), Some("alice"));
+        assert!(c.auth_info.token.is_none(), "not the context's user");
+        assert_eq!(
+            c.auth_info.impersonate.as_deref(),
+            Some("system:serviceaccount:analytics:ci")
+        );
+        assert_eq!(
+            c.auth_info.impersonate_groups,
+            Some(vec!["devs".to_string()])
+        );
+        assert_eq!(c.read_timeout, Some(Duration::from_secs(90)));
+        assert_eq!(c.write_timeout, Some(Duration::from_secs(90)));
+        // `0` lifts the limit.
+        args.request_timeout = Some(Duration::ZERO);
+        assert_eq!(load_config(&args).await.unwrap().read_timeout, None);
+        // A cluster the kubeconfig lacks is an error that names it.
+        args.cluster = Some("nowhere".into());
+        let e = load_config(&args).await.unwrap_err().to_string();
+        assert!(e.contains("nowhere"), "{e}");
+    }
 
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()

@@ -178,6 +178,10 @@ pub(crate) fn table(runs: &[RunRecord], tz: Tz, now: DateTime<Utc>, style: Style
 pub(crate) async fn run(args: &RunsArgs, cluster: &Cluster, format: Format) -> Result<()> {
     let dj = cluster.datajob(&args.name).await?;
     let runs = runs_of(cluster, &dj).await?;
+    if format == Format::Name {
+        terminal::print_names(terminal::JOB_KIND, runs.iter().map(|r| r.name.as_str()));
+        return Ok(());
+    }
     if format != Format::Human {
         return terminal::print_data(format, &runs);
     }

@@ -50,7 +50,8 @@ pub struct Cli {
     #[command(flatten)]
     pub cluster: ClusterArgs,
 
-    /// Output format: human text (default), or json / yaml for scripts.
+    /// Output format: human text (default), json / yaml for scripts, or name
+    /// (`kind/name` per object, as kubectl) for status, runs, trigger and backfill.
     #[arg(
         short = 'o',
         long,
@@ -143,8 +144,12 @@ pub async fn run(cli: Cli) -> ExitCode {
 async fn dispatch(cli: &Cli) -> Result<()> {
     let format = cli.output;
     match &cli.command {
-        Command::Plan(args) => plan::run(args, &cli.cluster, format).await,
+        Command::Plan(args) => {
+            terminal::no_names(format, "plan")?;
+            plan::run(args, &cli.cluster, format).await
+        }
         Command::Run(args) => {
+            terminal::no_names(format, "run --local")?;
             // The kubeconfig's namespace, as kubectl would; the cluster is never contacted.
             let namespace = match &cli.cluster.namespace {
                 Some(ns) => Some(ns.clone()),
@@ -166,7 +171,10 @@ async fn dispatch(cli: &Cli) -> Result<()> {
         Command::Runs(args) => {
             history::run(args, &Cluster::connect(&cli.cluster).await?, format).await
         }
-        Command::Logs(args) => logs::run(args, &Cluster::connect(&cli.cluster).await?).await,
+        Command::Logs(args) => {
+            terminal::no_names(format, "logs")?;
+            logs::run(args, &Cluster::connect(&cli.cluster).await?).await
+        }
         Command::Trigger(args) => {
             trigger::run(args, &Cluster::connect(&cli.cluster).await?, format).await
         }
@@ -174,6 +182,7 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             backfill::run(args, &Cluster::connect(&cli.cluster).await?, format).await
         }
         Command::Describe(args) => {
+            terminal::no_names(format, "describe")?;
             describe::run(args, &Cluster::connect(&cli.cluster).await?, format).await
         }
     }
@@ -206,5 +215,45 @@ mod tests {
         assert!(matches!(cli.command, Command::Logs(ref l) if l.follow && l.name == "churn"));
         let cli = Cli::try_parse_from(["kubectl-datajob", "-o", "json", "runs", "churn"]).unwrap();
         assert_eq!(cli.output, Format::Json);
+    }
+
+    #[test]
+    fn the_standard_kubeconfig_flags() {
+        let cli = Cli::try_parse_from([
+            "kubectl-datajob",
+            "status",
+            "--cluster",
+            "prod-eu",
+            "--user",
+            "alice",
+            "--as",
+            "system:serviceaccount:analytics:ci",
+            "--as-group",
+            "devs",
+            "--as-group",
+            "oncall",
+            "--request-timeout",
+            "1m30s",
+            "-o",
+            "name",
+        ])
+        .unwrap();
+        let c = &cli.cluster;
+        assert_eq!(c.cluster.as_deref(), Some("prod-eu"));
+        assert_eq!(c.user.as_deref(), Some("alice"));
+        assert_eq!(
+            c.as_user.as_deref(),
+            Some("system:serviceaccount:analytics:ci")
+        );
+        assert_eq!(c.as_group, ["devs", "oncall"]);
+        assert_eq!(c.request_timeout, Some(std::time::Duration::from_secs(90)));
+        assert_eq!(cli.output, Format::Name);
+        let e = Cli::try_parse_from(["kubectl-datajob", "status", "--request-timeout", "soon"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--request-timeout \"soon\" is not a duration"),
+            "{e}"
+        );
     }
 }

@@ -141,6 +141,10 @@ pub(crate) async fn run(args: &StatusArgs, cluster: &Cluster, format: Format) ->
     match &args.name {
         Some(name) => {
             let dj = cluster.datajob(name).await?;
+            if format == Format::Name {
+                terminal::print_names(terminal::DATAJOB_KIND, [dj.name_any().as_str()]);
+                return Ok(());
+            }
             if format != Format::Human {
                 return terminal::print_data(format, &for_scripts(dj));
             }
@@ -164,6 +168,11 @@ pub(crate) async fn run(args: &StatusArgs, cluster: &Cluster, format: Format) ->
                 .map_err(cluster.error(what))?
                 .items;
             list.sort_by_key(|d| (d.namespace(), d.name_any()));
+            if format == Format::Name {
+                let names: Vec<String> = list.iter().map(|d| d.name_any()).collect();
+                terminal::print_names(terminal::DATAJOB_KIND, names.iter().map(String::as_str));
+                return Ok(());
+            }
             if format != Format::Human {
                 let items: Vec<DataJob> = list.into_iter().map(for_scripts).collect();
                 return terminal::print_data(

@@ -19,7 +19,35 @@ pub enum Format {
     Human,
     Json,
     Yaml,
+    /// `resource/name` per object, as `kubectl get -o name` (status, runs, trigger,
+    /// backfill).
+    Name,
 }
+
+/// The commands that take `-o name`.
+pub(crate) const NAME_COMMANDS: &str = "status, runs, trigger and backfill";
+
+/// Refuses `-o name` for a command that prints no objects.
+pub(crate) fn no_names(format: Format, command: &str) -> Result<()> {
+    if format == Format::Name {
+        return Err(CliError::Usage(format!(
+            "-o name is for the commands that list or start objects ({NAME_COMMANDS}); {command} takes -o json or -o yaml"
+        )));
+    }
+    Ok(())
+}
+
+/// Prints `kind/name` per line, as `kubectl get -o name`.
+pub(crate) fn print_names<'a>(kind: &str, names: impl IntoIterator<Item = &'a str>) {
+    for n in names {
+        println!("{kind}/{n}");
+    }
+}
+
+/// How `-o name` names a DataJob, a run's Job and a Backfill.
+pub(crate) const DATAJOB_KIND: &str = "datajob.datajob.dev";
+pub(crate) const JOB_KIND: &str = "job.batch";
+pub(crate) const BACKFILL_KIND: &str = "backfill.datajob.dev";
 
 /// Prints `value` as JSON or YAML on stdout.
 pub(crate) fn print_data<T: Serialize>(format: Format, value: &T) -> Result<()> {
@@ -27,6 +55,7 @@ pub(crate) fn print_data<T: Serialize>(format: Format, value: &T) -> Result<()> 
         Format::Json => serde_json::to_string_pretty(value)
             .map(|s| s + "\n")
             .map_err(|e| CliError::Encode(e.to_string()))?,
+        Format::Name => return no_names(format, "this command"),
         Format::Yaml | Format::Human => {
             serde_yaml::to_string(value).map_err(|e| CliError::Encode(e.to_string()))?
         }

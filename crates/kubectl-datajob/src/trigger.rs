@@ -174,7 +174,9 @@ pub(crate) async fn run(args: &TriggerArgs, cluster: &Cluster, format: Format) -
         run: existing,
     };
     if !args.wait {
-        if format != Format::Human {
+        if format == Format::Name {
+            terminal::print_names(terminal::JOB_KIND, [id.as_str()]);
+        } else if format != Format::Human {
             terminal::print_data(format, &report)?;
         } else {
             println!("{id}");
@@ -191,7 +193,9 @@ pub(crate) async fn run(args: &TriggerArgs, cluster: &Cluster, format: Format) -
     eprintln!("{}", finished_line(&finished, Utc::now(), Style::stderr()));
     let failed = finished.state != RunState::Succeeded;
     report.run = Some(finished);
-    if format != Format::Human {
+    if format == Format::Name {
+        terminal::print_names(terminal::JOB_KIND, [id.as_str()]);
+    } else if format != Format::Human {
         terminal::print_data(format, &report)?;
     }
     if failed {

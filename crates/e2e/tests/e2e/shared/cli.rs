@@ -117,6 +117,72 @@ async fn trigger_runs_status_logs_and_describe_against_the_operator() {
     let dj: DataJob = serde_yaml::from_str(&out.stdout).expect("status -o yaml is the DataJob");
     assert_eq!(dj.status.unwrap().state, Some(RunState::Succeeded));
 
+    // -o name, as kubectl get -o name; refused where nothing is listed.
+    let out = plugin(ns, &["status", "-o", "name"]).await;
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l == "datajob.datajob.dev/nightly"),
+        "{out}"
+    );
+    let out = plugin(ns, &["runs", "nightly", "-o", "name"]).await;
+    assert_eq!(
+        out.stdout.lines().next(),
+        Some(format!("job.batch/{id}").as_str()),
+        "{out}"
+    );
+    let out = plugin(ns, &["describe", "nightly", "-o", "name"]).await;
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr.contains("-o name is for the commands that list or start objects (status, runs, trigger and backfill); describe takes -o json or -o yaml"),
+        "{out}"
+    );
+
+    // --as impersonates on the real apiserver: a ServiceAccount with no role may not
+    // read DataJobs, and the plugin says so; --as-group system:masters may.
+    let nobody = format!("system:serviceaccount:{ns}:nobody");
+    let out = plugin(ns, &["status", "nightly", "--as", &nobody]).await;
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.stderr.contains(&nobody), "{out}");
+    let out = plugin(
+        ns,
+        &[
+            "status",
+            "nightly",
+            "--as",
+            &nobody,
+            "--as-group",
+            "system:masters",
+            "-o",
+            "name",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.stdout, "datajob.datajob.dev/nightly\n", "{out}");
+    // --request-timeout: a bad one names the flag and the fix.
+    let out = plugin(ns, &["status", "--request-timeout", "soon"]).await;
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr
+            .contains("--request-timeout \"soon\" is not a duration"),
+        "{out}"
+    );
+    let out = plugin(
+        ns,
+        &[
+            "status",
+            "nightly",
+            "--request-timeout",
+            "30s",
+            "-o",
+            "name",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out}");
+
     // logs: the latest run's pod, found without a pod name; kwok keeps no logs.
     let pods = pods_of_run(&client, ns, &id).await;
     assert_eq!(pods.len(), 1, "one attempt");
