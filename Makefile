@@ -96,6 +96,11 @@ fuzz: ## the property tests of every parser and of the whole validation, long (P
 .PHONY: test
 test: lint unit image e2e ## everything CI checks: fmt, clippy, unit tests, the image, end-to-end tests
 
+.PHONY: krew
+krew: ## the kubectl plugin's krew package: static release build, archive and manifest in target/krew, validated by krew
+	CC_x86_64_unknown_linux_musl=musl-gcc $(CARGO) build --release --locked --target x86_64-unknown-linux-musl --bin kubectl-datajob
+	bash e2e/krew.sh target/x86_64-unknown-linux-musl/release/kubectl-datajob
+
 .PHONY: image
 image: ## the operator's image as an OCI archive, no container daemon (target/image/datajob-operator.tar)
 	bash e2e/operator-image.sh

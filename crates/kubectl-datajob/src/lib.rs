@@ -3,6 +3,7 @@
 //! and formatting as pure functions and the API calls at the edge.
 pub(crate) mod backfill;
 pub(crate) mod cluster;
+pub mod complete;
 pub(crate) mod describe;
 pub mod error;
 pub(crate) mod flags;

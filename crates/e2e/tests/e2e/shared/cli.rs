@@ -399,3 +399,77 @@ async fn plan_asks_the_cluster_for_a_dry_run_and_changes_nothing() {
         "plan created nothing"
     );
 }
+
+/// Runs `program args` with `path` first on the PATH: (exit code, stdout, stderr).
+fn run_with_path(path: &std::path::Path, program: &str, args: &[&str]) -> (i32, String, String) {
+    let search = format!(
+        "{}:{}",
+        path.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new(program)
+        .args(args)
+        .env("PATH", search)
+        .env_remove("KREW_ROOT")
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The krew package, installed by krew itself, makes `kubectl datajob` work, and the real
+/// kubectl completes it: sub-commands, flags, and the names of the DataJobs on the
+/// cluster.
+#[tokio::test]
+async fn krew_installs_the_plugin_and_kubectl_completes_it() {
+    let client = client().await;
+    let ns = test_namespace(&client, "krew").await;
+    create(&client, ns.name(), "churn-features", 1, 0).await;
+    let root = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let plugin_bin = common::bin("kubectl-datajob");
+    let made = std::process::Command::new("bash")
+        .arg(format!("{}/e2e/krew.sh", common::ROOT))
+        .arg(&plugin_bin)
+        .env("KREW_ROOT", root.path())
+        .env("KREW_OUT", out.path())
+        .output()
+        .expect("run e2e/krew.sh");
+    let said = String::from_utf8_lossy(&made.stderr).into_owned();
+    assert!(made.status.success(), "e2e/krew.sh:\n{said}");
+    assert!(said.contains("datajob.yaml valid"), "{said}");
+    let bin = root.path().join("bin");
+
+    let (code, stdout, stderr) = run_with_path(&bin, "kubectl", &["datajob", "--version"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        format!("kubectl-datajob {}", env!("CARGO_PKG_VERSION"))
+    );
+    let (_, listed, _) = run_with_path(&bin, "kubectl", &["plugin", "list"]);
+    assert!(listed.contains("kubectl-datajob"), "{listed}");
+
+    let complete = |args: &[&str]| {
+        let mut all = vec!["__complete", "datajob"];
+        all.extend_from_slice(args);
+        let (code, stdout, stderr) = run_with_path(&bin, "kubectl", &all);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stderr.contains("About to call") && stderr.contains("kubectl_complete-datajob"),
+            "kubectl calls the completion executable: {stderr}"
+        );
+        stdout
+    };
+    let subs = complete(&["st"]);
+    assert!(
+        subs.starts_with("status\t") && subs.ends_with(":4\n"),
+        "{subs}"
+    );
+    let names = complete(&["status", "-n", ns.name(), "ch"]);
+    assert_eq!(names, "churn-features\n:4\n");
+    let formats = complete(&["runs", "churn-features", "-o", ""]);
+    assert_eq!(formats, "json\nyaml\nname\n:4\n");
+}
