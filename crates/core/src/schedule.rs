@@ -95,31 +95,48 @@ impl Schedule {
         Ok(schedule)
     }
 
+    /// Run times after `t`, in time order (see [`InOrder`]), all strictly after it.
+    fn forward(&self, t: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> + '_ {
+        // The crate starts from a wall-clock time: after a fall-back, a repeated wall
+        // time before `t`'s is still to come. Near a change, start a fold earlier.
+        let start = match steady_around(self.time_zone, t) {
+            true => t,
+            false => t - chrono::Duration::seconds(FOLD_SECONDS),
+        };
+        let inner = self
+            .inner
+            .after(&start.with_timezone(&self.time_zone))
+            .map(|d| d.with_timezone(&Utc));
+        InOrder::new(inner, 1, self.time_zone).filter(move |d| *d > t)
+    }
+
+    /// Run times at or before `t`, newest first (see [`InOrder`]).
+    fn backward(&self, t: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> + '_ {
+        let mut after = t + chrono::Duration::seconds(1);
+        if !steady_around(self.time_zone, t) {
+            after += chrono::Duration::seconds(FOLD_SECONDS);
+        }
+        let inner = self
+            .inner
+            .after(&after.with_timezone(&self.time_zone))
+            .rev()
+            .map(|d| d.with_timezone(&Utc));
+        InOrder::new(inner, -1, self.time_zone).filter(move |d| *d <= t)
+    }
+
     /// The first run time strictly after `t`.
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.inner
-            .after(&t.with_timezone(&self.time_zone))
-            .next()
-            .map(|d| d.with_timezone(&Utc))
+        self.forward(t).next()
     }
 
     /// The next `n` run times after `t`.
     pub fn upcoming(&self, t: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
-        self.inner
-            .after(&t.with_timezone(&self.time_zone))
-            .take(n)
-            .map(|d| d.with_timezone(&Utc))
-            .collect()
+        self.forward(t).take(n).collect()
     }
 
     /// The latest run time at or before `t`.
     pub fn at_or_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let after = t + chrono::Duration::seconds(1);
-        self.inner
-            .after(&after.with_timezone(&self.time_zone))
-            .next_back()
-            .map(|d| d.with_timezone(&Utc))
-            .filter(|d| *d <= t)
+        self.backward(t).next()
     }
 
     /// The run times in `[from, to]`, oldest first; at most `limit` of them (ask for one
@@ -130,10 +147,7 @@ impl Schedule {
         to: DateTime<Utc>,
         limit: usize,
     ) -> Vec<DateTime<Utc>> {
-        let start = from - chrono::Duration::seconds(1);
-        self.inner
-            .after(&start.with_timezone(&self.time_zone))
-            .map(|d| d.with_timezone(&Utc))
+        self.forward(from - chrono::Duration::seconds(1))
             .take_while(|d| *d <= to)
             .take(limit)
             .collect()
@@ -141,14 +155,7 @@ impl Schedule {
 
     /// The latest run times at or before `t`, newest first, at most `limit`.
     pub fn recent(&self, t: DateTime<Utc>, limit: usize) -> Vec<DateTime<Utc>> {
-        let after = t + chrono::Duration::seconds(1);
-        self.inner
-            .after(&after.with_timezone(&self.time_zone))
-            .rev()
-            .map(|d| d.with_timezone(&Utc))
-            .filter(|d| *d <= t)
-            .take(limit)
-            .collect()
+        self.backward(t).take(limit).collect()
     }
 
     /// The smallest gap between two consecutive runs over the next few runs.
@@ -159,6 +166,87 @@ impl Schedule {
 }
 
 /// Parses an IANA time zone name.
+/// The most two offsets of one zone differ by (a fall-back repeats at most this much
+/// wall-clock time; 1 h almost everywhere, 30 min on Lord Howe Island).
+const FOLD_SECONDS: i64 = 3 * 3600;
+
+/// Run times in time order, each once. The `cron` crate walks wall-clock times: on a
+/// fall-back day it gives each repeated wall time under both offsets before the next
+/// wall time, so for `*/30 1 * * *` in New York it says 01:00 EDT, 01:00 EST, 01:30 EDT,
+/// 01:30 EST, and 01:30 EDT comes after 01:00 EST, an hour later. Kubernetes' CronJob
+/// controller (robfig/cron) runs them in time order, so this re-orders: a time is given
+/// out once the times still to come cannot be earlier (they lag by at most
+/// [`FOLD_SECONDS`]). `sign` is 1 for oldest first, -1 for newest first.
+struct InOrder<I> {
+    inner: I,
+    pending: std::collections::BinaryHeap<std::cmp::Reverse<(i64, DateTime<Utc>)>>,
+    sign: i64,
+    frontier: Option<i64>,
+    done: bool,
+    last: Option<DateTime<Utc>>,
+    zone: Tz,
+}
+
+impl<I: Iterator<Item = DateTime<Utc>>> InOrder<I> {
+    fn new(inner: I, sign: i64, zone: Tz) -> Self {
+        InOrder {
+            inner,
+            pending: std::collections::BinaryHeap::new(),
+            sign,
+            frontier: None,
+            done: false,
+            last: None,
+            zone,
+        }
+    }
+}
+
+/// Whether `zone` keeps one offset from [`FOLD_SECONDS`] before `t` to as long after:
+/// then wall-clock order is time order around `t` (the usual case, so a minutely
+/// schedule is neither buffered nor walked back for hours).
+fn steady_around(zone: Tz, t: DateTime<Utc>) -> bool {
+    use chrono::{Offset, TimeZone};
+    let offset = |d: DateTime<Utc>| {
+        zone.offset_from_utc_datetime(&d.naive_utc())
+            .fix()
+            .local_minus_utc()
+    };
+    let fold = chrono::Duration::seconds(FOLD_SECONDS);
+    offset(t - fold) == offset(t + fold)
+}
+
+impl<I: Iterator<Item = DateTime<Utc>>> Iterator for InOrder<I> {
+    type Item = DateTime<Utc>;
+
+    fn next(&mut self) -> Option<DateTime<Utc>> {
+        loop {
+            if let Some(std::cmp::Reverse((key, t))) = self.pending.peek() {
+                let settled = self.frontier.is_some_and(|f| f - key > FOLD_SECONDS)
+                    || steady_around(self.zone, *t);
+                if self.done || settled {
+                    let std::cmp::Reverse((_, t)) = self.pending.pop()?;
+                    if self.last == Some(t) {
+                        continue;
+                    }
+                    self.last = Some(t);
+                    return Some(t);
+                }
+            }
+            if self.done {
+                return None;
+            }
+            match self.inner.next() {
+                Some(t) => {
+                    let key = self.sign * t.timestamp();
+                    self.frontier = Some(self.frontier.map_or(key, |f| f.max(key)));
+                    self.pending.push(std::cmp::Reverse((key, t)));
+                }
+                None => self.done = true,
+            }
+        }
+    }
+}
+
 pub fn parse_time_zone(name: &str) -> Result<Tz, String> {
     Tz::from_str(name).map_err(|_| {
         "is not an IANA time zone name; use a name such as UTC, Europe/London or America/New_York".to_string()
@@ -281,6 +369,44 @@ fn weekdays(field: &str) -> Result<[bool; 7], String> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    /// The fall-back hour of New York, 1 November 2026, as robfig/cron v3 (Kubernetes'
+    /// CronJob controller) runs `*/30 1 * * *`: 01:00 and 01:30 EDT, then 01:00 and
+    /// 01:30 EST, in time order (`e2e/cron-oracle` gave these; `shared::schedules` asks it
+    /// live for three zones).
+    #[test]
+    fn a_repeated_hour_runs_in_time_order_as_the_cronjob_controller_runs_it() {
+        let s = Schedule::parse("*/30 1 * * *", chrono_tz::America::New_York).unwrap();
+        let t = |v: &str| crate::labels::parse_rfc3339(v).unwrap();
+        let want: Vec<DateTime<Utc>> = [
+            "2026-11-01T05:00:00Z",
+            "2026-11-01T05:30:00Z",
+            "2026-11-01T06:00:00Z",
+            "2026-11-01T06:30:00Z",
+            "2026-11-02T06:00:00Z",
+            "2026-11-02T06:30:00Z",
+        ]
+        .map(t)
+        .to_vec();
+        assert_eq!(s.upcoming(t("2026-11-01T04:00:00Z"), 6), want);
+        // One after the other, as the operator asks: none skipped.
+        let mut chain = vec![];
+        let mut at = t("2026-11-01T04:00:00Z");
+        for _ in 0..6 {
+            at = s.next_after(at).unwrap();
+            chain.push(at);
+        }
+        assert_eq!(chain, want);
+        // And backwards, as missed and late runs are found.
+        let mut back = s.recent(want[5], 6);
+        back.reverse();
+        assert_eq!(back, want);
+        assert_eq!(s.at_or_before(t("2026-11-01T06:10:00Z")), Some(want[2]));
+        assert_eq!(
+            s.between(want[1], want[3], 10),
+            vec![want[1], want[2], want[3]]
+        );
+    }
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

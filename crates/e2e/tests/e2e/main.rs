@@ -30,6 +30,7 @@ mod shared {
     mod preflight;
     mod realnode;
     mod realnode_runs;
+    mod schedules;
     mod spellings;
     mod watchdog;
     mod webhook_cert;

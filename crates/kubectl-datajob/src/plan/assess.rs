@@ -224,6 +224,19 @@ pub fn plan(
     now: DateTime<Utc>,
     next: usize,
 ) -> Plan {
+    plan_from(dj, namespace, limits, guards, groups, now, (now, next))
+}
+
+/// [`plan`], with the `next.1` run times after `next.0` (`plan --from`) rather than now.
+pub fn plan_from(
+    dj: &DataJob,
+    namespace: &str,
+    limits: &Limits,
+    guards: &Guards,
+    groups: &Groups,
+    now: DateTime<Utc>,
+    next: (DateTime<Utc>, usize),
+) -> Plan {
     let mut dj = dj.clone();
     if dj.metadata.namespace.is_none() {
         dj.metadata.namespace = Some(namespace.to_string());
@@ -254,7 +267,7 @@ pub fn plan(
     plan.spec = Some(Summary::from(&r));
     if let Some(s) = &r.schedule {
         plan.next_runs = s
-            .upcoming(now, next)
+            .upcoming(next.0, next.1)
             .into_iter()
             .map(|t| NextRun {
                 utc: labels::rfc3339(t),

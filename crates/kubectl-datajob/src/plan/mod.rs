@@ -50,6 +50,11 @@ pub struct PlanArgs {
     /// How many upcoming run times to show.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub next: usize,
+
+    /// Show the run times after this time (RFC 3339) rather than after now, e.g. the
+    /// day clocks change: `--from 2026-11-01T00:00:00-04:00`.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
 }
 
 /// Asks the cluster to validate the DataJob (schema, admission webhook) without storing it.
@@ -93,6 +98,7 @@ async fn server_dry_run(cluster: &Cluster, dj: &DataJob) -> DryRun {
 pub(crate) async fn run(args: &PlanArgs, conn: &ClusterArgs, format: Format) -> Result<()> {
     let (label, docs) = manifest::read(&args.file)?;
     let now = Utc::now();
+    let from = crate::flags::time_or_now("--from", args.from.as_deref())?;
     let (cluster, unreachable) = connect(args, conn).await;
     let namespace = conn
         .namespace
@@ -114,7 +120,7 @@ pub(crate) async fn run(args: &PlanArgs, conn: &ClusterArgs, format: Format) -> 
         unreachable,
         namespace,
         now,
-        next: args.next,
+        next: (from, args.next),
     };
     let mut plans = Vec::new();
     for doc in docs {
@@ -220,7 +226,8 @@ struct Checks<'a> {
     unreachable: String,
     preflight: Option<datajob_preflight::Preflight>,
     now: chrono::DateTime<Utc>,
-    next: usize,
+    /// The run times to show: how many, after when.
+    next: (chrono::DateTime<Utc>, usize),
 }
 
 impl Checks<'_> {
@@ -228,7 +235,7 @@ impl Checks<'_> {
     /// graph (admission's check: inputs are DataJobs of the namespace and make no cycle),
     /// the server-side dry run and the preflight's warnings.
     async fn plan(&self, dj: &DataJob) -> Plan {
-        let mut p = plan(
+        let mut p = assess::plan_from(
             dj,
             &self.namespace,
             &self.limits,
