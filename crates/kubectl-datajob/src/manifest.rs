@@ -3,7 +3,6 @@
 use std::io::Read;
 use std::path::Path;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::{CliError, Result};
@@ -56,10 +55,12 @@ pub(crate) fn read(path: &Path) -> Result<(String, Vec<Document>)> {
 
 /// Parses a multi-document YAML stream.
 pub(crate) fn parse(text: &str) -> Result<Vec<Document>, String> {
+    // serde-saphyr (kube's own YAML crate) says the line and column of a mistake, and
+    // drops empty documents.
+    let values: Vec<Value> =
+        serde_saphyr::from_multiple(text).map_err(|e| format!("is not valid YAML: {e}"))?;
     let mut docs = Vec::new();
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = Value::deserialize(doc)
-            .map_err(|e| format!("document {} is not valid YAML: {e}", i + 1))?;
+    for (i, value) in values.into_iter().enumerate() {
         if value.is_null() {
             continue;
         }
@@ -156,6 +157,21 @@ fn locate(value: &Value, error: &str) -> Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bad_yaml_is_told_with_its_line_and_column_and_empty_documents_are_dropped() {
+        let e =
+            parse("apiVersion: datajob.dev/v1alpha1\nkind: DataJob\nspec:\n  image: [busybox\n")
+                .err()
+                .unwrap();
+        assert!(
+            e.contains("is not valid YAML") && e.contains("line 4 column 10"),
+            "{e}"
+        );
+        let docs =
+            parse("---\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\n").unwrap();
+        assert_eq!(docs.len(), 1);
+    }
 
     #[test]
     fn reads_every_document_and_skips_other_kinds() {

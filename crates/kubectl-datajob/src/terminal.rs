@@ -57,7 +57,7 @@ pub(crate) fn print_data<T: Serialize>(format: Format, value: &T) -> Result<()> 
             .map_err(|e| CliError::Encode(e.to_string()))?,
         Format::Name => return no_names(format, "this command"),
         Format::Yaml | Format::Human => {
-            serde_yaml::to_string(value).map_err(|e| CliError::Encode(e.to_string()))?
+            serde_saphyr::to_string(value).map_err(|e| CliError::Encode(e.to_string()))?
         }
     };
     print!("{text}");

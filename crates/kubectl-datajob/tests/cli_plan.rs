@@ -43,7 +43,7 @@ fn examples() -> Vec<PathBuf> {
 }
 
 fn read_datajob(path: &Path) -> DataJob {
-    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 #[test]
@@ -80,7 +80,7 @@ fn plan_accepts_every_example_and_shows_what_it_would_create() {
         // The full objects for scripts, in YAML and JSON.
         let out = plugin(&["plan", "-f", p, "-o", "yaml", "--offline"]);
         assert_eq!(out.status.code(), Some(0), "{p}");
-        let plan: Value = serde_yaml::from_slice(&out.stdout).unwrap();
+        let plan: Value = serde_saphyr::from_slice(&out.stdout).unwrap();
         assert_eq!(plan["valid"], true);
         assert_eq!(plan["serverDryRun"]["result"], "skipped");
         let obj = &plan["objects"][0];
@@ -121,13 +121,13 @@ fn bad_inputs(dir: &Path) -> Vec<(PathBuf, DataJob, String, String)> {
     )
     .unwrap();
     let mut out = Vec::new();
-    for (i, doc) in serde_yaml::Deserializer::from_str(&fixtures).enumerate() {
-        let value: Value = serde::Deserialize::deserialize(doc).unwrap();
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&fixtures).unwrap();
+    for (i, value) in docs.into_iter().enumerate() {
         let dj: DataJob = serde_json::from_value(value.clone()).unwrap();
         let field = dj.annotations()["test.datajob.dev/field"].clone();
         let want = dj.annotations()["test.datajob.dev/value"].clone();
         let path = dir.join(format!("bad-{i}.yaml"));
-        std::fs::write(&path, serde_yaml::to_string(&value).unwrap()).unwrap();
+        std::fs::write(&path, serde_saphyr::to_string(&value).unwrap()).unwrap();
         out.push((path, dj, field, want));
     }
     assert!(

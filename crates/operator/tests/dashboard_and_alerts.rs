@@ -45,7 +45,7 @@ fn read(path: &str) -> String {
 }
 
 fn yaml(path: &str) -> Value {
-    serde_yaml::from_str(&read(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    serde_saphyr::from_str(&read(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Every alerting rule of the rules file.

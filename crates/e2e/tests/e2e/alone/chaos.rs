@@ -277,7 +277,7 @@ async fn ensure_crds(client: &Client) {
     files.sort();
     for file in files {
         let text = std::fs::read_to_string(&file).expect("a CRD file");
-        let crd: CustomResourceDefinition = serde_yaml::from_str(&text).expect("a CRD");
+        let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).expect("a CRD");
         let name = crd.name_any();
         crds.patch(
             &name,

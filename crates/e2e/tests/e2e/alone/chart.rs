@@ -24,7 +24,6 @@ use common::{client, test_namespace, unique_name};
 use datajob_operator::webhook::tls::{Endpoint, configuration};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -137,11 +136,8 @@ fn template(release: &str, ns: &str, args: &[&str]) -> Out {
 
 /// The documents of a multi-document YAML stream, as JSON values (empty ones dropped).
 fn documents(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
-        .map(|doc| serde_yaml::Value::deserialize(doc).expect("the chart renders valid YAML"))
-        .map(|v| serde_json::to_value(v).expect("YAML converts to JSON"))
-        .filter(|v| !v.is_null())
-        .collect()
+    let docs: Vec<Value> = serde_saphyr::from_multiple(yaml).expect("the chart renders valid YAML");
+    docs.into_iter().filter(|v| !v.is_null()).collect()
 }
 
 fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {

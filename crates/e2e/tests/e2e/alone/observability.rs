@@ -259,7 +259,7 @@ async fn ensure_crds(client: &Client) {
         "datajob.dev_backfills.yaml",
     ] {
         let text = std::fs::read_to_string(format!("{ROOT}/crds/{file}")).unwrap();
-        let crd: CustomResourceDefinition = serde_yaml::from_str(&text).unwrap();
+        let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).unwrap();
         api.patch(
             &crd.name_any(),
             &PatchParams::apply("e2e-observability").force(),
@@ -447,7 +447,8 @@ async fn every_dashboard_panel_and_alert_works_against_a_real_prometheus() {
     // Alertmanager with the documented route per owner, its receivers a local sink.
     let sink = alerting::Sink::start().await;
     let example: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(alerting::example_path()).unwrap()).unwrap();
+        serde_saphyr::from_str(&std::fs::read_to_string(alerting::example_path()).unwrap())
+            .unwrap();
     alerting::check_config(Path::new(&alerting::example_path()));
     let (am_config, receivers) = alerting::config_for(&example, &sink);
     assert_eq!(
@@ -833,7 +834,7 @@ async fn every_dashboard_panel_and_alert_works_against_a_real_prometheus() {
         }
     }
     let rules: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(rules_path()).unwrap()).unwrap();
+        serde_saphyr::from_str(&std::fs::read_to_string(rules_path()).unwrap()).unwrap();
     for g in rules["groups"].as_array().unwrap() {
         for r in g["rules"].as_array().unwrap() {
             for n in metric_names(r["expr"].as_str().unwrap_or_default()) {
@@ -1056,7 +1057,7 @@ fn template(args: &[&str]) -> std::result::Result<Vec<Value>, String> {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     Ok(text
         .split("\n---")
-        .filter_map(|d| serde_yaml::from_str::<Value>(d).ok())
+        .filter_map(|d| serde_saphyr::from_str::<Value>(d).ok())
         .filter(|v| v.is_object())
         .collect())
 }
@@ -1067,7 +1068,7 @@ fn find<'a>(docs: &'a [Value], kind: &str) -> Option<&'a Value> {
 
 fn promtool_check(rules: &Value) -> Result<()> {
     let mut file = tempfile::NamedTempFile::new()?;
-    file.write_all(serde_yaml::to_string(rules)?.as_bytes())?;
+    file.write_all(serde_saphyr::to_string(rules)?.as_bytes())?;
     let out = Command::new(std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into()))
         .args(["check", "rules"])
         .arg(file.path())
@@ -1134,7 +1135,7 @@ fn the_chart_ships_the_dashboard_and_the_rules_when_asked() {
 
     // The rules: the file's groups, with the thresholds of the values.
     let file: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(rules_path()).unwrap()).unwrap();
+        serde_saphyr::from_str(&std::fs::read_to_string(rules_path()).unwrap()).unwrap();
     let docs = template(&["--set", "metrics.prometheusRule.enabled=true"]).unwrap();
     let rule = find(&docs, "PrometheusRule").expect("a PrometheusRule");
     assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");

@@ -199,7 +199,7 @@ impl Alertmanager {
             .tempdir()
             .expect("a temporary directory");
         let file = dir.path().join("alertmanager.yml");
-        std::fs::write(&file, serde_yaml::to_string(config).unwrap()).unwrap();
+        std::fs::write(&file, serde_saphyr::to_string(config).unwrap()).unwrap();
         check_config(&file);
         let addr = format!("127.0.0.1:{}", free_port());
         let log = std::fs::File::create(dir.path().join("alertmanager.log")).unwrap();

@@ -114,7 +114,7 @@ async fn trigger_runs_status_logs_and_describe_against_the_operator() {
     assert!(out.stdout.contains(&format!("last run  {id}  ")), "{out}");
     assert!(out.stdout.contains("next run  20"), "{out}");
     let out = plugin(ns, &["status", "nightly", "-o", "yaml"]).await;
-    let dj: DataJob = serde_yaml::from_str(&out.stdout).expect("status -o yaml is the DataJob");
+    let dj: DataJob = serde_saphyr::from_str(&out.stdout).expect("status -o yaml is the DataJob");
     assert_eq!(dj.status.unwrap().state, Some(RunState::Succeeded));
 
     // -o name, as kubectl get -o name; refused where nothing is listed.

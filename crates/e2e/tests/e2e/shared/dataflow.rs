@@ -283,7 +283,7 @@ async fn a_chain_is_backfilled_published_rerun_and_matches_a_local_run() {
     // plan says the same.
     let dir = tempfile::tempdir().unwrap();
     let clean_file = dir.path().join("clean.yaml");
-    std::fs::write(&clean_file, serde_yaml::to_string(&docs[1]).unwrap()).unwrap();
+    std::fs::write(&clean_file, serde_saphyr::to_string(&docs[1]).unwrap()).unwrap();
     let out = plugin(ns.name(), &["plan", "-f", clean_file.to_str().unwrap()]).await;
     assert_eq!(out.code, 1, "{out}");
     assert!(out.stdout.contains(&words), "{out}");
@@ -625,7 +625,7 @@ async fn a_chain_is_backfilled_published_rerun_and_matches_a_local_run() {
     let file = local.path().join("chain.yaml");
     let yaml: Vec<String> = docs
         .iter()
-        .map(|d| serde_yaml::to_string(d).unwrap())
+        .map(|d| serde_saphyr::to_string(d).unwrap())
         .collect();
     std::fs::write(&file, yaml.join("---\n")).unwrap();
     let state = local.path().join("state");

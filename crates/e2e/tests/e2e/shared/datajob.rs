@@ -275,8 +275,8 @@ async fn bad_datajobs_are_refused_at_apply_naming_the_field_and_value() {
     ))
     .unwrap();
     let mut checked = 0;
-    for doc in serde_yaml::Deserializer::from_str(&fixtures) {
-        let value: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&fixtures).unwrap();
+    for value in docs {
         let obj: DynamicObject = serde_json::from_value(value).unwrap();
         let (field, want) = (
             obj.annotations()["test.datajob.dev/field"].clone(),

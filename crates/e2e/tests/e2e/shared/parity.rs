@@ -89,7 +89,7 @@ async fn a_datajob_prints_the_same_on_the_real_node_in_podman_and_on_the_host() 
     // The same file, run locally for the same logical time.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("same.yaml");
-    std::fs::write(&file, serde_yaml::to_string(&dj).unwrap()).unwrap();
+    std::fs::write(&file, serde_saphyr::to_string(&dj).unwrap()).unwrap();
     let local = |engine: &str| {
         let out = Command::new(common::bin("kubectl-datajob"))
             .args(["run", "--local", "-f"])
