@@ -869,7 +869,7 @@ async fn every_dashboard_panel_and_alert_works_against_a_real_prometheus() {
             ));
         }
     }
-    assert_eq!(health.len(), 12, "{health:?}");
+    assert_eq!(health.len(), 14, "{health:?}");
     assert!(
         health.iter().all(|(_, h, _)| h == "ok"),
         "rules evaluate: {health:?}"
@@ -939,6 +939,8 @@ async fn every_dashboard_panel_and_alert_works_against_a_real_prometheus() {
         "DataJobNoLeader",
         "DataJobWebhookNotCalled",
         "DataJobWebhookSlow",
+        "DataJobWebhookCertificateExpiring",
+        "DataJobReconcileErrorsPersistent",
         "DataJobNodeGroupAtMaxSize",
     ] {
         let r = prometheus
@@ -1177,7 +1179,7 @@ fn the_chart_ships_the_dashboard_and_the_rules_when_asked() {
         !rendered.contains_key("DataJobWebhookNotCalled"),
         "no webhook, no webhook alert"
     );
-    assert_eq!(rendered.len(), 11);
+    assert_eq!(rendered.len(), 13);
     let expr = |a: &str| rendered[a]["expr"].as_str().unwrap().to_string();
     assert!(expr("DataJobScheduleLate").contains(r#"le=~"600(\\.0)?""#));
     assert!(!expr("DataJobScheduleLate").contains("300"));
