@@ -940,7 +940,6 @@ async fn every_dashboard_panel_and_alert_works_against_a_real_prometheus() {
         "DataJobWebhookNotCalled",
         "DataJobWebhookSlow",
         "DataJobWebhookCertificateExpiring",
-        "DataJobReconcileErrorsPersistent",
         "DataJobNodeGroupAtMaxSize",
     ] {
         let r = prometheus
@@ -949,6 +948,22 @@ async fn every_dashboard_panel_and_alert_works_against_a_real_prometheus() {
             .unwrap();
         assert!(r.is_empty(), "{alert} should not fire: {r:?}");
     }
+
+    // The broken NodeGroup's reconciles keep failing: the alert is pending for the
+    // nodegroup controller (it fires after 15 minutes of it, longer than this test).
+    let r = prometheus
+        .wait(
+            "DataJobReconcileErrorsPersistent pending",
+            r#"ALERTS{alertname="DataJobReconcileErrorsPersistent"}"#,
+            Duration::from_secs(90),
+            |r| !r.is_empty(),
+        )
+        .await;
+    assert!(
+        r.iter()
+            .all(|s| label(s, "alertstate") == "pending" && label(s, "controller") == "nodegroup"),
+        "pending for the nodegroup controller alone: {r:?}"
+    );
 
     // The late run's alert fires, for it alone, with its owner.
     let r = prometheus
