@@ -26,6 +26,10 @@ lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --features datajob-e2e/e2e -- -D warnings
 
+.PHONY: deny
+deny: ## cargo deny: banned crates (serde_yaml, OpenSSL), licenses, sources (deny.toml); `bash e2e/cargo-deny.sh advisories` needs the network
+	bash e2e/cargo-deny.sh
+
 .PHONY: unit
 unit: ## unit, property and doc tests of every crate, CRD drift check (no cluster)
 	$(CARGO) test --workspace
@@ -94,7 +98,7 @@ fuzz: ## the property tests of every parser and of the whole validation, long (P
 	PROPTEST_CASES=$${PROPTEST_CASES:-50000} $(CARGO) test --release -p datajob-e2e --test prop_parsers --test prop_validation
 
 .PHONY: test
-test: lint unit image e2e ## everything CI checks: fmt, clippy, unit tests, the image, end-to-end tests
+test: lint deny unit image e2e ## everything CI checks: fmt, clippy, cargo deny, unit tests, the image, end-to-end tests
 
 .PHONY: krew
 krew: ## the kubectl plugin's krew package: static release build, archive and manifest in target/krew, validated by krew
