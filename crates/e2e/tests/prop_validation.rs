@@ -115,7 +115,7 @@ fn plan_admission_and_the_reconciler_always_give_the_same_answer() {
             &guards,
             &Ok::<_, String>(groups.clone()),
             now(),
-            3,
+            (now(), 3),
         );
         let reconciler = resolve_and_place(&dj, &limits, &guards, &groups);
         prop_assert_eq!(admission.allowed, planned.valid);

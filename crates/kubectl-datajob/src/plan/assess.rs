@@ -215,20 +215,8 @@ pub struct Plan {
 
 /// The plan for one DataJob, checked as admission checks it: against `groups`, the
 /// cluster's node groups (none known offline). `namespace` applies when the file names none.
+/// `next`: how many run times to show (`next.1`) after when (`next.0`: now, or `--from`).
 pub fn plan(
-    dj: &DataJob,
-    namespace: &str,
-    limits: &Limits,
-    guards: &Guards,
-    groups: &Groups,
-    now: DateTime<Utc>,
-    next: usize,
-) -> Plan {
-    plan_from(dj, namespace, limits, guards, groups, now, (now, next))
-}
-
-/// [`plan`], with the `next.1` run times after `next.0` (`plan --from`) rather than now.
-pub fn plan_from(
     dj: &DataJob,
     namespace: &str,
     limits: &Limits,
@@ -371,7 +359,7 @@ mod tests {
             &Guards::default(),
             &groups,
             now(),
-            5,
+            (now(), 5),
         );
         let Some(Placement::Placed {
             group,
@@ -412,7 +400,7 @@ mod tests {
             &Guards::default(),
             &groups,
             now(),
-            5,
+            (now(), 5),
         );
         assert!(!p.valid);
         assert!(
@@ -430,7 +418,7 @@ mod tests {
             &Guards::default(),
             &Ok(vec![]),
             now(),
-            5,
+            (now(), 5),
         );
         assert!(p.valid);
         assert!(matches!(p.node_group, Some(Placement::NoGroups { .. })));
@@ -441,7 +429,7 @@ mod tests {
             &Guards::default(),
             &offline(),
             now(),
-            5,
+            (now(), 5),
         );
         assert!(matches!(p.node_group, Some(Placement::Unknown { .. })));
     }
@@ -461,7 +449,7 @@ mod tests {
             &Guards::default(),
             &offline(),
             now(),
-            5,
+            (now(), 5),
         );
         assert!(p.valid);
         assert_eq!(p.namespace, "analytics");
@@ -493,7 +481,7 @@ mod tests {
             &Guards::default(),
             &offline(),
             now(),
-            5,
+            (now(), 5),
         );
         assert!(p.next_runs.is_empty());
         assert_eq!(p.objects[0]["kind"], "Job");
@@ -515,7 +503,7 @@ mod tests {
             &Guards::default(),
             &offline(),
             now(),
-            5,
+            (now(), 5),
         );
         assert!(!p.valid);
         let expected = datajob_core::validation::resolve(&d, &Limits::default()).unwrap_err();

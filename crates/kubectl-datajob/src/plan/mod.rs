@@ -235,7 +235,7 @@ impl Checks<'_> {
     /// graph (admission's check: inputs are DataJobs of the namespace and make no cycle),
     /// the server-side dry run and the preflight's warnings.
     async fn plan(&self, dj: &DataJob) -> Plan {
-        let mut p = assess::plan_from(
+        let mut p = plan(
             dj,
             &self.namespace,
             &self.limits,

@@ -24,9 +24,10 @@ use common::alerting;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::daemon::Daemon;
 use common::operator::{Operator, free_port, sample, spawn};
 use common::{
     GroupGuard, Result, client, kwok, test_namespace, unique_name, wait_for, wait_for_object,
@@ -59,12 +60,10 @@ const FAILURES: [(&str, &str); 7] = [
 
 // ---- Prometheus, as a plain process ---------------------------------------------------
 
-/// A Prometheus server on 127.0.0.1 with its own storage; killed, waited for and its
-/// directory removed when dropped.
+/// A Prometheus server on 127.0.0.1 with its own storage (a [`Daemon`]).
 struct Prometheus {
-    child: Child,
+    daemon: Daemon,
     addr: String,
-    dir: tempfile::TempDir,
     started: Instant,
 }
 
@@ -91,57 +90,38 @@ impl Prometheus {
         )
         .unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-        let child = Command::new(&bin)
-            .arg(format!("--config.file={}", config.display()))
+        let mut cmd = Command::new(&bin);
+        cmd.arg(format!("--config.file={}", config.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
                 dir.path().join("data").display()
             ))
             .arg(format!("--web.listen-address={addr}"))
-            .arg("--log.level=warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start {bin} ({e}): install Debian's prometheus package, or set PROMETHEUS")
-            });
-        let mut p = Prometheus {
-            child,
-            addr,
+            .arg("--log.level=warn");
+        let mut daemon = Daemon::spawn(
+            cmd,
             dir,
-            started: Instant::now(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if http_get(&p.addr, "/-/ready")
-                .await
-                .is_ok_and(|(code, _)| code == 200)
-            {
-                break;
-            }
-            if let Ok(Some(status)) = p.child.try_wait() {
-                panic!("prometheus exited: {status}\n{}", p.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus not ready after 30 s:\n{}",
-                p.log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            "prometheus",
+            "install Debian's prometheus package, or set PROMETHEUS",
+        );
+        daemon
+            .wait_ready(|| async {
+                http_get(&addr, "/-/ready")
+                    .await
+                    .is_ok_and(|(code, _)| code == 200)
+            })
+            .await;
         eprintln!(
             "prometheus {} on {}, data in {}",
             version(&bin),
-            p.addr,
-            p.dir.path().display()
+            addr,
+            daemon.dir.path().display()
         );
-        p
-    }
-
-    fn log(&mut self) -> String {
-        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+        Prometheus {
+            daemon,
+            addr,
+            started: Instant::now(),
+        }
     }
 
     /// An instant query at now: the result vector, or Prometheus' error.
@@ -185,20 +165,9 @@ impl Prometheus {
         }
     }
 
-    /// Kills it and waits for it; the directory goes with `self`.
-    fn stop(mut self) {
-        self.kill();
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        self.kill();
+    /// Kills it and waits for it; the directory goes with it.
+    fn stop(self) {
+        self.daemon.stop();
     }
 }
 
@@ -1027,10 +996,10 @@ async fn every_dashboard_panel_and_alert_works_against_a_real_prometheus() {
     eprintln!("alerts notified per receiver: {per:?}");
 
     // Stop Alertmanager and Prometheus (their directories go with them) and the operator.
-    let data = prometheus.dir.path().to_path_buf();
+    let data = prometheus.daemon.dir.path().to_path_buf();
     prometheus.stop();
     assert!(!data.exists(), "{} removed", data.display());
-    let am_data = alertmanager.dir.path().to_path_buf();
+    let am_data = alertmanager.dir().to_path_buf();
     alertmanager.stop();
     assert!(!am_data.exists(), "{} removed", am_data.display());
     drop(sink);

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::ROOT;
+use super::daemon::Daemon;
 use super::operator::{free_port, http_get};
 
 /// The documented route per owner.
@@ -178,12 +179,10 @@ pub fn config_for(example: &Value, sink: &Sink) -> (Value, BTreeSet<String>) {
     (config, names)
 }
 
-/// Alertmanager on 127.0.0.1 with its own storage, without clustering; killed, waited
-/// for and its directory removed when dropped.
+/// Alertmanager on 127.0.0.1 with its own storage, without clustering (a [`Daemon`]).
 pub struct Alertmanager {
-    child: Child,
+    daemon: Daemon,
     pub addr: String,
-    pub dir: tempfile::TempDir,
 }
 
 impl Alertmanager {
@@ -193,7 +192,6 @@ impl Alertmanager {
     }
 
     pub async fn start(config: &Value) -> Alertmanager {
-        let bin = Self::bin();
         let dir = tempfile::Builder::new()
             .prefix("datajob-alertmanager-")
             .tempdir()
@@ -202,57 +200,40 @@ impl Alertmanager {
         std::fs::write(&file, serde_saphyr::to_string(config).unwrap()).unwrap();
         check_config(&file);
         let addr = format!("127.0.0.1:{}", free_port());
-        let log = std::fs::File::create(dir.path().join("alertmanager.log")).unwrap();
-        let child = Command::new(&bin)
-            .arg(format!("--config.file={}", file.display()))
-            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+        let mut cmd = Command::new(Self::bin());
+        cmd.arg(format!("--config.file={}", file.display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address={addr}"))
             .arg("--cluster.listen-address=")
-            .arg("--log.level=warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start {bin} ({e}): install Debian's prometheus-alertmanager package, or set ALERTMANAGER")
-            });
-        let mut am = Alertmanager { child, addr, dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !http_get(&am.addr, "/-/ready")
-            .await
-            .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
-        {
-            if let Ok(Some(status)) = am.child.try_wait() {
-                panic!("alertmanager exited: {status}\n{}", am.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "alertmanager not ready after 30 s:\n{}",
-                am.log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        eprintln!("alertmanager on {}, routing to the receivers", am.addr);
-        am
+            .arg("--log.level=warn");
+        let mut daemon = Daemon::spawn(
+            cmd,
+            dir,
+            "alertmanager",
+            "install Debian's prometheus-alertmanager package, or set ALERTMANAGER",
+        );
+        daemon
+            .wait_ready(|| async {
+                http_get(&addr, "/-/ready")
+                    .await
+                    .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+            })
+            .await;
+        eprintln!("alertmanager on {addr}, routing to the receivers");
+        Alertmanager { daemon, addr }
     }
 
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("alertmanager.log")).unwrap_or_default()
+    /// Its storage directory (removed when it stops).
+    pub fn dir(&self) -> &Path {
+        self.daemon.dir.path()
     }
 
-    pub fn stop(mut self) {
-        self.kill();
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        self.kill();
+    /// Kills it and waits for it; the directory goes with it.
+    pub fn stop(self) {
+        self.daemon.stop();
     }
 }
 

@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 pub mod alerting;
+pub mod daemon;
 pub mod kubectl;
 pub mod operator;
 pub mod plugin;
