@@ -9,7 +9,9 @@
 #      the manifest's caveat says.
 # Usage: bash e2e/krew.sh [PLUGIN_BINARY]   (default target/debug/kubectl-datajob;
 #        `make krew` passes the static release build)
-# DATAJOB_RELEASE_URL: where the release's archives are (default https://datajob.dev/releases).
+# DATAJOB_RELEASE_URL: the URL of the directory the release's archives are published in
+# (then .../v<version>/<archive>); DATAJOB_HOMEPAGE: the plugin's home page. Without them
+# the manifest points at the local archive and docs (file://).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$(dirname "$HERE")"
@@ -19,7 +21,9 @@ VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 OUT=${KREW_OUT:-target/krew}
 TOOLS=$(bash "$HERE/tools.sh" | tail -n 1)
 NAME="kubectl-datajob_v${VERSION}_linux_amd64.tar.gz"
-URL="${DATAJOB_RELEASE_URL:-https://datajob.dev/releases}/v$VERSION/$NAME"
+OUT_ABS=$(mkdir -p "$OUT" && cd "$OUT" && pwd)
+if [ -n "${DATAJOB_RELEASE_URL:-}" ]; then URL="$DATAJOB_RELEASE_URL/v$VERSION/$NAME"; else URL="file://$OUT_ABS/$NAME"; fi
+HOMEPAGE="${DATAJOB_HOMEPAGE:-file://$PWD/docs/cli.md}"
 
 mkdir -p "$OUT"
 STAGE=$(mktemp -d)
@@ -30,7 +34,7 @@ tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$STAGE" -cf -
   kubectl-datajob kubectl_complete-datajob | gzip -n > "$OUT/$NAME"
 SHA=$(sha256sum "$OUT/$NAME" | cut -d' ' -f1)
 sed -e "s|@VERSION@|$VERSION|g" -e "s|@URI@|$URL|g" -e "s|@SHA256@|$SHA|g" \
-  -e "s|@HOMEPAGE@|https://datajob.dev|g" krew/datajob.yaml.tmpl > "$OUT/datajob.yaml"
+  -e "s|@HOMEPAGE@|$HOMEPAGE|g" krew/datajob.yaml.tmpl > "$OUT/datajob.yaml"
 if grep -n '@[A-Z0-9]*@' "$OUT/datajob.yaml" >&2; then echo "krew.sh: placeholders left in $OUT/datajob.yaml" >&2; exit 1; fi
 "$TOOLS/validate-krew-manifest" -manifest "$OUT/datajob.yaml" -skip-install >&2
 echo "krew.sh: $OUT/datajob.yaml valid (v$VERSION, $NAME sha256 $SHA)" >&2
