@@ -3,6 +3,8 @@
 # host-local + loopback) beside the kwok nodes, plus a local OCI registry the kubelet pulls
 # from over plain HTTP. Sourced by e2e/cluster.sh (uses its DIR, log, die, launch,
 # live_pid, stop_pids, sign_cert, write_kubeconfig, wait_until); not run on its own.
+# e2e/demo.sh sources it too, for what the real node needs (REAL_NODE_NEEDS,
+# REAL_NODE_PACKAGES, realnode_missing, realnode_cgroup_ok) and nothing else.
 #
 # Everything lives under the cluster dir $DIR: containerd's root/state/sockets, the
 # kubelet's root dir and pod logs, CNI config and IPAM state, the registry's blobs.
@@ -27,6 +29,56 @@ REAL_NODE_LABEL=datajob.dev/real-node
 # shellcheck disable=SC2034  # used by cluster.sh
 REAL_NODE_COMPONENTS="registry containerd kubelet"
 
+# What the real node needs on this machine besides root and a memory cgroup, and the
+# Debian package that has it: the one list behind realnode_preflight's check and its
+# install hint, and behind the set-up of e2e/demo.sh. One need per line, KIND NAME PACKAGE:
+#   cmd NAME   NAME is on the PATH          cni NAME   the CNI plugin NAME is in CNI_BIN_DIR
+#   exe PATH   PATH is an executable file   file PATH  PATH is a file
+REAL_NODE_NEEDS="
+cmd containerd containerd
+cmd containerd-shim-runc-v2 containerd
+cmd ctr containerd
+cmd runc runc
+cni bridge containernetworking-plugins
+cni host-local containernetworking-plugins
+cni loopback containernetworking-plugins
+exe /bin/busybox busybox-static
+cmd gcc gcc
+file /usr/include/stdio.h libc6-dev
+cmd jq jq
+cmd ip iproute2
+"
+# Its packages, each once, in that order.
+REAL_NODE_PACKAGES=$(awk 'NF == 3 && !seen[$3]++ { printf "%s%s", sep, $3; sep = " " }' <<<"$REAL_NODE_NEEDS")
+
+# Where the CNI plugins are: DATAJOB_CNI_BIN_DIR, else /usr/lib/cni (Debian's), else
+# /opt/cni/bin when only that one has them.
+realnode_default_cni_dir() {
+  local d=${DATAJOB_CNI_BIN_DIR:-}
+  if [ -z "$d" ]; then
+    d=/usr/lib/cni
+    [ -x "$d/bridge" ] || [ ! -x /opt/cni/bin/bridge ] || d=/opt/cni/bin
+  fi
+  echo "$d"
+}
+
+# The needs of REAL_NODE_NEEDS this machine lacks, one per line: what is missing, a tab,
+# the package that has it. Nothing when all is there.
+realnode_missing() {
+  local kind name pkg cni=${CNI_BIN_DIR:-$(realnode_default_cni_dir)}
+  while read -r kind name pkg; do
+    case "$kind" in
+      cmd) command -v "$name" >/dev/null 2>&1 || printf '%s missing\t%s\n' "$name" "$pkg" ;;
+      cni) [ -x "$cni/$name" ] || printf 'CNI plugin %s missing\t%s\n' "$cni/$name" "$pkg" ;;
+      exe) [ -x "$name" ] || printf '%s missing\t%s\n' "$name" "$pkg" ;;
+      file) [ -f "$name" ] || printf '%s missing\t%s\n' "$name" "$pkg" ;;
+    esac
+  done <<<"$REAL_NODE_NEEDS"
+}
+
+# The kubelet needs the memory cgroup controller (cgroup v1 or v2).
+realnode_cgroup_ok() { [ -d /sys/fs/cgroup/memory ] || [ -f /sys/fs/cgroup/cgroup.controllers ]; }
+
 # Fill in the real-node settings (after cluster.env was read, if any).
 realnode_load_env() {
   local off=$((APISERVER_PORT - 6443))
@@ -45,18 +97,12 @@ realnode_load_env() {
   CONTAINERD_SOCK=$CD_DIR/containerd.sock
   # one cgroup subtree per cluster dir: two kubelets never share /kubepods
   CGROUP_ROOT=${CGROUP_ROOT:-/datajob-$(printf '%s' "$DIR" | sha256sum | cut -c1-10)}
-  if [ -z "${CNI_BIN_DIR:-}" ]; then
-    CNI_BIN_DIR=${DATAJOB_CNI_BIN_DIR:-}
-    if [ -z "$CNI_BIN_DIR" ]; then
-      CNI_BIN_DIR=/usr/lib/cni
-      [ -x "$CNI_BIN_DIR/bridge" ] || [ ! -x /opt/cni/bin/bridge ] || CNI_BIN_DIR=/opt/cni/bin
-    fi
-  fi
+  [ -n "${CNI_BIN_DIR:-}" ] || CNI_BIN_DIR=$(realnode_default_cni_dir)
 }
 
 # Decide whether this `up` gets a real node: REAL_NODE=1, or 0 and REAL_NODE_WHY.
 realnode_preflight() {
-  local want=${DATAJOB_REAL_NODE:-auto} why="" t
+  local want=${DATAJOB_REAL_NODE:-auto} why="" what
   case "$want" in
     0|false|no|off) REAL_NODE=0; REAL_NODE_WHY="DATAJOB_REAL_NODE=$want"
                     log "real node: off ($REAL_NODE_WHY); only kwok nodes"; return 0 ;;
@@ -64,19 +110,14 @@ realnode_preflight() {
     *) die "DATAJOB_REAL_NODE must be 0, 1 or auto (got '$want')" ;;
   esac
   [ "$(id -u)" = 0 ] || why="not root (containerd and the kubelet need root)"
-  for t in containerd containerd-shim-runc-v2 ctr runc; do
-    command -v "$t" >/dev/null 2>&1 || why="${why:+$why; }$t missing"
-  done
-  for t in bridge host-local loopback; do
-    [ -x "$CNI_BIN_DIR/$t" ] || why="${why:+$why; }CNI plugin $CNI_BIN_DIR/$t missing"
-  done
-  for t in gcc jq ip; do command -v "$t" >/dev/null 2>&1 || why="${why:+$why; }$t missing"; done
-  [ -x /bin/busybox ] || why="${why:+$why; }/bin/busybox missing"
-  [ -d /sys/fs/cgroup/memory ] || [ -f /sys/fs/cgroup/cgroup.controllers ] || why="${why:+$why; }no memory cgroup"
+  while IFS=$'\t' read -r what _; do
+    [ -z "$what" ] || why="${why:+$why; }$what"
+  done < <(realnode_missing)
+  realnode_cgroup_ok || why="${why:+$why; }no memory cgroup"
   if [ -n "$why" ]; then
     [ "$want" = auto ] || die "real node required (DATAJOB_REAL_NODE=$want) but: $why"
     REAL_NODE=0
-    REAL_NODE_WHY="$why; install with: apt-get install containerd runc containernetworking-plugins busybox-static gcc libc6-dev jq iproute2"
+    REAL_NODE_WHY="$why; install with: apt-get install $REAL_NODE_PACKAGES"
     log "real node: SKIPPED ($REAL_NODE_WHY); only kwok nodes"
     return 0
   fi

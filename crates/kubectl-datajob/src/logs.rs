@@ -98,24 +98,44 @@ pub(crate) fn not_started(pod: &Pod) -> Option<String> {
     Some(status.phase.clone().unwrap_or_else(|| "Pending".into()))
 }
 
-/// The sentence for logs the node did not serve.
-pub(crate) fn unavailable(
-    run: &str,
-    pod: &str,
-    node: &str,
-    error: &str,
-    simulated: bool,
-) -> String {
-    // A simulated node never has logs: how the request failed (a TLS or dial error from
-    // a kubelet that is not there) says nothing more to the reader.
-    if simulated {
-        return format!(
-            "cannot read the logs of run {run}: its pod {pod} runs on {node}, a simulated (kwok) node, which keeps no container logs"
-        );
-    }
+/// The annotation kwok manages nodes by (`--manage-nodes-with-annotation-selector`): a
+/// node that has it is simulated, and has no kubelet that could serve logs.
+const KWOK_NODE: &str = "kwok.x-k8s.io/node";
+
+/// The sentence for a pod on a simulated node: there are no logs, and that is all there
+/// is to say. How a request to its absent kubelet fails (a TLS or dial error from
+/// whatever answers at the node's address) says nothing more to the reader.
+pub(crate) fn simulated(run: &str, pod: &str, node: &str) -> String {
+    format!(
+        "cannot read the logs of run {run}: its pod {pod} runs on {node}, a simulated (kwok) node, which keeps no container logs"
+    )
+}
+
+/// The sentence for logs a node with a kubelet did not serve.
+pub(crate) fn unavailable(run: &str, pod: &str, node: &str, error: &str) -> String {
     format!(
         "cannot read the logs of run {run}: its pod {pod} runs on node {node}, which did not serve them ({error}); the node's kubelet may be down or unreachable from the API server"
     )
+}
+
+/// What the API says about the node that ran a pod.
+#[derive(Debug, PartialEq, Eq)]
+enum NodeKind {
+    /// A simulated (kwok) node.
+    Simulated,
+    /// The node is gone (its node group may have scaled down).
+    Gone,
+    /// A node with a kubelet, or one we could not look at (not allowed, API error).
+    Other,
+}
+
+async fn node_kind(cluster: &Cluster, node: &str) -> NodeKind {
+    let nodes: Api<Node> = Api::all(cluster.client.clone());
+    match nodes.get_metadata_opt(node).await {
+        Ok(None) => NodeKind::Gone,
+        Ok(Some(n)) if n.annotations().contains_key(KWOK_NODE) => NodeKind::Simulated,
+        _ => NodeKind::Other,
+    }
 }
 
 /// A failed log request in words; a node that did not answer is named, and whether it
@@ -127,33 +147,78 @@ async fn log_error(
     pod: &str,
     node: &str,
 ) -> CliError {
-    match e {
-        // The API server answers 404 for the logs of a pod whose node advertises no
-        // kubelet endpoint (kwok nodes made by a NodeGroup), and 5xx when the kubelet
-        // does not answer. A 404 for a pod that is gone is said as such.
-        kube::Error::Api(s) if s.code == 404 || s.code >= 500 || s.message.contains("dial tcp") => {
-            let pods: Api<Pod> = cluster.api();
-            if s.code == 404 && matches!(pods.get_metadata_opt(pod).await, Ok(None)) {
-                return CliError::Local(format!(
-                    "cannot read the logs of run {run}: its pod {pod} was deleted meanwhile"
-                ));
-            }
-            let nodes: Api<Node> = Api::all(cluster.client.clone());
-            match nodes.get_metadata_opt(node).await {
-                Ok(None) => CliError::Local(format!(
-                    "cannot read the logs of run {run}: the node {node} that ran its pod {pod} is gone (its node group may have scaled down), and the logs went with it"
-                )),
-                found => {
-                    let simulated = found
-                        .ok()
-                        .flatten()
-                        .is_some_and(|n| n.annotations().contains_key("kwok.x-k8s.io/node"));
-                    CliError::Local(unavailable(run, pod, node, &s.message, simulated))
-                }
-            }
+    // The API server answers 404 for the logs of a pod whose node advertises no kubelet
+    // endpoint, and 5xx when the kubelet does not answer (a dial or TLS error). A 404 for
+    // a pod that is gone is said as such.
+    let kubelet_failed = matches!(&e, kube::Error::Api(s)
+        if s.code == 404 || s.code >= 500 || s.message.contains("dial tcp"));
+    if let kube::Error::Api(s) = &e {
+        let pods: Api<Pod> = cluster.api();
+        if s.code == 404 && matches!(pods.get_metadata_opt(pod).await, Ok(None)) {
+            return CliError::Local(format!(
+                "cannot read the logs of run {run}: its pod {pod} was deleted meanwhile"
+            ));
         }
-        other => cluster.error(format!("read the logs of pod {pod}"))(other),
     }
+    // Whatever failed, a pod on a simulated node has no logs, and the error is not shown.
+    match node_kind(cluster, node).await {
+        NodeKind::Simulated => CliError::Local(simulated(run, pod, node)),
+        NodeKind::Gone if kubelet_failed => CliError::Local(format!(
+            "cannot read the logs of run {run}: the node {node} that ran its pod {pod} is gone (its node group may have scaled down), and the logs went with it"
+        )),
+        _ => match e {
+            kube::Error::Api(s) if kubelet_failed => {
+                CliError::Local(unavailable(run, pod, node, &s.message))
+            }
+            other => cluster.error(format!("read the logs of pod {pod}"))(other),
+        },
+    }
+}
+
+/// Writes the logs of `pod` (its run's container) to `out`, streaming them with
+/// `follow`. A pod on a simulated node is said to have none before any log request is
+/// made: nothing (no failed request, no half-opened stream) shows how a request to its
+/// absent kubelet would fail.
+async fn print_logs(
+    cluster: &Cluster,
+    run: &str,
+    pod: &str,
+    node: &str,
+    follow: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    if node_kind(cluster, node).await == NodeKind::Simulated {
+        return Err(CliError::Local(simulated(run, pod, node)));
+    }
+    let api: Api<Pod> = cluster.api();
+    let params = LogParams {
+        container: Some(CONTAINER.into()),
+        follow,
+        ..Default::default()
+    };
+    if !follow {
+        let text = match api.logs(pod, &params).await {
+            Ok(t) => t,
+            Err(e) => return Err(log_error(e, cluster, run, pod, node).await),
+        };
+        return out
+            .write_all(text.as_bytes())
+            .map_err(CliError::io(format!("writing the logs of pod {pod}")));
+    }
+    let stream = match api.log_stream(pod, &params).await {
+        Ok(s) => s,
+        Err(e) => return Err(log_error(e, cluster, run, pod, node).await),
+    };
+    let mut lines = stream.lines();
+    while let Some(line) = lines
+        .try_next()
+        .await
+        .map_err(CliError::io(format!("streaming the logs of pod {pod}")))?
+    {
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+    Ok(())
 }
 
 struct Target {
@@ -255,33 +320,15 @@ pub(crate) async fn run(args: &LogsArgs, cluster: &Cluster) -> Result<()> {
             |t| terminal::local_time(t, zone)
         ),
     );
-    let api: Api<Pod> = cluster.api();
-    let params = LogParams {
-        container: Some(CONTAINER.into()),
-        follow: args.follow,
-        ..Default::default()
-    };
-    if !args.follow {
-        let text = match api.logs(&pod_name, &params).await {
-            Ok(t) => t,
-            Err(e) => return Err(log_error(e, cluster, &run.name, &pod_name, &node).await),
-        };
-        print!("{text}");
-        return Ok(());
-    }
-    let stream = match api.log_stream(&pod_name, &params).await {
-        Ok(s) => s,
-        Err(e) => return Err(log_error(e, cluster, &run.name, &pod_name, &node).await),
-    };
-    let mut lines = stream.lines();
-    let mut out = std::io::stdout();
-    while let Some(line) = lines.try_next().await.map_err(CliError::io(format!(
-        "streaming the logs of pod {pod_name}"
-    )))? {
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
-    }
-    Ok(())
+    print_logs(
+        cluster,
+        &run.name,
+        &pod_name,
+        &node,
+        args.follow,
+        &mut std::io::stdout(),
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -360,15 +407,8 @@ mod tests {
 
     #[test]
     fn unavailable_logs_say_where_and_why() {
-        let m = unavailable(
-            "a-1",
-            "a-1-x",
-            "kwok-large-0",
-            "dial tcp: no such host",
-            true,
-        );
         assert_eq!(
-            m,
+            simulated("a-1", "a-1-x", "kwok-large-0"),
             "cannot read the logs of run a-1: its pod a-1-x runs on kwok-large-0, a simulated (kwok) node, which keeps no container logs"
         );
         let m = unavailable(
@@ -376,12 +416,179 @@ mod tests {
             "a-1-x",
             "worker-3",
             "Get \"https://10.0.0.3:10250/...\": x509: certificate signed by unknown authority",
-            false,
         );
         assert!(
             m.contains("runs on node worker-3, which did not serve them (Get"),
             "{m}"
         );
         assert!(m.contains("kubelet may be down"), "{m}");
+    }
+
+    /// A fake API server on 127.0.0.1 (plain HTTP): each request is answered by
+    /// `answer(path)` with a status code and a JSON body; the paths asked are kept.
+    fn fake_apiserver(
+        answer: fn(&str) -> (u16, String),
+    ) -> (Cluster, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = asked.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut first = String::new();
+                if reader.read_line(&mut first).is_err() {
+                    continue;
+                }
+                // The headers (a GET has no body).
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
+                seen.lock().unwrap().push(path.clone());
+                let (code, body) = answer(&path);
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = kube::Config::new(url.parse().unwrap());
+        let cluster = Cluster {
+            client: kube::Client::try_from(config).unwrap(),
+            namespace: "analytics".into(),
+            url,
+        };
+        (cluster, asked)
+    }
+
+    fn status(code: u16, message: &str) -> String {
+        serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": message, "reason": "InternalError", "code": code})
+        .to_string()
+    }
+
+    /// What the API server says when the "kubelet" at a kwok node's address (whatever
+    /// answers there) fails the TLS handshake.
+    const TLS_ERROR: &str = "Get \"https://10.200.0.1:10250/containerLogs/analytics/a-1-x/main\": tls: failed to verify certificate: x509: cannot validate certificate for 10.200.0.1 because it doesn't contain any IP SANs";
+
+    #[tokio::test]
+    async fn a_pod_on_a_kwok_node_has_no_logs_and_no_log_request_is_made() {
+        let (cluster, asked) = fake_apiserver(|path| {
+            if path.starts_with("/api/v1/nodes/kwok-large-0") {
+                let node = serde_json::json!({"apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": "kwok-large-0", "annotations": {"kwok.x-k8s.io/node": "fake"}}});
+                (200, node.to_string())
+            } else {
+                // A 400 is not one of the codes the error path knew as "the kubelet failed".
+                (400, status(400, TLS_ERROR))
+            }
+        });
+        for follow in [false, true] {
+            let mut out = Vec::new();
+            let err = print_logs(&cluster, "a-1", "a-1-x", "kwok-large-0", follow, &mut out)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                err,
+                simulated("a-1", "a-1-x", "kwok-large-0"),
+                "follow {follow}"
+            );
+            assert!(out.is_empty(), "follow {follow}");
+        }
+        let asked = asked.lock().unwrap().clone();
+        assert!(
+            asked.iter().all(|p| !p.contains("/log")),
+            "no log request: {asked:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_log_request_on_a_kwok_node_shows_no_transport_error() {
+        // The node lookup fails at first (as in a race with the node's creation, or a
+        // flaky API server): the log request is made, fails, and the second lookup
+        // finds the kwok node.
+        static LOOKUPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let (cluster, _) = fake_apiserver(|path| {
+            if path.starts_with("/api/v1/nodes/") {
+                if LOOKUPS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    return (503, status(503, "etcdserver: request timed out"));
+                }
+                let node = serde_json::json!({"apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": "kwok-0", "annotations": {"kwok.x-k8s.io/node": "fake"}}});
+                (200, node.to_string())
+            } else if path.starts_with("/api/v1/namespaces/analytics/pods/a-1-x/log") {
+                (400, status(400, TLS_ERROR))
+            } else {
+                (404, status(404, "not found"))
+            }
+        });
+        let err = print_logs(&cluster, "a-1", "a-1-x", "kwok-0", false, &mut Vec::new())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, simulated("a-1", "a-1-x", "kwok-0"));
+        for raw in ["x509", "tls", "10.200.0.1"] {
+            assert!(!err.contains(raw), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_real_node_that_does_not_serve_logs_is_named_with_its_error() {
+        let (cluster, _) = fake_apiserver(|path| {
+            if path.starts_with("/api/v1/nodes/worker-3") {
+                let node = serde_json::json!({"apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": "worker-3"}});
+                (200, node.to_string())
+            } else if path.starts_with("/api/v1/namespaces/analytics/pods/a-1-x/log") {
+                (
+                    502,
+                    status(502, "dial tcp 10.0.0.3:10250: connect: connection refused"),
+                )
+            } else {
+                let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": "a-1-x"}});
+                (200, pod.to_string())
+            }
+        });
+        let err = print_logs(&cluster, "a-1", "a-1-x", "worker-3", false, &mut Vec::new())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            unavailable(
+                "a-1",
+                "a-1-x",
+                "worker-3",
+                "dial tcp 10.0.0.3:10250: connect: connection refused"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn logs_of_a_pod_on_a_real_node_are_written_out() {
+        let (cluster, _) = fake_apiserver(|path| {
+            if path.starts_with("/api/v1/nodes/real-0") {
+                let node = serde_json::json!({"apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": "real-0"}});
+                (200, node.to_string())
+            } else {
+                (200, "hello\nworld\n".to_string())
+            }
+        });
+        for follow in [false, true] {
+            let mut out = Vec::new();
+            print_logs(&cluster, "a-1", "a-1-x", "real-0", follow, &mut out)
+                .await
+                .unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), "hello\nworld\n");
+        }
     }
 }
