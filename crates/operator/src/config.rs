@@ -24,7 +24,8 @@ fn bytes(s: &str) -> Result<u64, String> {
     about = "Runs DataJobs: guarded CronJobs and Jobs, fail-fast reasons, scale-to-zero node groups."
 )]
 pub struct Config {
-    /// Address of the admin server (/healthz, /readyz, /metrics).
+    /// Address of the admin server (/healthz, /readyz, and /metrics unless
+    /// --metrics-secure moves it), plain HTTP.
     #[arg(long, env = "DATAJOB_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
     pub admin_addr: String,
 
@@ -135,6 +136,9 @@ pub struct Config {
     /// very many DataJobs).
     #[arg(long, env = "DATAJOB_METRICS_PER_DATAJOB", default_value_t = true, action = clap::ArgAction::Set)]
     pub metrics_per_datajob: bool,
+
+    #[command(flatten)]
+    pub secure_metrics: SecureMetrics,
 
     /// Without a command: run the operator. The commands are the steps its image runs in
     /// users' namespaces for outputs on volumes.
@@ -256,6 +260,33 @@ impl Config {
         }))
     }
 
+    /// How `/metrics` is served securely; `None` without `--metrics-secure` (then the
+    /// admin server serves it, plain).
+    pub fn secure_metrics(&self) -> crate::Result<Option<crate::admin::SecureSettings>> {
+        let m = &self.secure_metrics;
+        if !m.secure {
+            return Ok(None);
+        }
+        let addr = m.secure_addr.parse().map_err(|e| {
+            crate::Error::Config(format!("--metrics-secure-addr {:?}: {e}", m.secure_addr))
+        })?;
+        if m.secure_addr == self.admin_addr {
+            return Err(crate::Error::Config(format!(
+                "--metrics-secure-addr {:?} is also --admin-addr: the probes stay on the admin server, plain HTTP",
+                m.secure_addr
+            )));
+        }
+        Ok(Some(crate::admin::SecureSettings {
+            addr,
+            cert_dir: m
+                .cert_dir
+                .as_deref()
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from),
+        }))
+    }
+
     pub fn guards(&self) -> Guards {
         Guards {
             ttl_after_finished: self.ttl_after_finished,
@@ -266,6 +297,45 @@ impl Config {
             sweep_grace: self.max_deadline + self.startup_allowance,
         }
     }
+}
+
+/// `/metrics` over HTTPS, for authenticated and authorized scrapers only.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SecureMetrics {
+    /// Serve /metrics over HTTPS on --metrics-secure-addr, and only to requests whose
+    /// bearer token the apiserver authenticates (TokenReview) and whose user may `get`
+    /// the non-resource URL /metrics (SubjectAccessReview), as kube-rbac-proxy does:
+    /// 401 without a valid token, 403 without the permission. Answers are cached (30 s
+    /// allowed, 10 s refused). The admin server keeps /healthz and /readyz, plain HTTP,
+    /// and no longer serves /metrics.
+    #[arg(
+        long = "metrics-secure",
+        env = "DATAJOB_METRICS_SECURE",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_name = "BOOL",
+        action = clap::ArgAction::Set
+    )]
+    pub secure: bool,
+    /// Address of the HTTPS metrics server (with --metrics-secure).
+    #[arg(
+        long = "metrics-secure-addr",
+        env = "DATAJOB_METRICS_SECURE_ADDR",
+        value_name = "ADDR",
+        default_value = "0.0.0.0:8443"
+    )]
+    pub secure_addr: String,
+    /// Directory holding the metrics server's `tls.crt` and `tls.key` (a mounted
+    /// `kubernetes.io/tls` Secret, e.g. cert-manager's), read again every minute.
+    /// Empty: a self-signed certificate made in memory at start (scrapers then skip
+    /// verification).
+    #[arg(
+        long = "metrics-cert-dir",
+        env = "DATAJOB_METRICS_CERT_DIR",
+        value_name = "DIR"
+    )]
+    pub cert_dir: Option<String>,
 }
 
 /// Leader election: which replica runs the controllers.
@@ -337,4 +407,60 @@ pub struct WebhookSecret {
         default_value = "datajob-webhook-cert"
     )]
     pub secret: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("datajob-operator").chain(args.iter().copied()))
+            .unwrap()
+    }
+
+    #[test]
+    fn secure_metrics_are_off_by_default_and_on_with_the_flag() {
+        assert!(parse(&[]).secure_metrics().unwrap().is_none());
+        assert!(
+            parse(&["--metrics-secure=false"])
+                .secure_metrics()
+                .unwrap()
+                .is_none()
+        );
+        for on in [&["--metrics-secure"][..], &["--metrics-secure", "true"]] {
+            let s = parse(on).secure_metrics().unwrap().unwrap();
+            assert_eq!(s.addr.to_string(), "0.0.0.0:8443");
+            assert_eq!(s.cert_dir, None, "self-signed");
+        }
+        let s = parse(&[
+            "--metrics-secure",
+            "--metrics-secure-addr",
+            "127.0.0.1:9000",
+            "--metrics-cert-dir",
+            "/etc/datajob/metrics-tls",
+        ])
+        .secure_metrics()
+        .unwrap()
+        .unwrap();
+        assert_eq!(s.addr.to_string(), "127.0.0.1:9000");
+        assert_eq!(s.cert_dir, Some(PathBuf::from("/etc/datajob/metrics-tls")));
+        // The chart passes an empty directory for a self-signed certificate.
+        let s = parse(&["--metrics-secure", "--metrics-cert-dir", ""])
+            .secure_metrics()
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.cert_dir, None);
+        for bad in [
+            &["--metrics-secure", "--metrics-secure-addr", "nowhere"][..],
+            &[
+                "--metrics-secure",
+                "--metrics-secure-addr",
+                "0.0.0.0:8080",
+                "--admin-addr",
+                "0.0.0.0:8080",
+            ],
+        ] {
+            assert!(parse(bad).secure_metrics().is_err(), "{bad:?}");
+        }
+    }
 }

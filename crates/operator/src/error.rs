@@ -30,6 +30,15 @@ pub enum Error {
     #[error("webhook TLS: {0}")]
     Tls(#[source] std::io::Error),
 
+    /// The certificate of the secure metrics server (`--metrics-secure`) cannot be read
+    /// or loaded.
+    #[error("metrics TLS: {what}: {source}")]
+    MetricsTls {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("binding {addr}: {source}")]
     Bind {
         addr: String,
@@ -55,6 +64,7 @@ impl Error {
             Error::Encode { .. } => "encode",
             Error::Certificate(_) => "certificate",
             Error::Tls(_) => "tls",
+            Error::MetricsTls { .. } => "metrics_tls",
             Error::Bind { .. } => "bind",
             Error::Config(_) => "config",
             Error::LostLease => "lost_lease",

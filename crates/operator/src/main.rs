@@ -1,7 +1,8 @@
 //! `datajob-operator`: wires configuration, client, the admin server, the webhook,
 //! leader election and the controllers, and shuts down cleanly on SIGINT/SIGTERM.
 //!
-//! Every replica serves `/healthz`, `/readyz`, `/metrics` and the webhook (with its
+//! Every replica serves `/healthz`, `/readyz`, `/metrics` (with `--metrics-secure` on a
+//! server of its own, over HTTPS, for authorized scrapers) and the webhook (with its
 //! NodeGroup and DataJob caches). Only the replica holding the leader Lease runs the
 //! controllers; it releases the Lease after they stopped, and exits when it loses the Lease.
 //!
@@ -118,6 +119,7 @@ async fn run(config: Config) -> Result<()> {
         false => None,
     };
     let webhook_settings = config.webhook()?;
+    let secure_metrics = config.secure_metrics()?;
     let client = Client::try_default()
         .await
         .map_err(|e| Error::Config(format!("cannot reach the cluster: {e}")))?;
@@ -141,7 +143,18 @@ async fn run(config: Config) -> Result<()> {
             let _ = stop_tx.send(true);
         })
     };
-    let admin = serve_admin(&config, metrics.clone(), ready.clone(), stop_rx.clone()).await?;
+    let admin = serve_admin(
+        &config,
+        metrics.clone(),
+        ready.clone(),
+        secure_metrics.is_none(),
+        stop_rx.clone(),
+    )
+    .await?;
+    let secure_served = match secure_metrics {
+        Some(s) => Some(admin::serve_secure(client.clone(), metrics.clone(), s).await?),
+        None => None,
+    };
     let (shared, pumps) = watch_shared(&client);
     let served = match webhook_settings {
         Some(s) => Some(start_webhook(&config, s, &client, &shared, &metrics, &stop_rx).await?),
@@ -174,6 +187,9 @@ async fn run(config: Config) -> Result<()> {
     }
     for pump in pumps {
         pump.abort();
+    }
+    if let Some(s) = secure_served {
+        s.shutdown().await;
     }
     let _ = admin.await;
     signal_task.abort();
@@ -311,10 +327,12 @@ async fn lead(
     act_guard.await.unwrap_or(false)
 }
 
+/// The admin server: the probes, and `/metrics` unless it is served securely.
 async fn serve_admin(
     config: &Config,
     metrics: Metrics,
     ready: Readiness,
+    with_metrics: bool,
     stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     let listener = tokio::net::TcpListener::bind(&config.admin_addr)
@@ -323,8 +341,16 @@ async fn serve_admin(
             addr: config.admin_addr.clone(),
             source,
         })?;
-    let app = admin::router(metrics, ready);
-    info!(addr = %config.admin_addr, "admin server: /healthz /readyz /metrics");
+    let app = match with_metrics {
+        true => {
+            info!(addr = %config.admin_addr, "admin server: /healthz /readyz /metrics");
+            admin::router(metrics, ready)
+        }
+        false => {
+            info!(addr = %config.admin_addr, "admin server: /healthz /readyz");
+            admin::probes(ready)
+        }
+    };
     Ok(tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(stopped(stop))

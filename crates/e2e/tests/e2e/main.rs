@@ -42,5 +42,6 @@ mod alone {
     mod chart;
     mod ha;
     mod incluster;
+    mod metrics_auth;
     mod observability;
 }

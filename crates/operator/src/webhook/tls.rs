@@ -35,8 +35,11 @@ use datajob_core::labels::{FIELD_MANAGER, MANAGED_BY, MANAGED_BY_VALUE};
 /// The configuration's name when `--webhook-configuration` is not set.
 pub const CONFIGURATION_NAME: &str = "datajob.dev";
 const CA_KEY: &str = "ca.crt";
-const CERT_KEY: &str = "tls.crt";
-const KEY_KEY: &str = "tls.key";
+/// The serving certificate's key in the Secret, and its file name in a mounted
+/// `kubernetes.io/tls` Secret (the secure metrics server reads such files).
+pub(crate) const CERT_KEY: &str = "tls.crt";
+/// The serving key's key in the Secret (and file name).
+pub(crate) const KEY_KEY: &str = "tls.key";
 /// The CA's private key, so that renewing the serving certificate keeps the CA (and the
 /// caBundle every replica and the apiserver trust). Absent when cert-manager writes.
 const CA_PRIVATE_KEY: &str = "ca.key";
