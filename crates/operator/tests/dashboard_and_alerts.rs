@@ -1,7 +1,9 @@
 //! The shipped Grafana dashboard and Prometheus alerts, without a cluster: the rules pass
 //! `promtool check rules` and their unit tests (`promtool test rules`), every alert is
-//! shown firing and not firing there and links a runbook section that exists, the
-//! dashboard is a well-formed Grafana model whose queries use the data source variable,
+//! shown firing and not firing there and links, by an absolute URL, a runbook section that
+//! exists, every aggregation of an alert keeps the labels of the installation (`cluster`,
+//! `job`, `namespace`), the dashboard is a well-formed Grafana model whose queries use the
+//! data source variable and select the cluster and the installation (`$cluster`, `$job`),
 //! and every metric the two use is one the operator documents (and so, by the unit test
 //! in crates/operator/src/metrics.rs, exposes). `crates/e2e/tests/e2e/alone/observability.rs` runs them against a real
 //! Prometheus. promtool comes with Debian's `prometheus` package (`.ci/run` installs it),
@@ -137,6 +139,120 @@ fn is_documented(name: &str, docs: &BTreeMap<String, String>) -> bool {
         })
 }
 
+/// The series selectors of a PromQL expression: each metric name (`datajob_…`,
+/// `process_…`, `up`, not inside quotes) with the matchers in its braces (`None`
+/// without braces).
+fn selectors(expr: &str) -> Vec<(String, Option<String>)> {
+    let chars: Vec<char> = expr.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let start = i;
+        while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+            i += 1;
+        }
+        if i == start {
+            i += 1;
+            continue;
+        }
+        let word: String = chars[start..i].iter().collect();
+        let quoted = start > 0 && chars[start - 1] == '"';
+        let metric = word.starts_with("datajob_") || word.starts_with("process_") || word == "up";
+        if quoted || !metric {
+            continue;
+        }
+        let matchers = (chars.get(i) == Some(&'{')).then(|| {
+            let close = chars[i..]
+                .iter()
+                .position(|c| *c == '}')
+                .map_or(chars.len(), |p| i + p);
+            chars[i + 1..close].iter().collect()
+        });
+        // `up` is a metric only as `up{…}` (else a word of a label list or a string).
+        if word != "up" || matchers.is_some() {
+            out.push((word, matchers));
+        }
+    }
+    out
+}
+
+/// Whether every series selector of `expr` selects the dashboard's cluster and
+/// installation: `cluster=~"$cluster"` and `job=~"$job"` in its braces.
+fn selects_the_installation(expr: &str) -> bool {
+    let sels = selectors(expr);
+    !sels.is_empty()
+        && sels.iter().all(|(_, m)| {
+            m.as_deref().is_some_and(|m| {
+                let m: Vec<&str> = m.split(',').map(str::trim).collect();
+                m.contains(&r#"cluster=~"$cluster""#) && m.contains(&r#"job=~"$job""#)
+            })
+        })
+}
+
+/// The label lists of `expr` after `keyword` (`by`, `on`, `without`, `ignoring`), as a
+/// word followed by `(`.
+fn label_lists(expr: &str, keyword: &str) -> Vec<Vec<String>> {
+    let mut lists = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find(keyword) {
+        let before = rest[..at].chars().next_back();
+        let after = rest[at + keyword.len()..].trim_start();
+        let word_start = before.is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'));
+        if word_start && let Some(list) = after.strip_prefix('(') {
+            let close = list.find(')').unwrap_or(list.len());
+            lists.push(
+                list[..close]
+                    .split(',')
+                    .map(|l| l.trim().to_string())
+                    .filter(|l| !l.is_empty())
+                    .collect(),
+            );
+        }
+        rest = &rest[at + keyword.len()..];
+    }
+    lists
+}
+
+/// The aggregation operators of `expr` not followed by `by (…)`: `sum(…)`,
+/// `max without (…)`, … (functions such as `max_over_time` are other words).
+fn aggregations_without_by(expr: &str) -> Vec<String> {
+    const AGGREGATIONS: [&str; 12] = [
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "count",
+        "group",
+        "stddev",
+        "stdvar",
+        "topk",
+        "bottomk",
+        "quantile",
+        "count_values",
+    ];
+    let chars: Vec<char> = expr.chars().collect();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let start = i;
+        while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+            i += 1;
+        }
+        if i == start {
+            i += 1;
+            continue;
+        }
+        let word: String = chars[start..i].iter().collect();
+        if AGGREGATIONS.contains(&word.as_str()) {
+            let rest: String = chars[i..].iter().collect();
+            if !rest.trim_start().starts_with("by") {
+                found.push(format!("{word}@{start}"));
+            }
+        }
+    }
+    found
+}
+
 #[test]
 fn the_rules_pass_promtool_check_and_their_unit_tests() {
     let out = run_promtool(&["check", "rules", "datajob.rules.yaml"]);
@@ -172,6 +288,22 @@ fn every_alert_is_tested_firing_and_not_firing() {
 
 #[test]
 fn every_alert_links_a_runbook_section_that_exists() {
+    // The file's runbook URLs are absolute, on the chart's default runbookBaseURL, which
+    // the template replaces by the value.
+    let values = yaml("charts/datajob/values.yaml");
+    let base = values["metrics"]["prometheusRule"]["runbookBaseURL"]
+        .as_str()
+        .expect("metrics.prometheusRule.runbookBaseURL")
+        .to_string();
+    assert!(
+        base.starts_with("https://") && base.ends_with('/'),
+        "the default runbookBaseURL {base} is an absolute URL ending in /"
+    );
+    let template = read("charts/datajob/templates/prometheusrule.yaml");
+    assert!(
+        template.contains(&format!("$fileBase := \"{base}\"")),
+        "templates/prometheusrule.yaml replaces {base}, the default runbookBaseURL"
+    );
     let alerts = alerts();
     assert!(alerts.len() >= 10, "{}", alerts.len());
     for alert in alerts {
@@ -186,7 +318,10 @@ fn every_alert_links_a_runbook_section_that_exists() {
         let runbook = alert["annotations"]["runbook_url"]
             .as_str()
             .unwrap_or_else(|| panic!("{name} has a runbook_url annotation"));
-        let (doc, anchor) = runbook
+        let path = runbook
+            .strip_prefix(base.as_str())
+            .unwrap_or_else(|| panic!("{name}: {runbook} does not start with {base}"));
+        let (doc, anchor) = path
             .split_once('#')
             .unwrap_or_else(|| panic!("{name}: {runbook} has no #anchor"));
         assert!(
@@ -198,6 +333,65 @@ fn every_alert_links_a_runbook_section_that_exists() {
             "{name}: {doc} has no heading for #{anchor}"
         );
     }
+}
+
+/// Two installations in one Prometheus (or Thanos, Mimir) get their own alerts: every
+/// aggregation and every vector match keeps `cluster` (where a label gives it), `job`
+/// and `namespace` (Prometheus groups `by` a label a series lacks as by its empty
+/// value). tests.yaml shows two installations firing separately.
+#[test]
+fn every_alert_aggregation_keeps_the_installation() {
+    let installation = ["cluster", "job", "namespace"];
+    for alert in alerts() {
+        let name = alert["alert"].as_str().expect("alert name");
+        let expr = alert["expr"].as_str().expect("expr");
+        assert_eq!(
+            aggregations_without_by(expr),
+            Vec::<String>::new(),
+            "{name}: an aggregation without `by` merges installations: {expr}"
+        );
+        for keyword in ["without", "ignoring"] {
+            assert!(
+                label_lists(expr, keyword).is_empty(),
+                "{name}: `{keyword}` is not checked here: {expr}"
+            );
+        }
+        let by = label_lists(expr, "by");
+        assert!(!by.is_empty(), "{name} aggregates: {expr}");
+        for list in by.iter().chain(&label_lists(expr, "on")) {
+            for label in installation {
+                assert!(
+                    list.iter().any(|l| l == label),
+                    "{name}: ({}) lacks {label}: {expr}",
+                    list.join(", ")
+                );
+            }
+        }
+    }
+    let tests = read("charts/datajob/alerts/tests.yaml");
+    for label in [
+        r#"cluster="eu""#,
+        r#"cluster="us""#,
+        r#"job="datajob-prod""#,
+        r#"job="datajob-staging""#,
+    ] {
+        assert!(
+            tests.contains(label),
+            "tests.yaml has two installations: {label}"
+        );
+    }
+    // The checks above see what they must.
+    assert_eq!(
+        aggregations_without_by("sum(x) + max by (a) (y) + max_over_time(z[1d]) + count (w)"),
+        ["sum@0", "count@49"]
+    );
+    assert_eq!(
+        label_lists(
+            "a * on (job, x) group_left (o) max by(job) (b) unless on(c) d",
+            "on"
+        ),
+        [vec!["job", "x"], vec!["c"]]
+    );
 }
 
 #[test]
@@ -214,7 +408,13 @@ fn the_dashboard_is_a_grafana_model_on_the_datasource_variable() {
     };
     assert_eq!(var("datasource")["type"], "datasource");
     assert_eq!(var("datasource")["query"], "prometheus");
-    for name in ["namespace", "datajob"] {
+    let names: Vec<&str> = vars.iter().filter_map(|v| v["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        ["datasource", "cluster", "job", "namespace", "datajob"],
+        "each variable after those it depends on"
+    );
+    for name in ["cluster", "job", "namespace", "datajob"] {
         let v = var(name);
         assert_eq!(v["type"], "query");
         assert_eq!(v["datasource"]["uid"], "${datasource}");
@@ -225,6 +425,25 @@ fn the_dashboard_is_a_grafana_model_on_the_datasource_variable() {
             "{v}"
         );
         assert_eq!(v["allValue"], ".*", "All is a regex for =~");
+        assert_eq!(
+            v["includeAll"], true,
+            "{name}: All, also when no series has the label"
+        );
+        assert_eq!(v["query"]["query"], v["definition"], "{name}");
+    }
+    // The installations are the scrape jobs that serve the operator's build info (no job
+    // name guessed from the release); `cluster`, where a label gives it, selects them.
+    assert_eq!(
+        var("cluster")["definition"],
+        "label_values(datajob_build_info, cluster)"
+    );
+    assert_eq!(
+        var("job")["definition"],
+        r#"label_values(datajob_build_info{cluster=~"$cluster"}, job)"#
+    );
+    for name in ["namespace", "datajob"] {
+        let def = var(name)["definition"].as_str().unwrap_or_default();
+        assert!(selects_the_installation(def), "{name}: {def}");
     }
     let panels = panels();
     let rows: Vec<&str> = panels
@@ -263,6 +482,7 @@ fn the_dashboard_is_a_grafana_model_on_the_datasource_variable() {
             assert_eq!(t["datasource"]["uid"], "${datasource}", "{title}");
             let expr = t["expr"].as_str().expect("expr");
             assert!(!metric_names(expr).is_empty(), "{title}: {expr}");
+            assert!(selects_the_installation(expr), "{title}: {expr}");
         }
     }
 }
@@ -293,4 +513,20 @@ fn every_metric_the_dashboard_and_the_alerts_use_is_documented() {
     }
     let names = metric_names(r#"sum(x{le="datajob_no"}) + datajob_a_total + up{job="x"} + upper"#);
     assert_eq!(names, ["datajob_a_total".into(), "up".into()].into());
+}
+
+#[test]
+fn the_installation_check_sees_every_selector() {
+    let sel = r#"cluster=~"$cluster",job=~"$job""#;
+    assert!(selects_the_installation(&format!(
+        "sum by (job) (up{{{sel}}} and on (cluster, job) datajob_a{{{sel},x=\"datajob_b\"}})"
+    )));
+    for bad in [
+        format!("datajob_a{{{sel}}} and on (job) datajob_build_info"),
+        format!(r#"datajob_a{{cluster=~"$cluster"}} + datajob_b{{{sel}}}"#),
+        format!("process_cpu_seconds_total and on (job) datajob_a{{{sel}}}"),
+        "sum(vector(1))".to_string(),
+    ] {
+        assert!(!selects_the_installation(&bad), "{bad}");
+    }
 }

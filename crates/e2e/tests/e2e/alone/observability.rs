@@ -5,8 +5,9 @@
 //! loaded); makes runs succeed and fail for every reason the kwok nodes can produce, a
 //! scheduled run that starts (schedule lag) and a slot that is missed, a NodeGroup that
 //! scales up and back down, and a NodeGroup whose provider fails (reconcile errors); then
-//! sends every query of every dashboard panel to Prometheus' HTTP API and expects data,
-//! checks that every metric the dashboard and the alerts use is in the operator's
+//! sends every query of every dashboard panel to Prometheus' HTTP API and expects data
+//! for this installation (its scrape job) and none for another, checks that every metric
+//! the dashboard and the alerts use is in the operator's
 //! `/metrics`, and that the alerts that should fire do, and the others do not.
 //! Prometheus sends its alerts to Debian's Alertmanager, loaded with the chart's documented
 //! route per owner (`charts/datajob/alerts/alertmanager-owners.yaml`) and receivers that
@@ -47,6 +48,8 @@ const OPERATOR_NS: &str = "datajob-system";
 const SCHEDULED: &str = "every-minute";
 /// The DataJob whose run is late.
 const LATE: &str = "late-report";
+/// The scrape job of the operator: the installation the dashboard's `$job` selects.
+const JOB: &str = "datajob-metrics";
 /// Every failure reason produced here, with the DataJob that produces it.
 const FAILURES: [(&str, &str); 7] = [
     ("bad-image", "ImageNotFound"),
@@ -69,7 +72,7 @@ struct Prometheus {
 
 impl Prometheus {
     /// Starts `prometheus` scraping `target` (host:port) every second as job
-    /// `datajob-metrics`, evaluating `rules` every second and sending the alerts to the
+    /// [`JOB`], evaluating `rules` every second and sending the alerts to the
     /// Alertmanager at `alertmanager` (host:port).
     async fn start(target: &str, rules: &Path, alertmanager: &str) -> Prometheus {
         let bin = std::env::var("PROMETHEUS").unwrap_or_else(|_| "prometheus".into());
@@ -84,7 +87,7 @@ impl Prometheus {
                 "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
                  rule_files:\n  - {rules}\n\
                  alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{alertmanager}']\n\
-                 scrape_configs:\n  - job_name: datajob-metrics\n    static_configs:\n      - targets: ['{target}']\n",
+                 scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: ['{target}']\n",
                 rules = rules.display()
             ),
         )
@@ -376,13 +379,16 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
     names
 }
 
-/// What a panel's query becomes in Grafana with these variables: the namespace and
-/// DataJob (regexes, as Grafana's `=~` gets them) and `range` for the time range and the
-/// rate interval (the whole test, so that every event is in it).
-fn fill(expr: &str, ns: &str, datajob: &str, range: &str) -> String {
+/// What a panel's query becomes in Grafana with these variables: the cluster (All: no
+/// series here has a `cluster` label), the installation `job`, the namespace and DataJob
+/// (regexes, as Grafana's `=~` gets them) and `range` for the time range and the rate
+/// interval (the whole test, so that every event is in it).
+fn fill(expr: &str, job: &str, ns: &str, datajob: &str, range: &str) -> String {
     expr.replace("$__rate_interval", range)
         .replace("$__range", range)
         .replace("$__interval", "15s")
+        .replace("$cluster", ".*")
+        .replace("$job", job)
         .replace("$namespace", ns)
         .replace("$datajob", datajob)
 }
@@ -430,7 +436,7 @@ async fn every_dashboard_panel_and_alert_works_against_a_real_prometheus() {
     prometheus
         .wait(
             "scraped the operator",
-            r#"up{job="datajob-metrics"}"#,
+            &format!("up{{job=\"{JOB}\"}}"),
             Duration::from_secs(30),
             |r| r.iter().any(|s| value(s) == 1.0),
         )
@@ -670,13 +676,24 @@ async fn every_dashboard_panel_and_alert_works_against_a_real_prometheus() {
         // The Schedules row is looked at for the scheduled DataJob; the rest for all.
         let datajob = if row == "Schedules" { SCHEDULED } else { ".*" };
         for target in panel["targets"].as_array().unwrap() {
-            let expr = fill(target["expr"].as_str().unwrap(), ns.name(), datajob, &range);
+            let raw = target["expr"].as_str().unwrap();
+            let expr = fill(raw, JOB, ns.name(), datajob, &range);
             let result = prometheus
                 .query(&expr)
                 .await
                 .unwrap_or_else(|e| panic!("panel {title:?}: {e}\n{expr}"));
             table.push((title.clone(), expr, result.len()));
             results.entry(title.clone()).or_default().push(result);
+            // Another installation selected: nothing of this one shows.
+            let other = fill(raw, "another-installation", ns.name(), datajob, &range);
+            let result = prometheus
+                .query(&other)
+                .await
+                .unwrap_or_else(|e| panic!("panel {title:?}: {e}\n{other}"));
+            assert!(
+                result.is_empty(),
+                "panel {title:?} shows this installation with another one selected: {other} gave {result:?}"
+            );
         }
     }
     eprintln!("\n{:<48} | {:>6} | query", "panel", "series");
@@ -767,16 +784,30 @@ async fn every_dashboard_panel_and_alert_works_against_a_real_prometheus() {
         let q = format!(
             "count by ({}) ({})",
             label_name.trim(),
-            fill(selector, ns.name(), ".*", &range)
+            fill(selector, JOB, ns.name(), ".*", &range)
         );
         let values = by(&prometheus.query(&q).await.unwrap(), label_name.trim());
         let wanted: Vec<&str> = match label_name.trim() {
+            // No `cluster` label in this Prometheus: no value, and All (`.*`) matches.
+            "cluster" => {
+                assert!(
+                    values.keys().all(String::is_empty),
+                    "variable cluster: {values:?}"
+                );
+                vec![]
+            }
+            // The installations: the jobs that serve datajob_build_info.
+            "job" => {
+                assert_eq!(values.keys().collect::<Vec<_>>(), [JOB], "variable job");
+                vec![JOB]
+            }
             "namespace" => vec![ns.name()],
-            _ => names
+            "datajob" => names
                 .iter()
                 .copied()
                 .chain([SCHEDULED, "ok-a", "on-group"])
                 .collect(),
+            other => panic!("variable {other}: {def}"),
         };
         for w in wanted {
             assert!(
@@ -895,6 +926,8 @@ async fn every_dashboard_panel_and_alert_works_against_a_real_prometheus() {
             ""
         };
         assert_eq!(label(s, "owner"), want, "the owner of {s}");
+        // ... and its installation: the scrape job (no cluster label here).
+        assert_eq!(label(s, "job"), JOB, "the installation of {s}");
     }
     for alert in ["DataJobRunsEndedByWatchdog", "DataJobLastRunFailed"] {
         let r = prometheus.query(&firing(alert, &in_ns)).await.unwrap();
@@ -1130,6 +1163,17 @@ fn the_chart_ships_the_dashboard_and_the_rules_when_asked() {
         "the defaults render the file as it is"
     );
     promtool_check(&rule["spec"]).unwrap();
+    // ... whose runbook URLs are absolute, on the project's docs.
+    for g in rule["spec"]["groups"].as_array().unwrap() {
+        for r in g["rules"].as_array().unwrap() {
+            let url = r["annotations"]["runbook_url"].as_str().unwrap();
+            assert!(
+                url.starts_with("https://datajob.dev/docs/operations.md#"),
+                "{}: {url}",
+                r["alert"]
+            );
+        }
+    }
     let docs = template(&[
         "--set",
         "metrics.prometheusRule.enabled=true",
@@ -1192,6 +1236,25 @@ fn the_chart_ships_the_dashboard_and_the_rules_when_asked() {
         refused.contains("/metrics/prometheusRule/scheduleLateSeconds"),
         "{refused}"
     );
+    // A runbook base that is not an absolute http(s) URL ending in / is refused by name.
+    for base in [
+        "",
+        "docs/",
+        "https://example.com/datajob",
+        "example.com/datajob/",
+    ] {
+        let refused = template(&[
+            "--set",
+            "metrics.prometheusRule.enabled=true",
+            "--set-string",
+            &format!("metrics.prometheusRule.runbookBaseURL={base}"),
+        ])
+        .unwrap_err();
+        assert!(
+            refused.contains("/metrics/prometheusRule/runbookBaseURL"),
+            "{base:?}: {refused}"
+        );
+    }
     // helm lint in strict mode with both on.
     let out = Command::new(helm())
         .args([
