@@ -7,15 +7,19 @@ use http::{Request, Response};
 use kube::client::Body;
 use serde_json::json;
 
-/// A cache holding `objects`, as a reflector fills it.
+/// A cache holding `objects`, as a reflector fills it: listed, so synced
+/// (`wait_until_ready` returns at once).
 pub fn store_of<K>(objects: Vec<K>) -> kube::runtime::reflector::Store<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
 {
+    use kube::runtime::watcher::Event;
     let (store, mut writer) = kube::runtime::reflector::store();
+    writer.apply_watcher_event(&Event::Init);
     for o in objects {
-        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(o));
+        writer.apply_watcher_event(&Event::InitApply(o));
     }
+    writer.apply_watcher_event(&Event::InitDone);
     store
 }
 
@@ -45,7 +49,8 @@ pub fn client(status_answer: serde_json::Value) -> (kube::Client, Arc<Mutex<Vec<
 }
 
 /// As [`client`], in a cluster that holds `objects`, each at its path (a list at the
-/// list's path, whatever the query): a GET of one answers it, a patch of one answers it
+/// list's path, whatever the query; or at `path?query` for that query alone, which
+/// comes first): a GET of one answers it, a patch of one answers it
 /// as it was (the patch is recorded, not applied), a DELETE answers it; a DELETE of
 /// anything else answers 404. Every request is recorded with its query and body.
 pub fn client_holding(
@@ -90,12 +95,14 @@ fn serve(
             if let Ok(mut c) = seen_full.lock() {
                 c.push(Call {
                     call: format!("{method} {path}"),
-                    query,
+                    query: query.clone(),
                     body: serde_json::from_slice(&body).unwrap_or_default(),
                 });
             }
-            let held = objects
-                .get(&path)
+            let held = query
+                .as_ref()
+                .and_then(|q| objects.get(&format!("{path}?{q}")))
+                .or_else(|| objects.get(&path))
                 .map(|o| serde_json::to_vec(o).unwrap_or_default());
             let not_found = || {
                 let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",

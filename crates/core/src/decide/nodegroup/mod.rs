@@ -7,7 +7,8 @@
 //!
 //! One file per concern: [`placement`], [`state`] (a group now), [`bins`] (first-fit-decreasing
 //! packing), [`scale`], [`due`] (scheduled runs and warm-up), [`keep`], [`packing`], [`reserve`],
-//! [`karpenter`] (a group on a Karpenter NodePool), [`owned`] (which pods a group counts);
+//! [`karpenter`] (a group on a Karpenter NodePool), [`machines`] (which Cluster API Machines
+//! a scale-down marks), [`owned`] (which pods a group counts);
 //! the [`Group`] they read is [`crate::group`]. The items other crates use are
 //! re-exported here.
 pub mod bins;
@@ -15,6 +16,7 @@ pub mod buffers;
 pub mod due;
 pub mod karpenter;
 pub mod keep;
+pub mod machines;
 pub mod owned;
 pub mod packing;
 pub mod placement;

@@ -303,8 +303,9 @@ fn keep_for_due_runs(
 /// warm-up work was packed into (`bins`); an empty node stays for a later scheduled run
 /// only when it is due within `scaleDownAfter` and [`keep::keep_or_boot`] says keeping
 /// the node until then costs no more than booting another. Every other empty node goes
-/// now. A Cluster API group, whose machines the operator cannot pick, shrinks only
-/// while none of its nodes has pods.
+/// now. A Cluster API group shrinks only while none of its nodes has pods: Cluster API
+/// picks the machines that go, and the marks on the Machines of empty nodes
+/// ([`super::machines`]) are a second guard, not the only one.
 fn decide_schedule(
     group: &Group,
     state: &GroupState,

@@ -7,6 +7,7 @@
 
 use crate::common;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::operator::wait_for_sample;
@@ -973,6 +974,7 @@ async fn a_cluster_api_machine_deployment_is_scaled_through_its_scale_subresourc
     let client = client().await;
     let ns = test_namespace(&client, "capi").await;
     install_machine_deployment_crd(&client).await;
+    install_machine_crd(&client).await;
     let gvk = GroupVersionKind::gvk("cluster.x-k8s.io", "v1beta1", "MachineDeployment");
     let ar = ApiResource::from_gvk_with_plural(&gvk, "machinedeployments");
     let mds: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns.name(), &ar);
@@ -988,11 +990,13 @@ async fn a_cluster_api_machine_deployment_is_scaled_through_its_scale_subresourc
         "provider": {"clusterAPI": {"namespace": ns.name(), "name": "workers"}},
     }))
     .await;
-    // Stand-in for Cluster API's controllers: turn replicas into kwok nodes.
+    // Stand-in for Cluster API's controllers: turn replicas into Machines on kwok nodes.
+    let removed = Arc::new(Mutex::new(Vec::new()));
     let machines = tokio::spawn(machine_controller(
         client.clone(),
         mds.clone(),
         group.clone(),
+        removed.clone(),
     ));
 
     let api = datajob(&client, ns.name(), "nightly", json!({"image": "busybox", "resources": {"cpu": 2, "memory": "4Gi"}, "podAnnotations": {kwok::DURATION: "3s"}})).await;
@@ -1025,6 +1029,16 @@ async fn a_cluster_api_machine_deployment_is_scaled_through_its_scale_subresourc
     .await
     .unwrap();
     machines.abort();
+    // The machine that went was the one the operator marked (its node was empty).
+    let removed = removed.lock().unwrap().clone();
+    assert!(!removed.is_empty(), "a machine was removed");
+    for (machine, mark) in &removed {
+        assert!(
+            mark.as_deref()
+                .is_some_and(|m| m.starts_with("datajob.dev: node group ")),
+            "{machine} was removed without DataJob's delete-machine mark: {mark:?}"
+        );
+    }
 }
 
 /// The MachineDeployment's replicas as its scale subresource says (0 is omitted there).
@@ -1037,14 +1051,37 @@ async fn replicas(mds: &Api<DynamicObject>) -> Result<i32> {
         .unwrap_or(0))
 }
 
-/// Makes the kwok nodes a MachineDeployment's replicas ask for, like Cluster API would.
-async fn machine_controller(client: Client, mds: Api<DynamicObject>, group: String) {
+/// The Machines removed by [`machine_controller`], each with the delete-machine mark it
+/// carried.
+type Removed = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+/// Makes the Machines (each on a kwok node) a MachineDeployment's replicas ask for, like
+/// Cluster API would: on a scale-down the machines marked
+/// `cluster.x-k8s.io/delete-machine` go first, then the newest; each one removed is
+/// recorded in `removed`.
+async fn machine_controller(
+    client: Client,
+    mds: Api<DynamicObject>,
+    group: String,
+    removed: Removed,
+) {
     let nodes: Api<Node> = Api::all(client.clone());
+    let gvk = GroupVersionKind::gvk("cluster.x-k8s.io", "v1beta1", "Machine");
+    let ar = ApiResource::from_gvk_with_plural(&gvk, "machines");
+    let ns = mds.namespace().unwrap_or_default().to_string();
+    let machines: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
+    let owned = ListParams::default().labels("cluster.x-k8s.io/deployment-name=workers");
+    let mut made = 0;
     loop {
-        let want = replicas(&mds).await.unwrap_or(0);
-        let have = group_nodes(&client, &group).await;
-        for i in have.len() as i32..want {
-            let name = format!("{group}-m{i}");
+        let want = replicas(&mds).await.unwrap_or(0).max(0) as usize;
+        let mut have = machines
+            .list(&owned)
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        while have.len() < want {
+            let name = format!("{group}-m{made}");
+            made += 1;
             let node: Node = common::from_json(
                 json!({"metadata": {"name": name, "annotations": {kwok::NODE_ANNOTATION: "fake"},
                 "labels": {GROUP_LABEL: group, "type": "kwok", "kubernetes.io/hostname": name}},
@@ -1052,11 +1089,41 @@ async fn machine_controller(client: Client, mds: Api<DynamicObject>, group: Stri
                 "status": {"allocatable": {"cpu": "4", "memory": "16Gi", "pods": "110"}, "capacity": {"cpu": "4", "memory": "16Gi", "pods": "110"}}}),
             );
             let _ = nodes.create(&PostParams::default(), &node).await;
+            let machine: DynamicObject = common::from_json(json!({
+                "apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Machine",
+                "metadata": {"name": name, "namespace": ns,
+                    "labels": {"cluster.x-k8s.io/deployment-name": "workers"}},
+                "spec": {"clusterName": "e2e"},
+                "status": {"nodeRef": {"kind": "Node", "name": name}},
+            }));
+            match machines.create(&PostParams::default(), &machine).await {
+                Ok(m) => have.push(m),
+                Err(_) => break,
+            }
         }
-        for n in have.iter().skip(want.max(0) as usize) {
-            let _ = nodes.delete(&n.name_any(), &DeleteParams::default()).await;
+        if have.len() > want {
+            let mark = |m: &DynamicObject| {
+                m.annotations()
+                    .get("cluster.x-k8s.io/delete-machine")
+                    .cloned()
+            };
+            // Marked first, then the newest (the highest index).
+            have.sort_by_key(|m| {
+                let index: u64 = m
+                    .name_any()
+                    .rsplit_once("-m")
+                    .and_then(|(_, i)| i.parse().ok())
+                    .unwrap_or(0);
+                (mark(m).is_none(), std::cmp::Reverse(index))
+            });
+            for m in have.drain(..have.len() - want) {
+                let name = m.name_any();
+                removed.lock().unwrap().push((name.clone(), mark(&m)));
+                let _ = machines.delete(&name, &DeleteParams::default()).await;
+                let _ = nodes.delete(&name, &DeleteParams::default()).await;
+            }
         }
-        let patch = json!({"status": {"replicas": have.len().min(want.max(0) as usize)}});
+        let patch = json!({"status": {"replicas": have.len()}});
         let _ = mds
             .patch_status("workers", &PatchParams::default(), &Patch::Merge(&patch))
             .await;
@@ -1066,8 +1133,7 @@ async fn machine_controller(client: Client, mds: Api<DynamicObject>, group: Stri
 
 /// A trimmed Cluster API MachineDeployment CRD: enough for the scale subresource.
 async fn install_machine_deployment_crd(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd: CustomResourceDefinition = common::from_json(json!({
+    install_crd(client, json!({
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
         "metadata": {"name": "machinedeployments.cluster.x-k8s.io"},
         "spec": {"group": "cluster.x-k8s.io", "scope": "Namespaced",
@@ -1077,18 +1143,42 @@ async fn install_machine_deployment_crd(client: &Client) {
                 "schema": {"openAPIV3Schema": {"type": "object", "properties": {
                     "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true, "properties": {"replicas": {"type": "integer"}}},
                     "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true, "properties": {"replicas": {"type": "integer"}}}}}}}]}
-    }));
+    }))
+    .await;
+}
+
+/// A trimmed Cluster API Machine CRD: labels, annotations and `status.nodeRef` (no
+/// status subresource: the stand-in controller writes the status with the Machine).
+async fn install_machine_crd(client: &Client) {
+    install_crd(client, json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "machines.cluster.x-k8s.io"},
+        "spec": {"group": "cluster.x-k8s.io", "scope": "Namespaced",
+            "names": {"kind": "Machine", "plural": "machines", "singular": "machine", "listKind": "MachineList"},
+            "versions": [{"name": "v1beta1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}]}
+    }))
+    .await;
+}
+
+/// Applies the CRD `crd` and waits until it is established.
+async fn install_crd(client: &Client, crd: serde_json::Value) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd: CustomResourceDefinition = common::from_json(crd);
+    let name = crd.name_any();
     let _ = crds
         .patch(
-            "machinedeployments.cluster.x-k8s.io",
+            &name,
             &PatchParams::apply("e2e").force(),
             &Patch::Apply(&crd),
         )
         .await;
     wait_for_object(
         &crds,
-        "machinedeployments.cluster.x-k8s.io",
-        "MachineDeployment CRD established",
+        &name,
+        &format!("{name} CRD established"),
         Duration::from_secs(20),
         |c: &CustomResourceDefinition| {
             c.status

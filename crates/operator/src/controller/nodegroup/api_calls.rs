@@ -160,24 +160,73 @@ async fn calls_of_one_reconcile_by(
         held.into_iter().map(|(p, o)| (p.to_string(), o)).collect(),
     );
     let (datajobs, jobs) = run_owners();
-    let ctx = Arc::new(NodeGroupContext {
+    let ctx = context_of(
+        client,
+        Stores {
+            pods: mock::store_of(pods),
+            jobs: mock::store_of(jobs),
+            nodes: mock::store_of(nodes),
+            datajobs: mock::store_of(datajobs),
+        },
+        reserved_for,
+    );
+    let action = reconcile(Arc::new(ng), ctx).await;
+    assert!(action.is_ok(), "the reconcile failed: {:?}", action.err());
+    calls.lock().map(|c| c.clone()).unwrap_or_default()
+}
+
+/// The caches a reconcile reads.
+struct Stores {
+    pods: Store<Pod>,
+    jobs: Store<Job>,
+    nodes: Store<Node>,
+    datajobs: Store<DataJob>,
+}
+
+/// The reconciler's context over `stores`, as [`run`] makes it.
+fn context_of(
+    client: kube::Client,
+    stores: Stores,
+    reserved_for: HashMap<String, Vec<(String, String)>>,
+) -> Arc<NodeGroupContext> {
+    let Stores {
+        pods,
+        jobs,
+        nodes,
+        datajobs,
+    } = stores;
+    // The gate as `run` polls it: done at once when every store has synced.
+    let (synced, gate) = synced::gate(&pods, &jobs, &nodes, &datajobs);
+    let _ = futures::FutureExt::now_or_never(gate);
+    Arc::new(NodeGroupContext {
         base: Context::new(
             client,
             Metrics::new(true),
             datajob_core::validation::Limits::default(),
             datajob_core::decide::children::Guards::default(),
         ),
-        pods: crate::controller::mock::store_of(pods),
-        jobs: crate::controller::mock::store_of(jobs),
-        nodes: crate::controller::mock::store_of(nodes),
-        datajobs: crate::controller::mock::store_of(datajobs),
+        pods,
+        jobs,
+        nodes,
+        datajobs,
         counted_at: Mutex::new(HashMap::new()),
         boots: Mutex::new(HashMap::new()),
         reserved_for: Mutex::new(reserved_for),
-    });
-    let action = reconcile(Arc::new(ng), ctx).await;
-    assert!(action.is_ok(), "the reconcile failed: {:?}", action.err());
-    calls.lock().map(|c| c.clone()).unwrap_or_default()
+        synced,
+    })
+}
+
+/// A store that has taken `objects` but not finished its first list: what a cache
+/// holds while its watch starts, as on a leader start.
+fn unsynced_store_of<K>(objects: Vec<K>) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    let (store, mut writer) = kube::runtime::reflector::store();
+    for o in objects {
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(o));
+    }
+    store
 }
 
 fn methods_and_paths(calls: &[Call]) -> Vec<&str> {
@@ -228,6 +277,7 @@ async fn a_failed_reconcile_is_told_on_the_node_group_as_a_warning_event() {
         counted_at: Mutex::new(HashMap::new()),
         boots: Mutex::new(HashMap::new()),
         reserved_for: Mutex::new(HashMap::new()),
+        synced: Default::default(),
     });
     let error = Error::MissingNamespace("batch".into());
     let action = error_policy(Arc::new(group(json!(null))), &error, ctx.clone());
@@ -628,4 +678,225 @@ async fn a_karpenter_group_without_the_capacity_buffer_api_works_without_warm_up
         of("Ready").map(|c| c["status"].clone()),
         Some(json!("True"))
     );
+}
+
+/// The Cluster API MachineDeployment `capi/workers` a group scales.
+const SCALE: &str =
+    "/apis/cluster.x-k8s.io/v1beta1/namespaces/capi/machinedeployments/workers/scale";
+
+/// A Cluster API group `batch` on the MachineDeployment `capi/workers`, at most 3
+/// nodes, with `policy` and `status`.
+fn cluster_api_group(policy: &str, status: serde_json::Value) -> NodeGroup {
+    serde_json::from_value(json!({
+        "apiVersion": "datajob.dev/v1alpha1",
+        "kind": "NodeGroup",
+        "metadata": {"name": "batch", "uid": "uid-batch"},
+        "spec": {"node": {"cpu": "4", "memory": "16Gi"}, "maxSize": 3,
+            "scaleDownPolicy": policy, "scaleDownAfter": "2m",
+            "provider": {"clusterAPI": {"namespace": "capi", "name": "workers"}}},
+        "status": status,
+    }))
+    .expect("a NodeGroup")
+}
+
+/// The MachineDeployment's `scale` subresource at `replicas`.
+fn scale_of(replicas: i32) -> serde_json::Value {
+    json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+        "metadata": {"name": "workers", "namespace": "capi"},
+        "spec": {"replicas": replicas}, "status": {"replicas": replicas}})
+}
+
+/// A leader start: the controllers run before the pod, Node and Job caches have listed
+/// anything, so the group looks as if it had no node and no work. Nothing may be decided
+/// from that: no scale call, no status written (its conditions stay as they were), a
+/// requeue soon.
+#[tokio::test]
+async fn a_reconcile_before_the_caches_synced_scales_nothing_and_writes_nothing() {
+    let mut was = at_rest();
+    was["desired"] = json!(2);
+    was["current"] = json!(2);
+    was["ready"] = json!(2);
+    let ng = cluster_api_group("Schedule", was);
+    let (client, calls) = mock::client_holding(
+        serde_json::to_value(&ng).unwrap_or_default(),
+        vec![(SCALE.to_string(), scale_of(2))],
+    );
+    let (datajobs, _) = run_owners();
+    let ctx = context_of(
+        client,
+        Stores {
+            pods: unsynced_store_of(Vec::new()),
+            jobs: unsynced_store_of(Vec::new()),
+            nodes: unsynced_store_of(Vec::new()),
+            datajobs: mock::store_of(datajobs),
+        },
+        HashMap::new(),
+    );
+    let action = reconcile(Arc::new(ng), ctx).await;
+    let calls = calls.lock().map(|c| c.clone()).unwrap_or_default();
+    assert!(
+        !calls.iter().any(|c| c.call.starts_with("PATCH")),
+        "nothing is written before the caches synced: {calls:#?}"
+    );
+    assert_eq!(
+        action.ok(),
+        Some(Action::requeue(Duration::from_secs(1))),
+        "looked at again soon"
+    );
+}
+
+/// The Machines of `capi/workers`, listed by their MachineDeployment's label.
+const MACHINES: &str = "/apis/cluster.x-k8s.io/v1beta1/namespaces/capi/machines";
+
+/// The Machine `name` of `capi/workers`, on `node` (none yet: `None`), with `mark`.
+fn machine(name: &str, node: Option<&str>, mark: Option<&str>) -> serde_json::Value {
+    let mut m = json!({"apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Machine",
+        "metadata": {"name": name, "namespace": "capi",
+            "labels": {"cluster.x-k8s.io/deployment-name": "workers"}},
+        "spec": {"clusterName": "c"}, "status": {}});
+    if let Some(n) = node {
+        m["status"]["nodeRef"] = json!({"kind": "Node", "name": n});
+    }
+    if let Some(v) = mark {
+        m["metadata"]["annotations"] = json!({"cluster.x-k8s.io/delete-machine": v});
+    }
+    m
+}
+
+/// The group's Ready node `name`, of a Cluster API machine.
+fn capi_node(name: &str) -> Node {
+    let mut n = node(json!(null));
+    n["metadata"]["name"] = json!(name);
+    as_node(n)
+}
+
+/// The pods on `node`, as the API lists them: `pods`.
+fn pods_on(node: &str, pods: Vec<serde_json::Value>) -> (String, serde_json::Value) {
+    (
+        format!("{PODS}?&fieldSelector=spec.nodeName%3D{node}"),
+        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods}),
+    )
+}
+
+/// An idle Cluster API group of 3 machines: `m-a` on the empty node `capi-a`, `m-b` on
+/// `capi-b`, where someone else's pod runs, and `m-c` with no node yet, which carries a
+/// mark DataJob left. The `Idle` policy lets the group shrink to the one node with a
+/// pod: two replicas should go, but only `m-a`'s node is empty. So: DataJob's stale mark
+/// comes off `m-c`, `m-a` is marked, and only then the replicas go down, by one.
+#[tokio::test]
+async fn a_cluster_api_scale_down_marks_the_empty_machine_first_and_goes_down_only_by_those_marked()
+{
+    let mut was = at_rest();
+    was["desired"] = json!(3);
+    was["current"] = json!(2);
+    was["ready"] = json!(2);
+    was["activePods"] = json!(0);
+    was["idleSince"] = json!("2020-01-01T00:00:00Z");
+    let theirs = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "theirs", "namespace": "web"},
+        "spec": {"nodeName": "capi-b", "containers": [{"name": "c", "image": "web:1"}]},
+        "status": {"phase": "Running"}});
+    let stale = "datajob.dev: node group batch found node capi-c empty at 2020-01-01T00:00:00Z";
+    let machines = [
+        machine("m-a", Some("capi-a"), None),
+        machine("m-b", Some("capi-b"), None),
+        machine("m-c", None, Some(stale)),
+    ];
+    let mut held: Vec<(String, serde_json::Value)> = vec![
+        (SCALE.to_string(), scale_of(3)),
+        (
+            MACHINES.to_string(),
+            json!({"apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "MachineList",
+                "metadata": {}, "items": machines}),
+        ),
+        pods_on("capi-a", Vec::new()),
+        pods_on("capi-b", vec![theirs]),
+    ];
+    for m in &machines {
+        held.push((
+            format!(
+                "{MACHINES}/{}",
+                m["metadata"]["name"].as_str().unwrap_or_default()
+            ),
+            m.clone(),
+        ));
+    }
+    let ng = cluster_api_group("Idle", was);
+    let calls = calls_of_one_reconcile(
+        ng,
+        vec![capi_node("capi-a"), capi_node("capi-b")],
+        Vec::new(),
+        held.iter().map(|(p, o)| (p.as_str(), o.clone())).collect(),
+    )
+    .await;
+    let writes: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.call.starts_with("PATCH") && !c.call.ends_with("/status"))
+        .collect();
+    let writes_to: Vec<&str> = writes.iter().map(|c| c.call.as_str()).collect();
+    assert_eq!(
+        writes_to,
+        [
+            format!("PATCH {MACHINES}/m-c"),
+            format!("PATCH {MACHINES}/m-a"),
+            format!("PATCH {SCALE}"),
+        ],
+        "the marks first, then the scale: {calls:#?}"
+    );
+    assert_eq!(
+        writes[0].body,
+        json!({"metadata": {"annotations": {"cluster.x-k8s.io/delete-machine": null}}})
+    );
+    let mark = &writes[1].body["metadata"]["annotations"]["cluster.x-k8s.io/delete-machine"];
+    assert!(
+        mark.as_str().is_some_and(
+            |m| m.starts_with("datajob.dev: node group batch found node capi-a empty at ")
+        ),
+        "{mark}"
+    );
+    assert_eq!(
+        writes[2].body,
+        json!({"spec": {"replicas": 2}}),
+        "down by the one marked"
+    );
+    // The Machines are found by their MachineDeployment's label, and the marked
+    // machine's node was counted empty from the API just before.
+    let list = calls
+        .iter()
+        .find(|c| c.call == format!("GET {MACHINES}"))
+        .expect("the machines are listed");
+    assert_eq!(
+        list.query.as_deref(),
+        Some("&labelSelector=cluster.x-k8s.io%2Fdeployment-name%3Dworkers")
+    );
+    let counted_last = calls
+        .iter()
+        .take_while(|c| c.call != format!("PATCH {MACHINES}/m-a"))
+        .filter(|c| c.call == format!("GET {PODS}"))
+        .last()
+        .and_then(|c| c.query.clone());
+    assert_eq!(
+        counted_last.as_deref(),
+        Some("&fieldSelector=spec.nodeName%3Dcapi-a")
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_api_scale_up_sets_the_replicas_and_marks_nothing() {
+    let calls = calls_of_one_reconcile(
+        cluster_api_group("Schedule", json!(null)),
+        Vec::new(),
+        vec![run_pod(None, "1", "1Gi")],
+        vec![(SCALE, scale_of(0))],
+    )
+    .await;
+    assert_eq!(
+        methods_and_paths(&calls),
+        [
+            format!("GET {SCALE}"),
+            format!("PATCH {SCALE}"),
+            format!("PATCH {STATUS}"),
+        ]
+    );
+    assert_eq!(calls[1].body, json!({"spec": {"replicas": 1}}));
 }

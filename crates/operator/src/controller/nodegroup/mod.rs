@@ -1,7 +1,8 @@
 //! The NodeGroup reconciler, in the common shape: [`observe`] reads the caches into what
 //! the group looks like now, [`datajob_core::decide::nodegroup::decide`] says what size it
 //! should be, [`status::of`] what its status says, and [`act`] makes the provider follow:
-//! kwok Node objects ([`kwok`]), a Cluster API `scale` subresource ([`cluster_api`]), or
+//! kwok Node objects ([`kwok`]), a Cluster API `scale` subresource, down only by the
+//! Machines of empty nodes it marked first ([`cluster_api`]), or
 //! nothing (static; Karpenter, whose NodePool [`karpenter`] checks). Every API call's failure is returned (the error policy logs it and
 //! retries) or logged where it is expected and handled (a node gone or changed meanwhile).
 mod cluster_api;
@@ -9,6 +10,7 @@ mod karpenter;
 mod kwok;
 mod observe;
 mod status;
+mod synced;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,6 +34,9 @@ use observe::Observed;
 
 const CONTROLLER: &str = "nodegroup";
 
+/// How soon a group is looked at again while the caches have not synced.
+const SYNC_RECHECK: Duration = Duration::from_secs(1);
+
 pub(crate) struct NodeGroupContext {
     pub base: Context,
     pub pods: Store<Pod>,
@@ -49,6 +54,9 @@ pub(crate) struct NodeGroupContext {
     /// pod cache may not show their new tolerations yet. After a restart the
     /// tolerations in the cache say it alone.
     pub reserved_for: Mutex<HashMap<String, Vec<(String, String)>>>,
+    /// Whether `pods`, `jobs`, `nodes` and `datajobs` have synced: until then no
+    /// scaling decision is made ([`synced`]).
+    pub synced: synced::CachesSynced,
 }
 
 /// The caches the NodeGroup controller reads, with their change streams. None is
@@ -92,6 +100,7 @@ pub async fn run<G, P, N, D>(
         datajob_events,
     } = caches;
     let metrics = base.metrics.clone();
+    let (synced, gate) = synced::gate(&pods, &jobs, &nodes, &datajobs);
     let ctx = Arc::new(NodeGroupContext {
         base,
         pods,
@@ -101,6 +110,7 @@ pub async fn run<G, P, N, D>(
         counted_at: Mutex::new(HashMap::new()),
         boots: Mutex::new(HashMap::new()),
         reserved_for: Mutex::new(HashMap::new()),
+        synced,
     });
     let (for_pods, for_nodes) = (groups.clone(), groups.clone());
     let controller = Controller::for_shared_stream(group_events, groups)
@@ -122,7 +132,7 @@ pub async fn run<G, P, N, D>(
     // The node-group gauges (desired, current, ready, pending pods, max) read this cache
     // while we lead: a deleted group leaves no series behind.
     let _served = metrics.caches.nodegroups.serve(controller.store());
-    controller
+    let running = controller
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
             match res {
@@ -137,8 +147,15 @@ pub async fn run<G, P, N, D>(
                 }
                 Err(error) => warn!(%error, "node group controller: watch or queue error"),
             }
-        })
-        .await;
+        });
+    // The sync gate is polled here, beside the controller, not spawned (see
+    // [`synced::gate`]); the controller runs on once it is done.
+    let mut running = std::pin::pin!(running);
+    tokio::select! {
+        () = &mut running => return,
+        () = gate => {}
+    }
+    running.await;
 }
 
 /// The group whose nodes `labels` (a node's labels, or a pod's node selector) mark:
@@ -199,6 +216,13 @@ async fn reconcile(ng: Arc<NodeGroup>, ctx: Arc<NodeGroupContext>) -> Result<Act
             return Ok(Action::await_change());
         }
     };
+    if !ctx.synced.get() {
+        // A cache that has not synced reads as empty: the group would look as if it had
+        // no node and no work. Nothing is decided, scaled or written (its conditions
+        // stay as they were) until they have.
+        debug!(nodegroup = %name, "the pod, Job and Node caches have not synced yet: no scaling decision; looking again in {}s", SYNC_RECHECK.as_secs());
+        return Ok(Action::requeue(SYNC_RECHECK));
+    }
     let mut seen = observe::observe(&ctx, &group, &previous, now);
     let decision = size(&ctx, &group, &mut seen, now).await?;
     let mut status = status::of(&previous, &decision, &seen, now);
@@ -298,7 +322,12 @@ async fn act(
                 namespace,
                 name,
             };
-            cluster_api::scale(ctx, &group.name, &target, decision.desired).await?;
+            let shrink = cluster_api::Shrink {
+                group: &group.name,
+                removable: &decision.removable,
+                now,
+            };
+            cluster_api::scale(ctx, &target, decision.desired, &shrink).await?;
             None
         }
         ProviderKind::Kwok { boot_delay } => {
