@@ -39,10 +39,16 @@ shape: ## the code's shape: functions of 80 lines or more, the biggest files, pu
 	python3 e2e/code-shape.py
 
 .PHONY: crds
-crds: ## regenerate crds/, the chart's copy and docs/api.md from the Rust types
+crds: ## regenerate crds/, the charts' copies and docs/api.md from the Rust types
 	$(CARGO) run -q --bin crdgen -- --write crds
 	cp crds/*.yaml charts/datajob/crds/
+	cp crds/*.yaml charts/datajob-crds/files/
 	$(CARGO) run -q --bin crdgen -- --api-doc > docs/api.md
+
+.PHONY: chart-readme
+chart-readme: ## regenerate the charts' README.md from their Chart.yaml and values.yaml
+	$(CARGO) run -q --bin crdgen -- --chart-readme charts/datajob > charts/datajob/README.md
+	$(CARGO) run -q --bin crdgen -- --chart-readme charts/datajob-crds > charts/datajob-crds/README.md
 
 .PHONY: k8s-build
 k8s-build: ## build the local control plane from the Go module proxy (cached)
@@ -110,7 +116,9 @@ image: ## the operator's image as an OCI archive, no container daemon (target/im
 	bash e2e/operator-image.sh
 
 .PHONY: demo
-demo: build ## start the local cluster and the operator, apply the examples, show their status
+demo: ## set up what the demo needs (apt-get as root), start the local cluster and the operator, apply the examples, show their status
+	bash e2e/demo.sh deps
+	$(CARGO) build --bins
 	bash e2e/demo.sh
 
 .PHONY: demo-down

@@ -131,4 +131,12 @@ Checks that need more than one value; each failure names the values involved.
 {{- fail "webhook.certManager.issuerRef needs a name (or leave it empty for the chart's selfSigned Issuer)" -}}
 {{- end -}}
 {{- end -}}
+{{- $ms := .Values.metrics.secure -}}
+{{- if $ms.enabled -}}
+{{- range $name, $port := .Values.ports -}}
+{{- if eq (int $port) (int $ms.port) -}}
+{{- fail (printf "metrics.secure.port (%v) must differ from ports.%s (%v): the probes stay on the admin port, plain HTTP" $ms.port $name $port) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}

@@ -14,4 +14,5 @@ pub use datajob::{
 };
 pub use nodegroup::{NodeGroup, NodeGroupSpec, NodeGroupStatus};
 pub use quantity::Quantity;
+pub mod chart_readme;
 pub mod crds;

@@ -27,8 +27,28 @@ fn main() -> ExitCode {
                 }
             }
         }
+        [flag, chart] if flag == "--chart-readme" => {
+            let dir = std::path::Path::new(chart);
+            let read = |f: &str| std::fs::read_to_string(dir.join(f));
+            match (read("Chart.yaml"), read("values.yaml")) {
+                (Ok(c), Ok(v)) => match datajob_api::chart_readme::render(&c, &v) {
+                    Ok(md) => {
+                        print!("{md}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("crdgen: {chart}: {e}");
+                        ExitCode::FAILURE
+                    }
+                },
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("crdgen: reading {chart}: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         _ => {
-            eprintln!("usage: crdgen [--write DIR | --api-doc]");
+            eprintln!("usage: crdgen [--write DIR | --api-doc | --chart-readme CHART_DIR]");
             ExitCode::from(2)
         }
     }

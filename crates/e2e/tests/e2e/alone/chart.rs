@@ -14,6 +14,11 @@
 
 use crate::common;
 
+/// CRD upgrades through the datajob-crds chart.
+mod crd_upgrade;
+/// What Argo CD and Flux do: `helm template` applied with server-side apply.
+mod gitops;
+
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -344,14 +349,17 @@ fn review(
     answer["status"]["allowed"] == true
 }
 
-/// get and patch of the scale of MachineDeployments and MachinePools.
-fn cluster_api(user: &str, ns: &str) -> [bool; 4] {
+/// get and patch of the scale of MachineDeployments and MachinePools; list and patch of
+/// Machines (the delete-machine mark before a scale-down).
+fn cluster_api(user: &str, ns: &str) -> [bool; 6] {
     let g = "cluster.x-k8s.io";
     [
         review(user, ns, g, "machinedeployments", "scale", "get"),
         review(user, ns, g, "machinedeployments", "scale", "patch"),
         review(user, ns, g, "machinepools", "scale", "get"),
         review(user, ns, g, "machinepools", "scale", "patch"),
+        review(user, ns, g, "machines", "", "list"),
+        review(user, ns, g, "machines", "", "patch"),
     ]
 }
 
@@ -839,7 +847,7 @@ async fn install_upgrade_and_uninstall_leave_nothing_behind() {
 
     // An upgrade changes what it should (a pod annotation) and keeps what the operator
     // wrote: Helm's three-way merge leaves the caBundle and the Lease's spec alone, and
-    // the Secret template copies the keys it holds (lookup).
+    // the Secret template renders no data.
     let mut upgrade = vec![
         "upgrade",
         &release,
@@ -1013,7 +1021,7 @@ async fn service_account_has_the_operators_permissions_and_no_more() {
     assert_permissions(&user, &never);
     assert_eq!(
         cluster_api(&user, n),
-        [false; 4],
+        [false; 6],
         "Cluster API scale without rbac.clusterAPI"
     );
 
@@ -1099,7 +1107,7 @@ async fn service_account_has_the_operators_permissions_and_no_more() {
     assert_permissions(&user, &providers);
     assert_eq!(
         cluster_api(&user, n),
-        [true; 4],
+        [true; 6],
         "Cluster API scale with rbac.clusterAPI"
     );
     assert!(
@@ -1708,4 +1716,217 @@ fn security_contexts_and_the_architecture_come_from_values() {
     assert_eq!(pod["nodeSelector"], json!({"kubernetes.io/arch": "arm64"}));
     let pod = pod_of(&["--set", "nodeSelector.kubernetes\\.io/arch=null"]);
     assert!(pod["nodeSelector"].is_null(), "{}", pod["nodeSelector"]);
+}
+
+#[test]
+fn secure_metrics_are_https_for_the_metrics_reader_role_and_the_service_monitor_relabels() {
+    let relabelings =
+        json!([{"action": "replace", "targetLabel": "cluster", "replacement": "prod"}]);
+    let metric_relabelings =
+        json!([{"action": "drop", "sourceLabels": ["__name__"], "regex": "process_.*"}]);
+    let (relabel_arg, metric_arg) = (
+        format!("metrics.serviceMonitor.relabelings={relabelings}"),
+        format!("metrics.serviceMonitor.metricRelabelings={metric_relabelings}"),
+    );
+    let render = |extra: &[&str]| {
+        let mut args = vec!["--set", "metrics.serviceMonitor.enabled=true"];
+        args.extend_from_slice(extra);
+        documents(&must(
+            template("datajob", "platform", &args),
+            "helm template",
+        ))
+    };
+    let endpoint = |docs: &[Value]| {
+        find(docs, "ServiceMonitor", "datajob").expect("a ServiceMonitor")["spec"]["endpoints"][0]
+            .clone()
+    };
+    let container = |docs: &[Value]| {
+        find(docs, "Deployment", "datajob").expect("a Deployment")["spec"]["template"]["spec"]
+            ["containers"][0]
+            .clone()
+    };
+    let env = |docs: &[Value], name: &str| {
+        container(docs)["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].clone())
+    };
+    let service_ports = |docs: &[Value]| {
+        find(docs, "Service", "datajob-metrics").expect("the metrics Service")["spec"]["ports"]
+            .clone()
+    };
+    let review_rules = |docs: &[Value]| -> Vec<Value> {
+        find(docs, "ClusterRole", "datajob").expect("the ClusterRole")["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .filter(|r| {
+                r["apiGroups"] == json!(["authentication.k8s.io"])
+                    || r["apiGroups"] == json!(["authorization.k8s.io"])
+            })
+            .cloned()
+            .collect()
+    };
+    let reviews = vec![
+        json!({"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]}),
+        json!({"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}),
+    ];
+
+    // By default: plain HTTP on the admin port, nothing to review, no reader role; the
+    // relabelings, when given, pass through as written, and none are there otherwise.
+    let plain = render(&["--set-json", &relabel_arg, "--set-json", &metric_arg]);
+    let ep = endpoint(&plain);
+    assert_eq!(ep["scheme"], "http");
+    assert_eq!(ep["port"], "metrics");
+    assert_eq!(ep["relabelings"], relabelings);
+    assert_eq!(ep["metricRelabelings"], metric_relabelings);
+    for absent in ["tlsConfig", "bearerTokenFile", "authorization"] {
+        assert!(
+            ep.get(absent).is_none(),
+            "{absent} without metrics.secure: {ep}"
+        );
+    }
+    assert!(find(&plain, "ClusterRole", "datajob-metrics-reader").is_none());
+    assert!(review_rules(&plain).is_empty());
+    assert_eq!(
+        service_ports(&plain),
+        json!([{"name": "metrics", "port": 8080, "targetPort": "admin", "protocol": "TCP"}])
+    );
+    assert_eq!(env(&plain, "DATAJOB_METRICS_SECURE"), Some(json!("false")));
+    let bare = endpoint(&render(&[]));
+    assert!(ep.get("relabelings").is_some() && bare.get("relabelings").is_none());
+    assert!(bare.get("metricRelabelings").is_none());
+
+    // metrics.secure.enabled: HTTPS on a port of its own with the token of Prometheus'
+    // ServiceAccount, a self-signed certificate (not verified), the review permissions
+    // and a ClusterRole for scrapers to bind; the probes stay on the admin port.
+    let secure = render(&[
+        "--set",
+        "metrics.secure.enabled=true",
+        "--set-json",
+        &relabel_arg,
+        "--set-json",
+        &metric_arg,
+    ]);
+    let ep = endpoint(&secure);
+    assert_eq!(ep["scheme"], "https");
+    assert_eq!(ep["port"], "metrics");
+    assert_eq!(
+        ep["bearerTokenFile"],
+        "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    );
+    assert_eq!(ep["tlsConfig"], json!({"insecureSkipVerify": true}));
+    assert_eq!(ep["relabelings"], relabelings);
+    assert_eq!(ep["metricRelabelings"], metric_relabelings);
+    assert_eq!(review_rules(&secure), reviews);
+    let reader = find(&secure, "ClusterRole", "datajob-metrics-reader").expect("the reader role");
+    assert_eq!(
+        reader["rules"],
+        json!([{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}])
+    );
+    assert_eq!(
+        reader["metadata"]["labels"]["app.kubernetes.io/instance"],
+        "datajob"
+    );
+    assert!(
+        !secure.iter().any(|d| d["kind"] == "ClusterRoleBinding"
+            && d["roleRef"]["name"] == "datajob-metrics-reader"),
+        "the chart binds the reader role to nobody"
+    );
+    assert_eq!(
+        service_ports(&secure),
+        json!([{"name": "metrics", "port": 8443, "targetPort": "metrics", "protocol": "TCP",
+                "appProtocol": "https"}])
+    );
+    let c = container(&secure);
+    assert_eq!(
+        c["ports"],
+        json!([{"name": "admin", "containerPort": 8080, "protocol": "TCP"},
+               {"name": "webhook", "containerPort": 9443, "protocol": "TCP"},
+               {"name": "metrics", "containerPort": 8443, "protocol": "TCP"}])
+    );
+    assert_eq!(c["livenessProbe"]["httpGet"]["port"], "admin");
+    assert_eq!(c["readinessProbe"]["httpGet"]["port"], "admin");
+    assert_eq!(env(&secure, "DATAJOB_METRICS_SECURE"), Some(json!("true")));
+    assert_eq!(
+        env(&secure, "DATAJOB_METRICS_SECURE_ADDR"),
+        Some(json!("0.0.0.0:8443"))
+    );
+    assert_eq!(env(&secure, "DATAJOB_METRICS_CERT_DIR"), Some(json!("")));
+    assert!(c.get("volumeMounts").is_none());
+
+    // A certificate from a Secret (cert-manager's): mounted, passed as the directory,
+    // verified by the ServiceMonitor with the Secret's CA and the Service's name.
+    let from_secret = render(&[
+        "--set",
+        "metrics.secure.enabled=true",
+        "--set",
+        "metrics.secure.port=9444",
+        "--set-string",
+        "metrics.secure.certSecret=datajob-metrics-tls",
+    ]);
+    let ep = endpoint(&from_secret);
+    assert_eq!(
+        ep["tlsConfig"],
+        json!({"ca": {"secret": {"name": "datajob-metrics-tls", "key": "ca.crt"}},
+               "serverName": "datajob-metrics.platform.svc"})
+    );
+    assert_eq!(service_ports(&from_secret)[0]["port"], 9444);
+    assert_eq!(
+        env(&from_secret, "DATAJOB_METRICS_SECURE_ADDR"),
+        Some(json!("0.0.0.0:9444"))
+    );
+    assert_eq!(
+        env(&from_secret, "DATAJOB_METRICS_CERT_DIR"),
+        Some(json!("/etc/datajob/metrics-tls"))
+    );
+    let c = container(&from_secret);
+    assert_eq!(
+        c["volumeMounts"],
+        json!([{"name": "metrics-tls", "mountPath": "/etc/datajob/metrics-tls", "readOnly": true}])
+    );
+    let pod = &find(&from_secret, "Deployment", "datajob").expect("a Deployment")["spec"]["template"]
+        ["spec"];
+    assert_eq!(
+        pod["volumes"],
+        json!([{"name": "metrics-tls", "secret": {"secretName": "datajob-metrics-tls"}}])
+    );
+
+    // The scrape's TLS and credentials can be given instead.
+    let tls_config =
+        json!({"ca": {"configMap": {"name": "my-ca", "key": "ca.crt"}}, "serverName": "metrics"});
+    let authorization =
+        json!({"type": "Bearer", "credentials": {"name": "prometheus-token", "key": "token"}});
+    let given = render(&[
+        "--set",
+        "metrics.secure.enabled=true",
+        "--set-json",
+        &format!("metrics.secure.tlsConfig={tls_config}"),
+        "--set-json",
+        &format!("metrics.secure.authorization={authorization}"),
+    ]);
+    let ep = endpoint(&given);
+    assert_eq!(ep["tlsConfig"], tls_config);
+    assert_eq!(ep["authorization"], authorization);
+    assert!(ep.get("bearerTokenFile").is_none(), "{ep}");
+
+    // The HTTPS port cannot be the admin port (the probes are there).
+    let clash = template(
+        "datajob",
+        "platform",
+        &[
+            "--set",
+            "metrics.secure.enabled=true",
+            "--set",
+            "metrics.secure.port=8080",
+        ],
+    );
+    assert!(!clash.ok);
+    assert!(
+        clash.stderr.contains("metrics.secure.port") && clash.stderr.contains("ports.admin"),
+        "{}",
+        clash.stderr
+    );
 }
