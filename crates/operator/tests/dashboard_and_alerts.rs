@@ -139,11 +139,9 @@ fn is_documented(name: &str, docs: &BTreeMap<String, String>) -> bool {
         })
 }
 
-/// The series selectors of a PromQL expression: each metric name (`datajob_…`,
-/// `process_…`, `up`, not inside quotes) with the matchers in its braces (`None`
-/// without braces).
-fn selectors(expr: &str) -> Vec<(String, Option<String>)> {
-    let chars: Vec<char> = expr.chars().collect();
+/// The words of a PromQL expression (runs of letters, digits and `_`), with where each
+/// starts and ends (in chars).
+fn words(chars: &[char]) -> Vec<(usize, usize, String)> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < chars.len() {
@@ -153,9 +151,20 @@ fn selectors(expr: &str) -> Vec<(String, Option<String>)> {
         }
         if i == start {
             i += 1;
-            continue;
+        } else {
+            out.push((start, i, chars[start..i].iter().collect()));
         }
-        let word: String = chars[start..i].iter().collect();
+    }
+    out
+}
+
+/// The series selectors of a PromQL expression: each metric name (`datajob_…`,
+/// `process_…`, `up`, not inside quotes) with the matchers in its braces (`None`
+/// without braces).
+fn selectors(expr: &str) -> Vec<(String, Option<String>)> {
+    let chars: Vec<char> = expr.chars().collect();
+    let mut out = Vec::new();
+    for (start, i, word) in words(&chars) {
         let quoted = start > 0 && chars[start - 1] == '"';
         let metric = word.starts_with("datajob_") || word.starts_with("process_") || word == "up";
         if quoted || !metric {
@@ -232,17 +241,7 @@ fn aggregations_without_by(expr: &str) -> Vec<String> {
     ];
     let chars: Vec<char> = expr.chars().collect();
     let mut found = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let start = i;
-        while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
-            i += 1;
-        }
-        if i == start {
-            i += 1;
-            continue;
-        }
-        let word: String = chars[start..i].iter().collect();
+    for (start, i, word) in words(&chars) {
         if AGGREGATIONS.contains(&word.as_str()) {
             let rest: String = chars[i..].iter().collect();
             if !rest.trim_start().starts_with("by") {

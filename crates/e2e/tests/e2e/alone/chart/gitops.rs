@@ -24,22 +24,27 @@ impl Drop for Synced {
     }
 }
 
-/// One sync: what `helm template` renders, applied server-side, as Argo CD does (with
-/// `ServerSideApply=true` Argo CD forces conflicts: it takes every field it renders).
+/// `kubectl <verb> --server-side` of what the chart renders, as Argo CD's field manager
+/// (with `ServerSideApply=true` Argo CD forces conflicts: it takes every field it renders).
+fn as_argo(verb: &str, rendered: &str) -> Out {
+    kubectl_run(
+        &[
+            verb,
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager",
+            MANAGER,
+            "-f",
+            "-",
+        ],
+        Some(rendered),
+    )
+}
+
+/// One sync: what `helm template` renders, applied as Argo CD does.
 fn sync(rendered: &str) {
     must(
-        kubectl_run(
-            &[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "--field-manager",
-                MANAGER,
-                "-f",
-                "-",
-            ],
-            Some(rendered),
-        ),
+        as_argo("apply", rendered),
         "kubectl apply --server-side of the rendered chart",
     );
 }
@@ -171,18 +176,7 @@ async fn gitops_sync_with_server_side_apply_leaves_the_certificate_alone() {
     }
 
     // What Argo CD shows as "OutOfSync": nothing.
-    let diff = kubectl_run(
-        &[
-            "diff",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager",
-            MANAGER,
-            "-f",
-            "-",
-        ],
-        Some(&rendered),
-    );
+    let diff = as_argo("diff", &rendered);
     assert!(
         diff.ok && diff.stdout.trim().is_empty(),
         "kubectl diff after the third sync is not empty:\n{}{}",
