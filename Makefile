@@ -33,6 +33,7 @@ deny: ## cargo deny: banned crates (serde_yaml, OpenSSL), licenses, sources (den
 .PHONY: unit
 unit: ## unit, property and doc tests of every crate, CRD drift check (no cluster)
 	$(CARGO) test --workspace
+	$(CARGO) test --release -p datajob-e2e --test prop_validation validating_a_datajob_at_the_crds_bounds_takes_under_50_ms && $(CARGO) test --release -p datajob-operator --lib a_maximal_review_is_answered_in_50_ms_with_one_list
 
 .PHONY: shape
 shape: ## the code's shape: functions of 80 lines or more, the biggest files, pub items per crate
@@ -87,6 +88,10 @@ e2e: ## end-to-end tests on a fresh local control plane with real Karpenter (bro
 .PHONY: bench
 bench: ## scaling benchmark: schedule-aware, fixed-wait, simulated Karpenter-like and Cluster-Autoscaler-like, real Karpenter alone and with DataJob's buffers, on one trace (~17 min; BENCH_HOURS=1 ~11 min)
 	bash e2e/bench/scaling.sh
+
+.PHONY: bench-backfill
+bench-backfill: ## the Backfill planner: 50 Backfills x 10 000 times, time per pass, times looked at, heap (seconds; no cluster)
+	cargo bench -p datajob-core --bench backfill
 
 .PHONY: bench-scale
 bench-scale: ## N DataJobs beside N CronJobs: creation and status lag, misses, operator memory and CPU (long; not in make test)

@@ -27,6 +27,9 @@ export DATAJOB_CONFIG_GRACE=${DATAJOB_CONFIG_GRACE:-25s}
 export DATAJOB_UNSCHEDULABLE_GRACE=${DATAJOB_UNSCHEDULABLE_GRACE:-60s}
 export DATAJOB_PVC_GRACE=${DATAJOB_PVC_GRACE:-5s}
 export DATAJOB_CLEANUP_INTERVAL=${DATAJOB_CLEANUP_INTERVAL:-2s}
+# The preflight suite looks images up in the cluster's registry and in listeners of its
+# own, all on 127.0.0.1: the operator may connect there only when it is named.
+export DATAJOB_PREFLIGHT_REGISTRIES="${DATAJOB_PREFLIGHT_REGISTRIES:-127.0.0.1:*}"
 
 # The operator, and the plugin some suites run.
 cargo build --bins

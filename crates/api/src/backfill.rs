@@ -67,6 +67,7 @@ fn time_message(field: &str) -> String {
 pub struct BackfillSpec {
     /// The DataJob (same namespace) whose scheduled times to run. It must have a schedule.
     #[x_kube(validation = kube::core::Rule::new("self.size() > 0").message("spec.dataJob is empty: name the DataJob to backfill"))]
+    #[schemars(length(max = super::bounds::MAX_OBJECT_NAME_LEN))]
     pub data_job: String,
 
     /// The first logical time of the range (RFC 3339, e.g. `2026-11-01T00:00:00Z`), included.

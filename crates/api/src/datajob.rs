@@ -5,6 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::bounds;
 use super::quantity::Quantity;
 
 /// The longest DataJob name: its CronJob carries the same name and the CronJob
@@ -40,32 +41,40 @@ pub struct DataJobSpec {
     /// Container image to run, e.g. `ghcr.io/acme/churn:1.4.2`. Required. Pin a tag or a digest:
     /// a run records the image it used.
     #[x_kube(validation = kube::core::Rule::new("self.size() > 0").message("spec.image is empty: set the container image to run, e.g. ghcr.io/acme/churn:1.4.2"))]
+    #[schemars(length(max = bounds::MAX_IMAGE_LEN))]
     pub image: String,
 
     /// Entrypoint override. Default: the image's own entrypoint.
+    /// At most 64 items of 32768 characters each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = bounds::MAX_COMMAND_ITEMS), inner(length(max = bounds::MAX_ARG_LEN)))]
     pub command: Vec<String>,
 
     /// Arguments to the entrypoint. Default: the image's own arguments.
+    /// At most 256 items of 32768 characters each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = bounds::MAX_ARGS_ITEMS), inner(length(max = bounds::MAX_ARG_LEN)))]
     pub args: Vec<String>,
 
     /// Extra environment variables, as in a Kubernetes container (`value` or `valueFrom`).
     /// The operator also injects `DATAJOB_NAME`, `DATAJOB_NAMESPACE`, `DATAJOB_RUN_ID`,
     /// `DATAJOB_LOGICAL_TIME`, `DATAJOB_DEADLINE_SECONDS`, `DATAJOB_SCRATCH`, with `output`
     /// `DATAJOB_STAGING` and `DATAJOB_OUTPUT`, and with `inputs` one `DATAJOB_INPUT_<NAME>`
-    /// per input.
+    /// per input. At most 256.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = bounds::MAX_ENV_ITEMS))]
     pub env: Vec<EnvVar>,
 
     /// When to run, as a standard 5-field cron expression (`minute hour day-of-month month
     /// day-of-week`) or `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`.
     /// Default: none, and the job runs once, now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = bounds::MAX_SCHEDULE_LEN))]
     pub schedule: Option<String>,
 
     /// IANA time zone the schedule is read in, e.g. `Europe/London`. Default: `UTC`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = bounds::MAX_TIME_ZONE_LEN))]
     pub time_zone: Option<String>,
 
     /// What one run needs. Requests equal limits, so a run gets exactly this.
@@ -75,18 +84,21 @@ pub struct DataJobSpec {
     /// The longest a run may take once its container started, as `90m`, `2h`, `1h30m`
     /// (units s, m, h, d). Default: `1h`. Never above the operator's maximum (default `24h`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = bounds::MAX_DURATION_LEN))]
     pub deadline: Option<String>,
 
     /// Annotations for the run's pods, e.g. a monitoring tool's. Keys under `datajob.dev/`
     /// and `batch.kubernetes.io/` are reserved; AppArmor and seccomp annotations are
     /// refused, and so are mesh opt-outs (`sidecar.istio.io/inject: "false"`, ...) unless
-    /// the operator allows them (`settings.allowMeshOptOut`). Default: none.
+    /// the operator allows them (`settings.allowMeshOptOut`). Default: none. At most 64.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = bounds::MAX_POD_ANNOTATIONS))]
     pub pod_annotations: std::collections::BTreeMap<String, String>,
 
     /// How long a run may wait for a node before it is ended as `Unschedulable`, e.g. `30m`.
     /// Default: the operator's setting (10m). A run no node could ever fit ends at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = bounds::MAX_DURATION_LEN))]
     pub pending_timeout: Option<String>,
 
     /// How many times a failed run is retried (0 to 10). Default: 1. Failures that retrying
@@ -102,6 +114,7 @@ pub struct DataJobSpec {
     /// Service account the run's pod uses. Default: the namespace's `default` account, with
     /// no API token mounted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = bounds::MAX_OBJECT_NAME_LEN))]
     pub service_account_name: Option<String>,
 
     /// The numeric user (and group) a run's container runs as, never root. Default: 65532,
@@ -120,8 +133,9 @@ pub struct DataJobSpec {
     /// a run for logical time T starts once each input has published its latest logical
     /// time at or before T, and gets its location as `DATAJOB_INPUT_<NAME>`. A failed
     /// input ends the run `UpstreamFailed`. Unknown inputs and cycles are refused.
-    /// Default: none.
+    /// Default: none. At most 64.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = bounds::MAX_INPUTS), inner(length(max = bounds::MAX_INPUT_LEN)))]
     pub inputs: Vec<String>,
 
     /// Where a successful run publishes its output: `pvc://<claim>/<path>` (a volume: the
@@ -130,6 +144,7 @@ pub struct DataJobSpec {
     /// prefix of its own, and the status records the published prefix). `kubectl datajob
     /// run --local` also takes `file://` and absolute paths. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = bounds::MAX_OUTPUT_LEN))]
     pub output: Option<String>,
 
     /// What runs after the operator or the cluster was down and scheduled times passed
@@ -148,6 +163,7 @@ pub struct DataJobSpec {
     /// run; triggered and backfilled runs are not held to it. A time of day is for
     /// schedules that run at most daily, after the run's own time of day. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = bounds::MAX_DURATION_LEN))]
     pub expect_by: Option<String>,
 
     /// Who owns the DataJob: a team or a person, e.g. `team-growth` or `ana@acme.io`. The
@@ -155,6 +171,7 @@ pub struct DataJobSpec {
     /// Alertmanager can route them to their owner. At most 128 printable characters.
     /// Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = bounds::MAX_OWNER_LEN))]
     pub owner: Option<String>,
 
     /// The parameters a run may be given (`kubectl datajob trigger NAME --arg KEY=VALUE`),
@@ -165,7 +182,7 @@ pub struct DataJobSpec {
     /// DataJob with parameters has a name of at most 45 characters, so that the run ids
     /// of runs with parameters fit. Default: none (a trigger takes no `--arg`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 32))]
+    #[schemars(extend("maxProperties" = bounds::MAX_PARAMS))]
     pub params: std::collections::BTreeMap<String, String>,
 }
 

@@ -1,6 +1,7 @@
 //! The resources DataJob serves: their Rust types are their schemas (`crds` writes them
 //! out as CustomResourceDefinitions).
 pub mod backfill;
+pub mod bounds;
 pub mod datajob;
 pub mod nodegroup;
 pub mod quantity;

@@ -7,6 +7,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::bounds;
 use super::quantity::Quantity;
 
 /// A pool of identical nodes: their shape, labels, taints, size bounds and price.
@@ -41,11 +42,13 @@ pub struct NodeGroupSpec {
     /// What one node offers to pods (its allocatable resources).
     pub node: NodeShape,
     /// Labels every node of the group carries; runs placed here select them. The operator
-    /// always adds `datajob.dev/node-group: <name>`.
+    /// always adds `datajob.dev/node-group: <name>`. At most 64.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = bounds::MAX_NODE_LABELS))]
     pub labels: BTreeMap<String, String>,
-    /// Taints every node of the group carries; runs placed here tolerate them.
+    /// Taints every node of the group carries; runs placed here tolerate them. At most 32.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = bounds::MAX_TAINTS))]
     pub taints: Vec<NodeTaint>,
     /// The fewest nodes the group keeps, even when idle. Default: 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,12 +60,14 @@ pub struct NodeGroupSpec {
     /// What one node costs per hour, in your currency, e.g. `"2.016"`. Used to pick the
     /// cheapest group that fits and to estimate cost. Default: `"0"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = bounds::MAX_WORD_LEN))]
     pub price_per_hour: Option<String>,
     /// The longest an idle node waits, e.g. `2m`. With the `Schedule` policy: the longest
     /// an empty node is kept for a scheduled run due soon (`0s`: never kept, every empty
     /// node goes at once). With the `Idle` policy: how long the group must have no
     /// DataJob pods before it shrinks to `minSize`. Default: `2m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = bounds::MAX_DURATION_LEN))]
     pub scale_down_after: Option<String>,
     /// When nodes go. `Schedule` (default): an empty node goes at once, unless a
     /// scheduled run placed on this group is due soon, will fit on it, and keeping the
@@ -77,20 +82,24 @@ pub struct NodeGroupSpec {
     /// `90s`: what the `Schedule` policy weighs keeping an idle node against. Default:
     /// the kwok provider's `bootDelay`; otherwise `warmUpBefore`; otherwise `2m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = bounds::MAX_DURATION_LEN))]
     pub boot_time: Option<String>,
     /// Only DataJobs in these namespaces are placed on this group (a team's own nodes).
-    /// Default: DataJobs in every namespace.
+    /// Default: DataJobs in every namespace. At most 256.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = bounds::MAX_NAMESPACES), inner(length(max = bounds::MAX_NAMESPACE_LEN)))]
     pub namespaces: Vec<String>,
     /// How long new nodes may take to become Ready; a run waiting on them is not ended as
     /// Unschedulable before this passes. Default: `10m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = bounds::MAX_DURATION_LEN))]
     pub provisioning_timeout: Option<String>,
     /// Start nodes this long before a scheduled DataJob placed on this group is due, so
     /// its run finds a node that has already booted, e.g. `3m` (about the nodes' boot
     /// time). The nodes stay until the run has started, then the scale-down policy
     /// applies. Default: none (nodes start when a run is pending).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = bounds::MAX_DURATION_LEN))]
     pub warm_up_before: Option<String>,
     /// Who makes the nodes.
     pub provider: Provider,
@@ -132,10 +141,13 @@ pub struct NodeShape {
 /// A node taint.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 pub struct NodeTaint {
+    #[schemars(length(max = bounds::MAX_KEY_LEN))]
     pub key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = bounds::MAX_LABEL_VALUE_LEN))]
     pub value: Option<String>,
     /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
+    #[schemars(length(max = bounds::MAX_WORD_LEN))]
     pub effect: String,
 }
 
@@ -167,6 +179,7 @@ pub struct Provider {
 #[serde(rename_all = "camelCase")]
 pub struct KarpenterProvider {
     /// The NodePool (`karpenter.sh/v1`) whose nodes this group is.
+    #[schemars(length(max = bounds::MAX_OBJECT_NAME_LEN))]
     pub node_pool: String,
 }
 
@@ -175,11 +188,15 @@ pub struct KarpenterProvider {
 pub struct ClusterApiProvider {
     /// `MachineDeployment` (default) or `MachinePool`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = bounds::MAX_WORD_LEN))]
     pub kind: Option<String>,
     /// API version. Default: `cluster.x-k8s.io/v1beta1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = bounds::MAX_OBJECT_NAME_LEN))]
     pub api_version: Option<String>,
+    #[schemars(length(max = bounds::MAX_NAMESPACE_LEN))]
     pub namespace: String,
+    #[schemars(length(max = bounds::MAX_OBJECT_NAME_LEN))]
     pub name: String,
 }
 
@@ -191,6 +208,7 @@ pub struct StaticProvider {}
 pub struct KwokProvider {
     /// How long a simulated node takes to appear, e.g. `5s`. Default: `5s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = bounds::MAX_DURATION_LEN))]
     pub boot_delay: Option<String>,
 }
 

@@ -1,7 +1,7 @@
 //! One validation for every door: the admission webhook, the reconciler and
 //! `kubectl datajob plan` call [`resolve`], so a user sees the same words everywhere.
 //! A valid spec comes back as [`Resolved`]: defaults applied, strings parsed into types.
-use std::{sync::LazyLock, time::Duration};
+use std::{borrow::Cow, collections::HashSet, sync::LazyLock, time::Duration};
 
 use chrono_tz::Tz;
 use k8s_openapi::api::core::v1::EnvVar;
@@ -14,7 +14,7 @@ use crate::{
     schedule::{self, Schedule},
     units,
 };
-use datajob_api::{CatchUp, DataJob, DataJobSpec, datajob::MAX_NAME_LEN};
+use datajob_api::{CatchUp, DataJob, DataJobSpec, bounds, datajob::MAX_NAME_LEN};
 
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(3600);
 pub(crate) const DEFAULT_RETRIES: i32 = 1;
@@ -152,7 +152,10 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
         .namespace
         .clone()
         .unwrap_or_else(|| "default".into());
-    let spec = &dj.spec;
+    let spec_bytes = serde_json::to_vec(&dj.spec).map(|v| v.len()).unwrap_or(0);
+    // Every later check reads the spec cut to its bounds: its cost stays bounded however
+    // large a spec `plan` reads or an object stored before the schema had the bounds.
+    let spec = &*within_bounds(&dj.spec, &mut p);
     check_name(&name, &mut p);
     let image = spec.image.trim().to_string();
     check_image(&image, &mut p);
@@ -162,7 +165,7 @@ pub fn resolve(dj: &DataJob, limits: &Limits) -> Result<Resolved, Problems> {
     let (retries, history) = counts(spec, &mut p);
     let (cpu_millis, memory_bytes, disk_bytes, gpu) = resources(spec, &mut p);
     check_env_names(spec, &mut p);
-    check_sizes(spec, &mut p);
+    check_sizes(spec, spec_bytes, &mut p);
     check_annotations(spec, limits, &mut p);
     let run_as_user = run_as_user(spec, &mut p);
     check_service_account(spec, &mut p);
@@ -231,7 +234,258 @@ fn expect_by(
 }
 
 /// The longest `spec.owner`.
-pub const MAX_OWNER_LEN: usize = 128;
+pub const MAX_OWNER_LEN: usize = bounds::MAX_OWNER_LEN;
+
+// `params` checks its own count with the bound the schema states.
+const _: () = assert!(crate::params::MAX_PARAMS == bounds::MAX_PARAMS);
+
+/// How many characters of an over-long value a problem repeats.
+const SHOWN_CHARS: usize = 64;
+
+/// The number of characters of `s` when more than `max` (counted as the schema's
+/// `maxLength` counts them), else `None`.
+fn chars_over(s: &str, max: usize) -> Option<usize> {
+    if s.len() <= max {
+        return None;
+    }
+    let n = s.chars().count();
+    (n > max).then_some(n)
+}
+
+/// `value` if short, else its start and `…`: a problem never repeats a long value whole.
+fn shown(value: &str) -> String {
+    labels::truncate(value, SHOWN_CHARS)
+}
+
+fn too_many(field: &str, count: usize, max: usize, what: &str, fix: &str) -> Problem {
+    Problem::new(
+        field,
+        format!("<{count} {what}>"),
+        format!("has {count} {what}, more than the limit of {max}"),
+        fix,
+    )
+}
+
+fn too_long(field: &str, value: &str, chars: usize, max: usize, fix: &str) -> Problem {
+    Problem::new(
+        field,
+        shown(value),
+        format!("is {chars} characters, more than the limit of {max}"),
+        fix,
+    )
+}
+
+/// A copy of `spec` with each list and map cut to its bound, cloning only what is kept
+/// (a copy of 100 000 variables to keep 256 would cost more than all the checks).
+fn cut_copy(spec: &DataJobSpec) -> DataJobSpec {
+    fn first<T: Clone>(items: &[T], n: usize) -> Vec<T> {
+        items.iter().take(n).cloned().collect()
+    }
+    fn first_entries(
+        map: &std::collections::BTreeMap<String, String>,
+        n: usize,
+    ) -> std::collections::BTreeMap<String, String> {
+        map.iter()
+            .take(n)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+    // Every field by name: a new field must say here how it is cut.
+    let DataJobSpec {
+        image,
+        command,
+        args,
+        env,
+        schedule,
+        time_zone,
+        resources,
+        deadline,
+        pod_annotations,
+        pending_timeout,
+        retries,
+        suspend,
+        service_account_name,
+        run_as_user,
+        history,
+        inputs,
+        output,
+        catch_up,
+        expect_by,
+        owner,
+        params,
+    } = spec;
+    DataJobSpec {
+        image: image.clone(),
+        command: first(command, bounds::MAX_COMMAND_ITEMS),
+        args: first(args, bounds::MAX_ARGS_ITEMS),
+        env: first(env, bounds::MAX_ENV_ITEMS),
+        schedule: schedule.clone(),
+        time_zone: time_zone.clone(),
+        resources: resources.clone(),
+        deadline: deadline.clone(),
+        pod_annotations: first_entries(pod_annotations, bounds::MAX_POD_ANNOTATIONS),
+        pending_timeout: pending_timeout.clone(),
+        retries: *retries,
+        suspend: *suspend,
+        service_account_name: service_account_name.clone(),
+        run_as_user: *run_as_user,
+        history: *history,
+        inputs: first(inputs, bounds::MAX_INPUTS),
+        output: output.clone(),
+        catch_up: *catch_up,
+        expect_by: expect_by.clone(),
+        owner: owner.clone(),
+        params: first_entries(params, bounds::MAX_PARAMS),
+    }
+}
+
+/// The spec within the bounds the CRD schema states ([`bounds`]): each list or map past
+/// its bound, and each string past its length, is a problem, and the spec the other
+/// checks read keeps only the first items of such a list and drops such a string (so
+/// that it is not judged, and repeated, a second time). Borrowed when all is within
+/// bounds, as it is for every object the apiserver admitted.
+fn within_bounds<'a>(spec: &'a DataJobSpec, p: &mut Vec<Problem>) -> Cow<'a, DataJobSpec> {
+    let mut cut: Option<DataJobSpec> = None;
+    let mut edit = |f: &dyn Fn(&mut DataJobSpec)| f(cut.get_or_insert_with(|| cut_copy(spec)));
+    let counts = [
+        (
+            "spec.command",
+            spec.command.len(),
+            bounds::MAX_COMMAND_ITEMS,
+            "items",
+            "bake the command into the image, or run a script",
+        ),
+        (
+            "spec.args",
+            spec.args.len(),
+            bounds::MAX_ARGS_ITEMS,
+            "items",
+            "pass the arguments in a file (a ConfigMap) instead",
+        ),
+        (
+            "spec.env",
+            spec.env.len(),
+            bounds::MAX_ENV_ITEMS,
+            "items",
+            "put related settings in one ConfigMap or Secret and read them from a file",
+        ),
+        (
+            "spec.podAnnotations",
+            spec.pod_annotations.len(),
+            bounds::MAX_POD_ANNOTATIONS,
+            "entries",
+            "keep the annotations tools need; put data in a ConfigMap",
+        ),
+        (
+            "spec.inputs",
+            spec.inputs.len(),
+            bounds::MAX_INPUTS,
+            "items",
+            "split the DataJob, or wait for one DataJob that gathers the others",
+        ),
+        (
+            "spec.params",
+            spec.params.len(),
+            bounds::MAX_PARAMS,
+            "entries",
+            "pass related settings as one parameter, or read them from a ConfigMap",
+        ),
+    ];
+    let mut over = false;
+    for (field, count, max, what, fix) in counts {
+        if count > max {
+            p.push(too_many(field, count, max, what, fix));
+            over = true;
+        }
+    }
+    if over {
+        // The copy keeps the first items of each list and map (see `cut_copy`).
+        edit(&|_| ());
+    }
+    let items = [
+        ("spec.command", &spec.command, bounds::MAX_COMMAND_ITEMS),
+        ("spec.args", &spec.args, bounds::MAX_ARGS_ITEMS),
+    ];
+    for (field, list, max_items) in items {
+        for (i, item) in list.iter().take(max_items).enumerate() {
+            if let Some(n) = chars_over(item, bounds::MAX_ARG_LEN) {
+                p.push(too_long(
+                    &format!("{field}[{i}]"),
+                    item,
+                    n,
+                    bounds::MAX_ARG_LEN,
+                    "put long text in a ConfigMap and read it as a file",
+                ));
+            }
+        }
+    }
+    type Get = fn(&DataJobSpec) -> &Option<String>;
+    type Set = fn(&mut DataJobSpec) -> &mut Option<String>;
+    let strings: [(&str, Get, Set, usize, &str); 7] = [
+        (
+            "spec.schedule",
+            |s| &s.schedule,
+            |s| &mut s.schedule,
+            bounds::MAX_SCHEDULE_LEN,
+            "write a 5-field cron expression such as 0 3 * * *",
+        ),
+        (
+            "spec.timeZone",
+            |s| &s.time_zone,
+            |s| &mut s.time_zone,
+            bounds::MAX_TIME_ZONE_LEN,
+            "write an IANA time zone such as Europe/London",
+        ),
+        (
+            "spec.deadline",
+            |s| &s.deadline,
+            |s| &mut s.deadline,
+            bounds::MAX_DURATION_LEN,
+            "write a duration such as 90m, 2h or 1h30m",
+        ),
+        (
+            "spec.pendingTimeout",
+            |s| &s.pending_timeout,
+            |s| &mut s.pending_timeout,
+            bounds::MAX_DURATION_LEN,
+            "write a duration such as 10m or 1h",
+        ),
+        (
+            "spec.serviceAccountName",
+            |s| &s.service_account_name,
+            |s| &mut s.service_account_name,
+            bounds::MAX_OBJECT_NAME_LEN,
+            "name a service account of the namespace",
+        ),
+        (
+            "spec.output",
+            |s| &s.output,
+            |s| &mut s.output,
+            bounds::MAX_OUTPUT_LEN,
+            "publish under a shorter prefix",
+        ),
+        (
+            "spec.expectBy",
+            |s| &s.expect_by,
+            |s| &mut s.expect_by,
+            bounds::MAX_DURATION_LEN,
+            "write a time of day such as 06:00 or a duration such as 3h",
+        ),
+    ];
+    for (field, get, set, max, fix) in strings {
+        let Some(value) = get(spec).as_deref() else {
+            continue;
+        };
+        if let Some(n) = chars_over(value, max) {
+            p.push(too_long(field, value, n, max, fix));
+            edit(&|s| *set(s) = None);
+        }
+    }
+    match cut {
+        Some(s) => Cow::Owned(s),
+        None => Cow::Borrowed(spec),
+    }
+}
 
 /// `spec.owner`: short and printable (it is a label value of metrics and alerts).
 fn check_owner(spec: &DataJobSpec, p: &mut Vec<Problem>) {
@@ -260,9 +514,17 @@ fn check_name(name: &str, p: &mut Vec<Problem>) {
     }
 }
 
-/// `spec.image`: set, and a valid reference.
+/// `spec.image`: set, within its length, and a valid reference.
 fn check_image(image: &str, p: &mut Vec<Problem>) {
-    if image.is_empty() {
+    if let Some(n) = chars_over(image, bounds::MAX_IMAGE_LEN) {
+        p.push(too_long(
+            "spec.image",
+            image,
+            n,
+            bounds::MAX_IMAGE_LEN,
+            "write it as [registry/]repository[:tag][@sha256:digest], e.g. ghcr.io/acme/churn:1.4.2",
+        ));
+    } else if image.is_empty() {
         p.push(Problem::new(
             "spec.image",
             "",
@@ -417,7 +679,7 @@ fn check_env_names(spec: &DataJobSpec, p: &mut Vec<Problem>) {
         if !ENV_NAME_RE.is_match(&e.name) {
             p.push(Problem::new(
                 &field,
-                &e.name,
+                shown(&e.name),
                 "is not a valid environment variable name",
                 "use letters, digits, '_', '-' and '.', not starting with a digit",
             ));
@@ -454,12 +716,12 @@ const MESH_OPT_OUTS: [(&str, &[&str]); 6] = [
 /// pod's confinement, and no mesh opt-out unless the operator allows it.
 fn check_annotations(spec: &DataJobSpec, limits: &Limits, p: &mut Vec<Problem>) {
     for (key, value) in &spec.pod_annotations {
-        let field = format!("spec.podAnnotations[{key}]");
+        let field = format!("spec.podAnnotations[{}]", shown(key));
         let prefix = key.rsplit_once('/').map_or("", |(prefix, _)| prefix);
         if CONFINEMENT_PREFIXES.contains(&prefix) {
             p.push(Problem::new(
                 &field,
-                key,
+                shown(key),
                 "changes the run's AppArmor or seccomp profile, which DataJob keeps at the restricted default",
                 "remove it: a run always gets RuntimeDefault",
             ));
@@ -472,14 +734,14 @@ fn check_annotations(spec: &DataJobSpec, limits: &Limits, p: &mut Vec<Problem>) 
         if opts_out && !limits.mesh_opt_out {
             p.push(Problem::new(
                 &field,
-                value,
+                shown(value),
                 "takes the run out of the service mesh, which this installation does not allow",
                 "remove it, or ask the platform team to install DataJob with settings.allowMeshOptOut=true",
             ));
         }
     }
     for key in spec.pod_annotations.keys() {
-        let field = format!("spec.podAnnotations[{key}]");
+        let field = format!("spec.podAnnotations[{}]", shown(key));
         let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key));
         let valid_name = !name.is_empty() && name.len() <= 63 && QUALIFIED_NAME_RE.is_match(name);
         // A key with a '/' needs a prefix before it: Kubernetes refuses "/a" (found by
@@ -489,14 +751,14 @@ fn check_annotations(spec: &DataJobSpec, limits: &Limits, p: &mut Vec<Problem>) 
         if !valid_name || !valid_prefix {
             p.push(Problem::new(
                 &field,
-                key,
+                shown(key),
                 "is not a valid annotation key",
                 "use [prefix/]name, e.g. sidecar.istio.io/inject",
             ));
         } else if ["datajob.dev", "batch.kubernetes.io"].contains(&prefix) {
             p.push(Problem::new(
                 &field,
-                key,
+                shown(key),
                 "is reserved for the operator and Kubernetes",
                 "use a key of your own",
             ));
@@ -535,14 +797,16 @@ fn check_service_account(spec: &DataJobSpec, p: &mut Vec<Problem>) {
     }
 }
 
-/// `spec.inputs`: DataJob names, not itself, each once.
+/// `spec.inputs`: DataJob names, not itself, each once (one pass: a set of the names seen).
 fn check_inputs(spec: &DataJobSpec, name: &str, p: &mut Vec<Problem>) {
+    let mut seen: HashSet<&str> = HashSet::with_capacity(spec.inputs.len());
     for (i, input) in spec.inputs.iter().enumerate() {
         let field = format!("spec.inputs[{i}]");
+        let first = seen.insert(input.as_str());
         if input.len() > MAX_NAME_LEN || !DNS_LABEL_RE.is_match(input) {
             p.push(Problem::new(
                 &field,
-                input,
+                shown(input),
                 "is not a DataJob name",
                 "name a DataJob in the same namespace, e.g. raw-events",
             ));
@@ -553,7 +817,7 @@ fn check_inputs(spec: &DataJobSpec, name: &str, p: &mut Vec<Problem>) {
                 "is this DataJob itself",
                 "remove it; a DataJob cannot wait for its own output",
             ));
-        } else if spec.inputs[..i].contains(input) {
+        } else if !first {
             p.push(Problem::new(
                 &field,
                 input,
@@ -593,7 +857,8 @@ fn kib(n: usize) -> String {
 
 /// Sizes that would pass the schema but make Kubernetes refuse the DataJob or its
 /// children with an error that names no field.
-fn check_sizes(spec: &datajob_api::DataJobSpec, p: &mut Vec<Problem>) {
+/// `total` is the size of the whole spec as JSON (before [`within_bounds`] cut it).
+fn check_sizes(spec: &datajob_api::DataJobSpec, total: usize, p: &mut Vec<Problem>) {
     for (i, e) in spec.env.iter().enumerate() {
         if let Some(v) = &e.value
             && v.len() > MAX_ENV_VALUE_BYTES
@@ -624,7 +889,6 @@ fn check_sizes(spec: &datajob_api::DataJobSpec, p: &mut Vec<Problem>) {
             "keep annotations short; put data in a ConfigMap",
         ));
     }
-    let total = serde_json::to_vec(spec).map(|v| v.len()).unwrap_or(0);
     if total > MAX_SPEC_BYTES {
         p.push(Problem::new(
             "spec",
@@ -759,6 +1023,82 @@ mod tests {
             value_from: None,
         }];
         assert!(resolve(&dj("fits", s), &Limits::default()).is_ok());
+    }
+
+    #[test]
+    fn lists_past_their_bound_are_refused_with_the_field_the_count_and_the_bound() {
+        let mut s = spec();
+        s.env = (0..100_000)
+            .map(|i| EnvVar {
+                name: format!("V{i}"),
+                value: Some("x".into()),
+                value_from: None,
+            })
+            .collect();
+        s.inputs = (0..bounds::MAX_INPUTS + 1)
+            .map(|i| format!("in-{i}"))
+            .collect();
+        s.pod_annotations = (0..bounds::MAX_POD_ANNOTATIONS + 1)
+            .map(|i| (format!("example.com/a{i}"), String::new()))
+            .collect();
+        s.schedule = Some("*".repeat(bounds::MAX_SCHEDULE_LEN + 1));
+        let found = problems(dj("wide", s));
+        let has = |start: &str, words: &str| {
+            found
+                .iter()
+                .any(|p| p.starts_with(start) && p.contains(words))
+        };
+        assert!(
+            has("spec.env ", "has 100000 items, more than the limit of 256"),
+            "{found:?}"
+        );
+        assert!(
+            has("spec.inputs ", "has 65 items, more than the limit of 64"),
+            "{found:?}"
+        );
+        assert!(
+            has(
+                "spec.podAnnotations ",
+                "has 65 entries, more than the limit of 64"
+            ),
+            "{found:?}"
+        );
+        assert!(
+            has(
+                "spec.schedule ",
+                "is 129 characters, more than the limit of 128"
+            ),
+            "{found:?}"
+        );
+        // The over-long schedule is not parsed (and repeated) again.
+        assert_eq!(
+            found
+                .iter()
+                .filter(|p| p.starts_with("spec.schedule"))
+                .count(),
+            1
+        );
+        // At the bounds, all is well.
+        let mut s = spec();
+        s.env = (0..bounds::MAX_ENV_ITEMS)
+            .map(|i| EnvVar {
+                name: format!("V{i}"),
+                value: Some("x".into()),
+                value_from: None,
+            })
+            .collect();
+        s.inputs = (0..bounds::MAX_INPUTS).map(|i| format!("in-{i}")).collect();
+        assert!(resolve(&dj("wide", s), &Limits::default()).is_ok());
+    }
+
+    #[test]
+    fn a_repeated_input_is_found_in_one_pass() {
+        let mut s = spec();
+        s.inputs = vec!["a-1".into(), "b-2".into(), "a-1".into(), "b-2".into()];
+        let found = problems(dj("x", s));
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].starts_with("spec.inputs[2]") && found[0].contains("twice"));
+        assert!(found[1].starts_with("spec.inputs[3]"));
     }
 
     #[test]

@@ -550,3 +550,101 @@ pub fn node_group() -> BoxedStrategy<NodeGroup> {
         )
         .boxed()
 }
+
+// ---- specs at the schema's bounds ---------------------------------------------------
+
+/// `name` with its character at `at` (modulo its length) replaced by `with`: a name one
+/// edit away, or the same name when `with` is already there.
+fn one_off(name: &str, at: usize, with: char) -> String {
+    let mut chars: Vec<char> = name.chars().collect();
+    if !chars.is_empty() {
+        let i = at % chars.len();
+        chars[i] = with;
+    }
+    chars.into_iter().collect()
+}
+
+/// A DataJob the CRD admits that costs validation the most: every list and map at (or
+/// near) its `maxItems`/`maxProperties`, strings at their `maxLength`, and inputs that
+/// are near misses of one another (repeats included) and of the namespace's DataJobs.
+/// With it, the names of the namespace's DataJobs: 2000, each one edit from an input.
+pub fn maximal_datajob() -> BoxedStrategy<(DataJob, Vec<String>)> {
+    use datajob_api::bounds::*;
+    let short = "[ -~]{0,64}";
+    let stem = "[a-z][a-z0-9-]{30,44}[a-z0-9]";
+    let inputs = (
+        stem,
+        proptest::collection::vec((0usize..64, proptest::char::range('a', 'z')), MAX_INPUTS),
+    )
+        .prop_map(|(stem, edits)| {
+            edits
+                .into_iter()
+                .map(|(at, c)| one_off(&stem, at, c))
+                .collect::<Vec<_>>()
+        });
+    (
+        (
+            "[a-z0-9]{40}(/[a-z0-9]{40}){4}:[a-z0-9]{1,40}",
+            proptest::collection::vec(short, MAX_COMMAND_ITEMS),
+            proptest::collection::vec(short, MAX_ARGS_ITEMS - 1),
+            proptest::collection::vec(
+                prop_oneof![8 => good_env_var(), 1 => env_var()],
+                MAX_ENV_ITEMS,
+            ),
+            prop_oneof![good_schedule(), "[0-9*/,-]{100,128}"],
+            "[A-Za-z_/+-]{40,64}",
+            "([0-9]{1,5}[smhd]){1,6}",
+        ),
+        (
+            proptest::collection::btree_map(
+                annotation_key(),
+                short,
+                MAX_POD_ANNOTATIONS / 2..=MAX_POD_ANNOTATIONS,
+            ),
+            proptest::collection::btree_map(
+                "[a-z][a-z0-9_-]{0,39}",
+                "[ -~]{0,1024}",
+                MAX_PARAMS / 2..=MAX_PARAMS,
+            ),
+            "[a-z0-9]([a-z0-9.-]{200,250}[a-z0-9])",
+            "s3://[a-z0-9]{3,60}/[a-z0-9/_-]{900,1000}",
+            "[ -~]{128}",
+            inputs,
+            proptest::char::range('a', 'z'),
+        ),
+    )
+        .prop_map(
+            |(
+                (image, command, mut args, env, schedule, time_zone, duration),
+                (pod_annotations, params, account, output, owner, inputs, c),
+            )| {
+                // One argument at its longest.
+                args.push("a".repeat(MAX_ARG_LEN));
+                let namespace = (0..2000)
+                    .map(|i| one_off(&format!("{}{}", inputs[i % inputs.len()], i % 10), i, c))
+                    .collect();
+                let spec = DataJobSpec {
+                    image,
+                    command,
+                    args,
+                    env,
+                    schedule: Some(schedule),
+                    time_zone: Some(time_zone),
+                    deadline: Some(duration.clone()),
+                    pending_timeout: Some(duration.clone()),
+                    expect_by: Some(duration),
+                    pod_annotations,
+                    params,
+                    service_account_name: Some(account),
+                    output: Some(output),
+                    owner: Some(owner),
+                    inputs,
+                    ..Default::default()
+                };
+                let mut dj = DataJob::new("maximal", spec);
+                dj.metadata.namespace = Some("analytics".into());
+                (dj, namespace)
+            },
+        )
+        .boxed()
+}

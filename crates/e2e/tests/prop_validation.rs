@@ -264,6 +264,77 @@ fn every_admitted_spec_gets_children_kubernetes_accepts() {
     );
 }
 
+/// The fastest of three runs of `f`: the cost of the work, not of a busy machine.
+fn fastest<T>(mut f: impl FnMut() -> T) -> std::time::Duration {
+    (0..3)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            std::hint::black_box(f());
+            started.elapsed()
+        })
+        .min()
+        .unwrap_or_default()
+}
+
+/// Issue 25 ("expensive input"): validating any DataJob the CRD admits, and the webhook's
+/// answer (validation, placement and the inputs against a namespace of 2000 DataJobs
+/// named one edit from them), each take under 50 ms in a release build (`make unit` runs
+/// this test with `--release`). A debug build runs it too, with 2 s (10× slower code, and
+/// what matters there is that it ends). Before the bounds, linear checks and the bounded
+/// suggestions, 64 inputs against 1000 near-miss names took 650 ms.
+#[test]
+fn validating_a_datajob_at_the_crds_bounds_takes_under_50_ms() {
+    use datajob_api::bounds;
+    let bound = match cfg!(debug_assertions) {
+        false => std::time::Duration::from_millis(50),
+        true => std::time::Duration::from_secs(2),
+    };
+    let slowest = std::sync::Mutex::new((std::time::Duration::ZERO, std::time::Duration::ZERO));
+    let (cases, _) = run(strategies::maximal_datajob(), 32, |(dj, namespace)| {
+        // What the CRD admits: every list within its maxItems.
+        let spec = &dj.spec;
+        prop_assert!(
+            spec.env.len() <= bounds::MAX_ENV_ITEMS && spec.inputs.len() <= bounds::MAX_INPUTS
+        );
+        prop_assert!(
+            spec.args.len() <= bounds::MAX_ARGS_ITEMS
+                && spec.command.len() <= bounds::MAX_COMMAND_ITEMS
+        );
+        prop_assert!(
+            spec.pod_annotations.len() <= bounds::MAX_POD_ANNOTATIONS
+                && spec.params.len() <= bounds::MAX_PARAMS
+        );
+        let (limits, guards) = (Limits::default(), Guards::default());
+        let others: Vec<(String, Vec<String>)> = namespace
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), namespace[i.saturating_sub(2)..i].to_vec()))
+            .collect();
+        let request = admission_request(&dj);
+        let validated = fastest(|| resolve(&dj, &limits));
+        let answered = fastest(|| {
+            let answer = review_datajob(&request, &limits, &guards, &[]);
+            let graph = datajob_core::decide::dataflow::check_graph(
+                "maximal",
+                "analytics",
+                &dj.spec.inputs,
+                &others,
+            );
+            (answer, graph)
+        });
+        if let Ok(mut s) = slowest.lock() {
+            *s = (s.0.max(validated), s.1.max(answered));
+        }
+        prop_assert!(validated < bound, "validation took {:?}", validated);
+        prop_assert!(answered < bound, "the webhook's answer took {:?}", answered);
+        Ok(true)
+    });
+    let (validated, answered) = slowest.into_inner().unwrap_or_default();
+    eprintln!(
+        "{cases} DataJobs at the CRD's bounds: validation at most {validated:?}, the webhook's answer at most {answered:?} (bound {bound:?})"
+    );
+}
+
 proptest! {
     #![proptest_config(cases(1000))]
 

@@ -23,6 +23,7 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 use tracing::{debug, info, warn};
 
+use crate::leader::LeaseHealth;
 use crate::metrics::Metrics;
 use crate::metrics_auth::{self, Cache, Decision};
 use crate::webhook::tls;
@@ -50,14 +51,27 @@ impl Readiness {
 }
 
 /// The admin server with `/metrics`.
-pub fn router(metrics: Metrics, ready: Readiness) -> Router {
-    probes(ready).merge(metrics_router(metrics))
+pub fn router(metrics: Metrics, ready: Readiness, lease: LeaseHealth) -> Router {
+    probes(ready, lease).merge(metrics_router(metrics))
 }
 
 /// The admin server without `/metrics` (it is served securely elsewhere).
-pub fn probes(ready: Readiness) -> Router {
+///
+/// `/healthz` fails while this replica leads on a Lease renewal older than the renew
+/// deadline: its election loop is wedged, and the kubelet restarts it.
+pub fn probes(ready: Readiness, lease: LeaseHealth) -> Router {
+    let healthz = Router::new()
+        .route(
+            "/healthz",
+            get(|State(lease): State<LeaseHealth>| async move {
+                match lease.problem(Instant::now()) {
+                    None => (StatusCode::OK, "ok".to_string()),
+                    Some(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+                }
+            }),
+        )
+        .with_state(lease);
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
             get(|State(ready): State<Readiness>| async move {
@@ -69,6 +83,7 @@ pub fn probes(ready: Readiness) -> Router {
             }),
         )
         .with_state(ready)
+        .merge(healthz)
 }
 
 fn metrics_router(metrics: Metrics) -> Router {
@@ -498,8 +513,9 @@ mod tests {
     #[tokio::test]
     async fn the_admin_server_serves_metrics_unless_they_are_served_securely() {
         let ready = Readiness::default();
-        let with = router(Metrics::new(true), ready.clone());
-        let without = probes(ready.clone());
+        let lease = LeaseHealth::default();
+        let with = router(Metrics::new(true), ready.clone(), lease.clone());
+        let without = probes(ready.clone(), lease.clone());
         for app in [&with, &without] {
             assert_eq!(get(app, "/healthz", None).await.0, StatusCode::OK);
             assert_eq!(
@@ -516,6 +532,26 @@ mod tests {
             get(&without, "/metrics", None).await.0,
             StatusCode::NOT_FOUND
         );
+    }
+
+    #[tokio::test]
+    async fn healthz_fails_while_leading_on_a_stale_lease() {
+        let lease = LeaseHealth::default();
+        let app = probes(Readiness::default(), lease.clone());
+        lease.set(Some(crate::leader::Renewed {
+            at: Instant::now(),
+            deadline: Duration::from_secs(10),
+        }));
+        assert_eq!(get(&app, "/healthz", None).await.0, StatusCode::OK);
+        lease.set(Some(crate::leader::Renewed {
+            at: Instant::now() - Duration::from_secs(12),
+            deadline: Duration::from_secs(10),
+        }));
+        let (status, body, _) = get(&app, "/healthz", None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("past the renew deadline"), "{body}");
+        lease.set(None);
+        assert_eq!(get(&app, "/healthz", None).await.0, StatusCode::OK);
     }
 
     #[test]

@@ -17,6 +17,14 @@ fn bytes(s: &str) -> Result<u64, String> {
     datajob_core::units::parse_bytes(s).map_err(|e| format!("{s:?} {e}"))
 }
 
+/// One entry of `--preflight-registries`; blank (an empty variable, `a,,b`) is none.
+fn registry_host(s: &str) -> Result<Option<datajob_preflight::RegistryHost>, String> {
+    match s.trim() {
+        "" => Ok(None),
+        h => h.parse().map(Some).map_err(|e| format!("{e}")),
+    }
+}
+
 #[derive(Parser, Clone, Debug)]
 #[command(
     name = "datajob-operator",
@@ -111,6 +119,22 @@ pub struct Config {
     #[arg(long, env = "DATAJOB_PREFLIGHT", default_value_t = true, action = clap::ArgAction::Set)]
     pub preflight: bool,
 
+    /// Registries the image preflight may connect to, besides the public ones it knows
+    /// (docker.io, ghcr.io, quay.io, registry.k8s.io, gcr.io, *.pkg.dev, public.ecr.aws,
+    /// ECR, mcr.microsoft.com, *.azurecr.io, nvcr.io, registry.gitlab.com), comma
+    /// separated: `host` (its default port), `host:port`, `host:*`; `*` stands for one DNS
+    /// label (`*.corp.example`). Only these may be at private, loopback or link-local
+    /// addresses (a registry inside the cluster, a private endpoint). An image anywhere
+    /// else is not looked up, and says what an unreachable registry says: nothing.
+    #[arg(
+        long,
+        env = "DATAJOB_PREFLIGHT_REGISTRIES",
+        value_name = "HOSTS",
+        value_delimiter = ',',
+        value_parser = registry_host
+    )]
+    pub preflight_registries: Vec<Option<datajob_preflight::RegistryHost>>,
+
     /// Allow DataJobs' pod annotations that take a run out of the service mesh
     /// (`sidecar.istio.io/inject: "false"`, `linkerd.io/inject: disabled`, traffic
     /// exclusions). Off: they are refused at apply, as AppArmor and seccomp annotations
@@ -200,6 +224,17 @@ impl Config {
             local_paths: false,
             mesh_opt_out: self.allow_mesh_opt_out,
         }
+    }
+
+    /// Where the image preflight may connect: the public registries and those named.
+    pub fn preflight_registries(&self) -> datajob_preflight::Registries {
+        datajob_preflight::Registries::new(
+            self.preflight_registries
+                .iter()
+                .flatten()
+                .cloned()
+                .collect(),
+        )
     }
 
     pub fn watchdog(&self) -> datajob_core::decide::watchdog::Settings {
@@ -416,6 +451,40 @@ mod tests {
     fn parse(args: &[&str]) -> Config {
         Config::try_parse_from(std::iter::once("datajob-operator").chain(args.iter().copied()))
             .unwrap()
+    }
+
+    #[test]
+    fn preflight_registries_are_a_comma_list_of_hosts() {
+        assert!(parse(&[]).preflight_registries.is_empty());
+        // The chart passes an empty list as an empty variable.
+        assert!(
+            parse(&["--preflight-registries", ""])
+                .preflight_registries
+                .iter()
+                .flatten()
+                .next()
+                .is_none()
+        );
+        let c = parse(&[
+            "--preflight-registries",
+            "registry.example.com:5000, *.corp.example,,127.0.0.1:*",
+        ]);
+        let named: Vec<_> = c.preflight_registries.iter().flatten().cloned().collect();
+        assert_eq!(
+            named,
+            ["registry.example.com:5000", "*.corp.example", "127.0.0.1:*"]
+                .map(|h| h.parse().unwrap())
+        );
+        for bad in [
+            "https://registry.example.com",
+            "registry.example.com/team",
+            "a:0",
+        ] {
+            let e = Config::try_parse_from(["datajob-operator", "--preflight-registries", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("is not a registry host"), "{bad}: {e}");
+        }
     }
 
     #[test]

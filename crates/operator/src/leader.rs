@@ -8,6 +8,12 @@
 //! * The leader renews every retry period. When it could not renew for the renew
 //!   deadline (shorter than the lease duration), it stops acting: the process exits and
 //!   its Deployment restarts it as a follower.
+//! * Every Lease call is bounded, as client-go bounds its renewals: the leader's by the
+//!   time left until its renew deadline, so a call that never answers (the apiserver cut
+//!   off, packets dropped) is given up at the deadline and the step-down is not late.
+//! * `/healthz` fails while this replica leads on a renewal older than the renew
+//!   deadline ([`LeaseHealth`]): an election loop that stopped renewing without stepping
+//!   down gets the process restarted.
 //! * On SIGTERM the leader first stops its controllers, then releases the Lease (no
 //!   holder, duration 1 s), so a follower takes over at its next look.
 //!
@@ -18,6 +24,7 @@
 //! the Lease's expiry, so a Lease released on SIGTERM is taken only when its old term
 //! would have ended (up to the whole lease duration). The hand-over we want on a
 //! rolling update is one retry period.
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -155,6 +162,58 @@ pub(crate) fn taken(previous: Option<&LeaseSpec>, me: &str, duration: Duration) 
     }
 }
 
+/// The leader's last renewal, for `/healthz`: shared by the election loop (which writes
+/// it) and the admin server (which reads it).
+#[derive(Clone, Debug, Default)]
+pub struct LeaseHealth(Arc<Mutex<Option<Renewed>>>);
+
+/// When the leader last renewed, and how long it may go without.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Renewed {
+    pub at: Instant,
+    pub deadline: Duration,
+}
+
+impl LeaseHealth {
+    pub(crate) fn set(&self, value: Option<Renewed>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = value;
+    }
+
+    /// Why this replica is not healthy at `now`, if it is not.
+    pub fn problem(&self, now: Instant) -> Option<String> {
+        stale(*self.0.lock().unwrap_or_else(|e| e.into_inner()), now)
+    }
+}
+
+/// A leader whose last renewal is older than its renew deadline should have stepped
+/// down: still leading, it is wedged (and another replica may take the Lease).
+pub(crate) fn stale(renewed: Option<Renewed>, now: Instant) -> Option<String> {
+    let r = renewed?;
+    let age = now.saturating_duration_since(r.at);
+    (age > r.deadline).then(|| {
+        format!(
+            "leading on a Lease last renewed {:.1}s ago, past the renew deadline of {:?}",
+            age.as_secs_f64(),
+            r.deadline
+        )
+    })
+}
+
+/// How long the next Lease call may take: a leader's, until its renew deadline (zero:
+/// it is already past and steps down without a call); a follower's, one renew deadline.
+pub(crate) fn call_budget(
+    leading: bool,
+    last_renewal: Option<Instant>,
+    renew_deadline: Duration,
+    now: Instant,
+) -> Duration {
+    match (leading, last_renewal) {
+        (true, Some(at)) => (at + renew_deadline).saturating_duration_since(now),
+        (true, None) => Duration::ZERO,
+        (false, _) => renew_deadline,
+    }
+}
+
 /// What the election loop tells the rest of the operator.
 pub struct Leadership {
     leading: watch::Receiver<bool>,
@@ -168,12 +227,13 @@ impl Leadership {
     pub fn spawn(
         client: kube::Client,
         settings: Settings,
+        health: LeaseHealth,
         on_change: impl Fn(bool) + Send + 'static,
     ) -> Leadership {
         let (leading_tx, leading) = watch::channel(false);
         let (stop, stop_rx) = watch::channel(false);
         let api: Api<Lease> = Api::namespaced(client, &settings.namespace);
-        let task = tokio::spawn(elect(api, settings, leading_tx, stop_rx, on_change));
+        let task = tokio::spawn(elect(api, settings, leading_tx, stop_rx, health, on_change));
         Leadership {
             leading,
             stop,
@@ -202,58 +262,96 @@ impl Leadership {
     }
 }
 
+/// The election's clock: tokio's, so that tests with paused time drive it.
+fn now_instant() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 async fn elect(
     api: Api<Lease>,
     s: Settings,
     leading: watch::Sender<bool>,
     mut stop: watch::Receiver<bool>,
+    health: LeaseHealth,
     on_change: impl Fn(bool) + Send + 'static,
 ) {
+    let lease = format!("{}/{}", s.namespace, s.name);
     let mut observed: Option<Observed> = None;
     let mut last_renewal: Option<Instant> = None;
     let mut first = true;
     loop {
+        let leads = *leading.borrow();
         if !first {
+            // A leader looks again by its deadline at the latest.
+            let pause = match leads {
+                true => s.retry_period.min(call_budget(
+                    true,
+                    last_renewal,
+                    s.renew_deadline,
+                    now_instant(),
+                )),
+                false => s.retry_period,
+            };
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => break,
-                _ = tokio::time::sleep(s.retry_period) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
         }
         first = false;
-        let now = Instant::now();
+        let now = now_instant();
+        let budget = call_budget(leads, last_renewal, s.renew_deadline, now);
         let mut taken_by_other = false;
-        match try_take(&api, &s, &mut observed, now).await {
-            Ok(Some(holder)) if holder == s.identity => {
+        let call = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            r = tokio::time::timeout(budget, try_take(&api, &s, &mut observed, now)) => r,
+        };
+        match call {
+            Ok(Ok(Some(holder))) if holder == s.identity => {
                 last_renewal = Some(now);
-                if !*leading.borrow() {
-                    info!(identity = %s.identity, lease = %format!("{}/{}", s.namespace, s.name), "became the leader");
+                health.set(Some(Renewed {
+                    at: now,
+                    deadline: s.renew_deadline,
+                }));
+                if !leads {
+                    info!(identity = %s.identity, %lease, "became the leader");
                     on_change(true);
                     let _ = leading.send(true);
                 }
             }
-            Ok(holder) => taken_by_other = holder.is_some(),
-            Err(e) => {
-                warn!(error = %e, lease = %format!("{}/{}", s.namespace, s.name), "leader election: could not read or write the Lease")
+            Ok(Ok(holder)) => taken_by_other = holder.is_some(),
+            Ok(Err(e)) => {
+                warn!(error = %e, %lease, "leader election: could not read or write the Lease")
+            }
+            Err(_) => {
+                warn!(%lease, ?budget, "leader election: the Lease call did not answer in time")
             }
         }
         if *leading.borrow()
             && (taken_by_other
-                || last_renewal
-                    .is_none_or(|t| Instant::now().duration_since(t) >= s.renew_deadline))
+                || last_renewal.is_none_or(|t| now_instant().duration_since(t) >= s.renew_deadline))
         {
             warn!(identity = %s.identity, deadline = ?s.renew_deadline, taken_by_other, "could not renew the Lease: no longer the leader");
+            health.set(None);
             on_change(false);
             let _ = leading.send(false);
             return;
         }
     }
     if *leading.borrow() {
-        match release(&api, &s).await {
-            Ok(()) => info!(identity = %s.identity, "released the Lease"),
-            Err(e) => {
+        // Bounded like a renewal: a release that does not answer is given up, and the
+        // Lease runs out by itself.
+        match tokio::time::timeout(s.renew_deadline, release(&api, &s)).await {
+            Ok(Ok(())) => info!(identity = %s.identity, "released the Lease"),
+            Ok(Err(e)) => {
                 warn!(error = %e, "could not release the Lease; another replica takes over when it expires")
             }
+            Err(_) => {
+                warn!(
+                    "the Lease release did not answer in time; another replica takes over when it expires"
+                )
+            }
         }
+        health.set(None);
         on_change(false);
         let _ = leading.send(false);
     }
@@ -406,6 +504,122 @@ mod tests {
             ..ok
         };
         assert!(bad.check().unwrap_err().contains("--lease-retry-period"));
+    }
+
+    #[test]
+    fn a_leaders_call_may_take_only_the_time_left_until_its_renew_deadline() {
+        let t0 = Instant::now();
+        let d = Duration::from_secs(10);
+        assert_eq!(
+            call_budget(true, Some(t0), d, t0 + Duration::from_secs(2)),
+            Duration::from_secs(8)
+        );
+        assert_eq!(
+            call_budget(true, Some(t0), d, t0 + Duration::from_secs(12)),
+            Duration::ZERO,
+            "past the deadline: no call, a step-down"
+        );
+        assert_eq!(call_budget(true, None, d, t0), Duration::ZERO);
+        assert_eq!(call_budget(false, None, d, t0), d);
+    }
+
+    #[test]
+    fn a_leader_past_its_renew_deadline_is_not_healthy() {
+        let t0 = Instant::now();
+        let r = Some(Renewed {
+            at: t0,
+            deadline: Duration::from_secs(10),
+        });
+        assert_eq!(stale(r, t0 + Duration::from_secs(9)), None);
+        let why = stale(r, t0 + Duration::from_secs(11)).unwrap();
+        assert!(why.contains("past the renew deadline of 10s"), "{why}");
+        assert_eq!(
+            stale(None, t0 + Duration::from_secs(100)),
+            None,
+            "a follower is healthy"
+        );
+        let health = LeaseHealth::default();
+        health.set(Some(Renewed {
+            at: t0 - Duration::from_secs(30),
+            deadline: Duration::from_secs(10),
+        }));
+        assert!(health.problem(t0).is_some());
+    }
+
+    /// A Lease call that never answers (the apiserver cut off) is given up at the
+    /// renew deadline: the leader steps down then, not when the call returns.
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_whose_lease_calls_hang_steps_down_at_its_renew_deadline() {
+        use http::{Request, Response};
+        use kube::client::Body;
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "datajob-system");
+        let api: Api<Lease> = Api::namespaced(client, "datajob-system");
+        let settings = Settings {
+            namespace: "datajob-system".into(),
+            name: "datajob-operator".into(),
+            identity: "me".into(),
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
+        };
+        let (leading_tx, mut leading) = watch::channel(false);
+        let (_stop, stop_rx) = watch::channel(false);
+        let health = LeaseHealth::default();
+        let changes = Arc::new(Mutex::new(Vec::new()));
+        let seen = changes.clone();
+        let task = tokio::spawn(elect(
+            api,
+            settings,
+            leading_tx,
+            stop_rx,
+            health.clone(),
+            move |l| seen.lock().unwrap().push(l),
+        ));
+        // The first look: no Lease, so it creates one and leads.
+        let (req, send) = handle.next_request().await.unwrap();
+        assert_eq!(req.method(), "GET");
+        send.send_response(
+            Response::builder()
+                .status(404)
+                .body(Body::from(
+                    br#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}"#.to_vec(),
+                ))
+                .unwrap(),
+        );
+        let (req, send) = handle.next_request().await.unwrap();
+        assert_eq!(req.method(), "POST");
+        send.send_response(
+            Response::builder()
+                .body(Body::from(br#"{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"datajob-operator","namespace":"datajob-system","resourceVersion":"1"}}"#.to_vec()))
+                .unwrap(),
+        );
+        leading.wait_for(|l| *l).await.unwrap();
+        let led_at = Instant::now();
+        // From now on the apiserver takes every request and never answers.
+        let mut held = Vec::new();
+        let stepped_down = async {
+            loop {
+                tokio::select! {
+                    r = handle.next_request() => match r {
+                        Some(pending) => held.push(pending),
+                        None => break,
+                    },
+                    _ = leading.wait_for(|l| !*l) => break,
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), stepped_down)
+            .await
+            .expect("the leader steps down although its call never returns");
+        let after = led_at.elapsed();
+        assert!(
+            after <= Duration::from_secs(10),
+            "stepped down {after:?} after its last renewal, past the 10s deadline"
+        );
+        assert_eq!(*changes.lock().unwrap(), [true, false]);
+        assert_eq!(health.problem(Instant::now()), None, "no longer leading");
+        let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
     }
 
     #[test]

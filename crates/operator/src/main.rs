@@ -10,13 +10,14 @@
 //! whose output is on a volume (see `datajob_publish`).
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use datajob_api::{DataJob, NodeGroup};
 use datajob_operator::admin::{self, Readiness};
 use datajob_operator::config::{Command, Config};
 use datajob_operator::controller::{self, Context};
-use datajob_operator::leader::Leadership;
+use datajob_operator::leader::{Leadership, LeaseHealth};
 use datajob_operator::metrics::Metrics;
 use datajob_operator::webhook;
 use datajob_operator::{Error, Result};
@@ -27,7 +28,12 @@ use kube::Client;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{error, info, warn};
+
+/// How long controllers asked to stop (SIGTERM) may finish what they are doing before
+/// they are dropped; well inside the chart's `terminationGracePeriodSeconds` (30 s),
+/// and the Lease is renewed meanwhile.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Counts the heap for `/metrics` (`datajob_heap_bytes`), beside the resident
 /// memory, so the memory the allocator keeps shows.
@@ -143,10 +149,12 @@ async fn run(config: Config) -> Result<()> {
             let _ = stop_tx.send(true);
         })
     };
+    let lease_health = LeaseHealth::default();
     let admin = serve_admin(
         &config,
         metrics.clone(),
         ready.clone(),
+        lease_health.clone(),
         secure_metrics.is_none(),
         stop_rx.clone(),
     )
@@ -170,7 +178,7 @@ async fn run(config: Config) -> Result<()> {
     // The leader alone runs the controllers.
     let mut leadership = election.map(|s| {
         let gauge = metrics.leader.clone();
-        Leadership::spawn(lease_client.clone(), s, move |leading| {
+        Leadership::spawn(lease_client.clone(), s, lease_health, move |leading| {
             gauge.set(i64::from(leading));
         })
     });
@@ -263,7 +271,7 @@ async fn start_webhook(
 ) -> Result<webhook::serve::Served> {
     let preflight = config
         .preflight
-        .then(|| datajob_preflight::Preflight::new(client.clone()));
+        .then(|| datajob_preflight::Preflight::new(client.clone(), config.preflight_registries()));
     let app = webhook::router(
         config.limits(),
         config.guards(),
@@ -305,26 +313,42 @@ async fn lead(
     if !leads {
         return false;
     }
-    // `act` ends the controllers: a stop, or the Lease lost.
+    // `act` asks the controllers to stop: on a stop, they finish what they are doing
+    // for at most `STOP_GRACE`. A Lease lost stops them at once: their futures are
+    // dropped, in-flight reconciles with them, so nothing more is written by a replica
+    // that another may already have replaced.
     let (act_tx, act_rx) = watch::channel(false);
-    let lost = leadership.as_ref().map(|l| l.lost());
-    let mut stop_watch = stop;
-    let act_guard = tokio::spawn(async move {
-        let lost_it = match lost {
-            Some(lost) => tokio::select! {
-                _ = lost => true,
-                _ = stop_watch.wait_for(|s| *s) => false,
-            },
-            None => {
-                let _ = stop_watch.wait_for(|s| *s).await;
-                false
+    let lost = async move {
+        match leadership.map(|l| l.lost()) {
+            Some(lost) => lost.await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(lost);
+    let controllers = run_controllers(ctx, config, shared, act_rx);
+    tokio::pin!(controllers);
+    tokio::select! {
+        _ = &mut controllers => false,
+        _ = &mut lost => {
+            warn!("lost the leader Lease: the controllers stop now");
+            true
+        }
+        _ = stopped(stop) => {
+            let _ = act_tx.send(true);
+            tokio::select! {
+                finished = tokio::time::timeout(STOP_GRACE, &mut controllers) => {
+                    if finished.is_err() {
+                        warn!(grace = ?STOP_GRACE, "the controllers did not finish in time: stopping them");
+                    }
+                    false
+                }
+                _ = &mut lost => {
+                    warn!("lost the leader Lease while stopping: the controllers stop now");
+                    true
+                }
             }
-        };
-        let _ = act_tx.send(true);
-        lost_it
-    });
-    run_controllers(ctx, config, shared, act_rx).await;
-    act_guard.await.unwrap_or(false)
+        }
+    }
 }
 
 /// The admin server: the probes, and `/metrics` unless it is served securely.
@@ -332,6 +356,7 @@ async fn serve_admin(
     config: &Config,
     metrics: Metrics,
     ready: Readiness,
+    lease: LeaseHealth,
     with_metrics: bool,
     stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
@@ -344,11 +369,11 @@ async fn serve_admin(
     let app = match with_metrics {
         true => {
             info!(addr = %config.admin_addr, "admin server: /healthz /readyz /metrics");
-            admin::router(metrics, ready)
+            admin::router(metrics, ready, lease)
         }
         false => {
             info!(addr = %config.admin_addr, "admin server: /healthz /readyz");
-            admin::probes(ready)
+            admin::probes(ready, lease)
         }
     };
     Ok(tokio::spawn(async move {
@@ -431,7 +456,8 @@ async fn run_controllers(
     let (jobs, job_events) = controller::managed_cache::<Job>(client.clone(), controller::trim_job);
     let (pods, pod_events) = controller::managed_cache::<Pod>(client.clone(), controller::trim_pod);
     let (pods_for_watchdog, pods_for_groups, pod_pump) = controller::fan_out(pod_events);
-    let (jobs_for_datajobs, jobs_for_watchdog, job_pump) = controller::fan_out(job_events);
+    let (jobs_for_datajobs, jobs_rest, job_pump) = controller::fan_out(job_events);
+    let (jobs_for_watchdog, jobs_for_backfills, job_pump_rest) = controller::fan_out(jobs_rest);
     let datajobs = controller::datajob::run(
         ctx.clone(),
         controller::datajob::DataJobCaches {
@@ -455,11 +481,18 @@ async fn run_controllers(
         config.reconcile_concurrency,
         stopped(act.clone()),
     );
-    let backfills = controller::backfill::run(
+    // Woken by its runs' Jobs and by the DataJobs it runs, at most
+    // `backfill::MAX_RUNNING` Backfills starting runs at once.
+    let backfills = controller::backfill::run_on(
         ctx.clone(),
         jobs.clone(),
         datajob_store.clone(),
         groups.clone(),
+        Some(controller::backfill::BackfillEvents {
+            jobs: jobs_for_backfills,
+            datajobs: controller::changes_of(datajob_store.clone(), datajob_changes.subscribe()),
+        }),
+        controller::backfill::MAX_RUNNING,
         stopped(act.clone()),
     );
     let watchdog = controller::watchdog::run(
@@ -507,7 +540,7 @@ async fn run_controllers(
     );
     let pumps = async move {
         tokio::select! {
-            _ = futures::future::join(pod_pump, job_pump) => {},
+            _ = futures::future::join3(pod_pump, job_pump, job_pump_rest) => {},
             _ = stopped(act) => {},
         }
     };

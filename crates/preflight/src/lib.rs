@@ -8,8 +8,16 @@
 //! Secrets, see the chart's `preflight.secrets`), or takes longer than the time limit
 //! says nothing. Answers are cached, so a registry that does not answer costs one wait.
 //!
+//! Which registries the operator may connect to is an allow-list ([`Registries`], see
+//! `allow.rs`): a registry it may not reach answers as one that does not answer.
+//!
 //! What to look up and what to say are pure ([`references`], [`findings`]); the look-ups
-//! are the edge ([`Preflight`]).
+//! are the edge ([`Preflight`], `registry.rs` for images).
+mod allow;
+mod registry;
+
+pub use allow::{InvalidRegistry, PUBLIC_REGISTRIES, Registries, RegistryHost};
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -190,12 +198,12 @@ pub(crate) fn registry_of(image: &str) -> String {
     }
 }
 
-/// An image reference as the registry client takes it, split here rather than by the
-/// client's own parser, whose Unicode regex holds about 7 MiB for the life of the process
-/// (measured with heaptrack under bench-scale). `None` for what is not an image
-/// reference. Docker Hub's short names are completed as Docker completes them
-/// (`busybox` is `library/busybox`), and the tag defaults to `latest`.
-pub(crate) fn reference_of(image: &str) -> Option<oci_client::Reference> {
+/// An image reference split as the OCI client's parser splits it (the tests compare; that
+/// parser's Unicode regex holds about 7 MiB for the life of the process, measured with
+/// heaptrack under bench-scale). `None` for what is not an image reference. Docker Hub's
+/// short names are completed as Docker completes them (`busybox` is `library/busybox`),
+/// and the tag defaults to `latest` when there is no digest.
+pub(crate) fn reference_of(image: &str) -> Option<registry::ImageRef> {
     if !datajob_core::validation::is_image_reference(image) {
         return None;
     }
@@ -220,14 +228,15 @@ pub(crate) fn reference_of(image: &str) -> Option<oci_client::Reference> {
     if registry == "docker.io" && !repository.contains('/') {
         repository = format!("library/{repository}");
     }
-    Some(match (tag, digest) {
-        (tag, None) => {
-            oci_client::Reference::with_tag(registry, repository, tag.unwrap_or("latest".into()))
-        }
-        (None, Some(d)) => oci_client::Reference::with_digest(registry, repository, d),
-        (Some(t), Some(d)) => {
-            oci_client::Reference::with_tag_and_digest(registry, repository, t, d)
-        }
+    let tag = match (tag, &digest) {
+        (None, None) => Some("latest".to_string()),
+        (tag, _) => tag,
+    };
+    Some(registry::ImageRef {
+        registry,
+        repository,
+        tag,
+        digest,
     })
 }
 
@@ -260,16 +269,6 @@ pub fn credentials(dockerconfigjson: &[u8], registry: &str) -> Option<(String, S
     Some((u.to_string(), p.to_string()))
 }
 
-/// Whether a registry is on this host, where registries speak plain HTTP (as containerd
-/// assumes for them too).
-fn is_loopback(registry: &str) -> bool {
-    let host = registry
-        .rsplit_once(':')
-        .filter(|(h, p)| !h.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-        .map_or(registry, |(h, _)| h);
-    matches!(host, "localhost" | "127.0.0.1" | "[::1]")
-}
-
 #[derive(Clone)]
 enum Cached {
     Keys(Lookup<BTreeSet<String>>),
@@ -288,18 +287,48 @@ fn ttl(c: &Cached) -> Duration {
     }
 }
 
+/// What the one who asks may read in the namespace: a warning tells nothing they could
+/// not read themselves (a look-up they may not make is not made). The webhook asks the
+/// apiserver (SubjectAccessReview) for the user a review names; `kubectl datajob plan`
+/// looks up with the user's own credentials, so it may say everything.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Readable {
+    pub secrets: bool,
+    pub config_maps: bool,
+    pub service_accounts: bool,
+}
+
+impl Readable {
+    /// Everything: for a caller whose own rights bound the look-ups.
+    pub const ALL: Readable = Readable {
+        secrets: true,
+        config_maps: true,
+        service_accounts: true,
+    };
+
+    /// Whether an image may be looked up with the namespace's image pull secrets (it
+    /// reads the service account and its Secrets); without, anonymously, which tells
+    /// only what anyone may ask the registry.
+    pub fn pull_secrets(&self) -> bool {
+        self.secrets && self.service_accounts
+    }
+}
+
 /// The look-ups, with a cache shared by every review.
 pub struct Preflight {
     client: Client,
+    registry: registry::Registry,
     cache: Mutex<HashMap<String, (Instant, Cached)>>,
 }
 
 const MAX_CACHED: usize = 10_000;
 
 impl Preflight {
-    pub fn new(client: Client) -> Self {
+    /// Look-ups through `client`; images only in the registries `allowed` lets it reach.
+    pub fn new(client: Client, allowed: Registries) -> Self {
         Preflight {
             client,
+            registry: registry::Registry::new(allowed),
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -323,12 +352,32 @@ impl Preflight {
 
     /// The warnings for a spec in `namespace`, within [`TIME_LIMIT`].
     pub async fn warnings(&self, namespace: &str, spec: &DataJobSpec) -> Vec<String> {
-        let refs = references(spec);
-        let answers = self.answers(namespace, &refs).await;
-        findings(&refs, &answers, namespace)
+        self.warnings_for(namespace, spec, Readable::ALL).await
     }
 
-    async fn answers(&self, ns: &str, refs: &References) -> Answers {
+    /// The warnings that tell only what `readable` allows: the look-ups of the rest
+    /// are not made, and an image is looked up anonymously unless its pull secrets may
+    /// be read.
+    pub async fn warnings_for(
+        &self,
+        namespace: &str,
+        spec: &DataJobSpec,
+        readable: Readable,
+    ) -> Vec<String> {
+        let mut refs = references(spec);
+        if !readable.secrets {
+            refs.secrets.clear();
+        }
+        if !readable.config_maps {
+            refs.config_maps.clear();
+        }
+        let answers = self.answers(namespace, &refs, readable).await;
+        let mut shown = refs;
+        shown.service_account_named &= readable.service_accounts;
+        findings(&shown, &answers, namespace)
+    }
+
+    async fn answers(&self, ns: &str, refs: &References, readable: Readable) -> Answers {
         let secret_names: BTreeSet<&String> = refs.secrets.iter().map(|r| &r.name).collect();
         let map_names: BTreeSet<&String> = refs.config_maps.iter().map(|r| &r.name).collect();
         let secrets = futures::future::join_all(
@@ -341,8 +390,16 @@ impl Preflight {
                 .into_iter()
                 .map(|n| async move { (n.clone(), self.keys::<ConfigMap>(ns, n).await) }),
         );
-        let account = self.service_account(ns, &refs.service_account);
-        let image = self.image(ns, &refs.image, &refs.service_account);
+        let account = async {
+            match readable.service_accounts && refs.service_account_named {
+                true => Some(self.service_account(ns, &refs.service_account).await),
+                false => None,
+            }
+        };
+        let pull_as = readable
+            .pull_secrets()
+            .then_some(refs.service_account.as_str());
+        let image = self.image(ns, &refs.image, pull_as);
         let (secrets, maps, account, (image, detail)) =
             futures::join!(secrets, maps, account, image);
         Answers {
@@ -350,7 +407,7 @@ impl Preflight {
             image_detail: detail,
             secrets: secrets.into_iter().collect(),
             config_maps: maps.into_iter().collect(),
-            service_account: Some(account),
+            service_account: account,
         }
     }
 
@@ -433,72 +490,34 @@ impl Preflight {
         found
     }
 
-    /// Is the image's manifest in its registry? A HEAD on `/v2/<name>/manifests/<ref>`.
-    async fn image(&self, ns: &str, image: &str, account: &str) -> (Lookup<()>, String) {
-        let cache_key = format!("image/{ns}/{account}/{image}");
+    /// Is the image's manifest in its registry? A HEAD on `/v2/<name>/manifests/<ref>`,
+    /// with the pull secrets of `account` (`None`: anonymously).
+    async fn image(&self, ns: &str, image: &str, account: Option<&str>) -> (Lookup<()>, String) {
+        let cache_key = match account {
+            Some(account) => format!("image/{ns}/{account}/{image}"),
+            None => format!("image/anonymous/{image}"),
+        };
         if let Some(Cached::Image(l, d)) = self.cached(&cache_key) {
             return (l, d);
         }
         let answer = tokio::time::timeout(TIME_LIMIT, async {
             let Some(reference) = reference_of(image) else {
-                return (Lookup::Unknown, String::new());
+                return (Lookup::Unknown, registry::NOT_REACHABLE.into());
             };
-            let registry = registry_of(image);
-            let auth = match self.pull_credentials(ns, account, &registry).await {
-                Some((u, p)) => oci_client::secrets::RegistryAuth::Basic(u, p),
-                None => oci_client::secrets::RegistryAuth::Anonymous,
+            let credentials = match account {
+                Some(account) => {
+                    self.pull_credentials(ns, account, &registry_of(image))
+                        .await
+                }
+                None => None,
             };
-            let client = oci_client::Client::new(oci_client::client::ClientConfig {
-                protocol: match is_loopback(&registry) {
-                    true => oci_client::client::ClientProtocol::Http,
-                    false => oci_client::client::ClientProtocol::Https,
-                },
-                connect_timeout: Some(TIME_LIMIT),
-                read_timeout: Some(TIME_LIMIT),
-                ..Default::default()
-            });
-            image_answer(client.fetch_manifest_digest(&reference, &auth).await)
+            self.registry.exists(&reference, credentials).await
         })
         .await
-        .unwrap_or((Lookup::Unknown, "no answer in time".into()));
+        .unwrap_or((Lookup::Unknown, registry::NOT_REACHABLE.into()));
         debug!(%image, answer = ?answer, "preflight: image");
         self.remember(cache_key, Cached::Image(answer.0.clone(), answer.1.clone()));
         answer
-    }
-}
-
-/// What a registry's answer means: only "this manifest or repository is unknown" is a
-/// finding; anything else (no answer, credentials asked for) says nothing.
-fn image_answer(
-    result: Result<String, oci_client::errors::OciDistributionError>,
-) -> (Lookup<()>, String) {
-    use oci_client::errors::OciDistributionError as E;
-    match result {
-        Ok(_) => (Lookup::Found(()), String::new()),
-        Err(E::RegistryError { envelope, .. }) => {
-            let words: Vec<String> = envelope
-                .errors
-                .iter()
-                .map(|e| match e.message.is_empty() {
-                    true => format!("{:?}", e.code),
-                    false => e.message.clone(),
-                })
-                .collect();
-            let unknown = envelope.errors.iter().any(|e| {
-                matches!(
-                    e.code,
-                    oci_client::errors::OciErrorCode::ManifestUnknown
-                        | oci_client::errors::OciErrorCode::NameUnknown
-                )
-            });
-            match unknown {
-                true => (Lookup::Missing, words.join(", ")),
-                false => (Lookup::Unknown, words.join(", ")),
-            }
-        }
-        Err(E::ImageManifestNotFoundError(m)) => (Lookup::Missing, m),
-        Err(E::ServerError { code: 404, .. }) => (Lookup::Missing, "HTTP 404".into()),
-        Err(e) => (Lookup::Unknown, e.to_string()),
     }
 }
 
@@ -529,6 +548,61 @@ mod tests {
 
     fn spec(v: serde_json::Value) -> DataJobSpec {
         serde_json::from_value(v).unwrap()
+    }
+
+    /// A cluster where every object is missing (404); it counts the requests it gets.
+    fn missing_everything() -> (Client, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = asked.clone();
+        let service = tower::service_fn(move |_: http::Request<kube::client::Body>| {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async {
+                let body = br#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}"#;
+                Ok::<_, std::convert::Infallible>(
+                    http::Response::builder()
+                        .status(404)
+                        .header("Content-Type", "application/json")
+                        .body(kube::client::Body::from(body.to_vec()))
+                        .unwrap(),
+                )
+            }
+        });
+        (Client::new(service, "default"), asked)
+    }
+
+    /// Issue 25 item 1: a review whose user may read nothing in the namespace gets no
+    /// fact about it, and the operator does not even look.
+    #[tokio::test]
+    async fn a_caller_who_may_read_nothing_learns_nothing_and_nothing_is_looked_up() {
+        let dj = spec(serde_json::json!({
+            // An image reference the registry check refuses unread: only the cluster's
+            // objects are under test here.
+            "image": "not a reference",
+            "serviceAccountName": "runner",
+            "env": [
+                {"name": "B", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+                {"name": "D", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
+            ]
+        }));
+        let (client, asked) = missing_everything();
+        let pf = Preflight::new(client, Registries::new(Vec::new()));
+        let told = pf.warnings_for("team-b", &dj, Readable::default()).await;
+        assert_eq!(told, Vec::<String>::new());
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // Allowed to read ConfigMaps only: that one fact, and one look-up.
+        let maps = Readable {
+            config_maps: true,
+            ..Readable::default()
+        };
+        let told = pf.warnings_for("team-b", &dj, maps).await;
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert!(told[0].contains("ConfigMap \"settings\""), "{told:?}");
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Everything: the Secret, the ConfigMap and the account.
+        let (client, _) = missing_everything();
+        let pf = Preflight::new(client, Registries::new(Vec::new()));
+        let told = pf.warnings_for("team-b", &dj, Readable::ALL).await;
+        assert_eq!(told.len(), 3, "{told:?}");
     }
 
     #[test]
@@ -644,10 +718,10 @@ mod tests {
             let ours = reference_of(&image).unwrap();
             assert_eq!(
                 (
-                    ours.registry(),
-                    ours.repository(),
-                    ours.tag(),
-                    ours.digest()
+                    ours.registry.as_str(),
+                    ours.repository.as_str(),
+                    ours.tag.as_deref(),
+                    ours.digest.as_deref()
                 ),
                 (
                     theirs.registry(),
@@ -676,9 +750,5 @@ mod tests {
         );
         assert_eq!(credentials(cfg, "quay.io"), None);
         assert_eq!(credentials(b"not json", "ghcr.io"), None);
-        assert!(
-            is_loopback("127.0.0.1:5000") && is_loopback("localhost") && is_loopback("[::1]:5000")
-        );
-        assert!(!is_loopback("ghcr.io") && !is_loopback("10.0.0.1:5000"));
     }
 }

@@ -1,7 +1,13 @@
 //! A Backfill's times, decided purely: its plan (every time in the range, refusals in
-//! the field's words) and its next step, oldest first and a few at a time, with the
-//! DataJobs downstream following.
+//! the field's words; [`times`] counts them once and steps from the cursor) and its
+//! next step, oldest first and a few at a time, with the DataJobs downstream following;
+//! [`turns`] says which Backfills may start runs.
 use std::collections::BTreeMap;
+
+mod times;
+pub mod turns;
+
+pub use times::{Times, times};
 
 use chrono::{DateTime, Utc};
 
@@ -66,36 +72,15 @@ pub fn plan(
     now: DateTime<Utc>,
     names: Names,
 ) -> Result<Plan, Problems> {
-    let (range, mut p) = range(spec, names);
-    let (target, schedule) = match target(spec, namespace, members, names) {
-        Ok(found) => found,
-        Err(problem) => {
-            p.push(problem);
-            return Err(Problems(p));
-        }
-    };
-    let Some(Range { from, to, max }) = range.filter(|_| p.is_empty()) else {
-        return Err(Problems(p));
-    };
-    let until = to.min(now);
-    let limit = usize::try_from(max.max(1)).unwrap_or(1);
-    let mut out = vec![(
-        target.name.clone(),
-        schedule.between(from, until, limit + 1),
-    )];
-    if out[0].1.is_empty() {
-        return Err(Problems(vec![no_time_in_range(
-            spec, schedule, from, to, now, names,
-        )]));
-    }
-    if spec.downstream.unwrap_or(true) {
-        out.extend(downstream(&target.name, members, from, until, limit + 1));
-    }
-    let total: usize = out.iter().map(|(_, s)| s.len()).sum();
-    if total > limit {
-        return Err(Problems(vec![too_many(spec, max, out.len() > 1, names)]));
-    }
-    Ok(out)
+    let times = times(
+        spec,
+        namespace,
+        members,
+        now,
+        names,
+        &BackfillStatus::default(),
+    )?;
+    Ok(times.iter().map(|t| (t.datajob.clone(), t.all())).collect())
 }
 
 /// A Backfill's range, read.
@@ -230,31 +215,6 @@ fn no_time_in_range(
     )
 }
 
-/// The times of the scheduled DataJobs downstream of `target` in the same range.
-fn downstream(
-    target: &str,
-    members: &[Member],
-    from: DateTime<Utc>,
-    until: DateTime<Utc>,
-    most: usize,
-) -> Vec<(String, Vec<DateTime<Utc>>)> {
-    let graph: Vec<(String, Vec<String>)> = members
-        .iter()
-        .map(|m| (m.name.clone(), m.inputs.clone()))
-        .collect();
-    crate::decide::dataflow::downstream_of(target, &graph)
-        .into_iter()
-        .filter_map(|name| {
-            let schedule = members
-                .iter()
-                .find(|m| m.name == name)
-                .and_then(|m| m.schedule.as_ref())?;
-            let times = schedule.between(from, until, most);
-            Some((name, times))
-        })
-        .collect()
-}
-
 /// More times than `maxSlots` allows.
 fn too_many(spec: &BackfillSpec, max: i32, downstream: bool, names: Names) -> Problem {
     Problem::new(
@@ -317,15 +277,29 @@ pub struct Start {
 }
 
 /// One step of a Backfill: the runs to start now and the status that records it.
-/// `plan` is [`plan`]'s answer; `views` what each DataJob says now; `inputs_of` their
+/// `plan` is [`times`]'s answer; `views` what each DataJob says now; `inputs_of` their
 /// inputs; `previous` the Backfill's status (empty after a spec change).
 pub fn step(
     spec: &BackfillSpec,
-    plan: &[(String, Vec<DateTime<Utc>>)],
+    plan: &[Times],
     views: &BTreeMap<String, Upstream>,
     inputs_of: &BTreeMap<String, Vec<String>>,
     previous: &BackfillStatus,
     now: DateTime<Utc>,
+) -> (BackfillStatus, Vec<Start>) {
+    step_in_turn(spec, plan, views, inputs_of, previous, now, turns::Turn::Go)
+}
+
+/// [`step`] for a Backfill whose [`turns::Turn`] is `turn`: one that waits for a place
+/// follows the runs it has but starts no new time, and its message says why.
+pub fn step_in_turn(
+    spec: &BackfillSpec,
+    plan: &[Times],
+    views: &BTreeMap<String, Upstream>,
+    inputs_of: &BTreeMap<String, Vec<String>>,
+    previous: &BackfillStatus,
+    now: DateTime<Utc>,
+    turn: turns::Turn,
 ) -> (BackfillStatus, Vec<Start>) {
     let parallel = usize::try_from(
         spec.parallel
@@ -340,25 +314,37 @@ pub fn step(
         parallel,
         rerun_failed: spec.rerun_failed.unwrap_or(false),
         stamp: labels::rfc3339(now),
+        room: turn == turns::Turn::Go,
         starts: Vec::new(),
         failed_slots: previous.failed_slots.clone(),
         progress: Vec::new(),
     };
-    for (name, slots) in plan {
-        s.datajob(name, slots, previous);
+    for times in plan {
+        s.datajob(times, previous);
     }
     let starts = std::mem::take(&mut s.starts);
-    (s.status(previous), starts)
+    let mut status = s.status(previous);
+    if status.state == Some(BackfillState::Running)
+        && let Some(waiting) = turn.message(
+            status.succeeded + status.skipped + status.failed,
+            status.total,
+        )
+    {
+        status.message = Some(waiting);
+    }
+    (status, starts)
 }
 
 /// One step of a Backfill, DataJob by DataJob (inputs first, as the plan lists them).
 struct Stepper<'a> {
-    plan: &'a [(String, Vec<DateTime<Utc>>)],
+    plan: &'a [Times<'a>],
     views: &'a BTreeMap<String, Upstream>,
     inputs_of: &'a BTreeMap<String, Vec<String>>,
     parallel: usize,
     rerun_failed: bool,
     stamp: String,
+    /// It may start new times (it has a place, [`turns`]).
+    room: bool,
     starts: Vec<Start>,
     failed_slots: Vec<FailedSlot>,
     /// The DataJobs stepped so far.
@@ -367,7 +353,8 @@ struct Stepper<'a> {
 
 impl Stepper<'_> {
     /// Follows the runs DataJob `name` waits for, then starts new ones while there is room.
-    fn datajob(&mut self, name: &str, slots: &[DateTime<Utc>], previous: &BackfillStatus) {
+    fn datajob(&mut self, slots: &Times, previous: &BackfillStatus) {
+        let name = slots.datajob.as_str();
         let mut prog = previous
             .data_jobs
             .iter()
@@ -375,7 +362,7 @@ impl Stepper<'_> {
             .cloned()
             .unwrap_or_else(|| BackfillProgress {
                 data_job: name.to_string(),
-                next: slots.first().map(|t| labels::rfc3339(*t)),
+                next: slots.first().map(labels::rfc3339),
                 ..Default::default()
             });
         prog.slots = i32::try_from(slots.len()).unwrap_or(i32::MAX);
@@ -438,13 +425,8 @@ impl Stepper<'_> {
     }
 
     /// New runs, oldest first, while there is room.
-    fn start_more(
-        &mut self,
-        prog: &mut BackfillProgress,
-        slots: &[DateTime<Utc>],
-        view: &Upstream,
-    ) {
-        while prog.active.len() < self.parallel {
+    fn start_more(&mut self, prog: &mut BackfillProgress, slots: &Times, view: &Upstream) {
+        while self.room && prog.active.len() < self.parallel {
             let Some(t) = prog.next.as_deref().and_then(labels::parse_rfc3339) else {
                 prog.next = None;
                 break;
@@ -452,7 +434,7 @@ impl Stepper<'_> {
             if !self.inputs_started(&prog.data_job, t) {
                 break;
             }
-            prog.next = slots.iter().find(|s| **s > t).map(|s| labels::rfc3339(*s));
+            prog.next = slots.after(t).map(labels::rfc3339);
             let at = labels::rfc3339(t);
             let active = ActiveSlot {
                 logical_time: at.clone(),
@@ -482,13 +464,13 @@ impl Stepper<'_> {
     /// Backfill also runs were started (or found done).
     fn inputs_started(&self, name: &str, t: DateTime<Utc>) -> bool {
         self.inputs_of.get(name).into_iter().flatten().all(|input| {
-            let Some((_, input_slots)) = self.plan.iter().find(|(n, _)| n == input) else {
+            let Some(input_slots) = self.plan.iter().find(|p| p.datajob == *input) else {
                 return true;
             };
             let Some(matched) = self.views.get(input).and_then(|v| v.matched(t)) else {
                 return true;
             };
-            !input_slots.contains(&matched) || self.seen_going(input, matched)
+            !input_slots.contains(matched) || self.seen_going(input, matched)
         })
     }
 
@@ -613,6 +595,7 @@ pub fn conditions(
             state == BackfillState::Complete,
             match state {
                 BackfillState::Complete => "AllTimesDone",
+                BackfillState::Running if message.starts_with(turns::WAITING) => "WaitingForPlace",
                 BackfillState::Running => "InProgress",
                 BackfillState::Invalid => "Invalid",
             },
@@ -789,7 +772,7 @@ mod tests {
             parallel: Some(2),
             ..spec("2026-11-25T00:00:00Z", "2026-11-25T05:00:00Z")
         };
-        let p = plan(&s, "ns", &members, now, SPEC).unwrap();
+        let p = times(&s, "ns", &members, now, SPEC, &BackfillStatus::default()).unwrap();
         let inputs: BTreeMap<String, Vec<String>> = members
             .iter()
             .map(|m| (m.name.clone(), m.inputs.clone()))
@@ -894,7 +877,7 @@ mod tests {
             rerun_failed: Some(true),
             ..spec("2026-11-25T00:00:00Z", "2026-11-25T00:00:00Z")
         };
-        let p = plan(&s, "ns", &members, now, SPEC).unwrap();
+        let p = times(&s, "ns", &members, now, SPEC, &BackfillStatus::default()).unwrap();
         let (st, starts) = step(&s, &p, &views, &inputs, &BackfillStatus::default(), now);
         let names: Vec<&str> = starts.iter().map(|s| s.datajob.as_str()).collect();
         assert_eq!(names, vec!["raw"], "clean waits until raw's new run shows");
@@ -939,7 +922,7 @@ mod tests {
         )]);
         let inputs = BTreeMap::new();
         let s = spec("2026-11-25T00:00:00Z", "2026-11-25T00:00:00Z");
-        let p = plan(&s, "ns", &members, now, SPEC).unwrap();
+        let p = times(&s, "ns", &members, now, SPEC, &BackfillStatus::default()).unwrap();
         let (st, starts) = step(&s, &p, &views, &inputs, &BackfillStatus::default(), now);
         assert!(starts.is_empty());
         assert_eq!(st.state, Some(BackfillState::Complete));
@@ -1025,6 +1008,123 @@ mod tests {
         assert_eq!(by(&fin, "Complete").reason, "AllTimesDone");
     }
 
+    /// Issue 25 item 7: 10 000 hourly times, 4 at a time; each pass is a reconcile.
+    fn ten_thousand() -> (BackfillSpec, Vec<Member>, DateTime<Utc>) {
+        let s = BackfillSpec {
+            parallel: Some(4),
+            max_slots: Some(10_000),
+            downstream: Some(false),
+            // 10 000 hours: 416 days and 16 hours.
+            ..spec("2025-01-01T00:00:00Z", "2026-02-21T15:00:00Z")
+        };
+        (
+            s,
+            vec![member("raw", Some("0 * * * *"), &[])],
+            t("2026-12-01T00:00:00Z"),
+        )
+    }
+
+    #[test]
+    fn a_pass_over_ten_thousand_times_looks_at_a_few_of_them_not_all() {
+        let (s, members, now) = ten_thousand();
+        let inputs = BTreeMap::new();
+        let p = times(&s, "ns", &members, now, SPEC, &BackfillStatus::default()).unwrap();
+        assert_eq!(p[0].len(), 10_000);
+        let mut views = BTreeMap::from([("raw".to_string(), view("raw", vec![], &[], true))]);
+        let (mut st, starts) = step(&s, &p, &views, &inputs, &BackfillStatus::default(), now);
+        assert_eq!(starts.len(), 4);
+        let mut published: Vec<String> = Vec::new();
+        for pass in 1..=20 {
+            // The runs started last pass succeeded.
+            published.extend(
+                st.data_jobs[0]
+                    .active
+                    .iter()
+                    .map(|a| a.logical_time.clone()),
+            );
+            let refs: Vec<&str> = published.iter().map(String::as_str).collect();
+            views.insert("raw".into(), view("raw", vec![], &refs, true));
+            let at = now + chrono::Duration::seconds(pass);
+            let p = times(&s, "ns", &members, at, SPEC, &st).unwrap();
+            let (next, starts) = step(&s, &p, &views, &inputs, &st, at);
+            let examined: usize = p.iter().map(Times::examined).sum();
+            assert!(
+                examined <= 2 * 4,
+                "pass {pass} looked at {examined} times of 10 000 to start {}",
+                starts.len()
+            );
+            assert_eq!(starts.len(), 4);
+            assert_eq!(next.total, 10_000);
+            assert_eq!(next.succeeded, 4 * pass as i32);
+            // The same answer as counting the whole range again (the old planner).
+            let all = times(&s, "ns", &members, at, SPEC, &BackfillStatus::default()).unwrap();
+            assert!(all[0].examined() > 10_000);
+            assert_eq!(
+                step(&s, &all, &views, &inputs, &st, at),
+                (next.clone(), starts)
+            );
+            st = next;
+        }
+    }
+
+    #[test]
+    fn a_backfill_waiting_for_a_place_follows_its_runs_but_starts_none() {
+        let (s, members, now) = ten_thousand();
+        let inputs = BTreeMap::new();
+        let views = BTreeMap::from([(
+            "raw".to_string(),
+            view("raw", vec![], &["2025-01-01T00:00:00Z"], true),
+        )]);
+        let p = times(&s, "ns", &members, now, SPEC, &BackfillStatus::default()).unwrap();
+        let wait = turns::Turn::Wait { limit: 8, ahead: 1 };
+        let (st, starts) = step_in_turn(
+            &s,
+            &p,
+            &views,
+            &inputs,
+            &BackfillStatus::default(),
+            now,
+            wait,
+        );
+        assert!(starts.is_empty());
+        assert_eq!((st.active, st.state), (0, Some(BackfillState::Running)));
+        let message = st.message.clone().unwrap_or_default();
+        assert!(
+            message.starts_with("waiting: 8 Backfills are running (the operator runs at most 8 at once), 1 waits before this one"),
+            "{message}"
+        );
+        let cs = conditions(&[], &st, Some(1), now);
+        assert_eq!(cs[0].reason, "WaitingForPlace");
+        // Given a place, it starts; then, waiting again, it still counts what finished.
+        let (going, starts) = step(&s, &p, &views, &inputs, &st, now);
+        assert_eq!(
+            starts.len(),
+            4,
+            "four at a time, after 00:00 that had succeeded before"
+        );
+        assert_eq!(going.skipped, 1);
+        let done = BTreeMap::from([(
+            "raw".to_string(),
+            view(
+                "raw",
+                vec![],
+                &["2025-01-01T00:00:00Z", "2025-01-01T01:00:00Z"],
+                true,
+            ),
+        )]);
+        let (st, starts) = step_in_turn(&s, &p, &done, &inputs, &going, now, wait);
+        // Only its own runs not seen yet are asked for again (the apiserver refuses a
+        // second one): no new time.
+        assert!(
+            starts.iter().all(|x| going.data_jobs[0]
+                .active
+                .iter()
+                .any(|a| a.logical_time == labels::rfc3339(x.logical_time))),
+            "{starts:?}"
+        );
+        assert_eq!((st.succeeded, st.active), (1, 3));
+    }
+
     #[test]
     fn the_status_lists_the_latest_failed_times_and_counts_them_all() {
         let many: Vec<FailedSlot> = (0..150)
@@ -1045,6 +1145,7 @@ mod tests {
             parallel: 1,
             rerun_failed: false,
             stamp: "2026-01-02T00:00:00Z".into(),
+            room: true,
             starts: Vec::new(),
             failed_slots: previous.failed_slots.clone(),
             progress: vec![BackfillProgress {

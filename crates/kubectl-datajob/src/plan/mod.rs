@@ -113,9 +113,14 @@ pub(crate) async fn run(args: &PlanArgs, conn: &ClusterArgs, format: Format) -> 
         guards: Guards::default(),
         groups: node_groups(cluster.as_ref()).await,
         graph: graph(cluster.as_ref(), &namespace, &docs).await,
-        preflight: cluster
-            .as_ref()
-            .map(|c| datajob_preflight::Preflight::new(c.client.clone())),
+        // Any registry: here the user's own machine connects, as `docker pull` would; the
+        // operator's allow-list guards the cluster's network (docs/operations.md).
+        preflight: cluster.as_ref().map(|c| {
+            datajob_preflight::Preflight::new(
+                c.client.clone(),
+                datajob_preflight::Registries::anywhere(),
+            )
+        }),
         cluster: cluster.as_ref(),
         unreachable,
         namespace,

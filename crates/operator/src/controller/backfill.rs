@@ -1,8 +1,13 @@
-//! The Backfill reconciler (leader only): for each Backfill, plans its times
-//! ([`datajob_core::decide::backfill::plan`]), takes one step ([`datajob_core::decide::backfill::step`]): starts the runs it
-//! says, oldest first and a few at a time, and writes how far it got. The runs are the
-//! DataJobs' own (owned by them, named by their logical time), so starting one twice is
-//! refused by the apiserver, and a restart carries on from the status.
+//! The Backfill reconciler (leader only): for each Backfill, counts its times once
+//! ([`datajob_core::decide::backfill::times`]), asks whether it has a place
+//! ([`datajob_core::decide::backfill::turns`]: at most [`MAX_RUNNING`] Backfills start
+//! runs at once), takes one step from its cursor
+//! ([`datajob_core::decide::backfill::step_in_turn`]): starts the runs it says, oldest
+//! first and a few at a time, and writes how far it got. The runs are the DataJobs' own
+//! (owned by them, named by their logical time), so starting one twice is refused by the
+//! apiserver, and a restart carries on from the status. It wakes on its Backfills, on the
+//! Jobs they started and the DataJobs they run (when [`run_on`] is given their
+//! changes), and when a place frees up.
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +28,7 @@ use super::jobs;
 use crate::{Error, Result};
 use datajob_api::{Backfill, BackfillState, BackfillStatus, DataJob, NodeGroup};
 use datajob_core::admission::resolve_and_place;
+use datajob_core::decide::backfill::turns::{self, Contender, Turn};
 use datajob_core::decide::backfill::{self, Member};
 use datajob_core::decide::children;
 use datajob_core::decide::dataflow::{self, Upstream};
@@ -30,17 +36,50 @@ use datajob_core::decide::nodegroup::usable_groups;
 use datajob_core::labels::{self, BACKFILL, FIELD_MANAGER};
 
 const CONTROLLER: &str = "backfill";
-/// How often a Backfill that is under way looks at its runs.
+/// How often a Backfill that is under way looks at its runs when nothing tells it of
+/// their changes ([`run`]).
 const POLL: Duration = Duration::from_secs(3);
+/// How often it looks when the changes of its Jobs and DataJobs wake it ([`run_on`]): a
+/// fallback only (issue 25 item 7: every Backfill re-planned every 3 s).
+const FALLBACK: Duration = Duration::from_secs(60);
+/// How often a Backfill waiting for a place looks (a Backfill that finishes wakes the
+/// next at once; one deleted does not).
+const WAITING: Duration = Duration::from_secs(15);
+/// The most Backfills that start runs at once across the operator; the others wait,
+/// oldest first (issue 25 item 7).
+pub const MAX_RUNNING: usize = 8;
+/// How many wake-ups of waiting Backfills may queue; beyond, [`WAITING`] covers.
+const WAKE_BUFFER: usize = 64;
 
 pub(crate) struct BackfillContext {
     pub base: Context,
     pub jobs: Store<Job>,
     pub datajobs: Store<DataJob>,
     pub groups: Store<NodeGroup>,
+    /// The Backfills (the controller's own cache), for the limit.
+    pub backfills: Store<Backfill>,
+    /// At most this many start runs at once.
+    pub limit: usize,
+    /// The requeue of a Backfill under way.
+    pub poll: Duration,
+    /// Reconciles a Backfill that a freed place lets go.
+    pub wake: tokio::sync::mpsc::Sender<ObjectRef<Backfill>>,
+    /// The Backfills that gave their place up, with the status they wrote, until the
+    /// cache shows it ([`contenders`]).
+    pub released: std::sync::Mutex<std::collections::HashMap<ObjectRef<Backfill>, BackfillStatus>>,
 }
 
-/// Runs the controller until `shutdown` resolves.
+/// The changes that wake a Backfill before its fallback requeue: its Jobs' (labelled
+/// with its name) and its DataJobs' (their status records runs and publications).
+pub struct BackfillEvents<J, D> {
+    pub jobs: J,
+    pub datajobs: D,
+}
+
+type Never<K> = futures::stream::Pending<K>;
+
+/// Runs the controller until `shutdown` resolves, looking at a Backfill under way every
+/// [`POLL`] (nothing wakes it on its runs' changes: [`run_on`] does).
 pub async fn run(
     base: Context,
     jobs: Store<Job>,
@@ -48,18 +87,145 @@ pub async fn run(
     groups: Store<NodeGroup>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let none: Option<BackfillEvents<Never<Job>, Never<DataJob>>> = None;
+    run_on(base, jobs, datajobs, groups, none, MAX_RUNNING, shutdown).await
+}
+
+/// [`run`], woken by `events` (then only every [`FALLBACK`] without them), with at most
+/// `limit` Backfills starting runs at once ([`MAX_RUNNING`] by default).
+pub async fn run_on<J, D>(
+    base: Context,
+    jobs: Store<Job>,
+    datajobs: Store<DataJob>,
+    groups: Store<NodeGroup>,
+    events: Option<BackfillEvents<J, D>>,
+    limit: usize,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) where
+    J: futures::Stream<Item = Job> + Send + 'static,
+    D: futures::Stream<Item = DataJob> + Send + 'static,
+{
     let client = base.client.clone();
+    let mut controller = Controller::new(Api::<Backfill>::all(client), watcher::Config::default());
+    let backfills = controller.store();
+    let poll = match events {
+        Some(BackfillEvents {
+            jobs: job_events,
+            datajobs: datajob_events,
+        }) => {
+            let of_job = |job: Job| {
+                let ns = job.namespace()?;
+                let name = job.labels().get(BACKFILL)?.clone();
+                Some(ObjectRef::<Backfill>::new(&name).within(&ns))
+            };
+            let store = backfills.clone();
+            let of_datajob = move |dj: DataJob| running_on(&store, &dj);
+            controller = controller
+                .watches_stream(job_events.map(Ok::<_, watcher::Error>), of_job)
+                .watches_stream(datajob_events.map(Ok::<_, watcher::Error>), of_datajob);
+            FALLBACK
+        }
+        None => POLL,
+    };
+    let (wake, woken) = tokio::sync::mpsc::channel(WAKE_BUFFER);
+    let woken = futures::stream::unfold(
+        woken,
+        |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
+    );
     let ctx = Arc::new(BackfillContext {
         base,
         jobs,
         datajobs,
         groups,
+        backfills,
+        limit: limit.max(1),
+        poll,
+        wake,
+        released: Default::default(),
     });
-    Controller::new(Api::<Backfill>::all(client), watcher::Config::default())
+    controller
+        .reconcile_on(woken)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| super::report(CONTROLLER, result))
         .await;
+}
+
+/// The Backfills with times left that run DataJob `dj` (the one they name, or one
+/// downstream their status follows).
+fn running_on(backfills: &Store<Backfill>, dj: &DataJob) -> Vec<ObjectRef<Backfill>> {
+    let (ns, name) = (dj.namespace(), dj.name_any());
+    backfills
+        .state()
+        .iter()
+        .filter(|b| b.namespace() == ns && contender(b, b.status.as_ref()).is_some())
+        .filter(|b| {
+            b.spec.data_job == name
+                || b.status
+                    .iter()
+                    .flat_map(|s| &s.data_jobs)
+                    .any(|p| p.data_job == name)
+        })
+        .map(|b| ObjectRef::from_obj(b.as_ref()))
+        .collect()
+}
+
+/// `bf` as the limit sees it with `status` ([`Contender::of`]).
+fn contender(bf: &Backfill, status: Option<&BackfillStatus>) -> Option<Contender> {
+    if bf.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    Contender::of(
+        &bf.namespace().unwrap_or_default(),
+        &bf.name_any(),
+        bf.metadata
+            .creation_timestamp
+            .as_ref()
+            .and_then(labels::from_k8s_time),
+        bf.metadata.generation,
+        status,
+    )
+}
+
+/// Every Backfill with times left, `bf` with `status` (it may be newer than the cache's),
+/// and those that gave their place up with the status they wrote until the cache shows
+/// it (a Backfill it woke would otherwise still see it going, and wait).
+fn contenders(ctx: &BackfillContext, bf: &Backfill, status: &BackfillStatus) -> Vec<Contender> {
+    let me = ObjectRef::from_obj(bf);
+    let all = ctx.backfills.state();
+    let Ok(mut released) = ctx.released.lock() else {
+        return Vec::new();
+    };
+    released.retain(|r, written| {
+        all.iter()
+            .any(|b| ObjectRef::from_obj(b.as_ref()) == *r && b.status.as_ref() != Some(written))
+    });
+    all.iter()
+        .filter(|b| ObjectRef::from_obj(b.as_ref()) != me)
+        .filter_map(|b| {
+            let written = released.get(&ObjectRef::from_obj(b.as_ref()));
+            contender(b, written.or(b.status.as_ref()))
+        })
+        .chain(contender(bf, Some(status)))
+        .collect()
+}
+
+/// Wakes the Backfills that now have a place but start nothing yet (not `bf`, which
+/// just gave its place up).
+fn wake_next(ctx: &BackfillContext, bf: &Backfill, status: &BackfillStatus) {
+    if let Ok(mut released) = ctx.released.lock() {
+        released.insert(ObjectRef::from_obj(bf), status.clone());
+    }
+    let all = contenders(ctx, bf, status);
+    for c in turns::placed(&all, ctx.limit) {
+        let me = c.namespace == bf.namespace().unwrap_or_default() && c.name == bf.name_any();
+        if !c.going && !me {
+            // A full queue drops it: its WAITING requeue comes anyway.
+            let _ = ctx
+                .wake
+                .try_send(ObjectRef::new(&c.name).within(&c.namespace));
+        }
+    }
 }
 
 fn error_policy(bf: Arc<Backfill>, error: &Error, ctx: Arc<BackfillContext>) -> Action {
@@ -102,14 +268,18 @@ async fn reconcile(bf: Arc<Backfill>, ctx: Arc<BackfillContext>) -> Result<Actio
             .filter(|d| d.namespace().as_deref() == Some(ns.as_str()))
             .collect();
         let members: Vec<Member> = all.iter().map(|d| member(d)).collect();
-        let mut status = match backfill::plan(&bf.spec, &ns, &members, now, backfill::SPEC) {
+        let planned = backfill::times(&bf.spec, &ns, &members, now, backfill::SPEC, &previous);
+        let mut turn = Turn::Go;
+        let mut status = match planned {
             Err(problems) => BackfillStatus {
                 state: Some(BackfillState::Invalid),
                 message: Some(problems.to_string()),
                 ..previous.clone()
             },
             Ok(plan) => {
-                let (mut status, starts) = step(&bf, &ctx, &ns, &all, &plan, &previous, now);
+                let all_contenders = contenders(&ctx, &bf, &previous);
+                turn = turns::turn(&ns, &bf.name_any(), &all_contenders, ctx.limit);
+                let (mut status, starts) = step(&bf, &ctx, &all, &plan, &previous, now, turn);
                 for start in &starts {
                     if let Err(why) = start_run(&bf, &ctx, &ns, &all, start).await? {
                         status.message = Some(why);
@@ -121,9 +291,17 @@ async fn reconcile(bf: Arc<Backfill>, ctx: Arc<BackfillContext>) -> Result<Actio
         status.observed_generation = generation;
         status.conditions = backfill::conditions(&previous.conditions, &status, generation, now);
         let state = status.state.unwrap_or_default();
+        let gave_up_a_place = previous.active > 0 && status.active == 0;
+        let finished = state != BackfillState::Running;
+        let wake = gave_up_a_place || (finished && previous.state == Some(BackfillState::Running));
+        let written = wake.then(|| status.clone());
         write_status(&bf, &ctx, &ns, status).await?;
+        if let Some(status) = written {
+            wake_next(&ctx, &bf, &status);
+        }
         Ok(match state {
-            BackfillState::Running => Action::requeue(POLL),
+            BackfillState::Running if turn != Turn::Go => Action::requeue(WAITING),
+            BackfillState::Running => Action::requeue(ctx.poll),
             // The DataJob may be created or given a schedule: look again.
             BackfillState::Invalid => Action::requeue(Duration::from_secs(60)),
             BackfillState::Complete => Action::await_change(),
@@ -138,17 +316,19 @@ async fn reconcile(bf: Arc<Backfill>, ctx: Arc<BackfillContext>) -> Result<Actio
 fn step(
     bf: &Backfill,
     ctx: &BackfillContext,
-    ns: &str,
     all: &[Arc<DataJob>],
-    plan: &backfill::Plan,
+    plan: &[backfill::Times],
     previous: &BackfillStatus,
     now: chrono::DateTime<Utc>,
+    turn: Turn,
 ) -> (BackfillStatus, Vec<backfill::Start>) {
+    let ns = bf.namespace().unwrap_or_default();
     let views: BTreeMap<String, Upstream> = plan
         .iter()
-        .filter_map(|(name, _)| {
+        .filter_map(|times| {
+            let name = &times.datajob;
             let dj = all.iter().find(|d| d.name_any() == *name)?;
-            let runs = jobs::job_runs(&ctx.jobs, ns, name);
+            let runs = jobs::job_runs(&ctx.jobs, &ns, name);
             Some((name.clone(), Upstream::of(dj, runs)))
         })
         .collect();
@@ -156,7 +336,7 @@ fn step(
         .iter()
         .map(|d| (d.name_any(), d.spec.inputs.clone()))
         .collect();
-    backfill::step(&bf.spec, plan, &views, &inputs_of, previous, now)
+    backfill::step_in_turn(&bf.spec, plan, &views, &inputs_of, previous, now, turn)
 }
 
 /// Starts one run a step asked for; `Ok(Err(why))` when its DataJob cannot run now.
@@ -283,7 +463,20 @@ mod api_calls {
     }
 
     async fn one_reconcile(bf: Backfill, datajobs: Vec<DataJob>) -> (Action, Vec<Call>) {
+        one_reconcile_among(bf, datajobs, Vec::new(), MAX_RUNNING).await
+    }
+
+    /// One reconcile of `bf` while the cache holds `others` too, at most `limit` at once.
+    async fn one_reconcile_among(
+        bf: Backfill,
+        datajobs: Vec<DataJob>,
+        others: Vec<Backfill>,
+        limit: usize,
+    ) -> (Action, Vec<Call>) {
         let answer = serde_json::to_value(&bf).unwrap_or_default();
+        let mut cached = others;
+        cached.push(bf.clone());
+        let (wake, _woken) = tokio::sync::mpsc::channel(WAKE_BUFFER);
         let (client, calls) = mock::client_holding(answer, Vec::new());
         let ctx = Arc::new(BackfillContext {
             base: Context::new(
@@ -295,6 +488,11 @@ mod api_calls {
             jobs: mock::store_of(Vec::new()),
             datajobs: mock::store_of(datajobs),
             groups: mock::store_of(Vec::new()),
+            backfills: mock::store_of(cached),
+            limit,
+            poll: POLL,
+            wake,
+            released: Default::default(),
         });
         let action = reconcile(Arc::new(bf), ctx).await;
         let calls = calls.lock().map(|c| c.clone()).unwrap_or_default();
@@ -347,5 +545,108 @@ mod api_calls {
         assert_eq!(calls[1].body["reason"], "Invalid");
         assert_eq!(calls[1].body["type"], "Warning");
         assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    }
+
+    /// A Backfill created at `minute` past 2026-11-30T00:00Z, with runs going or not.
+    fn other(name: &str, minute: u32, active: i32) -> Backfill {
+        let mut b: Backfill = serde_json::from_value(json!({
+            "apiVersion": "datajob.dev/v1alpha1", "kind": "Backfill",
+            "metadata": {"name": name, "namespace": "data", "generation": 1, "uid": name,
+                "creationTimestamp": format!("2026-11-30T00:{minute:02}:00Z")},
+            "spec": {"dataJob": "hourly", "from": "2026-10-01T00:00:00Z",
+                "to": "2026-10-31T00:00:00Z"},
+            "status": {"observedGeneration": 1, "state": "Running", "active": active},
+        }))
+        .expect("a Backfill");
+        b.metadata.generation = Some(1);
+        b
+    }
+
+    #[tokio::test]
+    async fn a_backfill_waits_for_a_place_while_the_limit_runs_and_says_so() {
+        let mut november = backfill("hourly");
+        november.metadata.creation_timestamp = other("x", 30, 0).metadata.creation_timestamp;
+        // Limit 2: "older" waits too but was created first, "going" has runs.
+        let others = vec![other("going", 50, 2), other("older", 10, 0)];
+        let (action, calls) =
+            one_reconcile_among(november.clone(), vec![hourly()], others.clone(), 2).await;
+        assert_eq!(
+            methods_and_paths(&calls),
+            [format!("PATCH {STATUS}").as_str()],
+            "no Job is created"
+        );
+        let status = &calls[0].body["status"];
+        assert_eq!(status["state"], "Running");
+        assert_eq!(status["active"], 0);
+        assert_eq!(
+            status["message"],
+            "waiting: 2 Backfills are running (the operator runs at most 2 at once); 0 of 2 times done, it carries on when one finishes"
+        );
+        let complete = status["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Complete"))
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(complete["reason"], "WaitingForPlace");
+        assert_eq!(action, Action::requeue(WAITING));
+        // With a third place, it starts its times.
+        let (action, calls) = one_reconcile_among(november, vec![hourly()], others, 3).await;
+        assert_eq!(calls.len(), 3, "{calls:#?}");
+        assert_eq!(action, Action::requeue(POLL));
+    }
+
+    #[tokio::test]
+    async fn a_backfill_that_gives_its_place_up_wakes_the_oldest_waiting_and_its_datajob_wakes_it()
+    {
+        let (client, _) = mock::client_holding(json!({}), Vec::new());
+        let (wake, mut woken) = tokio::sync::mpsc::channel(WAKE_BUFFER);
+        // Its runs were going as the cache still says.
+        let done = other("done", 5, 2);
+        let older = other("older", 10, 0);
+        let ctx = BackfillContext {
+            base: Context::new(
+                client,
+                Metrics::new(true),
+                datajob_core::validation::Limits::default(),
+                datajob_core::decide::children::Guards::default(),
+            ),
+            jobs: mock::store_of(Vec::new()),
+            datajobs: mock::store_of(Vec::new()),
+            groups: mock::store_of(Vec::new()),
+            backfills: mock::store_of(vec![
+                done.clone(),
+                other("newer", 40, 0),
+                other("older", 10, 0),
+            ]),
+            limit: 1,
+            poll: POLL,
+            wake,
+            released: Default::default(),
+        };
+        let complete = BackfillStatus {
+            observed_generation: Some(1),
+            state: Some(BackfillState::Complete),
+            ..Default::default()
+        };
+        wake_next(&ctx, &done, &complete);
+        assert_eq!(
+            woken.try_recv().ok(),
+            Some(ObjectRef::new("older").within("data"))
+        );
+        assert!(woken.try_recv().is_err(), "only the one with the place");
+        // Woken, it takes the place before the cache shows that "done" gave it up.
+        let seen = contenders(&ctx, &older, older.status.as_ref().unwrap_or(&complete));
+        assert_eq!(turns::turn("data", "older", &seen, 1), Turn::Go);
+        // A change of the DataJob wakes the Backfills with times left that run it.
+        let mut names: Vec<String> = running_on(&ctx.backfills, &hourly())
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["done", "newer", "older"],
+            "its cached status still says Running"
+        );
     }
 }

@@ -37,6 +37,10 @@ pub struct Flow<'a> {
     pub pods: &'a [Arc<Pod>],
     pub upstreams: &'a BTreeMap<String, Upstream>,
     pub now: DateTime<Utc>,
+    /// This process reconciled the DataJob before (this generation): a Job it sees for
+    /// the first time was made since, so how late it is is told by the cluster's
+    /// clocks (its creation against its logical time), not by the operator's.
+    pub followed: bool,
 }
 
 /// Whether a Job publishes a run rather than being one.
@@ -82,7 +86,7 @@ pub fn admit(f: &Flow<'_>) -> Admitted {
         };
         if waiting.first_look
             && let Some(s) = &f.r.schedule
-            && !catch_up::admissible(f.r.catch_up, s, waiting.t, f.now)
+            && !catch_up::admissible(f.r.catch_up, s, waiting.t, seen_at(f, job))
         {
             out.steps.push(skip(f, job, &waiting.run));
             out.skipped.push(job.name_any());
@@ -94,6 +98,23 @@ pub fn admit(f: &Flow<'_>) -> Admitted {
         out.steps.extend(admission(f, job, &waiting));
     }
     out
+}
+
+/// The moment a scheduled run seen for the first time is judged at. While this process
+/// follows the DataJob, the Job is new, so it is judged at its creation by the apiserver's
+/// clock: a clock of the operator's that runs ahead of the CronJob controller's (by a
+/// minute, say) does not make every run of an every-minute DataJob look too late to
+/// start. On the first look after a start (the operator may have been down), at `now`.
+fn seen_at(f: &Flow<'_>, job: &Job) -> DateTime<Utc> {
+    let created = job
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .and_then(labels::from_k8s_time);
+    match (f.followed, created) {
+        (true, Some(c)) => c.min(f.now),
+        _ => f.now,
+    }
 }
 
 /// A suspended run admission looks at.

@@ -212,6 +212,7 @@ pub fn plan(dj: &DataJob, o: &Observed, settings: &Settings<'_>, now: DateTime<U
         pods: &o.pods,
         upstreams: &upstreams,
         now,
+        followed: o.missed_counted.is_some(),
     });
     let mut steps = Vec::new();
     // Runs that could not start in time after downtime are deleted: no run, and no
@@ -252,7 +253,8 @@ pub fn plan(dj: &DataJob, o: &Observed, settings: &Settings<'_>, now: DateTime<U
         let caught_up = lifecycle::catch_up(flow, &current, catch_up.as_ref());
         steps.extend(caught_up.steps);
         catch_up = caught_up.status;
-        steps.extend(prune(flow.r, &run_jobs, &current));
+        let recorded = dj.status.as_ref().map_or(&[][..], |s| &s.recent_runs);
+        steps.extend(prune(flow.r, &run_jobs, &current, recorded));
     }
     let waiting = current
         .iter()
@@ -456,15 +458,31 @@ fn missed(
 
 /// Finished Jobs beyond the DataJob's history; runs still being published are not
 /// pruned (their publish Job goes with them). Their outcome stays in `status.recentRuns`.
-fn prune(r: &Resolved, run_jobs: &[&Arc<Job>], current: &[RunRecord]) -> Vec<Step> {
+///
+/// Only a Job whose finished outcome the stored status (`recorded`, as read) already
+/// holds is pruned: the prune runs before this pass's status write, and a Job pruned
+/// before its outcome was written (the operator stopped in between) would leave no
+/// trace, and its run would be made again (with `history: 0`, at once).
+fn prune(
+    r: &Resolved,
+    run_jobs: &[&Arc<Job>],
+    current: &[RunRecord],
+    recorded: &[RunRecord],
+) -> Vec<Step> {
     let busy: HashSet<&str> = current
         .iter()
         .filter(|r| !r.state.is_finished())
         .map(|r| r.name.as_str())
         .collect();
+    let recorded: HashSet<&str> = recorded
+        .iter()
+        .filter(|r| r.state.is_finished())
+        .map(|r| r.name.as_str())
+        .collect();
     let prunable: Vec<&Job> = run_jobs
         .iter()
         .filter(|j| !busy.contains(j.name_any().as_str()))
+        .filter(|j| recorded.contains(j.name_any().as_str()))
         .map(|j| j.as_ref())
         .collect();
     cleanup::jobs_beyond_history(&r.name, &prunable, r.history as usize)

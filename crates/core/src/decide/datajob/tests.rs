@@ -439,7 +439,7 @@ fn a_run_whose_inputs_published_is_stamped_and_started() {
 }
 
 #[test]
-fn finished_runs_beyond_the_history_are_pruned_oldest_first() {
+fn finished_runs_beyond_the_history_are_pruned_oldest_first_once_their_outcome_is_stored() {
     let mut dj = datajob(Some("0 * * * *"));
     dj.spec.history = Some(1);
     let old = succeeded(
@@ -452,27 +452,83 @@ fn finished_runs_beyond_the_history_are_pruned_oldest_first() {
         "2026-12-01T02:00:01Z",
         "2026-12-01T02:01:00Z",
     );
-    let p = plan_at(&dj, &observed(vec![old, new]), "2026-12-01T02:30:00Z");
-    let pruned: Vec<&Step> = p
-        .steps
-        .iter()
-        .filter(|s| matches!(s, Step::Prune { .. }))
-        .collect();
-    assert_eq!(
-        pruned,
-        [&Step::Prune {
-            name: "nightly-29934780".into(),
-            history: 1
-        }]
-    );
-    // Its outcome stays on the status.
-    let status = p.status.map(|w| w.status).unwrap_or_default();
+    let o = observed(vec![old, new]);
+    let prunes = |p: &Plan| -> Vec<Step> {
+        p.steps
+            .iter()
+            .filter(|s| matches!(s, Step::Prune { .. }))
+            .cloned()
+            .collect()
+    };
+    // The first pass writes the outcomes and prunes nothing: the prune comes before
+    // the status write, and a stop in between must not lose a run.
+    let first = plan_at(&dj, &o, "2026-12-01T02:30:00Z");
+    assert_eq!(prunes(&first), []);
+    let status = first.status.map(|w| w.status).unwrap_or_default();
     assert_eq!(status.recent_runs.len(), 2);
     assert!(
         status
             .recent_runs
             .iter()
             .all(|r| r.state == RunState::Succeeded)
+    );
+    // Once the status holds them, the oldest beyond the history goes; its outcome stays.
+    dj.status = Some(status);
+    let second = plan_at(&dj, &o, "2026-12-01T02:30:05Z");
+    assert_eq!(
+        prunes(&second),
+        [Step::Prune {
+            name: "nightly-29934780".into(),
+            history: 1
+        }]
+    );
+    let status = second
+        .status
+        .map(|w| w.status)
+        .or(dj.status)
+        .unwrap_or_default();
+    assert_eq!(status.recent_runs.len(), 2);
+}
+
+/// Issue 25 item 8: with `history: 0`, a finished Job whose outcome is not on the
+/// stored status yet (the write after the prune never happened) is kept, so the run is
+/// neither lost nor made again.
+#[test]
+fn with_no_history_a_finished_run_is_kept_until_the_status_holds_its_outcome() {
+    let mut dj = datajob(Some("0 * * * *"));
+    dj.spec.history = Some(0);
+    let job = succeeded(
+        scheduled_job("2026-12-01T01:00:00Z"),
+        "2026-12-01T01:00:01Z",
+        "2026-12-01T01:01:00Z",
+    );
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let o = observed(vec![job]);
+    let first = plan_at(&dj, &o, "2026-12-01T01:02:00Z");
+    assert!(
+        !first.steps.iter().any(|s| matches!(s, Step::Prune { .. })),
+        "pruned before its outcome was stored: {:?}",
+        first.steps
+    );
+    // A stored status that holds it only as running is not enough either.
+    let mut stored = first.status.map(|w| w.status).unwrap_or_default();
+    assert!(stored.recent_runs.iter().any(|r| r.name == name));
+    let mut running = stored.clone();
+    for r in &mut running.recent_runs {
+        r.state = RunState::Running;
+    }
+    dj.status = Some(running);
+    let again = plan_at(&dj, &o, "2026-12-01T01:02:05Z");
+    assert!(!again.steps.iter().any(|s| matches!(s, Step::Prune { .. })));
+    stored.recent_runs.retain(|r| r.name == name);
+    dj.status = Some(stored);
+    let last = plan_at(&dj, &o, "2026-12-01T01:02:10Z");
+    assert_eq!(
+        last.steps
+            .iter()
+            .filter(|s| matches!(s, Step::Prune { .. }))
+            .count(),
+        1
     );
 }
 
@@ -682,4 +738,29 @@ fn an_expected_by_time_the_schedule_cannot_keep_is_refused() {
         m.contains("spec.expectBy \"02:00\" is earlier in the day than the run"),
         "{m}"
     );
+}
+
+/// Issue 25 item 8: the operator's clock 70 s ahead of the CronJob controller's. While
+/// it follows the DataJob, a new Job is judged at its creation (the apiserver's clock):
+/// every run of an every-minute DataJob starts. On the first look after a start it is
+/// judged at the operator's now, as after downtime.
+#[test]
+fn a_clock_ahead_of_the_cronjob_controllers_does_not_skip_new_runs() {
+    let dj = datajob(Some("* * * * *"));
+    let mut job = scheduled_job("2026-12-01T01:00:00Z");
+    job.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        "2026-12-01T01:00:01Z".parse().unwrap(),
+    ));
+    let skipped = |p: &Plan| {
+        p.steps.iter().any(
+            |s| matches!(s, Step::DeleteJob { said: Some(said), .. } if said.contains("skipped")),
+        )
+    };
+    let mut o = observed(vec![job]);
+    o.missed_counted = Some((t("2026-12-01T00:50:00Z"), t("2026-12-01T01:00:30Z")));
+    let followed = plan_at(&dj, &o, "2026-12-01T01:01:10Z");
+    assert!(!skipped(&followed), "skipped: {:?}", followed.steps);
+    o.missed_counted = None;
+    let after_start = plan_at(&dj, &o, "2026-12-01T01:01:10Z");
+    assert!(skipped(&after_start), "{:?}", after_start.steps);
 }

@@ -672,6 +672,7 @@ async fn install_upgrade_and_uninstall_leave_nothing_behind() {
         format!("Service {n}/{full}-webhook"),
         format!("Service {n}/{full}-metrics"),
         format!("PodDisruptionBudget {n}/{full}"),
+        format!("NetworkPolicy {n}/{full}"),
         format!("ValidatingWebhookConfiguration /{configuration}"),
         format!("Secret {n}/{secret}"),
         format!("Lease {n}/{lease}"),
@@ -1411,6 +1412,40 @@ fn every_operator_setting_is_passed_as_its_environment_variable() {
     );
     let pdb = find(&docs, "PodDisruptionBudget", "datajob").expect("a PodDisruptionBudget");
     assert_eq!(pdb["spec"]["minAvailable"], 1);
+    // Only the operator's ports take traffic; the webhook's from whom the values say.
+    let policy = find(&docs, "NetworkPolicy", "datajob").expect("a NetworkPolicy");
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress"]));
+    assert_eq!(
+        policy["spec"]["ingress"],
+        json!([{"ports": [{"port": "webhook", "protocol": "TCP"}]},
+               {"ports": [{"port": "admin", "protocol": "TCP"}]}])
+    );
+    let narrowed = must(
+        template(
+            "datajob",
+            ns,
+            &[
+                "--set",
+                "networkPolicy.webhookFrom[0].ipBlock.cidr=10.0.0.0/24",
+            ],
+        ),
+        "helm template networkPolicy.webhookFrom",
+    );
+    let narrowed = documents(&narrowed);
+    let policy = find(&narrowed, "NetworkPolicy", "datajob").expect("a NetworkPolicy");
+    assert_eq!(
+        policy["spec"]["ingress"][0]["from"],
+        json!([{"ipBlock": {"cidr": "10.0.0.0/24"}}])
+    );
+    let off = must(
+        template("datajob", ns, &["--set", "networkPolicy.enabled=false"]),
+        "helm template networkPolicy.enabled=false",
+    );
+    assert!(!kinds(&documents(&off)).contains("NetworkPolicy"));
 
     // One replica: no PodDisruptionBudget (it would block every drain).
     let single = must(
@@ -1789,7 +1824,9 @@ fn secure_metrics_are_https_for_the_metrics_reader_role_and_the_service_monitor_
         );
     }
     assert!(find(&plain, "ClusterRole", "datajob-metrics-reader").is_none());
-    assert!(review_rules(&plain).is_empty());
+    // No TokenReviews without secure metrics; SubjectAccessReviews for the webhook,
+    // which tells a review only what its user may read.
+    assert_eq!(review_rules(&plain), reviews[1..]);
     assert_eq!(
         service_ports(&plain),
         json!([{"name": "metrics", "port": 8080, "targetPort": "admin", "protocol": "TCP"}])

@@ -1,4 +1,5 @@
-//! End-to-end: two operator replicas with leader election. `make e2e` runs this suite
+//! End-to-end: two operator replicas with leader election: a leader killed mid-burst,
+//! and a leader cut off from the apiserver (issue 25 item 3). `make e2e` runs this suite
 //! on its own, after the suites that share the operator of `e2e/with-operator.sh`, so
 //! the replicas here are the only ones acting.
 
@@ -8,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use common::netcut::{NetCut, kubeconfig_server, kubeconfig_through};
 use common::operator::{Operator, spawn};
 use common::{client, test_namespace, wait_for, wait_for_event, wait_for_object};
 use datajob_api::{DataJob, RunState};
@@ -263,4 +265,174 @@ async fn the_leader_dies_mid_burst_and_the_other_replica_takes_over_with_nothing
     b.stop().await;
     let mut a2 = a2;
     a2.stop().await;
+}
+
+/// Issue 25 item 3: the leader's traffic to the apiserver is cut (a black hole: no
+/// error, no reset) and never restored. Its Lease calls are bounded by the renew
+/// deadline, so it steps down and exits before the other replica may take the Lease:
+/// sampled every 200 ms, `datajob_leader` is never 1 on both, and nothing the cut-off
+/// replica writes lands after the take-over.
+#[tokio::test]
+async fn a_leader_cut_off_from_the_apiserver_steps_down_before_the_other_takes_over() {
+    let client = client().await;
+    ensure_namespace(&client, LEASE_NS).await;
+    let ns = test_namespace(&client, "netcut").await;
+    let api: Api<DataJob> = Api::namespaced(client.clone(), ns.name());
+
+    // Replica a reaches the apiserver only through a proxy that the test cuts.
+    let base = std::env::var("DATAJOB_OPERATOR_KUBECONFIG")
+        .or_else(|_| std::env::var("KUBECONFIG"))
+        .expect("a kubeconfig");
+    let proxy = NetCut::start(&kubeconfig_server(&base)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxied = dir.path().join("through-proxy.kubeconfig");
+    kubeconfig_through(&base, proxy.addr, &proxied);
+    let proxied = proxied.to_string_lossy().into_owned();
+    let mut env_a: Vec<(&str, &str)> = replica("cut-a")
+        .into_iter()
+        .filter(|(k, _)| *k != "KUBECONFIG")
+        .collect();
+    env_a.push(("KUBECONFIG", &proxied));
+    let mut a = spawn(&env_a).await;
+    until_leads(&a, true, Duration::from_secs(40)).await;
+    let b = spawn(&replica("cut-b")).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(b.leads().await, Some(false), "a second replica follows");
+
+    // The leader acts before the cut: its events name it.
+    api.create(
+        &PostParams::default(),
+        &datajob("before", json!({"image": "busybox"})),
+    )
+    .await
+    .unwrap();
+    wait_for_object(
+        &api,
+        "before",
+        "the run before the cut succeeded",
+        Duration::from_secs(60),
+        |d: &DataJob| d.status.as_ref().and_then(|s| s.state) == Some(RunState::Succeeded),
+    )
+    .await
+    .unwrap();
+
+    // Sample both replicas every 200 ms from before the cut to well after the take-over.
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (admin_a, admin_b, on) = (a.admin.clone(), b.admin.clone(), sampling.clone());
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while on.load(std::sync::atomic::Ordering::SeqCst) {
+                let at = Instant::now();
+                let (la, lb) = tokio::join!(leads_at(&admin_a), leads_at(&admin_b));
+                samples.push((at, la, lb));
+                tokio::time::sleep(Duration::from_millis(200).saturating_sub(at.elapsed())).await;
+            }
+            samples
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proxy.cut();
+    let cut_at = Instant::now();
+    let takeover = time_until_leads(&b, cut_at, Duration::from_secs(60)).await;
+    let took_over_at = Utc::now();
+    // Work after the take-over is the new leader's.
+    api.create(
+        &PostParams::default(),
+        &datajob("after", json!({"image": "busybox"})),
+    )
+    .await
+    .unwrap();
+    wait_for_object(
+        &api,
+        "after",
+        "the run after the take-over succeeded",
+        Duration::from_secs(60),
+        |d: &DataJob| d.status.as_ref().and_then(|s| s.state) == Some(RunState::Succeeded),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sampling.store(false, std::sync::atomic::Ordering::SeqCst);
+    let samples = sampler.await.unwrap();
+
+    let both: Vec<_> = samples
+        .iter()
+        .filter(|(_, la, lb)| *la == Some(true) && *lb == Some(true))
+        .map(|(at, _, _)| at.saturating_duration_since(cut_at))
+        .collect();
+    let a_stopped = samples
+        .iter()
+        .find(|(at, la, _)| *at >= cut_at && *la != Some(true))
+        .map(|(at, _, _)| at.saturating_duration_since(cut_at));
+    let exited = a.exited();
+    eprintln!(
+        "netcut: {} samples every 200 ms; the cut-off leader stopped leading {a_stopped:.1?} after the cut and {}; the other took over {takeover:.1?} after it; both leading in {} samples",
+        samples.len(),
+        match exited {
+            Some(s) => format!("exited ({s})"),
+            None => "had not exited".into(),
+        },
+        both.len()
+    );
+    assert!(
+        both.is_empty(),
+        "both replicas said datajob_leader 1 at {both:?} after the cut"
+    );
+    assert!(
+        a_stopped.is_some_and(|d| d < takeover),
+        "the cut-off replica stopped leading ({a_stopped:?}) before the take-over ({takeover:?})"
+    );
+    assert!(
+        exited.is_some(),
+        "the cut-off replica exits once it lost the Lease"
+    );
+
+    // Nothing the cut-off replica wrote landed after the take-over (the apiserver's own
+    // clock stamps every Event it stores).
+    let events = events_in(&client, ns.name()).await;
+    let by = |prefix: &str| {
+        events
+            .iter()
+            .filter(|e| {
+                e.reporting_instance
+                    .as_deref()
+                    .is_some_and(|i| i.starts_with(prefix))
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        !by("cut-a").is_empty(),
+        "the leader's events before the cut"
+    );
+    assert!(!by("cut-b").is_empty(), "the new leader's events");
+    let late: Vec<_> = by("cut-a")
+        .into_iter()
+        .filter(|e| {
+            e.metadata
+                .creation_timestamp
+                .as_ref()
+                .is_some_and(|t| t.0.as_millisecond() > took_over_at.timestamp_millis())
+        })
+        .map(|e| e.reason.clone())
+        .collect();
+    assert!(
+        late.is_empty(),
+        "written by the cut-off replica after the take-over: {late:?}"
+    );
+    let mut b = b;
+    b.stop().await;
+    a.stop().await;
+}
+
+/// `datajob_leader` of the replica whose admin server is `admin`, if it answers.
+async fn leads_at(admin: &str) -> Option<bool> {
+    let out = common::operator::http_get(admin, "/metrics").await?;
+    let body = out.strip_prefix("HTTP/1.1 200")?;
+    common::operator::sample(body, "datajob_leader", &[]).map(|v| v == 1.0)
+}
+
+async fn events_in(client: &Client, ns: &str) -> Vec<k8s_openapi::api::core::v1::Event> {
+    let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
+    api.list(&ListParams::default()).await.unwrap().items
 }

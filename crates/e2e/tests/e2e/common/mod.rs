@@ -27,6 +27,7 @@ use serde_json::json;
 pub mod alerting;
 pub mod daemon;
 pub mod kubectl;
+pub mod netcut;
 pub mod operator;
 pub mod plugin;
 pub mod realnode;

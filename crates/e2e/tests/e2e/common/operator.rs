@@ -18,6 +18,11 @@ impl Operator {
         self.child.id()
     }
 
+    /// Whether it has exited (and its status then).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// Kills it with SIGKILL (no clean-up, no Lease release) and reaps it.
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;

@@ -187,3 +187,92 @@ async fn a_registry_that_does_not_answer_costs_at_most_the_limit_and_says_nothin
     assert!(apply(ns.name(), "closed", &format!("  image: {closed}\n")).is_empty());
     drop(held);
 }
+
+/// Posts `review` to the shared operator's webhook as any pod could: no client
+/// certificate, the server's not checked. Returns the review's `response`.
+async fn post_review(review: serde_json::Value) -> serde_json::Value {
+    let base =
+        std::env::var("DATAJOB_WEBHOOK_URL").unwrap_or_else(|_| "https://127.0.0.1:9443".into());
+    let mut config = kube::Config::new(base.parse().expect("DATAJOB_WEBHOOK_URL is a URL"));
+    config.accept_invalid_certs = true;
+    let forger = kube::Client::try_from(config).expect("a client for the webhook");
+    let request = http::Request::post("/validate-datajob")
+        .header("Content-Type", "application/json")
+        .body(serde_json::to_vec(&review).expect("JSON"))
+        .expect("a request");
+    let answer: serde_json::Value = forger.request(request).await.expect("the webhook answers");
+    answer["response"].clone()
+}
+
+/// A review the apiserver never sent: a create of `object` in `ns` by `user`.
+fn forged(ns: &str, user: serde_json::Value, object: serde_json::Value) -> serde_json::Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "forged-1",
+            "kind": {"group": "datajob.dev", "version": "v1alpha1", "kind": "DataJob"},
+            "resource": {"group": "datajob.dev", "version": "v1alpha1", "resource": "datajobs"},
+            "name": "probe", "namespace": ns, "operation": "CREATE",
+            "userInfo": user,
+            "object": object,
+        }
+    })
+}
+
+/// Issue 25 item 1: a pod posts a review of its own making for another team's
+/// namespace. The answer tells it nothing about that namespace: not which ConfigMap
+/// keys exist, nor whether a service account or the DataJobs named as inputs exist.
+/// The same review by a user who may read them gets every fact (the check can fail).
+#[tokio::test]
+async fn a_forged_review_for_another_namespace_learns_nothing() {
+    let client = client().await;
+    let ns = test_namespace(&client, "forged").await;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns.name());
+    let settings: ConfigMap = common::from_json(json!({
+        "metadata": {"name": "team-settings"}, "data": {"secret-plan": "x"},
+    }));
+    maps.create(&PostParams::default(), &settings)
+        .await
+        .unwrap();
+    let object = json!({
+        "apiVersion": "datajob.dev/v1alpha1", "kind": "DataJob",
+        "metadata": {"name": "probe", "namespace": ns.name()},
+        "spec": {
+            "image": "busybox",
+            "serviceAccountName": "deployer",
+            "inputs": ["payroll"],
+            "env": [{"name": "M", "valueFrom": {"configMapKeyRef": {"name": "team-settings", "key": "mode"}}}],
+        },
+    });
+    let facts = ["team-settings", "secret-plan", "deployer", "payroll"];
+    let told = |response: &serde_json::Value| -> Vec<&str> {
+        let text = response.to_string();
+        facts.iter().copied().filter(|f| text.contains(f)).collect()
+    };
+
+    let nobody = json!({"username": "system:serviceaccount:tenant-a:default",
+                        "groups": ["system:serviceaccounts", "system:authenticated"]});
+    let answer = post_review(forged(ns.name(), nobody, object.clone())).await;
+    assert_eq!(answer["uid"], "forged-1");
+    assert_eq!(
+        told(&answer),
+        Vec::<&str>::new(),
+        "the forger learned: {answer}"
+    );
+    assert_eq!(answer["allowed"], true, "{answer}");
+
+    // A user who may read them is told every fact: the check can fail. (A missing
+    // input refuses the DataJob before the preflight, so they are asked apart.)
+    let admin = json!({"username": "admin", "groups": ["system:masters", "system:authenticated"]});
+    let answer = post_review(forged(ns.name(), admin.clone(), object.clone())).await;
+    assert_eq!(told(&answer), ["payroll"], "{answer}");
+    assert_eq!(answer["allowed"], false, "{answer}");
+    let mut without_inputs = object;
+    without_inputs["spec"]["inputs"] = json!([]);
+    let answer = post_review(forged(ns.name(), admin, without_inputs)).await;
+    assert_eq!(
+        told(&answer),
+        ["team-settings", "secret-plan", "deployer"],
+        "{answer}"
+    );
+}

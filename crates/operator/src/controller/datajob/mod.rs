@@ -401,4 +401,60 @@ mod api_calls {
             ]
         );
     }
+
+    /// Issue 25 item 8: with `history: 0`, the reconcile that first sees a run finished
+    /// writes its outcome and deletes nothing; only one that reads the outcome on the
+    /// stored status prunes the Job. A stop between the two writes (the prune, then the
+    /// status) can no longer lose the run, or make it again.
+    #[tokio::test]
+    async fn a_finished_run_is_pruned_only_once_the_stored_status_holds_it() {
+        let at = labels::truncate_to_minute(Utc::now()) - chrono::Duration::minutes(2);
+        let id = labels::run_id("nightly", at);
+        let mut dj = datajob(Some("* * * * *"), "1");
+        dj.spec.history = Some(0);
+        let mut job = cronjob_run(at);
+        let done = labels::rfc3339(at + chrono::Duration::seconds(30));
+        if let Some(s) = job.spec.as_mut() {
+            s.suspend = Some(false);
+        }
+        job.labels_mut().insert(labels::RUN_ID.into(), id.clone());
+        job.status = serde_json::from_value(serde_json::json!({
+            "startTime": labels::rfc3339(at + chrono::Duration::seconds(1)),
+            "completionTime": done,
+            "succeeded": 1,
+            "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": done}],
+        }))
+        .unwrap_or_default();
+        let deletes = |calls: &[crate::controller::mock::Call]| {
+            calls
+                .iter()
+                .filter(|c| c.call.starts_with("DELETE"))
+                .map(|c| c.call.clone())
+                .collect::<Vec<_>>()
+        };
+        let first = calls_with_jobs(dj.clone(), vec![job.clone()]).await;
+        assert_eq!(
+            deletes(&first),
+            Vec::<String>::new(),
+            "{:?}",
+            calls_of(&first)
+        );
+        let status = first
+            .iter()
+            .find(|c| c.call.ends_with("/datajobs/nightly/status"))
+            .map(|c| c.body["status"].clone())
+            .unwrap_or_default();
+        dj.status = serde_json::from_value(status).ok();
+        assert!(
+            dj.status
+                .as_ref()
+                .is_some_and(|s| s.recent_runs.iter().any(|r| r.name == id)),
+            "the first status write records the run"
+        );
+        let second = calls_with_jobs(dj, vec![job]).await;
+        assert_eq!(
+            deletes(&second),
+            [format!("DELETE /apis/batch/v1/namespaces/data/jobs/{id}")]
+        );
+    }
 }
