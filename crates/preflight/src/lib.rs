@@ -551,7 +551,7 @@ mod tests {
     }
 
     /// A cluster where every object is missing (404); it counts the requests it gets.
-    fn missing_everything() -> (Client, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    pub(crate) fn missing_everything() -> (Client, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
         let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let count = asked.clone();
         let service = tower::service_fn(move |_: http::Request<kube::client::Body>| {

@@ -467,6 +467,32 @@ mod api_calls {
     }
 
     /// One reconcile of `bf` while the cache holds `others` too, at most `limit` at once.
+    /// The controller's context on the mocked `client`, with these caches.
+    fn test_context(
+        client: kube::Client,
+        datajobs: Vec<DataJob>,
+        backfills: Vec<Backfill>,
+        limit: usize,
+        wake: tokio::sync::mpsc::Sender<ObjectRef<Backfill>>,
+    ) -> BackfillContext {
+        BackfillContext {
+            base: Context::new(
+                client,
+                Metrics::new(true),
+                datajob_core::validation::Limits::default(),
+                datajob_core::decide::children::Guards::default(),
+            ),
+            jobs: mock::store_of(Vec::new()),
+            datajobs: mock::store_of(datajobs),
+            groups: mock::store_of(Vec::new()),
+            backfills: mock::store_of(backfills),
+            limit,
+            poll: POLL,
+            wake,
+            released: Default::default(),
+        }
+    }
+
     async fn one_reconcile_among(
         bf: Backfill,
         datajobs: Vec<DataJob>,
@@ -478,22 +504,7 @@ mod api_calls {
         cached.push(bf.clone());
         let (wake, _woken) = tokio::sync::mpsc::channel(WAKE_BUFFER);
         let (client, calls) = mock::client_holding(answer, Vec::new());
-        let ctx = Arc::new(BackfillContext {
-            base: Context::new(
-                client,
-                Metrics::new(true),
-                datajob_core::validation::Limits::default(),
-                datajob_core::decide::children::Guards::default(),
-            ),
-            jobs: mock::store_of(Vec::new()),
-            datajobs: mock::store_of(datajobs),
-            groups: mock::store_of(Vec::new()),
-            backfills: mock::store_of(cached),
-            limit,
-            poll: POLL,
-            wake,
-            released: Default::default(),
-        });
+        let ctx = Arc::new(test_context(client, datajobs, cached, limit, wake));
         let action = reconcile(Arc::new(bf), ctx).await;
         let calls = calls.lock().map(|c| c.clone()).unwrap_or_default();
         match action {
@@ -603,26 +614,8 @@ mod api_calls {
         // Its runs were going as the cache still says.
         let done = other("done", 5, 2);
         let older = other("older", 10, 0);
-        let ctx = BackfillContext {
-            base: Context::new(
-                client,
-                Metrics::new(true),
-                datajob_core::validation::Limits::default(),
-                datajob_core::decide::children::Guards::default(),
-            ),
-            jobs: mock::store_of(Vec::new()),
-            datajobs: mock::store_of(Vec::new()),
-            groups: mock::store_of(Vec::new()),
-            backfills: mock::store_of(vec![
-                done.clone(),
-                other("newer", 40, 0),
-                other("older", 10, 0),
-            ]),
-            limit: 1,
-            poll: POLL,
-            wake,
-            released: Default::default(),
-        };
+        let backfills = vec![done.clone(), other("newer", 40, 0), other("older", 10, 0)];
+        let ctx = test_context(client, Vec::new(), backfills, 1, wake);
         let complete = BackfillStatus {
             observed_generation: Some(1),
             state: Some(BackfillState::Complete),

@@ -133,17 +133,7 @@ fn closed_port() -> u16 {
 
 /// A kube client whose every answer is 404: no Secret, no account, no pull secret.
 fn no_objects() -> kube::Client {
-    let service = tower::service_fn(|_: http::Request<kube::client::Body>| async {
-        let body = br#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}"#;
-        Ok::<_, std::convert::Infallible>(
-            http::Response::builder()
-                .status(404)
-                .header("Content-Type", "application/json")
-                .body(kube::client::Body::from(body.to_vec()))
-                .unwrap(),
-        )
-    });
-    kube::Client::new(service, "default")
+    crate::tests::missing_everything().0
 }
 
 fn spec(image: &str) -> datajob_api::DataJobSpec {
