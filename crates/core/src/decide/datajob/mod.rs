@@ -253,8 +253,7 @@ pub fn plan(dj: &DataJob, o: &Observed, settings: &Settings<'_>, now: DateTime<U
         let caught_up = lifecycle::catch_up(flow, &current, catch_up.as_ref());
         steps.extend(caught_up.steps);
         catch_up = caught_up.status;
-        let recorded = dj.status.as_ref().map_or(&[][..], |s| &s.recent_runs);
-        steps.extend(prune(flow.r, &run_jobs, &current, recorded));
+        steps.extend(prune(flow.r, &run_jobs, &current, dj.status.as_ref()));
     }
     let waiting = current
         .iter()
@@ -459,30 +458,33 @@ fn missed(
 /// Finished Jobs beyond the DataJob's history; runs still being published are not
 /// pruned (their publish Job goes with them). Their outcome stays in `status.recentRuns`.
 ///
-/// Only a Job whose finished outcome the stored status (`recorded`, as read) already
-/// holds is pruned: the prune runs before this pass's status write, and a Job pruned
-/// before its outcome was written (the operator stopped in between) would leave no
-/// trace, and its run would be made again (with `history: 0`, at once).
+/// Only a Job whose run the stored status (`stored`, as read) already accounts for is
+/// pruned: its finished outcome is there, or the stored history is full of newer runs
+/// (the run fell out of it, [`runs::already_ran`]). The prune runs before this pass's
+/// status write, and a Job pruned before its outcome was written (the operator stopped
+/// in between) would leave no trace, and its run would be made again (with
+/// `history: 0`, at once).
 fn prune(
     r: &Resolved,
     run_jobs: &[&Arc<Job>],
     current: &[RunRecord],
-    recorded: &[RunRecord],
+    stored: Option<&DataJobStatus>,
 ) -> Vec<Step> {
     let busy: HashSet<&str> = current
         .iter()
         .filter(|r| !r.state.is_finished())
         .map(|r| r.name.as_str())
         .collect();
-    let recorded: HashSet<&str> = recorded
-        .iter()
-        .filter(|r| r.state.is_finished())
-        .map(|r| r.name.as_str())
-        .collect();
+    let history = stored.map_or(&[][..], |s| &s.recent_runs);
+    let accounted = |name: &str| match history.iter().find(|run| run.name == name) {
+        Some(run) => run.state.is_finished(),
+        None => labels::logical_time_of(&r.name, name)
+            .is_some_and(|t| runs::already_ran(stored, name, t)),
+    };
     let prunable: Vec<&Job> = run_jobs
         .iter()
         .filter(|j| !busy.contains(j.name_any().as_str()))
-        .filter(|j| recorded.contains(j.name_any().as_str()))
+        .filter(|j| accounted(j.name_any().as_str()))
         .map(|j| j.as_ref())
         .collect();
     cleanup::jobs_beyond_history(&r.name, &prunable, r.history as usize)

@@ -532,6 +532,67 @@ fn with_no_history_a_finished_run_is_kept_until_the_status_holds_its_outcome() {
     );
 }
 
+/// A finished run older than every run of a full stored history never gets into
+/// `recentRuns`; its Job is still pruned, because the history already tells that the
+/// run is not to be made again ([`runs::already_ran`]).
+#[test]
+fn a_finished_run_that_fell_out_of_a_full_history_is_pruned() {
+    let mut dj = datajob(Some("0 * * * *"));
+    dj.spec.history = Some(1);
+    let newer: Vec<RunRecord> = (0..runs::RECENT_RUNS as i64)
+        .map(|h| {
+            let t = "2026-12-01T10:00:00Z".parse::<DateTime<Utc>>().unwrap()
+                + chrono::Duration::hours(h);
+            RunRecord {
+                name: labels::run_id("nightly", t),
+                logical_time: labels::rfc3339(t),
+                state: RunState::Succeeded,
+                ..Default::default()
+            }
+        })
+        .collect();
+    dj.status = Some(DataJobStatus {
+        recent_runs: newer,
+        ..Default::default()
+    });
+    let old = succeeded(
+        scheduled_job("2026-12-01T01:00:00Z"),
+        "2026-12-01T01:00:01Z",
+        "2026-12-01T01:01:00Z",
+    );
+    let newest = || {
+        succeeded(
+            scheduled_job("2026-12-01T19:00:00Z"),
+            "2026-12-01T19:00:01Z",
+            "2026-12-01T19:01:00Z",
+        )
+    };
+    let p = plan_at(&dj, &observed(vec![old, newest()]), "2026-12-01T20:30:00Z");
+    let prunes: Vec<&Step> = p
+        .steps
+        .iter()
+        .filter(|s| matches!(s, Step::Prune { .. }))
+        .collect();
+    assert_eq!(
+        prunes,
+        [&Step::Prune {
+            name: "nightly-29934780".into(),
+            history: 1
+        }]
+    );
+    // With room left in the history it waits for its outcome to be stored instead.
+    if let Some(s) = dj.status.as_mut() {
+        s.recent_runs.truncate(runs::RECENT_RUNS - 1);
+    }
+    let old = succeeded(
+        scheduled_job("2026-12-01T01:00:00Z"),
+        "2026-12-01T01:00:01Z",
+        "2026-12-01T01:01:00Z",
+    );
+    let p = plan_at(&dj, &observed(vec![old, newest()]), "2026-12-01T20:30:00Z");
+    assert!(!p.steps.iter().any(|s| matches!(s, Step::Prune { .. })));
+}
+
 #[test]
 fn a_status_write_says_which_runs_started_and_finished_once() {
     let dj = datajob(Some("0 2 * * *"));
