@@ -83,6 +83,7 @@ run: build ## run the operator in the foreground against the current KUBECONFIG 
 e2e: ## end-to-end tests on a fresh local control plane with real Karpenter (brought down afterwards)
 	$(CARGO) build --bins
 	$(CARGO) test -p datajob-e2e --features e2e --test e2e --no-run
+	bash e2e/s3.sh build >/dev/null
 	DATAJOB_KARPENTER=$${DATAJOB_KARPENTER:-1} bash e2e/run-e2e.sh bash e2e/suites.sh
 
 .PHONY: bench

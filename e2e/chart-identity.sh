@@ -33,7 +33,9 @@ RELEASE=${DATAJOB_RELEASE:-datajob}
 DURATION=${DATAJOB_CHART_TOKEN_DURATION:-3h}
 log() { printf '[chart-identity] %s\n' "$*" >&2; }
 
-set_args=(--set rbac.kwokNodes=true --set rbac.clusterAPI=true --set rbac.karpenter=true --set preflight.secrets=true)
+# logArchive.*: the log archive's rights (a run pod's logs; its finalizer) are granted too.
+set_args=(--set rbac.kwokNodes=true --set rbac.clusterAPI=true --set rbac.karpenter=true --set preflight.secrets=true
+  --set logArchive.endpoint=http://127.0.0.1:9000 --set logArchive.bucket=datajob-logs --set logArchive.existingSecret=datajob-log-archive)
 [ -n "${DATAJOB_WEBHOOK_URL:-}" ] && set_args+=(--set-string "webhook.url=$DATAJOB_WEBHOOK_URL")
 [ -n "${DATAJOB_WEBHOOK_CONFIGURATION:-}" ] && set_args+=(--set-string "webhook.configurationName=$DATAJOB_WEBHOOK_CONFIGURATION")
 [ -n "${DATAJOB_WEBHOOK_SECRET:-}" ] && set_args+=(--set-string "webhook.secretName=$DATAJOB_WEBHOOK_SECRET")

@@ -8,7 +8,8 @@
 #      run by e2e/with-operator.sh (E2E_TEST_THREADS tests of a suite at a time, default 4);
 #   2. the suites under alone/, one after the other, with no shared operator running:
 #      ha (two replicas and a leader kill), chart (helm install and uninstall; its webhook
-#      would slow everyone else), observability (its own operator and Prometheus; its
+#      would slow everyone else), archive (its own operator keeping a log archive in
+#      e2e/s3.sh's S3-compatible server; it freezes that server), observability (its own operator and Prometheus; its
 #      NodeGroups move every DataJob), incluster (the operator's image in a pod), chaos
 #      (its own replicas killed, the apiserver and etcd restarted; the short run,
 #      DATAJOB_CHAOS_SECONDS for a longer one: `make chaos`).

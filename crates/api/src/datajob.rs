@@ -314,6 +314,13 @@ pub struct RunRecord {
     /// defaults. A run with parameters has a run id of its own.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub params: std::collections::BTreeMap<String, String>,
+    /// Where the run's logs are once its pod is gone, when the operator keeps a log
+    /// archive: `Archived` (copied whole), `Cut` (copied, the last 10 MiB of each
+    /// container's log), `NotKept` (the archive did not take them in time) or `Empty`
+    /// (no container started, so there was nothing to keep). Unset: no archive is
+    /// configured, or the run's pod has not stopped yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<String>,
 }
 
 /// What the operator observed and decided.

@@ -1,6 +1,7 @@
 //! `kubectl datajob`: the kubectl plugin for DataJobs (see docs/cli.md). This module
 //! holds the command line; each command lives in its own module, with its decisions
 //! and formatting as pure functions and the API calls at the edge.
+pub(crate) mod archive;
 pub(crate) mod backfill;
 pub(crate) mod cluster;
 pub mod complete;

@@ -1,5 +1,8 @@
-//! `kubectl datajob logs NAME [--run ID] [-f]`: a run's logs without knowing pod names.
-//! The run is the latest unless named; its pod is the newest attempt's.
+//! `kubectl datajob logs NAME [--run ID] [--attempt N] [-f]`: a run's logs without
+//! knowing pod names. The run is the latest unless named; its pod is the newest
+//! attempt's. Once the pod or its node is gone, the logs are read from the operator's
+//! log archive when one is named here ([`super::archive`]), and the first line says
+//! which it read.
 use std::io::Write;
 use std::time::Duration;
 
@@ -8,6 +11,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, LogParams};
 
+use super::archive::{self, ArchiveArgs};
 use super::cluster::Cluster;
 use super::error::{CliError, Result};
 use super::history;
@@ -26,9 +30,16 @@ pub struct LogsArgs {
     #[arg(long, value_name = "RUN")]
     pub run: Option<String>,
 
+    /// Which attempt of the run: 1 is the first. Default: the latest.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub attempt: Option<u32>,
+
     /// Stream the logs as they are written, waiting for the run's pod to start.
     #[arg(short = 'f', long)]
     pub follow: bool,
+
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
 }
 
 /// The run `wanted` names (an id or a logical time), or the latest.
@@ -228,8 +239,28 @@ struct Target {
     zone: chrono_tz::Tz,
 }
 
+/// What `find` found: a pod to read, or a run whose pod (or the attempt asked for) is
+/// gone.
+enum Found {
+    Pod(Box<Target>),
+    Gone {
+        run: Box<RunRecord>,
+        zone: chrono_tz::Tz,
+        why: String,
+    },
+}
+
+/// The pod of attempt `n` (1 is the first) among the pods left, oldest first.
+fn attempt_pod(pods: &[Pod], n: u32) -> Option<&Pod> {
+    let mut sorted: Vec<&Pod> = pods.iter().collect();
+    sorted.sort_by_key(|p| (p.creation_timestamp().map(|t| t.0), p.name_any()));
+    sorted
+        .get(usize::try_from(n).ok()?.checked_sub(1)?)
+        .copied()
+}
+
 /// Finds the pod to read, waiting for it with `follow`.
-async fn find(args: &LogsArgs, cluster: &Cluster, progress: &Progress) -> Result<Target> {
+async fn find(args: &LogsArgs, cluster: &Cluster, progress: &Progress) -> Result<Found> {
     let pods_api: Api<Pod> = cluster.api();
     loop {
         let dj = cluster.datajob(&args.name).await?;
@@ -242,28 +273,45 @@ async fn find(args: &LogsArgs, cluster: &Cluster, progress: &Progress) -> Result
             .await
             .map_err(cluster.error(format!("list the pods of run {}", run.name)))?
             .items;
-        let waiting = match pick_pod(&pods) {
+        let picked = match args.attempt {
+            Some(n) => match attempt_pod(&pods, n) {
+                Some(p) => Some(p),
+                None if run.state.is_finished() || n as usize <= pods.len() => {
+                    return Ok(Found::Gone {
+                        why: format!("its attempt {n} has no pod left"),
+                        zone: zone_of(&dj),
+                        run: Box::new(run),
+                    });
+                }
+                None => None,
+            },
+            None => pick_pod(&pods),
+        };
+        let waiting = match picked {
             None if run.state.is_finished() => {
-                return Err(CliError::NotFound(format!(
-                    "run {} has no pods left: it {} and its Job was removed (history limit or TTL). Its outcome: {}{}",
-                    run.name,
-                    run.state.to_string().to_lowercase(),
-                    run.state,
-                    run.reason
-                        .as_deref()
-                        .map(|r| format!(" ({r})"))
-                        .unwrap_or_default()
-                )));
+                return Ok(Found::Gone {
+                    why: format!(
+                        "it {} and its Job was removed (history limit or TTL); its outcome: {}{}",
+                        run.state.to_string().to_lowercase(),
+                        run.state,
+                        run.reason
+                            .as_deref()
+                            .map(|r| format!(" ({r})"))
+                            .unwrap_or_default()
+                    ),
+                    zone: zone_of(&dj),
+                    run: Box::new(run),
+                });
             }
             None => format!("run {} has no pod yet ({})", run.name, run.state),
             Some(pod) => match not_started(pod) {
                 None => {
-                    return Ok(Target {
+                    return Ok(Found::Pod(Box::new(Target {
                         pod: pod.clone(),
                         attempts: pods.len(),
                         zone: zone_of(&dj),
                         run,
-                    });
+                    })));
                 }
                 Some(why)
                     if pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed") =>
@@ -292,6 +340,7 @@ async fn find(args: &LogsArgs, cluster: &Cluster, progress: &Progress) -> Result
 }
 
 pub(crate) async fn run(args: &LogsArgs, cluster: &Cluster) -> Result<()> {
+    let store = args.archive.store()?;
     let progress = Progress::new();
     let found = find(args, cluster, &progress).await;
     progress.finish();
@@ -300,27 +349,34 @@ pub(crate) async fn run(args: &LogsArgs, cluster: &Cluster) -> Result<()> {
         pod,
         attempts,
         zone,
-    } = found?;
+    } = match found? {
+        Found::Pod(t) => *t,
+        Found::Gone { run, zone, why } => {
+            let why = format!("run {} has no pod to read: {why}", run.name);
+            return from_archive(args, cluster, store.as_ref(), &run, zone, &why).await;
+        }
+    };
     let pod_name = pod.name_any();
     let node = pod
         .spec
         .as_ref()
         .and_then(|s| s.node_name.clone())
         .unwrap_or_else(|| "?".into());
-    let attempt = if attempts > 1 {
-        format!(", the latest of {attempts} attempts")
-    } else {
-        String::new()
+    if store.is_some() && node_kind(cluster, &node).await == NodeKind::Gone {
+        let why = format!("the node {node} that ran its pod {pod_name} is gone");
+        return from_archive(args, cluster, store.as_ref(), &run, zone, &why).await;
+    }
+    let attempt = match args.attempt {
+        Some(n) => format!(", attempt {n} of {attempts}"),
+        None if attempts > 1 => format!(", the latest of {attempts} attempts"),
+        None => String::new(),
     };
     eprintln!(
         "==> run {} (logical time {}){attempt}: pod {pod_name} on node {node}",
         run.name,
-        labels::parse_rfc3339(&run.logical_time).map_or_else(
-            || run.logical_time.clone(),
-            |t| terminal::local_time(t, zone)
-        ),
+        logical(&run, zone),
     );
-    print_logs(
+    let read = print_logs(
         cluster,
         &run.name,
         &pod_name,
@@ -328,7 +384,71 @@ pub(crate) async fn run(args: &LogsArgs, cluster: &Cluster) -> Result<()> {
         args.follow,
         &mut std::io::stdout(),
     )
+    .await;
+    match (read, store.as_ref()) {
+        // The pod went (or its node stopped answering) while we asked: the archive may
+        // have its copy.
+        (Err(e), Some(_)) => {
+            let why = e.to_string();
+            from_archive(args, cluster, store.as_ref(), &run, zone, &why)
+                .await
+                .map_err(|_| e)
+        }
+        (read, _) => read,
+    }
+}
+
+fn logical(run: &RunRecord, zone: chrono_tz::Tz) -> String {
+    labels::parse_rfc3339(&run.logical_time).map_or_else(
+        || run.logical_time.clone(),
+        |t| terminal::local_time(t, zone),
+    )
+}
+
+/// Reads the run's log from the archive, saying so, or says why it cannot.
+async fn from_archive(
+    args: &LogsArgs,
+    cluster: &Cluster,
+    store: Option<&datajob_archive::Store>,
+    run: &RunRecord,
+    zone: chrono_tz::Tz,
+    why: &str,
+) -> Result<()> {
+    let Some(store) = store else {
+        let kept = match run.logs.as_deref() {
+            Some("Archived" | "Cut") => "the operator archived its logs; ",
+            Some("NotKept") => "the operator's log archive did not keep its logs; ",
+            _ => "",
+        };
+        return Err(CliError::NotFound(format!(
+            "{why}; {kept}{}",
+            archive::HOW_TO_READ
+        )));
+    };
+    let found = archive::read(
+        store,
+        &cluster.namespace,
+        &args.name,
+        &run.name,
+        args.attempt.map(|n| n as usize),
+        CONTAINER,
+    )
     .await
+    .map_err(|e| CliError::NotFound(format!("{why}; {e}")))?;
+    eprintln!(
+        "==> run {} (logical time {}), attempt {} of {}: from the log archive ({}), {why}",
+        run.name,
+        logical(run, zone),
+        found.attempt.number,
+        found.attempts,
+        found.key,
+    );
+    std::io::stdout()
+        .write_all(&found.text)
+        .map_err(CliError::io(format!(
+            "writing the logs of run {}",
+            run.name
+        )))
 }
 
 #[cfg(test)]
@@ -403,6 +523,25 @@ mod tests {
             "not scheduled yet: 0/3 nodes are available"
         );
         assert_eq!(not_started(&pods[0]), None);
+    }
+
+    #[test]
+    fn an_attempt_is_counted_from_the_first_pod_made() {
+        let pods = vec![
+            pod("a-1-late", 300, serde_json::json!({})),
+            pod("a-1-first", 100, serde_json::json!({})),
+            pod("a-1-second", 200, serde_json::json!({})),
+        ];
+        assert_eq!(
+            attempt_pod(&pods, 1).map(|p| p.name_any()).as_deref(),
+            Some("a-1-first")
+        );
+        assert_eq!(
+            attempt_pod(&pods, 3).map(|p| p.name_any()).as_deref(),
+            Some("a-1-late")
+        );
+        assert!(attempt_pod(&pods, 4).is_none());
+        assert!(attempt_pod(&pods, 0).is_none());
     }
 
     #[test]

@@ -164,6 +164,9 @@ pub struct Config {
     #[command(flatten)]
     pub secure_metrics: SecureMetrics,
 
+    #[command(flatten)]
+    pub log_archive: LogArchive,
+
     /// Without a command: run the operator. The commands are the steps its image runs in
     /// users' namespaces for outputs on volumes.
     #[command(subcommand)]
@@ -330,8 +333,138 @@ impl Config {
             scratch_storage_class: self.scratch_storage_class.clone(),
             publisher_image: self.publisher_image.clone().filter(|i| !i.is_empty()),
             sweep_grace: self.max_deadline + self.startup_allowance,
+            log_archive: self
+                .log_archive
+                .endpoint
+                .as_deref()
+                .is_some_and(|e| !e.trim().is_empty()),
         }
     }
+
+    /// The log archive's store, or `None` when none is configured (then every run's
+    /// logs go with its pod, as in plain Kubernetes). A half-given configuration is an
+    /// error that names what is missing.
+    pub fn log_archive(&self) -> crate::Result<Option<datajob_archive::Settings>> {
+        let a = &self.log_archive;
+        let Some(endpoint) = a.endpoint.clone().filter(|e| !e.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let missing = |what: &str, flag: &str, env: &str| {
+            crate::Error::Config(format!(
+                "--log-archive-endpoint {endpoint:?} is set but {what} is not: set {flag} (or {env})"
+            ))
+        };
+        let bucket = a.bucket.clone().filter(|b| !b.is_empty()).ok_or_else(|| {
+            missing(
+                "the bucket",
+                "--log-archive-bucket",
+                "DATAJOB_LOG_ARCHIVE_BUCKET",
+            )
+        })?;
+        let access_key = a
+            .access_key
+            .clone()
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                missing(
+                    "the access key",
+                    "--log-archive-access-key",
+                    "AWS_ACCESS_KEY_ID",
+                )
+            })?;
+        let secret_key = a
+            .secret_key
+            .clone()
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                missing(
+                    "the secret key",
+                    "--log-archive-secret-key",
+                    "AWS_SECRET_ACCESS_KEY",
+                )
+            })?;
+        if a.max_bytes == 0 {
+            return Err(crate::Error::Config(
+                "--log-archive-max-bytes 0 would keep no log at all: give a bound such as 10Mi"
+                    .into(),
+            ));
+        }
+        Ok(Some(datajob_archive::Settings {
+            endpoint,
+            bucket,
+            region: a.region.clone(),
+            prefix: a.prefix.clone(),
+            access_key,
+            secret_key,
+        }))
+    }
+}
+
+/// The log archive: where run logs are copied before their pods go.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LogArchive {
+    /// The S3-compatible store the logs are copied to, e.g.
+    /// https://s3.eu-west-1.amazonaws.com or http://minio.storage:9000 (path-style
+    /// requests). Unset: no archive; logs go with their pods.
+    #[arg(
+        long = "log-archive-endpoint",
+        env = "DATAJOB_LOG_ARCHIVE_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub endpoint: Option<String>,
+    /// The bucket (it must exist).
+    #[arg(
+        long = "log-archive-bucket",
+        env = "DATAJOB_LOG_ARCHIVE_BUCKET",
+        value_name = "NAME"
+    )]
+    pub bucket: Option<String>,
+    #[arg(
+        long = "log-archive-region",
+        env = "DATAJOB_LOG_ARCHIVE_REGION",
+        default_value = "us-east-1"
+    )]
+    pub region: String,
+    /// Put before every key, e.g. `datajob/`.
+    #[arg(
+        long = "log-archive-prefix",
+        env = "DATAJOB_LOG_ARCHIVE_PREFIX",
+        default_value = ""
+    )]
+    pub prefix: String,
+    #[arg(
+        long = "log-archive-access-key",
+        env = "AWS_ACCESS_KEY_ID",
+        hide_env_values = true
+    )]
+    pub access_key: Option<String>,
+    #[arg(
+        long = "log-archive-secret-key",
+        env = "AWS_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    pub secret_key: Option<String>,
+    /// At most this many bytes of each container's log per attempt; past it, the tail.
+    #[arg(long = "log-archive-max-bytes", env = "DATAJOB_LOG_ARCHIVE_MAX_BYTES", default_value = "10Mi", value_parser = bytes)]
+    pub max_bytes: u64,
+    /// Runs whose logs are older than this are deleted from the archive.
+    #[arg(long = "log-archive-max-age", env = "DATAJOB_LOG_ARCHIVE_MAX_AGE", default_value = "30d", value_parser = duration)]
+    pub max_age: Duration,
+    /// Per DataJob, only the newest this many runs' logs are kept.
+    #[arg(
+        long = "log-archive-max-runs",
+        env = "DATAJOB_LOG_ARCHIVE_MAX_RUNS",
+        default_value_t = 100
+    )]
+    pub max_runs: usize,
+    /// The longest a run pod whose containers stopped is held for its copy: past it, the
+    /// pod goes without one and the run's `logs` says `NotKept`. A store that does not
+    /// answer never holds a run's clean-up (or a node's scale-down) for longer.
+    #[arg(long = "log-archive-give-up-after", env = "DATAJOB_LOG_ARCHIVE_GIVE_UP_AFTER", default_value = "2m", value_parser = duration)]
+    pub give_up_after: Duration,
+    /// How often retention runs (and the store's size is measured).
+    #[arg(long = "log-archive-sweep-interval", env = "DATAJOB_LOG_ARCHIVE_SWEEP_INTERVAL", default_value = "10m", value_parser = duration)]
+    pub sweep_interval: Duration,
 }
 
 /// `/metrics` over HTTPS, for authenticated and authorized scrapers only.
@@ -451,6 +584,43 @@ mod tests {
     fn parse(args: &[&str]) -> Config {
         Config::try_parse_from(std::iter::once("datajob-operator").chain(args.iter().copied()))
             .unwrap()
+    }
+
+    #[test]
+    fn a_log_archive_half_configured_names_what_is_missing() {
+        let base = ["--log-archive-endpoint", "http://127.0.0.1:9000"];
+        let e = parse(&base).log_archive().unwrap_err().to_string();
+        assert!(e.contains("--log-archive-bucket"), "{e}");
+        let mut with_bucket = base.to_vec();
+        with_bucket.extend([
+            "--log-archive-bucket",
+            "logs",
+            "--log-archive-access-key",
+            "k",
+        ]);
+        let e = parse(&with_bucket).log_archive().unwrap_err().to_string();
+        assert!(
+            e.contains("the secret key") && e.contains("AWS_SECRET_ACCESS_KEY"),
+            "{e}"
+        );
+        with_bucket.extend([
+            "--log-archive-secret-key",
+            "s",
+            "--log-archive-max-bytes",
+            "1Mi",
+        ]);
+        let c = parse(&with_bucket);
+        let settings = c.log_archive().unwrap().unwrap();
+        assert_eq!(
+            (settings.bucket.as_str(), c.log_archive.max_bytes),
+            ("logs", 1 << 20)
+        );
+        assert!(
+            c.guards().log_archive,
+            "run pods carry the archive's finalizer"
+        );
+        assert!(parse(&[]).log_archive().unwrap().is_none());
+        assert!(!parse(&[]).guards().log_archive);
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub enum Error {
     #[error("kubernetes client configuration: {0}")]
     Config(String),
 
+    /// The log archive did not take a copy (or a listing) in time.
+    #[error("log archive: {0}")]
+    Archive(#[from] datajob_archive::StoreError),
+
     #[error(
         "lost the leader Lease: stopped acting and exiting, so that a restart rejoins as a follower"
     )]
@@ -68,6 +72,7 @@ impl Error {
             Error::Bind { .. } => "bind",
             Error::Config(_) => "config",
             Error::LostLease => "lost_lease",
+            Error::Archive(_) => "archive",
         }
     }
 

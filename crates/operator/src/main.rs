@@ -126,6 +126,9 @@ async fn run(config: Config) -> Result<()> {
     };
     let webhook_settings = config.webhook()?;
     let secure_metrics = config.secure_metrics()?;
+    controller::archive::Archive::announce(
+        controller::archive::Archive::from_config(&config)?.as_ref(),
+    );
     let client = Client::try_default()
         .await
         .map_err(|e| Error::Config(format!("cannot reach the cluster: {e}")))?;
@@ -455,7 +458,8 @@ async fn run_controllers(
     );
     let (jobs, job_events) = controller::managed_cache::<Job>(client.clone(), controller::trim_job);
     let (pods, pod_events) = controller::managed_cache::<Pod>(client.clone(), controller::trim_pod);
-    let (pods_for_watchdog, pods_for_groups, pod_pump) = controller::fan_out(pod_events);
+    let (pods_for_watchdog, pods_rest, pod_pump) = controller::fan_out(pod_events);
+    let (pods_for_groups, pods_for_archive, pod_pump_rest) = controller::fan_out(pods_rest);
     let (jobs_for_datajobs, jobs_rest, job_pump) = controller::fan_out(job_events);
     let (jobs_for_watchdog, jobs_for_backfills, job_pump_rest) = controller::fan_out(jobs_rest);
     let datajobs = controller::datajob::run(
@@ -530,6 +534,17 @@ async fn run_controllers(
         },
         stopped(act.clone()),
     );
+    // Checked at start (`run`): an error here cannot be new.
+    let archive = controller::archive::Archive::from_config(config)
+        .ok()
+        .flatten();
+    let archive = controller::archive::run(
+        ctx.clone(),
+        archive,
+        pods.clone(),
+        pods_for_archive,
+        stopped(act.clone()),
+    );
     let cleanup = controller::cleanup::run(
         ctx,
         pods,
@@ -540,12 +555,14 @@ async fn run_controllers(
     );
     let pumps = async move {
         tokio::select! {
-            _ = futures::future::join3(pod_pump, job_pump, job_pump_rest) => {},
+            _ = futures::future::join4(pod_pump, pod_pump_rest, job_pump, job_pump_rest) => {},
             _ = stopped(act) => {},
         }
     };
     info!("leading: controllers running");
-    tokio::join!(datajobs, watchdog, nodegroups, backfills, cleanup, pumps);
+    tokio::join!(
+        datajobs, watchdog, nodegroups, backfills, archive, cleanup, pumps
+    );
     info!("controllers stopped");
 }
 

@@ -27,6 +27,12 @@ use prometheus_client::registry::{Registry, Unit};
 use datajob_api::{DataJob, NodeGroup, RunState};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `Archived`, `Cut`, `NotKept` or `Empty` (datajob_core::decide::archive::Kept).
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ControllerLabels {
     pub controller: String,
 }
@@ -143,6 +149,9 @@ pub struct Metrics {
     pub leader: Gauge,
     pub build_info: Family<BuildLabels, Gauge>,
     pub webhook_cert_expiry: Gauge,
+    pub log_copies: Family<OutcomeLabels, Counter>,
+    pub log_archive_bytes: Gauge,
+    pub log_archive_objects: Gauge,
     /// The leader's caches the object gauges are read from.
     pub caches: Caches,
 }
@@ -329,6 +338,30 @@ impl Metrics {
             "When the webhook's serving certificate in use expires (Unix seconds)",
             Gauge::default(),
         );
+        let log_copies = registered(
+            reg,
+            "log_archive_copies",
+            "Run pods whose logs the log archive took (outcome Archived or Cut), did not keep (NotKept) or found empty (Empty), by outcome",
+            Family::<OutcomeLabels, Counter>::default(),
+        );
+        // Every outcome from the start, so a rate of 0 is a rate and not "no data".
+        for outcome in ["Archived", "Cut", "NotKept", "Empty"] {
+            drop(log_copies.get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            }));
+        }
+        let log_archive_bytes = registered(
+            reg,
+            "log_archive_bytes",
+            "Bytes of run logs in the log archive after its last retention pass",
+            Gauge::default(),
+        );
+        let log_archive_objects = registered(
+            reg,
+            "log_archive_objects",
+            "Log objects (one per attempt and container) in the log archive after its last retention pass",
+            Gauge::default(),
+        );
         let caches = Caches::default();
         r.register_collector(Box::new(ObjectGauges {
             per_datajob,
@@ -343,6 +376,9 @@ impl Metrics {
             leader,
             build_info,
             webhook_cert_expiry,
+            log_copies,
+            log_archive_bytes,
+            log_archive_objects,
             reconciliations,
             reconcile_errors,
             reconcile_duration,
@@ -891,7 +927,7 @@ mod tests {
         // nine gauges read from the caches (`datajob_info` and `datajob_late` among
         // them), the heap and its peak (the unit tests run on the operator's counting
         // allocator) and the six standard `process_*` metrics.
-        assert_eq!(families.len(), 22 + 9 + 2 + 6, "{families:?}");
+        assert_eq!(families.len(), 25 + 9 + 2 + 6, "{families:?}");
         let docs = documented();
         let mut shown = BTreeSet::new();
         for (family, kind) in &families {

@@ -457,7 +457,8 @@ fn the_dashboard_is_a_grafana_model_on_the_datasource_variable() {
             "Schedules",
             "Stuck-run guard",
             "Node groups",
-            "Operator"
+            "Operator",
+            "Log archive"
         ]
     );
     let mut ids = BTreeSet::new();

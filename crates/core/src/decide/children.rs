@@ -50,6 +50,9 @@ pub struct Guards {
     /// How long staging directories and replaced versions are kept on a volume: the
     /// longest a run can live (the longest deadline plus the startup allowance).
     pub sweep_grace: Duration,
+    /// The operator keeps a log archive: run pods carry its finalizer
+    /// ([`crate::decide::archive::FINALIZER`]) until their logs are copied.
+    pub log_archive: bool,
 }
 
 impl Default for Guards {
@@ -61,6 +64,7 @@ impl Default for Guards {
             scratch_storage_class: None,
             publisher_image: None,
             sweep_grace: Duration::from_secs(24 * 3600 + 15 * 60),
+            log_archive: false,
         }
     }
 }
@@ -312,6 +316,10 @@ fn pod_template(
         metadata: Some(ObjectMeta {
             labels: Some(labels),
             annotations: Some(annotations),
+            // The Job controller puts the template's finalizers on every pod it makes.
+            finalizers: guards
+                .log_archive
+                .then(|| vec![crate::decide::archive::FINALIZER.to_string()]),
             ..Default::default()
         }),
         spec: Some(PodSpec {

@@ -2,6 +2,7 @@
 //! says what should be, with no API call, so each is unit-tested without a cluster. The
 //! controllers (`datajob_operator::controller`) gather the state, call these and apply the answer;
 //! never the reverse.
+pub mod archive;
 pub mod backfill;
 pub mod catch_up;
 pub mod children;

@@ -50,6 +50,10 @@ pub fn run_of(job: &Job, datajob: &str) -> Option<RunRecord> {
             .get(labels::PARAMS)
             .and_then(|a| params::parse_annotation(a).ok())
             .unwrap_or_default(),
+        logs: annotations
+            .get(crate::decide::archive::LOGS)
+            .and_then(|k| crate::decide::archive::Kept::parse(k))
+            .map(|k| k.as_str().to_string()),
         name,
         logical_time: labels::rfc3339(logical_time),
         start_time: status
@@ -292,6 +296,10 @@ pub fn merge_runs(previous: &[RunRecord], current: Vec<RunRecord>) -> Vec<RunRec
             run.estimated_cost = by_name
                 .get(&run.name)
                 .and_then(|p| p.estimated_cost.clone());
+        }
+        // So is where its logs went, once the Job said so.
+        if run.logs.is_none() {
+            run.logs = by_name.get(&run.name).and_then(|p| p.logs.clone());
         }
         by_name.insert(run.name.clone(), run);
     }

@@ -38,6 +38,7 @@ mod shared {
 
 /// Suites that run alone: their own operators, the chart, restarts.
 mod alone {
+    mod archive;
     mod chaos;
     mod chart;
     mod ha;

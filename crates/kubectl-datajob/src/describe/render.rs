@@ -7,6 +7,7 @@ use kube::ResourceExt;
 use super::{Child, Description, EventLine, Summary};
 use crate::history;
 use crate::terminal::{self, Color, Style, Table, state_color};
+use datajob_api::RunRecord;
 use datajob_core::labels::{self, JOB_NAME};
 
 /// The CronJob and the run Jobs with their pods, in a line each.
@@ -146,6 +147,9 @@ pub(crate) fn render(
         .map(|r| format!(" ({r})"))
         .unwrap_or_default();
     field(&mut out, "State", &format!("{state}{reason}"));
+    if let Some(logs) = logs_line(&d.name, &d.runs) {
+        field(&mut out, "Logs", &logs);
+    }
     out.push_str(&format!("\n{}\n", style.paint("Why:", Color::Bold)));
     for line in &d.why {
         out.push_str(&format!("  {line}\n"));
@@ -159,6 +163,39 @@ pub(crate) fn render(
     out.push_str(&format!("\n{}\n", style.paint("Events:", Color::Bold)));
     out.push_str(&indented(events_table(&d.events, now, style)));
     out
+}
+
+/// Where the runs' logs are once their pods go, from what the recent runs say
+/// (`recentRuns[].logs`, which only an operator with a log archive writes); `None`
+/// before any run finished.
+pub(crate) fn logs_line(name: &str, runs: &[RunRecord]) -> Option<String> {
+    let finished: Vec<&RunRecord> = runs.iter().filter(|r| r.state.is_finished()).collect();
+    if finished.is_empty() {
+        return None;
+    }
+    let told = |k: &str| {
+        finished
+            .iter()
+            .filter(|r| r.logs.as_deref() == Some(k))
+            .count()
+    };
+    let kept = told("Archived") + told("Cut");
+    if kept + told("NotKept") + told("Empty") == 0 {
+        return Some(
+            "not archived: a run's logs go with its pod (TTL, history, node scale-down); the operator keeps no log archive (chart values logArchive.*)".into(),
+        );
+    }
+    let mut line = format!(
+        "kept in the log archive after the pods go ({kept} of the last {} finished runs); `kubectl datajob logs {name} --run ID` reads them",
+        finished.len()
+    );
+    let not_kept = told("NotKept");
+    if not_kept > 0 {
+        line.push_str(&format!(
+            "; {not_kept} run(s) whose logs the archive did not take in time"
+        ));
+    }
+    Some(line)
 }
 
 /// Each line of `text`, indented by two spaces.
@@ -251,6 +288,7 @@ fn events_table(events: &[EventLine], now: DateTime<Utc>, style: Style) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datajob_api::RunState;
 
     fn now() -> DateTime<Utc> {
         labels::parse_rfc3339("2026-11-25T10:00:00Z").unwrap()
@@ -284,6 +322,34 @@ mod tests {
         assert!(
             !rows.iter().any(|(n, _)| *n == "Params" || *n == "Owner"),
             "{rows:?}"
+        );
+    }
+
+    #[test]
+    fn the_logs_line_says_whether_the_archive_keeps_them() {
+        let run = |state: RunState, logs: Option<&str>| RunRecord {
+            name: "r".into(),
+            state,
+            logs: logs.map(Into::into),
+            ..Default::default()
+        };
+        assert_eq!(logs_line("etl", &[run(RunState::Running, None)]), None);
+        let plain = logs_line("etl", &[run(RunState::Succeeded, None)]).unwrap();
+        assert!(plain.starts_with("not archived"), "{plain}");
+        let kept = logs_line(
+            "etl",
+            &[
+                run(RunState::Succeeded, Some("Archived")),
+                run(RunState::Failed, Some("Cut")),
+                run(RunState::Failed, Some("NotKept")),
+            ],
+        )
+        .unwrap();
+        assert!(kept.contains("(2 of the last 3 finished runs)"), "{kept}");
+        assert!(kept.contains("kubectl datajob logs etl --run ID"), "{kept}");
+        assert!(
+            kept.contains("1 run(s) whose logs the archive did not take"),
+            "{kept}"
         );
     }
 

@@ -1,4 +1,5 @@
 //! Controllers: one per resource. Each gathers state, calls a pure decision, applies it.
+pub mod archive;
 pub mod backfill;
 mod caches;
 pub mod cleanup;

@@ -245,6 +245,7 @@ pub fn plan(dj: &DataJob, o: &Observed, settings: &Settings<'_>, now: DateTime<U
     let mut previous = dj.status.clone().unwrap_or_default();
     previous.recent_runs.retain(|r| !skipped.contains(&r.name));
     let (mut published, mut catch_up) = (previous.published.clone(), previous.catch_up.clone());
+    let mut prune_pending = false;
     if let Some(flow) = &flow {
         // A succeeded run counts once its output is published.
         let publishing = lifecycle::publish(flow, &mut current);
@@ -253,7 +254,16 @@ pub fn plan(dj: &DataJob, o: &Observed, settings: &Settings<'_>, now: DateTime<U
         let caught_up = lifecycle::catch_up(flow, &current, catch_up.as_ref());
         steps.extend(caught_up.steps);
         catch_up = caught_up.status;
-        steps.extend(prune(flow.r, &run_jobs, &current, dj.status.as_ref()));
+        let pruning = prune(
+            flow.r,
+            &run_jobs,
+            &current,
+            dj.status.as_ref(),
+            settings.guards.log_archive,
+            now,
+        );
+        steps.extend(pruning.steps);
+        prune_pending = pruning.pending;
     }
     let waiting = current
         .iter()
@@ -292,7 +302,13 @@ pub fn plan(dj: &DataJob, o: &Observed, settings: &Settings<'_>, now: DateTime<U
             next_check.into_iter().chain(due).min(),
             waiting,
             now,
-        )),
+        ))
+        // A Job beyond the history waits for the status this pass writes (or for its
+        // logs to be told): look again soon, not at the next schedule.
+        .map(|d| match prune_pending {
+            true => d.min(PRUNE_RECHECK),
+            false => d,
+        }),
     }
 }
 
@@ -463,13 +479,21 @@ fn missed(
 /// (the run fell out of it, [`runs::already_ran`]). The prune runs before this pass's
 /// status write, and a Job pruned before its outcome was written (the operator stopped
 /// in between) would leave no trace, and its run would be made again (with
-/// `history: 0`, at once).
+/// `history: 0`, at once). With the log archive on (`logs_kept`), the stored outcome
+/// must also say where the run's logs went: the archive says so on the Job, which must
+/// still be there to be read.
+///
+/// The logs are waited for at most [`LOGS_WAIT`] after the run finished (a Job that
+/// never had a pod is never told about). `pending` says a Job beyond the history
+/// waits for one of these.
 fn prune(
     r: &Resolved,
     run_jobs: &[&Arc<Job>],
     current: &[RunRecord],
     stored: Option<&DataJobStatus>,
-) -> Vec<Step> {
+    logs_kept: bool,
+    now: DateTime<Utc>,
+) -> Pruning {
     let busy: HashSet<&str> = current
         .iter()
         .filter(|r| !r.state.is_finished())
@@ -477,24 +501,55 @@ fn prune(
         .collect();
     let history = stored.map_or(&[][..], |s| &s.recent_runs);
     let accounted = |name: &str| match history.iter().find(|run| run.name == name) {
-        Some(run) => run.state.is_finished(),
+        Some(run) => {
+            let logs_told = run.logs.is_some()
+                || run
+                    .finish_time
+                    .as_deref()
+                    .and_then(labels::parse_rfc3339)
+                    .is_some_and(|t| {
+                        now - t >= chrono::Duration::seconds(LOGS_WAIT.as_secs() as i64)
+                    });
+            run.state.is_finished() && (!logs_kept || logs_told)
+        }
         None => labels::logical_time_of(&r.name, name)
             .is_some_and(|t| runs::already_ran(stored, name, t)),
     };
-    let prunable: Vec<&Job> = run_jobs
+    let done: Vec<&Job> = run_jobs
         .iter()
         .filter(|j| !busy.contains(j.name_any().as_str()))
-        .filter(|j| accounted(j.name_any().as_str()))
         .map(|j| j.as_ref())
         .collect();
-    cleanup::jobs_beyond_history(&r.name, &prunable, r.history as usize)
+    let pending = cleanup::jobs_beyond_history(&r.name, &done, r.history as usize)
+        .iter()
+        .any(|j| !accounted(j.name_any().as_str()));
+    let prunable: Vec<&Job> = done
+        .into_iter()
+        .filter(|j| accounted(j.name_any().as_str()))
+        .collect();
+    let steps = cleanup::jobs_beyond_history(&r.name, &prunable, r.history as usize)
         .into_iter()
         .map(|job| Step::Prune {
             name: job.name_any(),
             history: r.history,
         })
-        .collect()
+        .collect();
+    Pruning { steps, pending }
 }
+
+/// The prunes of one pass, and whether a Job beyond the history waits to be pruned.
+struct Pruning {
+    steps: Vec<Step>,
+    pending: bool,
+}
+
+/// How soon a pass looks again while a Job beyond the history waits for the stored
+/// status (its outcome, or where its logs went).
+const PRUNE_RECHECK: Duration = Duration::from_secs(3);
+
+/// The longest a finished run's Job is kept waiting for the log archive to say where
+/// its logs went (the archive gives up on a copy well before).
+const LOGS_WAIT: Duration = Duration::from_secs(10 * 60);
 
 /// Writes each finished run's estimated cost from its node group's price, and returns
 /// the cost of the runs estimated now, on that group.

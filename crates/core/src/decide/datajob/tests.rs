@@ -49,7 +49,11 @@ fn datajob(schedule: Option<&str>) -> DataJob {
 }
 
 fn plan_at(dj: &DataJob, o: &Observed, now: &str) -> Plan {
-    let (limits, guards) = (Limits::default(), Guards::default());
+    plan_with(dj, o, now, Guards::default())
+}
+
+fn plan_with(dj: &DataJob, o: &Observed, now: &str, guards: Guards) -> Plan {
+    let limits = Limits::default();
     let settings = Settings {
         limits: &limits,
         guards: &guards,
@@ -591,6 +595,82 @@ fn a_finished_run_that_fell_out_of_a_full_history_is_pruned() {
     );
     let p = plan_at(&dj, &observed(vec![old, newest()]), "2026-12-01T20:30:00Z");
     assert!(!p.steps.iter().any(|s| matches!(s, Step::Prune { .. })));
+}
+
+/// With the log archive on, a finished run's Job stays until the stored status also
+/// says where its logs went: the archive tells it on the Job, which must be there.
+#[test]
+fn with_the_log_archive_on_a_run_is_pruned_once_its_logs_are_accounted_for() {
+    let mut dj = datajob(Some("0 * * * *"));
+    dj.spec.history = Some(0);
+    let job = succeeded(
+        scheduled_job("2026-12-01T01:00:00Z"),
+        "2026-12-01T01:00:01Z",
+        "2026-12-01T01:01:00Z",
+    );
+    let archive = Guards {
+        log_archive: true,
+        ..Guards::default()
+    };
+    let prunes = |p: &Plan| {
+        p.steps
+            .iter()
+            .filter(|s| matches!(s, Step::Prune { .. }))
+            .count()
+    };
+    let first = plan_with(
+        &dj,
+        &observed(vec![job.clone()]),
+        "2026-12-01T01:02:00Z",
+        archive.clone(),
+    );
+    dj.status = first.status.map(|w| w.status);
+    let held = plan_with(
+        &dj,
+        &observed(vec![job.clone()]),
+        "2026-12-01T01:02:05Z",
+        archive.clone(),
+    );
+    assert_eq!(
+        prunes(&held),
+        0,
+        "outcome stored, logs not yet: {:?}",
+        held.steps
+    );
+    assert!(
+        held.requeue.is_some_and(|d| d <= Duration::from_secs(3)),
+        "a Job waiting to be pruned is looked at again soon: {:?}",
+        held.requeue
+    );
+    // Without the archive the same stored outcome is enough.
+    let plain = plan_at(&dj, &observed(vec![job.clone()]), "2026-12-01T01:02:05Z");
+    assert_eq!(prunes(&plain), 1);
+    // The archive marked the Job; once the status holds that, the Job goes.
+    let mut marked = job;
+    marked
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(crate::decide::archive::LOGS.into(), "Archived".into());
+    let told = plan_with(
+        &dj,
+        &observed(vec![marked.clone()]),
+        "2026-12-01T01:02:10Z",
+        archive.clone(),
+    );
+    let stored = told
+        .status
+        .map(|w| w.status)
+        .expect("the logs' outcome is written");
+    assert_eq!(stored.recent_runs[0].logs.as_deref(), Some("Archived"));
+    dj.status = Some(stored);
+    let last = plan_with(
+        &dj,
+        &observed(vec![marked]),
+        "2026-12-01T01:02:15Z",
+        archive,
+    );
+    assert_eq!(prunes(&last), 1);
 }
 
 #[test]

@@ -20,18 +20,21 @@ impl std::fmt::Display for Out {
 
 /// Runs the plugin in namespace `ns` with the test's KUBECONFIG.
 pub async fn plugin(ns: &str, args: &[&str]) -> Out {
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new(super::bin("kubectl-datajob"))
-            .args(args)
-            .args(["-n", ns])
-            .env("NO_COLOR", "1")
-            .stdin(std::process::Stdio::null())
-            .output(),
-    )
-    .await
-    .expect("kubectl-datajob finished within 2 minutes")
-    .expect("run kubectl-datajob");
+    plugin_with(ns, args, &[]).await
+}
+
+/// [`plugin`] with `env` on top of the test's environment.
+pub async fn plugin_with(ns: &str, args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut cmd = tokio::process::Command::new(super::bin("kubectl-datajob"));
+    cmd.args(args)
+        .args(["-n", ns])
+        .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null());
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("kubectl-datajob finished within 2 minutes")
+        .expect("run kubectl-datajob");
     Out {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

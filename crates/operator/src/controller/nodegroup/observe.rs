@@ -163,8 +163,9 @@ fn frees_at(ctx: &NodeGroupContext, pods: &[&Pod]) -> Option<DateTime<Utc>> {
     ends.collect::<Option<Vec<_>>>()?.into_iter().max()
 }
 
-/// The active pods on `node`, read from the API: DataJob's, and everyone else's that
-/// is not a DaemonSet's.
+/// The active pods on `node`, read from the API: DataJob's (and those of its pods
+/// that wait for their logs to be archived), and everyone else's that is not a
+/// DaemonSet's.
 pub(super) async fn live_pods(ctx: &NodeGroupContext, node: &str) -> Result<(usize, usize)> {
     let api: Api<Pod> = Api::all(ctx.base.client.clone());
     let list = api
@@ -174,7 +175,8 @@ pub(super) async fn live_pods(ctx: &NodeGroupContext, node: &str) -> Result<(usi
     let active: Vec<&Pod> = list
         .items
         .iter()
-        .filter(|p| due_runs::active(p))
+        // A finished run pod whose logs are not archived yet holds its node too.
+        .filter(|p| due_runs::active(p) || datajob_core::decide::archive::holds(p))
         .filter(|p| !p.owner_references().iter().any(|o| o.kind == "DaemonSet"))
         .collect();
     let ours = active
