@@ -114,6 +114,7 @@ impl Group {
 pub fn resolve_group(ng: &NodeGroup) -> Result<Group, String> {
     let name = ng.name_any();
     let s = &ng.spec;
+    within_bounds(s)?;
     let shape = node_shape(&s.node)?;
     let price_per_hour = price(s.price_per_hour.as_deref())?;
     let min_size = s.min_size.unwrap_or(0);
@@ -175,6 +176,90 @@ pub fn resolve_group(ng: &NodeGroup) -> Result<Group, String> {
         provider,
         name,
     })
+}
+
+/// The bounds the CRD schema states for a NodeGroup ([`datajob_api::bounds`]), checked
+/// again here so that an object the schema did not judge (an older CRD, a mocked API,
+/// `kubectl datajob plan`) is refused with the field, not read item by item.
+fn within_bounds(s: &datajob_api::nodegroup::NodeGroupSpec) -> Result<(), String> {
+    use datajob_api::bounds;
+    let counts = [
+        (
+            "spec.labels",
+            s.labels.len(),
+            bounds::MAX_NODE_LABELS,
+            "keep the labels runs select nodes by",
+        ),
+        (
+            "spec.taints",
+            s.taints.len(),
+            bounds::MAX_TAINTS,
+            "keep the taints that keep other work off the nodes",
+        ),
+        (
+            "spec.namespaces",
+            s.namespaces.len(),
+            bounds::MAX_NAMESPACES,
+            "leave it empty to serve every namespace, or split the group",
+        ),
+    ];
+    for (field, count, max, fix) in counts {
+        if count > max {
+            return Err(format!(
+                "{field} has {count} items, more than the {max} allowed; {fix}"
+            ));
+        }
+    }
+    let long = |field: String, v: &str, max: usize| {
+        (v.chars().count() > max).then(|| {
+            format!(
+                "{field} is {} characters long, more than the {max} allowed",
+                v.chars().count()
+            )
+        })
+    };
+    let labels = s.labels.iter().flat_map(|(k, v)| {
+        [
+            long(
+                format!("spec.labels key {:?}", cut(k)),
+                k,
+                bounds::MAX_KEY_LEN,
+            ),
+            long(
+                format!("spec.labels[{k:?}]"),
+                v,
+                bounds::MAX_LABEL_VALUE_LEN,
+            ),
+        ]
+    });
+    let namespaces = s.namespaces.iter().enumerate().map(|(i, n)| {
+        long(
+            format!("spec.namespaces[{i}]"),
+            n,
+            bounds::MAX_NAMESPACE_LEN,
+        )
+    });
+    let taints = s.taints.iter().enumerate().flat_map(|(i, t)| {
+        [
+            long(format!("spec.taints[{i}].key"), &t.key, bounds::MAX_KEY_LEN),
+            t.value.as_deref().and_then(|v| {
+                long(
+                    format!("spec.taints[{i}].value"),
+                    v,
+                    bounds::MAX_LABEL_VALUE_LEN,
+                )
+            }),
+        ]
+    });
+    match labels.chain(namespaces).chain(taints).flatten().next() {
+        Some(problem) => Err(problem),
+        None => Ok(()),
+    }
+}
+
+/// The first 40 characters of a key, for a message about a key that is too long.
+fn cut(k: &str) -> String {
+    k.chars().take(40).collect()
 }
 
 /// `spec.node`: the shape of one node.

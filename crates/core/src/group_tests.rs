@@ -98,3 +98,41 @@ fn the_scale_down_settings_parse_with_their_defaults() {
     let again: Vec<Room> = room_status(&g.room).iter().filter_map(room_of).collect();
     assert_eq!(again, g.room);
 }
+
+/// Issue 25 item 5: a NodeGroup past the schema's bounds is refused with the field,
+/// before its lists are read item by item.
+#[test]
+fn a_group_past_its_bounds_is_refused_naming_the_field() {
+    let base = serde_json::json!({"node": {"cpu": 4, "memory": "16Gi"}, "maxSize": 3,
+        "provider": {"static": {}}});
+    let with = |field: &str, v: serde_json::Value| {
+        let mut spec = base.clone();
+        spec[field] = v;
+        resolve_group(&node_group(spec, serde_json::json!({}))).unwrap_err()
+    };
+    let namespaces: Vec<String> = (0..300).map(|i| format!("ns-{i}")).collect();
+    let e = with("namespaces", serde_json::json!(namespaces));
+    assert!(
+        e.starts_with("spec.namespaces has 300 items, more than the 256 allowed"),
+        "{e}"
+    );
+    let labels: serde_json::Map<String, serde_json::Value> = (0..65)
+        .map(|i| (format!("l{i}"), serde_json::json!("v")))
+        .collect();
+    let e = with("labels", serde_json::Value::Object(labels));
+    assert!(e.starts_with("spec.labels has 65 items"), "{e}");
+    let e = with("labels", serde_json::json!({"pool": "x".repeat(64)}));
+    assert!(
+        e.contains("spec.labels[\"pool\"] is 64 characters long, more than the 63 allowed"),
+        "{e}"
+    );
+    let e = with(
+        "taints",
+        serde_json::json!([{"key": "k".repeat(400), "effect": "NoSchedule"}]),
+    );
+    assert!(
+        e.starts_with("spec.taints[0].key is 400 characters long"),
+        "{e}"
+    );
+    assert!(resolve_group(&node_group(base, serde_json::json!({}))).is_ok());
+}

@@ -8,7 +8,7 @@
 //! before T). Same schedules match time for time; an hourly job reading a daily input
 //! gets the day's run once it is due; a daily job reading an hourly input gets the
 //! hour of its own time.
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
@@ -270,22 +270,33 @@ pub fn check_graph(
     problems
 }
 
-/// A path of inputs from `from` to `to` (both included), if there is one.
-fn path_to(graph: &BTreeMap<&str, &[String]>, from: &str, to: &str) -> Option<Vec<String>> {
-    let mut seen = HashSet::new();
-    let mut stack = vec![vec![from.to_string()]];
-    while let Some(path) = stack.pop() {
-        let last = path.last()?.clone();
-        if last == to {
+/// A path of inputs from `from` to `to` (both included), if there is one. Linear in the
+/// graph: each DataJob is visited once, and the path is read back from where each was
+/// reached from (not copied along every branch, which is quadratic on a long chain).
+fn path_to<'a>(
+    graph: &BTreeMap<&'a str, &'a [String]>,
+    from: &'a str,
+    to: &str,
+) -> Option<Vec<String>> {
+    let mut reached_from: HashMap<&'a str, &'a str> = HashMap::new();
+    let mut seen: HashSet<&'a str> = HashSet::from([from]);
+    let mut stack = vec![from];
+    while let Some(node) = stack.pop() {
+        if node == to {
+            let mut path = vec![node.to_string()];
+            let mut at = node;
+            while let Some(&before) = reached_from.get(at) {
+                path.push(before.to_string());
+                at = before;
+            }
+            path.reverse();
             return Some(path);
         }
-        if !seen.insert(last.clone()) {
-            continue;
-        }
-        for next in graph.get(last.as_str()).copied().unwrap_or_default() {
-            let mut p = path.clone();
-            p.push(next.clone());
-            stack.push(p);
+        for next in graph.get(node).copied().unwrap_or_default() {
+            if seen.insert(next.as_str()) {
+                reached_from.insert(next.as_str(), node);
+                stack.push(next.as_str());
+            }
         }
     }
     None
@@ -635,6 +646,30 @@ mod tests {
             decide(t("2026-11-25T04:00:00Z"), &inputs(), &ups(up), now),
             Verdict::UpstreamFailed { .. }
         ));
+    }
+
+    /// Issue 25 item 5: a chain of 20 000 DataJobs that closes into a cycle is found,
+    /// whole, with each DataJob visited once (the path is not copied per step).
+    #[test]
+    fn a_cycle_through_a_long_chain_is_found_whole() {
+        let n = 20_000;
+        let name = |i: usize| format!("dj-{i}");
+        // dj-i reads dj-(i+1); the last reads dj-0, which is the DataJob being checked.
+        let ns: Vec<(String, Vec<String>)> =
+            (1..n).map(|i| (name(i), vec![name((i + 1) % n)])).collect();
+        let p = check_graph(&name(0), "ns", &[name(1)], &ns);
+        assert_eq!(p.len(), 1, "{p:?}");
+        let said = p[0].to_string();
+        assert!(
+            said.contains("makes a cycle: dj-0 → dj-1 → dj-2 → "),
+            "{}",
+            &said[..200]
+        );
+        assert_eq!(
+            said.matches(" → ").count(),
+            n,
+            "every DataJob of the cycle is named once"
+        );
     }
 
     #[test]
