@@ -137,24 +137,49 @@ impl Store {
         }
     }
 
+    /// Sends one request for `op` on `key`; `Ok(None)` for a 404, an error for any other
+    /// answer that is not a success.
+    async fn send(
+        &self,
+        op: &'static str,
+        key: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Option<reqwest::Response>, StoreError> {
+        let r = request
+            .send()
+            .await
+            .map_err(|e| self.unreachable(op, key, e))?;
+        if r.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !r.status().is_success() {
+            return Err(self.refused(op, key, r).await);
+        }
+        Ok(Some(r))
+    }
+
     /// Writes one object whole: a copy made again replaces it, never appends to it.
     pub async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
         let url = self
             .bucket
             .put_object(Some(&self.credentials), key)
             .sign(SIGNED_FOR);
-        let r = self
+        let request = self
             .http
             .put(url)
             .header("content-type", "text/plain; charset=utf-8")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| self.unreachable("PUT", key, e))?;
-        if !r.status().is_success() {
-            return Err(self.refused("PUT", key, r).await);
+            .body(body);
+        match self.send("PUT", key, request).await? {
+            Some(_) => Ok(()),
+            // The bucket is not there: say so as the refusal it is.
+            None => Err(StoreError::Refused {
+                endpoint: self.settings.endpoint.clone(),
+                op: "PUT",
+                key: key.to_string(),
+                status: 404,
+                body: format!("no bucket {:?}: create it first", self.settings.bucket),
+            }),
         }
-        Ok(())
     }
 
     /// Reads one object; `None` when there is none.
@@ -163,18 +188,9 @@ impl Store {
             .bucket
             .get_object(Some(&self.credentials), key)
             .sign(SIGNED_FOR);
-        let r = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| self.unreachable("GET", key, e))?;
-        if r.status() == reqwest::StatusCode::NOT_FOUND {
+        let Some(r) = self.send("GET", key, self.http.get(url)).await? else {
             return Ok(None);
-        }
-        if !r.status().is_success() {
-            return Err(self.refused("GET", key, r).await);
-        }
+        };
         let bytes = r
             .bytes()
             .await
@@ -182,20 +198,13 @@ impl Store {
         Ok(Some(bytes.to_vec()))
     }
 
+    /// Deletes one object; one that is not there is already deleted.
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let url = self
             .bucket
             .delete_object(Some(&self.credentials), key)
             .sign(SIGNED_FOR);
-        let r = self
-            .http
-            .delete(url)
-            .send()
-            .await
-            .map_err(|e| self.unreachable("DELETE", key, e))?;
-        if !r.status().is_success() && r.status() != reqwest::StatusCode::NOT_FOUND {
-            return Err(self.refused("DELETE", key, r).await);
-        }
+        self.send("DELETE", key, self.http.delete(url)).await?;
         Ok(())
     }
 
@@ -210,15 +219,12 @@ impl Store {
                 action.with_continuation_token(t.clone());
             }
             let url = action.sign(SIGNED_FOR);
-            let r = self
-                .http
-                .get(url)
-                .send()
-                .await
-                .map_err(|e| self.unreachable("LIST", prefix, e))?;
-            if !r.status().is_success() {
-                return Err(self.refused("LIST", prefix, r).await);
-            }
+            let Some(r) = self.send("LIST", prefix, self.http.get(url)).await? else {
+                return Err(StoreError::Listing {
+                    endpoint: self.settings.endpoint.clone(),
+                    reason: format!("no bucket {:?}", self.settings.bucket),
+                });
+            };
             let text = r
                 .text()
                 .await

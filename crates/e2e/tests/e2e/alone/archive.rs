@@ -20,7 +20,7 @@ use common::{client, wait_for, wait_for_object};
 use datajob_api::{DataJob, RunRecord, RunState};
 use datajob_core::labels::NAME;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -150,16 +150,6 @@ fn run_spec(image: &str, script: &str) -> Value {
     })
 }
 
-async fn create(api: &Api<DataJob>, name: &str, spec: Value) {
-    let dj: DataJob = common::from_json(json!({
-        "apiVersion": "datajob.dev/v1alpha1", "kind": "DataJob",
-        "metadata": {"name": name}, "spec": spec,
-    }));
-    api.create(&PostParams::default(), &dj)
-        .await
-        .expect("create DataJob");
-}
-
 async fn pods_of(pods: &Api<Pod>, datajob: &str) -> Vec<Pod> {
     pods.list(&ListParams::default().labels(&format!("{NAME}={datajob}")))
         .await
@@ -250,10 +240,22 @@ async fn a_runs_logs_outlive_its_pod_and_an_archive_that_hangs_holds_no_pod_past
 
     // 1. A run's real output, read from the archive once its pod is gone.
     let hello = "echo logical-time=$DATAJOB_LOGICAL_TIME; echo run-id=$DATAJOB_RUN_ID; echo hello from the real node";
-    create(&api, "hello", run_spec(&node.image_nonroot, hello)).await;
+    common::datajob(
+        &client,
+        ns.name(),
+        "hello",
+        run_spec(&node.image_nonroot, hello),
+    )
+    .await;
     // 2. A log longer than the bound (4 KiB): its tail, after a line that says so.
     let big = "i=1; while [ $i -le 300 ]; do echo \"line $i of a long log, padded to about thirty bytes\"; i=$((i+1)); done";
-    create(&api, "big", run_spec(&node.image_nonroot, big)).await;
+    common::datajob(
+        &client,
+        ns.name(),
+        "big",
+        run_spec(&node.image_nonroot, big),
+    )
+    .await;
     let run = gone_with_logs(&api, &pods, "hello", Duration::from_secs(120)).await;
     assert_eq!(run.state, RunState::Succeeded);
     assert_eq!(run.logs.as_deref(), Some("Archived"));
@@ -311,7 +313,13 @@ async fn a_runs_logs_outlive_its_pod_and_an_archive_that_hangs_holds_no_pod_past
     // waits (its finalizer) for the next operator, which copies every line once.
     s3.signal("STOP");
     let lines = "i=1; while [ $i -le 50 ]; do echo \"restart line $i\"; i=$((i+1)); done";
-    create(&api, "restart", run_spec(&node.image_nonroot, lines)).await;
+    common::datajob(
+        &client,
+        ns.name(),
+        "restart",
+        run_spec(&node.image_nonroot, lines),
+    )
+    .await;
     pod_finished(&pods, "restart").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     first.kill().await;
@@ -333,8 +341,9 @@ async fn a_runs_logs_outlive_its_pod_and_an_archive_that_hangs_holds_no_pod_past
     // 4. A store that does not answer holds a stopped pod at most the bound (plus one
     // request's timeout), and the run says its logs were not kept.
     s3.signal("STOP");
-    create(
-        &api,
+    common::datajob(
+        &client,
+        ns.name(),
         "hangs",
         run_spec(&node.image_nonroot, "echo nobody keeps this"),
     )
