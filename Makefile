@@ -94,6 +94,10 @@ bench: ## scaling benchmark: schedule-aware, fixed-wait, simulated Karpenter-lik
 bench-backfill: ## the Backfill planner: 50 Backfills x 10 000 times, time per pass, times looked at, heap (seconds; no cluster)
 	cargo bench -p datajob-core --bench backfill
 
+.PHONY: bench-webhook
+bench-webhook: ## the webhook under 200 large reviews at once: answers, heap peak, /readyz latency (seconds; no cluster)
+	cargo bench -p datajob-operator --bench webhook_load
+
 .PHONY: bench-scale
 bench-scale: ## N DataJobs beside N CronJobs: creation and status lag, misses, operator memory and CPU (long; not in make test)
 	bash e2e/bench/scale.sh

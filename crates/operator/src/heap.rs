@@ -94,7 +94,7 @@ unsafe impl GlobalAlloc for Counting {
 
 /// The heap in use and its high-water mark, in bytes; `None` unless [`Counting`] is the
 /// process's allocator.
-pub(crate) fn usage() -> Option<(usize, usize)> {
+pub fn usage() -> Option<(usize, usize)> {
     COUNTERS.usage()
 }
 
