@@ -126,9 +126,9 @@ async fn run(config: Config) -> Result<()> {
     };
     let webhook_settings = config.webhook()?;
     let secure_metrics = config.secure_metrics()?;
-    controller::archive::Archive::announce(
-        controller::archive::Archive::from_config(&config)?.as_ref(),
-    );
+    // Checked once, at start: a half-given archive stops the operator with the fix.
+    let archive = controller::archive::Archive::from_config(&config)?;
+    controller::archive::Archive::announce(archive.as_ref());
     let client = Client::try_default()
         .await
         .map_err(|e| Error::Config(format!("cannot reach the cluster: {e}")))?;
@@ -186,7 +186,7 @@ async fn run(config: Config) -> Result<()> {
         })
     });
     let ctx = Context::new(client, metrics.clone(), config.limits(), config.guards());
-    let lost_lease = lead(leadership.as_mut(), ctx, &config, shared, stop_rx).await;
+    let lost_lease = lead(leadership.as_mut(), ctx, &config, shared, archive, stop_rx).await;
     // Controllers have stopped: only now may another replica act.
     if let Some(l) = leadership {
         l.release().await;
@@ -298,6 +298,7 @@ async fn lead(
     ctx: Context,
     config: &Config,
     shared: Shared,
+    archive: Option<controller::archive::Archive>,
     stop: watch::Receiver<bool>,
 ) -> bool {
     let leads = match &mut leadership {
@@ -328,7 +329,7 @@ async fn lead(
         }
     };
     tokio::pin!(lost);
-    let controllers = run_controllers(ctx, config, shared, act_rx);
+    let controllers = run_controllers(ctx, config, shared, archive, act_rx);
     tokio::pin!(controllers);
     tokio::select! {
         _ = &mut controllers => false,
@@ -429,6 +430,7 @@ async fn run_controllers(
     ctx: Context,
     config: &Config,
     shared: Shared,
+    archive: Option<controller::archive::Archive>,
     act: watch::Receiver<bool>,
 ) {
     let Shared {
@@ -534,10 +536,6 @@ async fn run_controllers(
         },
         stopped(act.clone()),
     );
-    // Checked at start (`run`): an error here cannot be new.
-    let archive = controller::archive::Archive::from_config(config)
-        .ok()
-        .flatten();
     let archive = controller::archive::run(
         ctx.clone(),
         archive,

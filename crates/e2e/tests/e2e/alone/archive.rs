@@ -88,32 +88,31 @@ impl S3 {
     /// Freezes (SIGSTOP) or thaws (SIGCONT) the server: frozen, it accepts connections
     /// and answers nothing, as a store that hangs.
     fn signal(&self, sig: &str) {
-        let pid = std::fs::read_to_string(self.dir.join("versitygw.pid"))
-            .expect("e2e/s3.sh keeps the server's pid");
-        let ok = std::process::Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(pid.trim())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "kill -{sig} {pid}");
+        assert!(
+            self.send(sig),
+            "kill -{sig} the server of {}",
+            self.dir.display()
+        );
+    }
+
+    /// `kill -SIG` to the server (its pid from e2e/s3.sh's state); whether it was sent.
+    fn send(&self, sig: &str) -> bool {
+        std::fs::read_to_string(self.dir.join("versitygw.pid")).is_ok_and(|pid| {
+            std::process::Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(pid.trim())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
     }
 }
 
 impl Drop for S3 {
     fn drop(&mut self) {
-        self.signal_quietly();
+        // Thawed first, so that `down` can stop it.
+        self.send("CONT");
         let _ = S3::script(&self.dir, "down");
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl S3 {
-    fn signal_quietly(&self) {
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("versitygw.pid")) {
-            let _ = std::process::Command::new("kill")
-                .args(["-CONT", pid.trim()])
-                .status();
-        }
     }
 }
 
